@@ -1,0 +1,250 @@
+-- mod_log_ringbuffer: keep the newest log lines in memory, write them to a file on demand.
+--
+-- The ring, the formatting and the dump writing live in the native library
+-- (log_ringbuffer_native); this file registers the "ringbuffer" sink type, hooks the
+-- configured events and logs what the native side reports.
+
+module:set_global();
+
+local loggingmanager = require "core.loggingmanager";
+local configmanager = require "core.configmanager";
+local format = require "util.format".format;
+
+local native_name = "log_ringbuffer_native";
+
+-- Accepted for compatibility with the Lua module; dumps are no longer written in chunks.
+module:get_option_number("log_ringbuffer_chunk_size", 16384);
+
+-- The native library sits beside this file (plugin folder), in the luarocks tree this file was
+-- installed into (Prosody does not add that tree's lib/ to package.cpath), or on package.cpath.
+local function load_native()
+	if package.loaded[native_name] then
+		return package.loaded[native_name];
+	end
+	local dir = module:get_directory();
+	local lua_version = _VERSION:match("%d+%.%d+");
+	local problems = {};
+	for _, path in ipairs({
+		dir .. "/" .. native_name .. ".so";
+		dir .. "/../../../lib/lua/" .. lua_version .. "/" .. native_name .. ".so";
+	}) do
+		local open, err, stage = package.loadlib(path, "luaopen_" .. native_name);
+		if open then
+			local lib = open();
+			package.loaded[native_name] = lib;
+			return lib;
+		elseif stage ~= "open" or not err:find("No such file", 1, true) then
+			table.insert(problems, err);
+		end
+	end
+	local ok, lib = pcall(require, native_name);
+	if ok then
+		return lib;
+	end
+	table.insert(problems, lib);
+	error("cannot load the native library " .. native_name .. ".so: " .. table.concat(problems, "; "));
+end
+
+local native = load_native();
+
+-- Sinks attached to Prosody's logger, in the order the logging config lists them.
+-- Each record: { handle = native handle, sink = function, key = options key, events = {...} }.
+local live = {};
+-- The logging reload in progress: Prosody calls the maker once per ringbuffer entry.
+local pass;
+-- Event name -> records it dumps.
+local by_event = {};
+local report_timer;
+
+local function log_reports()
+	for _, report in ipairs(native.take_reports()) do
+		module:log(report.level, "%s", report.text);
+	end
+end
+
+local function dump(record, reason)
+	local ok, result, lines = record.handle:dump();
+	if ok then
+		module:log("info", "Dumped %d buffered lines to %s (%s)", lines, result, reason);
+	else
+		module:log("error", "%s", result);
+	end
+end
+
+local function on_event(event_name)
+	return function ()
+		for _, record in ipairs(by_event[event_name]) do
+			dump(record, event_name);
+		end
+	end
+end
+
+local function start_reports()
+	if report_timer then return; end
+	report_timer = module:add_timer(1, function ()
+		log_reports();
+		return 1;
+	end);
+end
+
+local function arm(record)
+	for _, event_name in ipairs(record.handle:events()) do
+		if not by_event[event_name] then
+			by_event[event_name] = {};
+			module:hook_global(event_name, on_event(event_name));
+		end
+		table.insert(by_event[event_name], record);
+	end
+	for _, problem in ipairs(record.handle:arm()) do
+		module:log("error", "%s", problem);
+	end
+	if record.handle:has_native_triggers() then
+		start_reports();
+	end
+end
+
+local function disarm(record)
+	for _, records in pairs(by_event) do
+		for i = #records, 1, -1 do
+			if records[i] == record then
+				table.remove(records, i);
+			end
+		end
+	end
+	record.handle:disarm();
+end
+
+-- How many times Prosody will call the maker in one logging reload (see apply_sink_rules).
+local function configured_sink_count()
+	local log = configmanager.get("*", "log");
+	if type(log) == "string" then
+		return log == "*ringbuffer" and 1 or 0;
+	elseif type(log) ~= "table" then
+		return 0;
+	end
+	local count = 0;
+	for _, level in ipairs({ "debug", "info", "warn", "error" }) do
+		if log[level] == "*ringbuffer" then count = count + 1; end
+	end
+	for _, entry in ipairs(log) do
+		if entry == "*ringbuffer" or (type(entry) == "table" and entry.to == "ringbuffer") then
+			count = count + 1;
+		end
+	end
+	return count;
+end
+
+-- `level = "info"` is ours to honour (Prosody reads `levels` after the maker returns).
+local levels_set_here = setmetatable({}, { __mode = "k" });
+local function apply_min_level(sink_config, min_level)
+	if not min_level then return; end
+	if sink_config.levels and not levels_set_here[sink_config] then
+		module:log("warn", "Option 'level' is ignored for a ringbuffer sink that also sets 'levels'");
+		return;
+	end
+	sink_config.levels = { min = min_level };
+	levels_set_here[sink_config] = true;
+end
+
+local function new_record(sink_config, handle, sink, problems)
+	for _, problem in ipairs(problems) do
+		module:log(problem.level, "ringbuffer sink: %s", problem.text);
+	end
+	local record = { handle = handle, sink = sink, key = handle:key() };
+	if #record.handle:events() == 0 and not handle:has_native_triggers() then
+		module:log("warn", "A ringbuffer sink has no 'signal' or 'event' option: nothing will dump it");
+	end
+	arm(record);
+	return record;
+end
+
+local function finish_pass()
+	local kept = {};
+	for _, record in ipairs(pass.claimed) do
+		kept[record] = true;
+	end
+	for _, record in ipairs(pass.previous) do
+		if not kept[record] then
+			disarm(record);
+		end
+	end
+	live = pass.claimed;
+end
+
+local function ringbuffer_sink_maker(sink_config)
+	if not pass or #pass.claimed >= pass.expected then
+		pass = { expected = math.max(configured_sink_count(), 1), claimed = {}, previous = live };
+	end
+	local handle, sink, problems = native.new_sink(sink_config, prosody.paths, format, tostring);
+	apply_min_level(sink_config, handle:min_level());
+
+	-- Same options as a sink of the previous configuration: keep its buffer and triggers.
+	local record;
+	local claimed = {};
+	for _, r in ipairs(pass.claimed) do claimed[r] = true; end
+	for _, old in ipairs(pass.previous) do
+		if old.key == handle:key() and not claimed[old] then
+			record = old;
+			break;
+		end
+	end
+	record = record or new_record(sink_config, handle, sink, problems);
+	table.insert(pass.claimed, record);
+	if #pass.claimed >= pass.expected then
+		finish_pass();
+	end
+	return record.sink;
+end
+
+loggingmanager.register_sink_type("ringbuffer", ringbuffer_sink_maker);
+
+-- A module reload keeps the buffers (the logger still holds the old sink functions).
+function module.save()
+	return { live = live, pass = pass };
+end
+
+function module.restore(data)
+	live, pass = data.live or {}, data.pass;
+	for _, record in ipairs(live) do
+		arm(record);
+	end
+end
+
+function module.unload()
+	log_reports();
+	for _, record in ipairs(live) do
+		record.handle:disarm();
+	end
+end
+
+-- Admin shell: ringbuffer:dump() dumps every ringbuffer sink now, ringbuffer:status() shows them.
+local shell_env = module:shared("/*/admin_shell/env");
+shell_env.ringbuffer = {};
+
+function shell_env.ringbuffer:dump() -- luacheck: ignore 212/self
+	local written, failed = {}, {};
+	for _, record in ipairs(live) do
+		local ok, result, lines = record.handle:dump();
+		if ok then
+			table.insert(written, ("%d lines to %s"):format(lines, result));
+		else
+			table.insert(failed, result);
+			module:log("error", "%s", result);
+		end
+	end
+	if #live == 0 then
+		return false, "No ringbuffer sinks are configured";
+	elseif #failed > 0 then
+		return false, table.concat(failed, "\n");
+	end
+	return true, "Dumped " .. table.concat(written, ", ");
+end
+
+function shell_env.ringbuffer:status() -- luacheck: ignore 212/self
+	local out = {};
+	for i, record in ipairs(live) do
+		local lines, bytes = record.handle:usage();
+		table.insert(out, ("#%d: %d lines, %d bytes buffered"):format(i, lines, bytes));
+	end
+	return true, #out > 0 and table.concat(out, "\n") or "No ringbuffer sinks are configured";
+end

@@ -1,0 +1,437 @@
+//! Message formatting: Prosody's `util.format.format` rules, restated in Rust.
+//!
+//! `util.format` wraps `string.format` so that bad arguments never raise and cannot spoof log lines.
+//! The common cases (plain `%s`, `%d`, `%i`, `%g`, `nil`, extra arguments) are done here without
+//! touching Lua. Everything whose exact output depends on Lua itself (`__tostring`, `%q`
+//! serialisation, invalid UTF-8, widths and precisions, `string.format` errors) is delegated to
+//! the caller through [`Args`], which calls Prosody's own `util.format` for that one conversion.
+//! `util.format` treats every conversion independently, so the delegated pieces compose into
+//! exactly the string Prosody would produce.
+
+use std::ffi::CString;
+
+/// One log call argument, as seen without calling into Lua.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Arg<'a> {
+    Nil,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(&'a [u8]),
+    /// Tables, userdata, functions, threads: only Lua knows how to `tostring` them.
+    Other,
+}
+
+/// Why a message could not be formatted the way `util.format` would.
+pub type FormatError = String;
+
+/// Access to the arguments of one log call, and to Lua for the rare cases.
+pub trait Args<'a> {
+    fn count(&self) -> usize;
+    /// Argument `i` (0-based, counting after the format string).
+    fn get(&self, i: usize) -> Arg<'a>;
+    /// Appends `util.format(spec, arg i)`.
+    fn lua_format(&mut self, spec: &[u8], i: usize, out: &mut Vec<u8>) -> Result<(), FormatError>;
+    /// Appends `tostring(arg i)`, unsanitised.
+    fn lua_tostring(&mut self, i: usize, out: &mut Vec<u8>) -> Result<(), FormatError>;
+    /// Appends `util.format("%s", text)` for text that is not valid UTF-8 (Prosody serialises it).
+    fn lua_quote(&mut self, text: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError>;
+}
+
+/// The conversion letters `util.format`'s pattern recognises (`%%[^...]*[...]`).
+fn is_conversion(b: u8) -> bool {
+    b"cdiouxXaAeEfgGpqs%".contains(&b)
+}
+
+/// True if `util.format` would look closer at this string (control or non-ASCII bytes).
+fn needs_care(s: &[u8]) -> bool {
+    s.iter().any(|&b| b < 0x20 || b >= 0x80)
+}
+
+/// Appends `s` with control characters made visible and every newline followed by a tab,
+/// as `util.format` does for valid UTF-8: `gsub("[%z\1-\8\11-\31\127]", pictures)` then
+/// `gsub("\n\t?", "\n\t")`.
+pub fn sanitize_into(s: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        match b {
+            b'\n' => {
+                out.extend_from_slice(b"\n\t");
+                if s.get(i + 1) == Some(&b'\t') {
+                    i += 1;
+                }
+            }
+            0x00..=0x08 | 0x0b..=0x1f => out.extend_from_slice(&[0xe2, 0x90, 0x80 + b]),
+            0x7f => out.extend_from_slice(&[0xe2, 0x90, 0xa1]),
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+}
+
+/// Appends a string the way `util.format` treats a string under `%s`: untouched if plain
+/// ASCII, sanitised if valid UTF-8, serialised by Prosody (through Lua) otherwise.
+pub fn string_field<'a>(
+    s: &[u8],
+    args: &mut dyn Args<'a>,
+    out: &mut Vec<u8>,
+) -> Result<(), FormatError> {
+    if !needs_care(s) {
+        out.extend_from_slice(s);
+    } else if std::str::from_utf8(s).is_ok() {
+        sanitize_into(s, out);
+    } else {
+        args.lua_quote(s, out)?;
+    }
+    Ok(())
+}
+
+/// Lua 5.4 `tostring` of a number: `%d` for integers, `%.14g` for floats, plus `.0` when the
+/// float text looks like an integer.
+pub fn push_float(n: f64, out: &mut Vec<u8>) {
+    let start = out.len();
+    c_format_float(b"%.14g\0", n, out);
+    if out[start..].iter().all(|b| b"-0123456789".contains(b)) {
+        out.extend_from_slice(b".0");
+    }
+}
+
+pub fn push_int(n: i64, out: &mut Vec<u8>) {
+    out.extend_from_slice(n.to_string().as_bytes());
+}
+
+/// `string.format("%g", n)`: C's printf, so every digit matches Lua's.
+fn push_g(n: f64, out: &mut Vec<u8>) {
+    c_format_float(b"%g\0", n, out);
+}
+
+fn c_format_float(fmt: &[u8], n: f64, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 64];
+    // SAFETY: fmt is NUL-terminated and takes exactly one double; %g and %.14g fit in 64 bytes.
+    let written =
+        unsafe { libc::snprintf(buf.as_mut_ptr().cast(), buf.len(), fmt.as_ptr().cast(), n) };
+    let written = usize::try_from(written).unwrap_or(0).min(buf.len() - 1);
+    out.extend_from_slice(&buf[..written]);
+}
+
+/// `tostring(arg)` for the argument kinds Rust can see; `None` for those only Lua can print.
+fn plain_tostring(arg: Arg<'_>, out: &mut Vec<u8>) -> bool {
+    match arg {
+        Arg::Nil => out.extend_from_slice(b"nil"),
+        Arg::Bool(true) => out.extend_from_slice(b"true"),
+        Arg::Bool(false) => out.extend_from_slice(b"false"),
+        Arg::Int(n) => push_int(n, out),
+        Arg::Float(n) => push_float(n, out),
+        Arg::Str(s) => out.extend_from_slice(s),
+        Arg::Other => return false,
+    }
+    true
+}
+
+/// Appends `util.format(fmt, args...)`.
+pub fn format_message<'a>(
+    fmt: &[u8],
+    args: &mut dyn Args<'a>,
+    out: &mut Vec<u8>,
+) -> Result<(), FormatError> {
+    let mut next_arg = 0;
+    let mut i = 0;
+    while i < fmt.len() {
+        let Some(pct) = fmt[i..].iter().position(|&b| b == b'%') else {
+            out.extend_from_slice(&fmt[i..]);
+            break;
+        };
+        out.extend_from_slice(&fmt[i..i + pct]);
+        let start = i + pct;
+        let Some(len) = fmt[start + 1..].iter().position(|&b| is_conversion(b)) else {
+            // A '%' that starts no conversion: string.format rejects the whole format.
+            return Err("invalid conversion at end of format string".into());
+        };
+        let spec = &fmt[start..start + len + 2];
+        i = start + len + 2;
+        if spec == b"%%" {
+            out.push(b'%');
+            continue;
+        }
+        let arg_index = next_arg;
+        next_arg += 1;
+        format_conversion(spec, arg_index, args, out)?;
+    }
+    for extra in next_arg..args.count() {
+        out.extend_from_slice(b" [");
+        let arg = args.get(extra);
+        match arg {
+            Arg::Nil => out.extend_from_slice(b"(nil)"),
+            Arg::Str(s) if !needs_care(s) => out.extend_from_slice(s),
+            _ => {
+                let mut text = Vec::new();
+                if !plain_tostring(arg, &mut text) {
+                    args.lua_tostring(extra, &mut text)?;
+                }
+                sanitize_into(&text, out);
+            }
+        }
+        out.push(b']');
+    }
+    Ok(())
+}
+
+/// One conversion, natively when the result is certain, through Lua otherwise.
+fn format_conversion<'a>(
+    spec: &[u8],
+    index: usize,
+    args: &mut dyn Args<'a>,
+    out: &mut Vec<u8>,
+) -> Result<(), FormatError> {
+    let arg = if index < args.count() {
+        args.get(index)
+    } else {
+        Arg::Nil
+    };
+    let plain = spec.len() == 2;
+    let conversion = spec[spec.len() - 1];
+    match (arg, plain, conversion) {
+        (Arg::Nil, _, _) => out.extend_from_slice(b"(nil)"),
+        (Arg::Str(s), true, b's') => return string_field(s, args, out),
+        (Arg::Int(_) | Arg::Float(_) | Arg::Bool(_), true, b's') => {
+            plain_tostring(arg, out);
+        }
+        (Arg::Int(n), true, b'd' | b'i') => push_int(n, out),
+        (Arg::Int(n), true, b'g') => push_g(n as f64, out),
+        (Arg::Float(n), true, b'g') => push_g(n, out),
+        // A number conversion given something else prints "[tostring(arg)]".
+        (Arg::Float(_) | Arg::Bool(_), true, b'd' | b'i' | b'g') => {
+            out.push(b'[');
+            plain_tostring(arg, out);
+            out.push(b']');
+        }
+        (Arg::Str(s), true, b'd' | b'i' | b'g') if std::str::from_utf8(s).is_ok() => {
+            out.push(b'[');
+            sanitize_into(s, out);
+            out.push(b']');
+        }
+        _ => return args.lua_format(spec, index, out),
+    }
+    Ok(())
+}
+
+/// A strftime format as Lua's `os.date` accepts it, checked once when the sink is made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DateFormat {
+    format: CString,
+    utc: bool,
+}
+
+/// The conversions Lua 5.4's `os.date` allows (LUA_STRFTIMEOPTIONS for C99).
+const DATE_OPTIONS_1: &[u8] = b"aAbBcCdDeFgGhHIjmMnprRStTuUVwWxXyYzZ%";
+const DATE_OPTIONS_2: &[&[u8]] = &[
+    b"Ec", b"EC", b"Ex", b"EX", b"Ey", b"EY", b"Od", b"Oe", b"OH", b"OI", b"Om", b"OM", b"OS",
+    b"Ou", b"OU", b"OV", b"Ow", b"OW", b"Oy",
+];
+
+impl DateFormat {
+    /// Parses an `os.date` format; `!` at the start means UTC, as in Lua.
+    pub fn new(format: &str) -> Result<Self, String> {
+        let (utc, body) = match format.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, format),
+        };
+        if body.starts_with("*t") {
+            return Err("'*t' makes os.date return a table, not text".into());
+        }
+        let bytes = body.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let one = bytes.get(i + 1).copied();
+                let two = bytes.get(i + 1..i + 3);
+                if one.is_some_and(|c| DATE_OPTIONS_1.contains(&c)) {
+                    i += 2;
+                    continue;
+                }
+                if two.is_some_and(|t| DATE_OPTIONS_2.contains(&t)) {
+                    i += 3;
+                    continue;
+                }
+                let shown =
+                    String::from_utf8_lossy(&bytes[i..(i + 2).min(bytes.len())]).into_owned();
+                return Err(format!("invalid conversion specifier '{shown}'"));
+            }
+            i += 1;
+        }
+        let format = CString::new(body).map_err(|_| "contains a NUL byte".to_string())?;
+        Ok(DateFormat { format, utc })
+    }
+
+    /// `os.date(format, time)`, appended to `out`.
+    pub fn render(&self, time: i64, out: &mut Vec<u8>) {
+        if self.format.as_bytes().is_empty() {
+            return;
+        }
+        // SAFETY: tm is plain data filled by the libc call; strftime writes at most buf.len().
+        unsafe {
+            let mut tm: libc::tm = std::mem::zeroed();
+            let t: libc::time_t = time as libc::time_t;
+            let ok = if self.utc {
+                !libc::gmtime_r(&t, &mut tm).is_null()
+            } else {
+                !libc::localtime_r(&t, &mut tm).is_null()
+            };
+            if !ok {
+                return;
+            }
+            let mut size = 256;
+            loop {
+                let mut buf = vec![0u8; size];
+                let n = libc::strftime(buf.as_mut_ptr().cast(), size, self.format.as_ptr(), &tm);
+                // 0 means "did not fit" (or an empty result); retry larger, like Lua's buffer.
+                if n > 0 || size >= 64 * 1024 {
+                    out.extend_from_slice(&buf[..n]);
+                    return;
+                }
+                size *= 4;
+            }
+        }
+    }
+}
+
+/// The current time in whole seconds, as `os.time()`/`os.date()` see it.
+pub fn now_seconds() -> i64 {
+    // SAFETY: clock_gettime only writes the timespec.
+    unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        if libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) == 0 {
+            ts.tv_sec as i64
+        } else {
+            libc::time(std::ptr::null_mut()) as i64
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Arguments without Lua: records which cases were delegated.
+    struct Plain<'a> {
+        args: Vec<Arg<'a>>,
+        delegated: Vec<String>,
+    }
+
+    impl<'a> Args<'a> for Plain<'a> {
+        fn count(&self) -> usize {
+            self.args.len()
+        }
+        fn get(&self, i: usize) -> Arg<'a> {
+            self.args[i]
+        }
+        fn lua_format(
+            &mut self,
+            spec: &[u8],
+            i: usize,
+            out: &mut Vec<u8>,
+        ) -> Result<(), FormatError> {
+            self.delegated
+                .push(format!("format {} {}", String::from_utf8_lossy(spec), i));
+            out.extend_from_slice(b"<lua>");
+            Ok(())
+        }
+        fn lua_tostring(&mut self, i: usize, out: &mut Vec<u8>) -> Result<(), FormatError> {
+            self.delegated.push(format!("tostring {i}"));
+            out.extend_from_slice(b"table: 0x1\n");
+            Ok(())
+        }
+        fn lua_quote(&mut self, _text: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
+            self.delegated.push("quote".into());
+            out.extend_from_slice(b"\"q\"");
+            Ok(())
+        }
+    }
+
+    fn fmt(f: &str, args: Vec<Arg<'_>>) -> (String, Vec<String>) {
+        let mut plain = Plain {
+            args,
+            delegated: vec![],
+        };
+        let mut out = Vec::new();
+        format_message(f.as_bytes(), &mut plain, &mut out).expect("format");
+        (String::from_utf8(out).expect("utf8"), plain.delegated)
+    }
+
+    #[test]
+    fn plain_conversions_stay_native() {
+        let (s, d) = fmt(
+            "a %s b %d c %g %%",
+            vec![Arg::Str(b"x"), Arg::Int(-5), Arg::Float(0.5)],
+        );
+        assert_eq!(s, "a x b -5 c 0.5 %");
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn missing_and_extra_arguments() {
+        assert_eq!(fmt("%s and %d", vec![]).0, "(nil) and (nil)");
+        let (s, _) = fmt(
+            "x",
+            vec![Arg::Nil, Arg::Int(3), Arg::Bool(true), Arg::Str(b"a\nb")],
+        );
+        assert_eq!(s, "x [(nil)] [3] [true] [a\n\tb]");
+    }
+
+    #[test]
+    fn numbers_under_wrong_conversions_are_bracketed() {
+        assert_eq!(fmt("%d", vec![Arg::Float(1.5)]).0, "[1.5]");
+        assert_eq!(fmt("%d", vec![Arg::Float(3.0)]).0, "[3.0]");
+        assert_eq!(fmt("%d", vec![Arg::Bool(false)]).0, "[false]");
+        assert_eq!(fmt("%d", vec![Arg::Str(b"12")]).0, "[12]");
+        assert_eq!(fmt("%s", vec![Arg::Float(1e15)]).0, "1e+15");
+        assert_eq!(fmt("%s", vec![Arg::Float(2.0)]).0, "2.0");
+        assert_eq!(fmt("%s", vec![Arg::Float(f64::INFINITY)]).0, "inf");
+    }
+
+    #[test]
+    fn control_characters_become_pictures() {
+        let (s, _) = fmt("%s", vec![Arg::Str(b"a\x00b\x1b[31m\x7f\n\tc\n")]);
+        assert_eq!(s, "a\u{2400}b\u{241b}[31m\u{2421}\n\tc\n\t");
+        // DEL alone is not looked at (util.format's quick check skips it).
+        assert_eq!(fmt("%s", vec![Arg::Str(b"a\x7f")]).0, "a\x7f");
+    }
+
+    #[test]
+    fn lua_only_cases_are_delegated() {
+        let (s, d) = fmt(
+            "%5s %q %x %s",
+            vec![Arg::Str(b"a"), Arg::Str(b"b"), Arg::Int(1), Arg::Other],
+        );
+        assert_eq!(s, "<lua> <lua> <lua> <lua>");
+        assert_eq!(d.len(), 4);
+        let (s, d) = fmt("%s", vec![Arg::Str(b"\xff")]);
+        assert_eq!((s.as_str(), d), ("\"q\"", vec!["quote".to_string()]));
+        let (s, _) = fmt("", vec![Arg::Other]);
+        assert_eq!(s, " [table: 0x1\n\t]");
+    }
+
+    #[test]
+    fn dangling_percent_is_an_error() {
+        let mut plain = Plain {
+            args: vec![],
+            delegated: vec![],
+        };
+        assert!(format_message(b"100%", &mut plain, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn date_formats_are_checked_like_os_date() {
+        assert!(DateFormat::new("%b %d %H:%M:%S ").is_ok());
+        assert!(DateFormat::new("%Ey %Od").is_ok());
+        assert!(DateFormat::new("%Q").is_err());
+        assert!(DateFormat::new("%").is_err());
+        assert!(DateFormat::new("*t").is_err());
+        let mut out = Vec::new();
+        DateFormat::new("!%Y-%m-%d %H:%M:%S")
+            .expect("valid")
+            .render(86_400 + 3661, &mut out);
+        assert_eq!(out, b"1970-01-02 01:01:01");
+    }
+}

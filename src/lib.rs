@@ -1,0 +1,17 @@
+//! mod_log_ringbuffer's native part: a flight recorder for Prosody's logs.
+//!
+//! Log lines are formatted exactly as Prosody's `util.format` would (`format`), kept in a
+//! bounded in-memory ring of whole lines (`ring`), and written to a file on demand (`dump`,
+//! file names from `template`), by a Prosody event or a signal (`triggers`). `options` checks
+//! the user's config, `sink` ties one ring to its options, and `lua_sink`/`lua_binding` are the
+//! thin layer Prosody's Lua calls into.
+
+pub mod dump;
+pub mod format;
+pub mod lua_binding;
+pub mod lua_sink;
+pub mod options;
+pub mod ring;
+pub mod sink;
+pub mod template;
+pub mod triggers;

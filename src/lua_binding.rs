@@ -1,0 +1,171 @@
+//! The Lua module `log_ringbuffer_native`: a thin mlua skin over the pure Rust parts.
+//!
+//! `new_sink(config, paths, format, tostring)` returns a handle, the sink function for
+//! Prosody's logging manager, and the config problems to log. The handle dumps, arms and
+//! disarms native triggers, and names the events the Lua side must hook.
+
+use std::os::raw::c_void;
+use std::sync::Arc;
+
+use mlua::{
+    AnyUserData, Function, IntoLuaMulti, LightUserData, Lua, Result, Table, UserData,
+    UserDataMethods, Value,
+};
+
+use crate::lua_sink::{sink_call, LuaSink};
+use crate::options::{OptValue, SinkOptions};
+use crate::sink::Sink;
+use crate::triggers::{self, Trigger};
+
+/// The handle Lua holds for one sink.
+struct Handle(Arc<LuaSink>);
+
+impl Handle {
+    fn sink(&self) -> &Arc<Sink> {
+        &self.0.sink
+    }
+}
+
+impl UserData for Handle {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        // Equal for sinks whose buffer can carry over a logging reload.
+        methods.add_method("key", |_, this, ()| Ok(this.sink().options.key()));
+        // Dumps now: `true, path, lines` or `nil, error`.
+        methods.add_method("dump", |lua, this, ()| match this.sink().dump() {
+            Ok(done) => (true, done.path, done.lines).into_lua_multi(lua),
+            Err(e) => (Value::Nil, e.to_string()).into_lua_multi(lua),
+        });
+        // Global events that should dump this sink.
+        methods.add_method("events", |_, this, ()| {
+            Ok(this
+                .sink()
+                .options
+                .triggers
+                .iter()
+                .filter_map(|t| match t {
+                    Trigger::Event(name) => Some(name.clone()),
+                    Trigger::Signal(..) => None,
+                })
+                .collect::<Vec<_>>())
+        });
+        methods.add_method("min_level", |_, this, ()| Ok(this.sink().options.min_level));
+        // Starts the native signal triggers; returns the problems met.
+        methods.add_method("arm", |_, this, ()| {
+            let mut problems = Vec::new();
+            for trigger in &this.sink().options.triggers {
+                if let Trigger::Signal(number, name) = trigger {
+                    if let Err(e) = triggers::watch(*number, name, this.sink()) {
+                        problems.push(e);
+                    }
+                }
+            }
+            Ok(problems)
+        });
+        methods.add_method("disarm", |_, this, ()| {
+            triggers::unwatch(this.sink());
+            Ok(())
+        });
+        methods.add_method("has_native_triggers", |_, this, ()| {
+            Ok(this
+                .sink()
+                .options
+                .triggers
+                .iter()
+                .any(|t| matches!(t, Trigger::Signal(..))))
+        });
+        // Lines and bytes held now.
+        methods.add_method("usage", |_, this, ()| Ok(this.sink().usage()));
+    }
+}
+
+fn opt_value(value: Value) -> OptValue {
+    match value {
+        Value::Nil => OptValue::Absent,
+        Value::Boolean(b) => OptValue::Bool(b),
+        Value::Integer(n) => OptValue::Int(n),
+        Value::Number(n) => OptValue::Float(n),
+        Value::String(s) => OptValue::Str(s.to_string_lossy()),
+        other => OptValue::Other(other.type_name()),
+    }
+}
+
+fn new_sink(
+    lua: &Lua,
+    (config, paths, format, tostring): (Table, Option<Table>, Function, Function),
+) -> Result<(AnyUserData, Function, Table)> {
+    let keys: Vec<String> = config
+        .pairs::<Value, Value>()
+        .filter_map(|pair| pair.ok())
+        .map(|(k, _)| match k {
+            Value::String(s) => s.to_string_lossy(),
+            other => format!("[{}]", other.type_name()),
+        })
+        .collect();
+    let (options, problems) = SinkOptions::parse(
+        |name| {
+            config
+                .raw_get::<Value>(name)
+                .map(opt_value)
+                .unwrap_or(OptValue::Absent)
+        },
+        &keys,
+    );
+    let mut path_list = Vec::new();
+    if let Some(paths) = paths {
+        for (k, v) in paths.pairs::<String, String>().flatten() {
+            path_list.push((k, v));
+        }
+    }
+    let state = Arc::new(LuaSink::new(Arc::new(Sink::new(options, path_list))));
+    let pointer = Arc::as_ptr(&state) as *mut c_void;
+    let handle = lua.create_userdata(Handle(state))?;
+    // SAFETY: pushes a C closure over the four values exec_raw placed on the stack; the handle
+    // upvalue keeps the LuaSink behind the light userdata alive as long as the closure.
+    let sink: Function = unsafe {
+        lua.exec_raw(
+            (LightUserData(pointer), format, tostring, handle.clone()),
+            |state| {
+                mlua::ffi::lua_pushcclosure(state, sink_call, 4);
+            },
+        )
+    }?;
+    let problems = messages(lua, problems.into_iter().map(|p| (p.level, p.text)))?;
+    Ok((handle, sink, problems))
+}
+
+/// A list of `{ level = ..., text = ... }` tables, for `module:log`.
+fn messages(lua: &Lua, list: impl Iterator<Item = (&'static str, String)>) -> Result<Table> {
+    let out = lua.create_table()?;
+    for (level, text) in list {
+        let entry = lua.create_table()?;
+        entry.set("level", level)?;
+        entry.set("text", text)?;
+        out.push(entry)?;
+    }
+    Ok(out)
+}
+
+/// Messages from the native signal thread.
+fn take_reports(lua: &Lua, (): ()) -> Result<Table> {
+    messages(
+        lua,
+        triggers::take_reports()
+            .into_iter()
+            .map(|r| (r.level, r.text)),
+    )
+}
+
+/// The module table.
+pub fn exports(lua: &Lua) -> Result<Table> {
+    let module = lua.create_table()?;
+    module.set("new_sink", lua.create_function(new_sink)?)?;
+    module.set("take_reports", lua.create_function(take_reports)?)?;
+    module.set("version", env!("CARGO_PKG_VERSION"))?;
+    Ok(module)
+}
+
+#[cfg(feature = "module")]
+#[mlua::lua_module(name = "log_ringbuffer_native")]
+fn luaopen(lua: &Lua) -> Result<Table> {
+    exports(lua)
+}

@@ -1,0 +1,301 @@
+//! The sink function Prosody calls for every log line: `sink(source, level, message, ...)`.
+//!
+//! A raw C function, because it runs for every line: it reads its arguments straight off the
+//! Lua stack, formats in Rust (see `format`) and stores the bytes in the ring. It creates no
+//! Lua values on the common path. Lua is only called for what Lua alone can answer
+//! (`__tostring`, `%q`, invalid UTF-8, unusual conversions), through Prosody's own
+//! `util.format` under `lua_pcall`, so errors there never escape.
+//!
+//! Upvalues: 1 = light userdata pointing to the [`LuaSink`], 2 = `util.format.format`,
+//! 3 = `tostring`, 4 = the handle userdata that keeps the `LuaSink` alive.
+//!
+//! Nothing here may raise into the caller or let a panic cross into Lua. Values with destructors
+//! are held across Lua calls that could longjmp only on memory exhaustion, where they leak.
+
+use std::os::raw::{c_char, c_int};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use mlua::ffi;
+use parking_lot::Mutex;
+
+use crate::format::{self, Arg, Args, FormatError};
+use crate::sink::Sink;
+
+/// Per-sink state owned by the Lua thread.
+pub struct LuaSink {
+    pub sink: Arc<Sink>,
+    scratch: Mutex<Scratch>,
+}
+
+/// Buffers reused from line to line, and the timestamp of the current second.
+#[derive(Default)]
+struct Scratch {
+    line: Vec<u8>,
+    message: Vec<u8>,
+    stamp_second: Option<i64>,
+    stamp: Vec<u8>,
+}
+
+impl LuaSink {
+    pub fn new(sink: Arc<Sink>) -> Self {
+        LuaSink {
+            sink,
+            scratch: Mutex::new(Scratch::default()),
+        }
+    }
+}
+
+const ARG_SOURCE: c_int = 1;
+const ARG_LEVEL: c_int = 2;
+const ARG_MESSAGE: c_int = 3;
+const UPVALUE_FORMAT: c_int = 2;
+const UPVALUE_TOSTRING: c_int = 3;
+
+/// The sink function.
+pub unsafe extern "C-unwind" fn sink_call(state: *mut ffi::lua_State) -> c_int {
+    // A panic here would be a bug; the line is lost but Prosody carries on.
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let this = ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const LuaSink;
+        if let Some(this) = this.as_ref() {
+            record(state, this);
+        }
+    }));
+    0
+}
+
+unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
+    // A __tostring that logs re-enters this sink while the scratch buffers are in use.
+    let mut own;
+    let mut guard = this.scratch.try_lock();
+    let scratch: &mut Scratch = match guard.as_deref_mut() {
+        Some(s) => s,
+        None => {
+            own = Scratch::default();
+            &mut own
+        }
+    };
+    let top = ffi::lua_gettop(state);
+    let mut fields = StackArgs {
+        state,
+        base: 1,
+        count: 0,
+    };
+    let Scratch {
+        line,
+        message,
+        stamp_second,
+        stamp,
+    } = scratch;
+    line.clear();
+
+    if let Some(date) = &this.sink.options.timestamps {
+        let now = format::now_seconds();
+        if *stamp_second != Some(now) {
+            let mut raw = Vec::new();
+            date.render(now, &mut raw);
+            stamp.clear();
+            if format::string_field(&raw, &mut fields, stamp).is_err() {
+                stamp.clear();
+            }
+            *stamp_second = Some(now);
+        }
+        line.extend_from_slice(stamp);
+    }
+    field(&mut fields, ARG_SOURCE, line);
+    line.push(b'\t');
+    field(&mut fields, ARG_LEVEL, line);
+    line.push(b'\t');
+
+    message.clear();
+    let mut args = StackArgs {
+        state,
+        base: ARG_MESSAGE + 1,
+        count: (top - ARG_MESSAGE).max(0) as usize,
+    };
+    let formatted = match fields.get_index(ARG_MESSAGE) {
+        Arg::Str(fmt) => format::format_message(fmt, &mut args, message),
+        _ => Err("the log message is not a string".to_string()),
+    };
+    if let Err(why) = formatted {
+        describe_failure(&mut fields, &mut args, &why, message);
+    }
+    if format::string_field(message, &mut fields, line).is_err() {
+        format::sanitize_into(
+            &String::from_utf8_lossy(message).into_owned().into_bytes(),
+            line,
+        );
+    }
+    line.push(b'\n');
+    this.sink.push(line);
+}
+
+/// A source or level name: `%s` rules, `tostring` for non-strings.
+unsafe fn field(args: &mut StackArgs, index: c_int, out: &mut Vec<u8>) {
+    let result = match args.get_index(index) {
+        Arg::Str(s) => format::string_field(s, args, out),
+        _ => args.call_format(b"%s", Some(index), None, out),
+    };
+    if let Err(why) = result {
+        out.extend_from_slice(format!("[{why}]").as_bytes());
+    }
+}
+
+/// The message Prosody's `util.format` would have raised on: say why, then show the raw format
+/// and every argument, so nothing is lost.
+unsafe fn describe_failure(
+    fields: &mut StackArgs,
+    args: &mut StackArgs,
+    why: &str,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    out.extend_from_slice(format!("[format error: {why}] ").as_bytes());
+    match fields.get_index(ARG_MESSAGE) {
+        Arg::Str(fmt) => out.extend_from_slice(fmt),
+        _ => {
+            if fields.call_tostring(ARG_MESSAGE, out).is_err() {
+                out.extend_from_slice(b"?");
+            }
+        }
+    }
+    if let Err(e) = format::format_message(b"", args, out) {
+        out.extend_from_slice(format!(" [{e}]").as_bytes());
+    }
+}
+
+/// A window onto the Lua stack: argument `i` is at stack index `base + i`.
+struct StackArgs {
+    state: *mut ffi::lua_State,
+    base: c_int,
+    count: usize,
+}
+
+impl StackArgs {
+    /// The value at stack `index`. Strings borrow from the stack, valid while the call runs.
+    unsafe fn get_index<'a>(&self, index: c_int) -> Arg<'a> {
+        let l = self.state;
+        match ffi::lua_type(l, index) {
+            ffi::LUA_TNIL | ffi::LUA_TNONE => Arg::Nil,
+            ffi::LUA_TBOOLEAN => Arg::Bool(ffi::lua_toboolean(l, index) != 0),
+            ffi::LUA_TNUMBER => {
+                if ffi::lua_isinteger(l, index) != 0 {
+                    Arg::Int(ffi::lua_tointegerx(l, index, std::ptr::null_mut()))
+                } else {
+                    Arg::Float(ffi::lua_tonumberx(l, index, std::ptr::null_mut()))
+                }
+            }
+            ffi::LUA_TSTRING => {
+                let mut len = 0usize;
+                let ptr = ffi::lua_tolstring(l, index, &mut len);
+                if ptr.is_null() {
+                    Arg::Other
+                } else {
+                    // The string stays on the stack, so it outlives this borrow.
+                    Arg::Str(std::slice::from_raw_parts(ptr as *const u8, len))
+                }
+            }
+            _ => Arg::Other,
+        }
+    }
+
+    /// Calls `util.format(spec, value)` where value is the stack slot `index` or `text`,
+    /// protected; appends the result.
+    unsafe fn call_format(
+        &mut self,
+        spec: &[u8],
+        index: Option<c_int>,
+        text: Option<&[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FormatError> {
+        let l = self.state;
+        if ffi::lua_checkstack(l, 4) == 0 {
+            return Err("Lua stack exhausted".into());
+        }
+        ffi::lua_pushvalue(l, ffi::lua_upvalueindex(UPVALUE_FORMAT));
+        ffi::lua_pushlstring(l, spec.as_ptr() as *const c_char, spec.len());
+        match (index, text) {
+            (Some(i), _) => ffi::lua_pushvalue(l, i),
+            (None, Some(t)) => {
+                ffi::lua_pushlstring(l, t.as_ptr() as *const c_char, t.len());
+            }
+            (None, None) => ffi::lua_pushnil(l),
+        }
+        self.finish_call(ffi::lua_pcall(l, 2, 1, 0), out)
+    }
+
+    unsafe fn call_tostring(&mut self, index: c_int, out: &mut Vec<u8>) -> Result<(), FormatError> {
+        let l = self.state;
+        if ffi::lua_checkstack(l, 3) == 0 {
+            return Err("Lua stack exhausted".into());
+        }
+        ffi::lua_pushvalue(l, ffi::lua_upvalueindex(UPVALUE_TOSTRING));
+        ffi::lua_pushvalue(l, index);
+        self.finish_call(ffi::lua_pcall(l, 1, 1, 0), out)
+    }
+
+    /// Takes the single result (or error) of a `lua_pcall` off the stack.
+    unsafe fn finish_call(&mut self, status: c_int, out: &mut Vec<u8>) -> Result<(), FormatError> {
+        let l = self.state;
+        let text = if ffi::lua_type(l, -1) == ffi::LUA_TSTRING {
+            let mut len = 0usize;
+            let ptr = ffi::lua_tolstring(l, -1, &mut len);
+            Some(std::slice::from_raw_parts(ptr as *const u8, len).to_vec())
+        } else {
+            None
+        };
+        let kind = ffi::lua_type(l, -1);
+        ffi::lua_settop(l, -2);
+        match (status, text) {
+            (ffi::LUA_OK, Some(t)) => {
+                out.extend_from_slice(&t);
+                Ok(())
+            }
+            (ffi::LUA_OK, None) => Err(format!("tostring returned a {}", type_name(kind))),
+            (_, Some(t)) => Err(String::from_utf8_lossy(&t).into_owned()),
+            (_, None) => Err(format!("error object is a {} value", type_name(kind))),
+        }
+    }
+}
+
+fn type_name(kind: c_int) -> &'static str {
+    match kind {
+        ffi::LUA_TNIL => "nil",
+        ffi::LUA_TBOOLEAN => "boolean",
+        ffi::LUA_TNUMBER => "number",
+        ffi::LUA_TSTRING => "string",
+        ffi::LUA_TTABLE => "table",
+        ffi::LUA_TFUNCTION => "function",
+        ffi::LUA_TUSERDATA | ffi::LUA_TLIGHTUSERDATA => "userdata",
+        ffi::LUA_TTHREAD => "thread",
+        _ => "no",
+    }
+}
+
+impl<'a> Args<'a> for StackArgs {
+    fn count(&self) -> usize {
+        self.count
+    }
+
+    fn get(&self, i: usize) -> Arg<'a> {
+        // SAFETY: i < count, so the slot is one of this call's arguments.
+        unsafe { self.get_index(self.base + i as c_int) }
+    }
+
+    fn lua_format(&mut self, spec: &[u8], i: usize, out: &mut Vec<u8>) -> Result<(), FormatError> {
+        let index = self.base + i as c_int;
+        // SAFETY: the stack slot exists; call_format checks stack space and runs protected.
+        unsafe { self.call_format(spec, Some(index), None, out) }
+    }
+
+    fn lua_tostring(&mut self, i: usize, out: &mut Vec<u8>) -> Result<(), FormatError> {
+        let index = self.base + i as c_int;
+        // SAFETY: as above.
+        unsafe { self.call_tostring(index, out) }
+    }
+
+    fn lua_quote(&mut self, text: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
+        // SAFETY: as above.
+        unsafe { self.call_format(b"%s", None, Some(text), out) }
+    }
+}
