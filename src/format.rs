@@ -163,7 +163,8 @@ pub fn format_message<'a>(
         let arg = args.get(extra);
         match arg {
             Arg::Nil => out.extend_from_slice(b"(nil)"),
-            Arg::Str(s) if !needs_care(s) => out.extend_from_slice(s),
+            // Extra arguments are always sanitised (DEL too), with no UTF-8 check.
+            Arg::Str(s) => sanitize_into(s, out),
             _ => {
                 let mut text = Vec::new();
                 if !plain_tostring(arg, &mut text) {

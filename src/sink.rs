@@ -45,6 +45,16 @@ impl Sink {
         (ring.lines(), ring.text_bytes())
     }
 
+    /// The buffered lines, oldest first, without emptying the buffer.
+    pub fn peek(&self) -> Vec<u8> {
+        let ring = self.ring.lock();
+        let mut out = Vec::with_capacity(ring.text_bytes());
+        for line in ring.iter() {
+            out.extend(line.pieces().flatten());
+        }
+        out
+    }
+
     /// The file the next dump goes to, given its `{count}` and time.
     pub fn path_for(&self, count: u64, time: i64) -> String {
         match &self.options.target {

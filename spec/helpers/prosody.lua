@@ -1,0 +1,144 @@
+-- Runs a real, throwaway Prosody (0.12 from Debian, or 13 unpacked into .deps/) with the
+-- module installed by `make install-plugin`, for the end-to-end specs.
+local root = os.getenv("PWD");
+local deps = os.getenv("DEPS") or (root .. "/.deps");
+
+local versions = {
+	["0.12"] = { command = "prosody", modules = '"posix", ' },
+	["13"] = { command = "lua5.4 " .. deps .. "/prosody13/usr/bin/prosody", modules = "" },
+};
+
+local prosody = {};
+prosody.__index = prosody;
+local next_port = 25500;
+
+local function sh(command)
+	local ok = os.execute(command);
+	return ok;
+end
+
+local function read(path)
+	local f = io.open(path, "rb");
+	if not f then return nil; end
+	local text = f:read("a");
+	f:close();
+	return text;
+end
+prosody.read = read;
+
+local function sleep(seconds)
+	sh(("sleep %.2f"):format(seconds));
+end
+prosody.sleep = sleep;
+
+-- Waits until `check()` returns a true value (which it returns), or fails after `timeout` seconds.
+function prosody.wait_for(check, timeout, what)
+	local deadline = os.time() + (timeout or 10);
+	repeat
+		local result = check();
+		if result then return result; end
+		sleep(0.05);
+	until os.time() > deadline;
+	error("timed out waiting for " .. (what or "a condition"), 2);
+end
+
+-- `log_config` is the Lua source of the `log = ...` value ($DIR and $DATA are replaced by the
+-- instance's folders); `extra` more config lines.
+function prosody.start(version, log_config, extra)
+	local v = assert(versions[version], "unknown Prosody version " .. tostring(version));
+	local dir = io.popen("mktemp -d /tmp/lrb-e2e-XXXXXX"):read("l");
+	local self = setmetatable({ version = version, dir = dir, data = dir .. "/data" }, prosody);
+	sh("mkdir -p " .. self.data);
+	next_port = next_port + 2;
+	log_config = log_config:gsub("%$DATA", self.data):gsub("%$DIR", dir);
+	local config = ([[
+run_as_root = true
+pidfile = "%s/prosody.pid"
+data_path = "%s"
+plugin_paths = { "%s/target/e2e-plugins", "%s/spec/e2e/plugins" }
+c2s_ports = { %d }
+c2s_interfaces = { "127.0.0.1" }
+s2s_ports = { %d }
+s2s_interfaces = { "127.0.0.1" }
+http_ports = {}
+https_ports = {}
+modules_enabled = { %s"log_ringbuffer", "e2e_control" }
+log = %s
+%s
+VirtualHost "localhost"
+]]):format(dir, self.data, root, root, next_port, next_port + 1, v.modules, log_config, extra or "");
+	self.config = dir .. "/prosody.cfg.lua";
+	local f = assert(io.open(self.config, "w"));
+	f:write(config);
+	f:close();
+	sh(("cd %s && %s -F --config %s > %s/stdout 2>&1 & echo $! > %s/launcher.pid"):format(
+		dir, v.command, self.config, dir, dir));
+	self.pid = prosody.wait_for(function ()
+		local pid = read(dir .. "/prosody.pid");
+		return pid and pid:match("%d+");
+	end, 15, "Prosody " .. version .. " to start (see " .. dir .. "/stdout)");
+	-- The log sink and the control plugin are ready once a control command round-trips.
+	self:command("log info e2e started");
+	return self;
+end
+
+-- Runs control commands (see mod_e2e_control) and waits until they have run.
+function prosody:command(...)
+	local text = table.concat({ ... }, "\n") .. "\n";
+	local before = #(read(self.data .. "/control.done") or "");
+	local f = assert(io.open(self.data .. "/control.tmp", "w"));
+	f:write(text);
+	f:close();
+	assert(os.rename(self.data .. "/control.tmp", self.data .. "/control"));
+	prosody.wait_for(function ()
+		return #(read(self.data .. "/control.done") or "") >= before + #text;
+	end, 10, "control commands to run");
+end
+
+function prosody:signal(name)
+	assert(sh(("kill -%s %s"):format(name, self.pid)), "kill failed");
+end
+
+-- Running (a zombie left for a non-reaping init counts as gone).
+function prosody:alive()
+	local status = read("/proc/" .. self.pid .. "/status");
+	return status ~= nil and not status:match("\nState:%s*Z");
+end
+
+function prosody:file(name)
+	return read(self.data .. "/" .. name);
+end
+
+function prosody:log()
+	return read(self.dir .. "/prosody.log") or "";
+end
+
+-- Files in the data directory whose names match the Lua pattern.
+function prosody:files(pattern)
+	local found = {};
+	for name in io.popen("ls " .. self.data):lines() do
+		if name:match(pattern) then table.insert(found, name); end
+	end
+	table.sort(found);
+	return found;
+end
+
+-- SIGTERM, then wait for the process to be gone; returns the launcher's output.
+function prosody:stop()
+	if self:alive() then
+		self:signal("TERM");
+		prosody.wait_for(function () return not self:alive(); end, 15, "Prosody to stop");
+	end
+	return read(self.dir .. "/stdout") or "";
+end
+
+function prosody:cleanup()
+	if self:alive() then self:signal("KILL"); end
+	sh("rm -rf " .. self.dir);
+end
+
+function prosody.versions()
+	return { "0.12", "13" };
+end
+
+return prosody;
