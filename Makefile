@@ -28,14 +28,16 @@ install-plugin: build
 
 lint: deps
 	$(CARGO) fmt --check
-	$(CARGO) clippy --release -- -D warnings
-	luacheck lua spec bench
+	$(CARGO) clippy --release --all-targets -- -D warnings
+	luacheck lua spec
 
 test-rust: deps
 	$(CARGO) test --no-default-features --features lua54
 
+# The Lua specs run against each Prosody version's own util libraries.
 test-lua: deps build
-	busted --lua=$(LUA) spec/unit
+	PROSODY_SRC=/usr/lib/prosody busted --lua=$(LUA) spec/unit
+	PROSODY_SRC=$(DEPS)/prosody13/usr/lib/prosody busted --lua=$(LUA) spec/unit
 
 test-e2e: deps
 	$(MAKE) install-plugin PLUGIN_DIR=$(CURDIR)/target/e2e-plugins

@@ -146,7 +146,7 @@ local function apply_min_level(sink_config, min_level)
 	levels_set_here[sink_config] = true;
 end
 
-local function new_record(sink_config, handle, sink, problems)
+local function new_record(handle, sink, problems)
 	for _, problem in ipairs(problems) do
 		module:log(problem.level, "ringbuffer sink: %s", problem.text);
 	end
@@ -188,7 +188,7 @@ local function ringbuffer_sink_maker(sink_config)
 			break;
 		end
 	end
-	record = record or new_record(sink_config, handle, sink, problems);
+	record = record or new_record(handle, sink, problems);
 	table.insert(pass.claimed, record);
 	if #pass.claimed >= pass.expected then
 		finish_pass();

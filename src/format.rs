@@ -45,7 +45,7 @@ fn is_conversion(b: u8) -> bool {
 
 /// True if `util.format` would look closer at this string (control or non-ASCII bytes).
 fn needs_care(s: &[u8]) -> bool {
-    s.iter().any(|&b| b < 0x20 || b >= 0x80)
+    s.iter().any(|&b| !(0x20..0x80).contains(&b))
 }
 
 /// Appends `s` with control characters made visible and every newline followed by a tab,

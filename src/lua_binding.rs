@@ -74,7 +74,9 @@ impl UserData for Handle {
                 .any(|t| matches!(t, Trigger::Signal(..))))
         });
         // The buffered text, left in place.
-        methods.add_method("peek", |lua, this, ()| lua.create_string(this.sink().peek()));
+        methods.add_method("peek", |lua, this, ()| {
+            lua.create_string(this.sink().peek())
+        });
         // Lines and bytes held now.
         methods.add_method("usage", |_, this, ()| Ok(this.sink().usage()));
     }

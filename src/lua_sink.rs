@@ -53,6 +53,9 @@ const UPVALUE_FORMAT: c_int = 2;
 const UPVALUE_TOSTRING: c_int = 3;
 
 /// The sink function.
+///
+/// # Safety
+/// Only for Lua to call, as a C closure built by `lua_binding` with the upvalues listed above.
 pub unsafe extern "C-unwind" fn sink_call(state: *mut ffi::lua_State) -> c_int {
     // A panic here would be a bug; the line is lost but Prosody carries on.
     let _ = catch_unwind(AssertUnwindSafe(|| {

@@ -1,0 +1,79 @@
+-- Loads lua/mod_log_ringbuffer.lua the way Prosody does, with a stand-in for the module API,
+-- on top of Prosody's real core.loggingmanager, core.configmanager and util.logger.
+local helper = require "spec.helpers.native";
+local format = helper.format;
+
+local env = {};
+
+-- A stand-in for Prosody's module API that records what the module does.
+function env.new_module()
+	local m = { logged = {}, hooks = {}, timers = {}, shared_tables = {}, items = {} };
+	-- luacheck: ignore 212/self
+	function m:set_global() end
+	function m:get_option_number(_, default) return default; end
+	function m:log(level, fmt, ...)
+		table.insert(self.logged, { level = level, text = format(fmt, ...) });
+	end
+	function m:hook_global(event, handler)
+		self.hooks[event] = self.hooks[event] or {};
+		table.insert(self.hooks[event], handler);
+	end
+	function m:add_timer(_, handler)
+		table.insert(self.timers, handler);
+		return {};
+	end
+	function m:get_directory() return "./lua"; end
+	function m:shared(name)
+		self.shared_tables[name] = self.shared_tables[name] or {};
+		return self.shared_tables[name];
+	end
+	-- Test helpers, not part of Prosody's API.
+	function m:fire(event)
+		for _, handler in ipairs(self.hooks[event] or {}) do handler({}); end
+	end
+	function m:handler_count(event) return #(self.hooks[event] or {}); end
+	function m:messages(level)
+		local out = {};
+		for _, entry in ipairs(self.logged) do
+			if not level or entry.level == level then table.insert(out, entry.text); end
+		end
+		return out;
+	end
+	return m;
+end
+
+local loggingmanager = require "core.loggingmanager";
+local configmanager = require "core.configmanager";
+env.logger = require "util.logger";
+
+-- Sets the global `log` option and loads the module; returns the module stand-in.
+function env.load(log_config, data_dir, module_object)
+	configmanager.set("*", "log", log_config);
+	loggingmanager.register_sink_type("ringbuffer", nil); -- forget any earlier test's maker
+	loggingmanager.reload_logging();
+	local m = module_object or env.new_module();
+	local sandbox = setmetatable({ module = m, prosody = { paths = { data = data_dir } } }, { __index = _G });
+	local chunk = assert(loadfile("lua/mod_log_ringbuffer.lua", "t", sandbox));
+	chunk();
+	m.env = sandbox;
+	return m;
+end
+
+function env.reload(log_config)
+	if log_config then configmanager.set("*", "log", log_config); end
+	loggingmanager.reload_logging();
+end
+
+function env.tempdir()
+	return io.popen("mktemp -d /tmp/lrb-spec-XXXXXX"):read("l");
+end
+
+function env.read(path)
+	local f = io.open(path, "rb");
+	if not f then return nil; end
+	local text = f:read("a");
+	f:close();
+	return text;
+end
+
+return env;
