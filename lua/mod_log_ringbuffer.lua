@@ -9,6 +9,7 @@ module:set_global();
 local loggingmanager = require "core.loggingmanager";
 local configmanager = require "core.configmanager";
 local format = require "util.format".format;
+local stanza_mt = require "util.stanza".stanza_mt;
 
 local native_name = "log_ringbuffer_native";
 
@@ -175,7 +176,7 @@ local function ringbuffer_sink_maker(sink_config)
 	if not pass or #pass.claimed >= pass.expected then
 		pass = { expected = math.max(configured_sink_count(), 1), claimed = {}, previous = live };
 	end
-	local handle, sink, problems = native.new_sink(sink_config, prosody.paths, format, tostring);
+	local handle, sink, problems = native.new_sink(sink_config, prosody.paths, format, tostring, stanza_mt);
 	apply_min_level(sink_config, handle:min_level());
 
 	-- Same options as a sink of the previous configuration: keep its buffer and triggers.

@@ -32,8 +32,8 @@ pub trait Args<'a> {
     fn get(&self, i: usize) -> Arg<'a>;
     /// Appends `util.format(spec, arg i)`.
     fn lua_format(&mut self, spec: &[u8], i: usize, out: &mut Vec<u8>) -> Result<(), FormatError>;
-    /// Appends `tostring(arg i)`, unsanitised.
-    fn lua_tostring(&mut self, i: usize, out: &mut Vec<u8>) -> Result<(), FormatError>;
+    /// Appends `tostring(arg i)`, unsanitised (natively for stanzas where possible).
+    fn tostring(&mut self, i: usize, out: &mut Vec<u8>) -> Result<(), FormatError>;
     /// Appends `util.format("%s", text)` for text that is not valid UTF-8 (Prosody serialises it).
     fn lua_quote(&mut self, text: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError>;
 }
@@ -168,7 +168,7 @@ pub fn format_message<'a>(
             _ => {
                 let mut text = Vec::new();
                 if !plain_tostring(arg, &mut text) {
-                    args.lua_tostring(extra, &mut text)?;
+                    args.tostring(extra, &mut text)?;
                 }
                 sanitize_into(&text, out);
             }
@@ -197,6 +197,12 @@ fn format_conversion<'a>(
         (Arg::Str(s), true, b's') => return string_field(s, args, out),
         (Arg::Int(_) | Arg::Float(_) | Arg::Bool(_), true, b's') => {
             plain_tostring(arg, out);
+        }
+        // util.format: tostring, then the rules for strings.
+        (Arg::Other, true, b's') => {
+            let mut text = Vec::new();
+            args.tostring(index, &mut text)?;
+            return string_field(&text, args, out);
         }
         (Arg::Int(n), true, b'd' | b'i') => push_int(n, out),
         (Arg::Int(n), true, b'g') => push_g(n as f64, out),
@@ -338,7 +344,7 @@ mod tests {
             out.extend_from_slice(b"<lua>");
             Ok(())
         }
-        fn lua_tostring(&mut self, i: usize, out: &mut Vec<u8>) -> Result<(), FormatError> {
+        fn tostring(&mut self, i: usize, out: &mut Vec<u8>) -> Result<(), FormatError> {
             self.delegated.push(format!("tostring {i}"));
             out.extend_from_slice(b"table: 0x1\n");
             Ok(())

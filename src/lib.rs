@@ -3,13 +3,14 @@
 //! Log lines are formatted exactly as Prosody's `util.format` would (`format`), kept in a
 //! bounded in-memory ring of whole lines (`ring`), and written to a file on demand (`dump`,
 //! file names from `template`), by a Prosody event or a signal (`triggers`). `options` checks
-//! the user's config, `sink` ties one ring to its options, and `lua_sink`/`lua_binding` are the
-//! thin layer Prosody's Lua calls into.
+//! the user's config, `sink` ties one ring to its options, and `lua_sink`, `lua_stanza` and
+//! `lua_binding` are the thin layer Prosody's Lua calls into.
 
 pub mod dump;
 pub mod format;
 pub mod lua_binding;
 pub mod lua_sink;
+pub mod lua_stanza;
 pub mod options;
 pub mod ring;
 pub mod sink;

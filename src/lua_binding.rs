@@ -1,6 +1,6 @@
 //! The Lua module `log_ringbuffer_native`: a thin mlua skin over the pure Rust parts.
 //!
-//! `new_sink(config, paths, format, tostring)` returns a handle, the sink function for
+//! `new_sink(config, paths, format, tostring, stanza_mt)` returns a handle, the sink function for
 //! Prosody's logging manager, and the config problems to log. The handle dumps, arms and
 //! disarms native triggers, and names the events the Lua side must hook.
 
@@ -95,7 +95,13 @@ fn opt_value(value: Value) -> OptValue {
 
 fn new_sink(
     lua: &Lua,
-    (config, paths, format, tostring): (Table, Option<Table>, Function, Function),
+    (config, paths, format, tostring, stanza_mt): (
+        Table,
+        Option<Table>,
+        Function,
+        Function,
+        Option<Table>,
+    ),
 ) -> Result<(AnyUserData, Function, Table)> {
     let keys: Vec<String> = config
         .pairs::<Value, Value>()
@@ -123,15 +129,24 @@ fn new_sink(
     let state = Arc::new(LuaSink::new(Arc::new(Sink::new(options, path_list))));
     let pointer = Arc::as_ptr(&state) as *mut c_void;
     let handle = lua.create_userdata(Handle(state))?;
-    // SAFETY: pushes a C closure over the four values exec_raw placed on the stack; the handle
+    let stanza_tostring: Value = match &stanza_mt {
+        Some(mt) => mt.raw_get("__tostring")?,
+        None => Value::Nil,
+    };
+    let upvalues = (
+        LightUserData(pointer),
+        format,
+        tostring,
+        handle.clone(),
+        stanza_mt,
+        stanza_tostring,
+    );
+    // SAFETY: pushes a C closure over the six values exec_raw placed on the stack; the handle
     // upvalue keeps the LuaSink behind the light userdata alive as long as the closure.
     let sink: Function = unsafe {
-        lua.exec_raw(
-            (LightUserData(pointer), format, tostring, handle.clone()),
-            |state| {
-                mlua::ffi::lua_pushcclosure(state, sink_call, 4);
-            },
-        )
+        lua.exec_raw(upvalues, |state| {
+            mlua::ffi::lua_pushcclosure(state, sink_call, 6);
+        })
     }?;
     let problems = messages(lua, problems.into_iter().map(|p| (p.level, p.text)))?;
     Ok((handle, sink, problems))

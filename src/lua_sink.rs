@@ -7,7 +7,8 @@
 //! `util.format` under `lua_pcall`, so errors there never escape.
 //!
 //! Upvalues: 1 = light userdata pointing to the [`LuaSink`], 2 = `util.format.format`,
-//! 3 = `tostring`, 4 = the handle userdata that keeps the `LuaSink` alive.
+//! 3 = `tostring`, 4 = the handle userdata that keeps the `LuaSink` alive, 5 = util.stanza's
+//! metatable and 6 = its original `__tostring` (both may be nil), for native stanza printing.
 //!
 //! Nothing here may raise into the caller or let a panic cross into Lua. Values with destructors
 //! are held across Lua calls that could longjmp only on memory exhaustion, where they leak.
@@ -20,6 +21,7 @@ use mlua::ffi;
 use parking_lot::Mutex;
 
 use crate::format::{self, Arg, Args, FormatError};
+use crate::lua_stanza;
 use crate::sink::Sink;
 
 /// Per-sink state owned by the Lua thread.
@@ -51,6 +53,8 @@ const ARG_LEVEL: c_int = 2;
 const ARG_MESSAGE: c_int = 3;
 const UPVALUE_FORMAT: c_int = 2;
 const UPVALUE_TOSTRING: c_int = 3;
+const UPVALUE_STANZA_MT: c_int = 5;
+const UPVALUE_STANZA_TOSTRING: c_int = 6;
 
 /// The sink function.
 ///
@@ -157,7 +161,7 @@ unsafe fn describe_failure(
     match fields.get_index(ARG_MESSAGE) {
         Arg::Str(fmt) => out.extend_from_slice(fmt),
         _ => {
-            if fields.call_tostring(ARG_MESSAGE, out).is_err() {
+            if fields.tostring_at(ARG_MESSAGE, out).is_err() {
                 out.extend_from_slice(b"?");
             }
         }
@@ -227,8 +231,16 @@ impl StackArgs {
         self.finish_call(ffi::lua_pcall(l, 2, 1, 0), out)
     }
 
-    unsafe fn call_tostring(&mut self, index: c_int, out: &mut Vec<u8>) -> Result<(), FormatError> {
+    /// `tostring(value at index)`: natively for stanzas, through Lua otherwise.
+    unsafe fn tostring_at(&mut self, index: c_int, out: &mut Vec<u8>) -> Result<(), FormatError> {
         let l = self.state;
+        let (mt, original) = (
+            ffi::lua_upvalueindex(UPVALUE_STANZA_MT),
+            ffi::lua_upvalueindex(UPVALUE_STANZA_TOSTRING),
+        );
+        if lua_stanza::serialize(l, index, mt, original, out) {
+            return Ok(());
+        }
         if ffi::lua_checkstack(l, 3) == 0 {
             return Err("Lua stack exhausted".into());
         }
@@ -291,10 +303,10 @@ impl<'a> Args<'a> for StackArgs {
         unsafe { self.call_format(spec, Some(index), None, out) }
     }
 
-    fn lua_tostring(&mut self, i: usize, out: &mut Vec<u8>) -> Result<(), FormatError> {
+    fn tostring(&mut self, i: usize, out: &mut Vec<u8>) -> Result<(), FormatError> {
         let index = self.base + i as c_int;
         // SAFETY: as above.
-        unsafe { self.call_tostring(index, out) }
+        unsafe { self.tostring_at(index, out) }
     }
 
     fn lua_quote(&mut self, text: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {

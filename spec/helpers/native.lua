@@ -17,7 +17,8 @@ function helper.sink(config)
 	config = config or {};
 	if config.lines == nil and config.size == nil then config.lines = 1; end
 	if config.timestamps == nil then config.timestamps = false; end
-	local handle, sink, problems = native.new_sink(config, { data = "/tmp" }, format, tostring);
+	local stanza_mt = require "util.stanza".stanza_mt;
+	local handle, sink, problems = native.new_sink(config, { data = "/tmp" }, format, tostring, stanza_mt);
 	return handle, sink, problems;
 end
 
