@@ -57,19 +57,43 @@ local pass;
 local by_event = {};
 local report_timer;
 
+-- Outcomes of dumps written by native threads, logged here since only this thread may log.
 local function log_reports()
 	for _, report in ipairs(native.take_reports()) do
 		module:log(report.level, "%s", report.text);
 	end
 end
 
+local function has_native_triggers()
+	for _, record in ipairs(live) do
+		if record.handle:has_native_triggers() then return true; end
+	end
+	return false;
+end
+
+local function poll_reports()
+	log_reports();
+	if native.pending_dumps() > 0 then
+		return 0.05;
+	elseif has_native_triggers() then
+		return 1;
+	end
+	report_timer = nil;
+end
+
+local function watch_reports()
+	if not report_timer then
+		report_timer = module:add_timer(0.05, poll_reports);
+	end
+end
+
 local function dump(record, reason)
-	local ok, result, lines = record.handle:dump();
-	if ok then
-		module:log("info", "Dumped %d buffered lines to %s (%s)", lines, result, reason);
-	else
+	local ok, result, lines = record.handle:dump(reason);
+	if not ok then
 		module:log("error", "%s", result);
 	end
+	watch_reports();
+	return ok, result, lines;
 end
 
 local function on_event(event_name)
@@ -78,14 +102,6 @@ local function on_event(event_name)
 			dump(record, event_name);
 		end
 	end
-end
-
-local function start_reports()
-	if report_timer then return; end
-	report_timer = module:add_timer(1, function ()
-		log_reports();
-		return 1;
-	end);
 end
 
 local function arm(record)
@@ -100,7 +116,7 @@ local function arm(record)
 		module:log("error", "%s", problem);
 	end
 	if record.handle:has_native_triggers() then
-		start_reports();
+		watch_reports();
 	end
 end
 
@@ -211,6 +227,12 @@ function module.restore(data)
 	end
 end
 
+-- Dumps still being written when Prosody stops are finished first.
+module:hook_global("server-stopped", function ()
+	native.wait_for_dumps(10);
+	log_reports();
+end);
+
 function module.unload()
 	log_reports();
 	for _, record in ipairs(live) do
@@ -223,22 +245,18 @@ local shell_env = module:shared("/*/admin_shell/env");
 shell_env.ringbuffer = {};
 
 function shell_env.ringbuffer:dump() -- luacheck: ignore 212/self
-	local written, failed = {}, {};
-	for _, record in ipairs(live) do
-		local ok, result, lines = record.handle:dump();
-		if ok then
-			table.insert(written, ("%d lines to %s"):format(lines, result));
-		else
-			table.insert(failed, result);
-			module:log("error", "%s", result);
-		end
-	end
 	if #live == 0 then
 		return false, "No ringbuffer sinks are configured";
-	elseif #failed > 0 then
+	end
+	local started, failed = {}, {};
+	for _, record in ipairs(live) do
+		local ok, result, lines = dump(record, "admin shell");
+		table.insert(ok and started or failed, ok and ("%d lines to %s"):format(lines, result) or result);
+	end
+	if #failed > 0 then
 		return false, table.concat(failed, "\n");
 	end
-	return true, "Dumped " .. table.concat(written, ", ");
+	return true, "Dumping " .. table.concat(started, ", ");
 end
 
 function shell_env.ringbuffer:status() -- luacheck: ignore 212/self

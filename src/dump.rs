@@ -1,12 +1,13 @@
 //! Dump writing: one dump is the header, the lines oldest first, the footer, appended to a file.
 //!
-//! Files are opened for appending, created with mode 0600, and a symlink as the final path
-//! component is refused. Dumps are serialised process-wide, so two triggers firing together
-//! never interleave their lines in a shared file.
+//! Files are created with mode 0600, and a symlink as the final path component is refused.
+//! A dump first reserves its exact length at the end of the file (under a process-wide lock),
+//! then fills it in, so dumps sharing a file never interleave, and the filling can happen on
+//! another thread while later appends still land after the dump.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
@@ -20,7 +21,7 @@ pub const DEFAULT_TIMESTAMP: &str = "%b %d %H:%M:%S ";
 /// `{count}`: dump attempts of the whole process, starting at 0.
 static DUMP_COUNT: AtomicU64 = AtomicU64::new(0);
 
-/// Held while a dump is being written.
+/// Held while a dump's place in its file is settled.
 static DUMP_LOCK: Mutex<()> = Mutex::new(());
 
 /// Takes the next `{count}` value.
@@ -56,12 +57,12 @@ pub fn os_reason(err: &io::Error) -> String {
     text.to_string_lossy().into_owned()
 }
 
-/// Opens `path` for appending. A new file gets mode 0600 whatever the umask; an existing one
-/// keeps its mode. A symlink as the last component is refused (O_NOFOLLOW).
-fn open_for_append(path: &str) -> io::Result<File> {
+/// Opens `path` for writing, creating it with mode 0600 whatever the umask (an existing file
+/// keeps its mode). A symlink as the last component is refused (O_NOFOLLOW).
+fn open(path: &str) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options
-        .append(true)
+        .write(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
     match options.clone().create_new(true).mode(0o600).open(path) {
         Ok(file) => {
@@ -87,23 +88,116 @@ pub fn header(time: i64) -> Vec<u8> {
 
 pub const FOOTER: &[u8] = b"-- End of dump --\n\n";
 
-/// Appends one dump of `lines` to `path`.
-pub fn write_dump(path: &str, time: i64, lines: &Ring) -> Result<(), DumpError> {
-    let _serialised = DUMP_LOCK.lock();
-    let file =
-        open_for_append(path).map_err(|e| DumpError::Open(format!("{path}: {}", os_reason(&e))))?;
-    let mut out = io::BufWriter::with_capacity(256 * 1024, file);
-    let written = (|| -> io::Result<()> {
-        out.write_all(&header(time))?;
-        for line in lines.iter() {
-            for piece in line.pieces() {
-                out.write_all(piece)?;
+/// Where one dump's bytes go.
+#[derive(Debug)]
+enum Destination {
+    /// A regular file: the dump's exact length is reserved at its end, so whatever is appended
+    /// later (another dump, mod_debug_traceback's traceback) lands after it, and the bytes can
+    /// be written later, from another thread.
+    Region { file: File, offset: u64, len: u64 },
+    /// Anything else (a pipe, a device): written in order, at once.
+    Stream(File),
+}
+
+/// A dump whose file is open and whose place in it is settled.
+#[derive(Debug)]
+pub struct Prepared {
+    pub path: String,
+    header: Vec<u8>,
+    destination: Destination,
+}
+
+impl Prepared {
+    /// Whether writing may be left to another thread without changing the file's order.
+    pub fn is_region(&self) -> bool {
+        matches!(self.destination, Destination::Region { .. })
+    }
+
+    /// Writes header, lines and footer. On failure the reserved space is given back if nothing
+    /// was appended after it; otherwise the dump stays without its footer (visibly incomplete).
+    pub fn write(self, lines: &Ring) -> Result<(), DumpError> {
+        let path = self.path;
+        let failed = |e: io::Error| DumpError::Write(format!("{path}: {}", os_reason(&e)));
+        match self.destination {
+            Destination::Stream(file) => {
+                let mut out = io::BufWriter::with_capacity(256 * 1024, file);
+                out.write_all(&self.header).map_err(failed)?;
+                for line in lines.iter() {
+                    for piece in line.pieces() {
+                        out.write_all(piece).map_err(failed)?;
+                    }
+                }
+                out.write_all(FOOTER).map_err(failed)?;
+                out.flush().map_err(failed)
+            }
+            Destination::Region { file, offset, len } => {
+                let written = write_region(&file, offset, &self.header, lines);
+                if let Err(e) = written {
+                    if file
+                        .metadata()
+                        .map(|m| m.len() == offset + len)
+                        .unwrap_or(false)
+                    {
+                        let _ = file.set_len(offset);
+                    }
+                    return Err(failed(e));
+                }
+                Ok(())
             }
         }
-        out.write_all(FOOTER)?;
-        out.flush()
-    })();
-    written.map_err(|e| DumpError::Write(format!("{path}: {}", os_reason(&e))))
+    }
+}
+
+/// Writes the dump at `offset` in large pieces: lines are gathered into a buffer first.
+fn write_region(file: &File, offset: u64, header: &[u8], lines: &Ring) -> io::Result<()> {
+    const BUFFER: usize = 1024 * 1024;
+    let mut buffer = Vec::with_capacity(BUFFER);
+    let mut at = offset;
+    let mut flush = |buffer: &mut Vec<u8>| -> io::Result<()> {
+        file.write_all_at(buffer, at)?;
+        at += buffer.len() as u64;
+        buffer.clear();
+        Ok(())
+    };
+    buffer.extend_from_slice(header);
+    for line in lines.iter() {
+        for piece in line.pieces() {
+            if buffer.len() + piece.len() > BUFFER {
+                flush(&mut buffer)?;
+            }
+            buffer.extend_from_slice(piece);
+        }
+    }
+    buffer.extend_from_slice(FOOTER);
+    flush(&mut buffer)
+}
+
+/// Opens the dump file for a dump of `text_bytes` of lines made at `time` and settles where
+/// it goes. Quick: the lines themselves are written by [`Prepared::write`].
+pub fn prepare(path: &str, time: i64, text_bytes: usize) -> Result<Prepared, DumpError> {
+    let header = header(time);
+    let open_failed = |e: io::Error| DumpError::Open(format!("{path}: {}", os_reason(&e)));
+    let _serialised = DUMP_LOCK.lock();
+    let file = open(path).map_err(open_failed)?;
+    let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+    let destination = if regular {
+        let len = (header.len() + text_bytes + FOOTER.len()) as u64;
+        let offset = file.metadata().map_err(open_failed)?.len();
+        file.set_len(offset + len).map_err(open_failed)?;
+        Destination::Region { file, offset, len }
+    } else {
+        Destination::Stream(file)
+    };
+    Ok(Prepared {
+        path: path.to_string(),
+        header,
+        destination,
+    })
+}
+
+/// Appends one dump of `lines` to `path`, now.
+pub fn write_dump(path: &str, time: i64, lines: &Ring) -> Result<(), DumpError> {
+    prepare(path, time, lines.text_bytes())?.write(lines)
 }
 
 #[cfg(test)]

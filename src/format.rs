@@ -411,7 +411,7 @@ mod tests {
             "%5s %q %x %s",
             vec![Arg::Str(b"a"), Arg::Str(b"b"), Arg::Int(1), Arg::Other],
         );
-        assert_eq!(s, "<lua> <lua> <lua> <lua>");
+        assert_eq!(s, "<lua> <lua> <lua> table: 0x1\n\t");
         assert_eq!(d.len(), 4);
         let (s, d) = fmt("%s", vec![Arg::Str(b"\xff")]);
         assert_eq!((s.as_str(), d), ("\"q\"", vec!["quote".to_string()]));

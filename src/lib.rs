@@ -2,7 +2,8 @@
 //!
 //! Log lines are formatted exactly as Prosody's `util.format` would (`format`), kept in a
 //! bounded in-memory ring of whole lines (`ring`), and written to a file on demand (`dump`,
-//! file names from `template`), by a Prosody event or a signal (`triggers`). `options` checks
+//! file names from `template`, off the Lua thread by `writer`), by a Prosody event or a signal
+//! (`triggers`); threads that cannot call Lua leave their messages in `reports`. `options` checks
 //! the user's config, `sink` ties one ring to its options, and `lua_sink`, `lua_stanza` and
 //! `lua_binding` are the thin layer Prosody's Lua calls into.
 
@@ -12,7 +13,9 @@ pub mod lua_binding;
 pub mod lua_sink;
 pub mod lua_stanza;
 pub mod options;
+pub mod reports;
 pub mod ring;
 pub mod sink;
 pub mod template;
 pub mod triggers;
+pub mod writer;

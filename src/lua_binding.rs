@@ -16,6 +16,8 @@ use crate::lua_sink::{sink_call, LuaSink};
 use crate::options::{OptValue, SinkOptions};
 use crate::sink::Sink;
 use crate::triggers::{self, Trigger};
+use crate::{reports, writer};
+use std::time::Duration;
 
 /// The handle Lua holds for one sink.
 struct Handle(Arc<LuaSink>);
@@ -30,10 +32,13 @@ impl UserData for Handle {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         // Equal for sinks whose buffer can carry over a logging reload.
         methods.add_method("key", |_, this, ()| Ok(this.sink().options.key()));
-        // Dumps now: `true, path, lines` or `nil, error`.
-        methods.add_method("dump", |lua, this, ()| match this.sink().dump() {
-            Ok(done) => (true, done.path, done.lines).into_lua_multi(lua),
-            Err(e) => (Value::Nil, e.to_string()).into_lua_multi(lua),
+        // Starts a dump, written by the writer thread: `true, path, lines` or `nil, error` if
+        // the file cannot be opened. How the writing went is reported (take_reports).
+        methods.add_method("dump", |lua, this, reason: Option<String>| {
+            match this.sink().dump(true, reason.as_deref().unwrap_or("dump")) {
+                Ok(done) => (true, done.path, done.lines).into_lua_multi(lua),
+                Err(e) => (Value::Nil, e.to_string()).into_lua_multi(lua),
+            }
         });
         // Global events that should dump this sink.
         methods.add_method("events", |_, this, ()| {
@@ -164,14 +169,16 @@ fn messages(lua: &Lua, list: impl Iterator<Item = (&'static str, String)>) -> Re
     Ok(out)
 }
 
-/// Messages from the native signal thread.
+/// Messages from the writer and signal threads.
 fn take_reports(lua: &Lua, (): ()) -> Result<Table> {
-    messages(
-        lua,
-        triggers::take_reports()
-            .into_iter()
-            .map(|r| (r.level, r.text)),
-    )
+    messages(lua, reports::take().into_iter().map(|r| (r.level, r.text)))
+}
+
+/// Waits up to `seconds` for dumps being written; true if none are left.
+fn wait_for_dumps(_: &Lua, seconds: f64) -> Result<bool> {
+    Ok(writer::wait_idle(Duration::from_secs_f64(
+        seconds.clamp(0.0, 3600.0),
+    )))
 }
 
 /// The module table.
@@ -179,6 +186,11 @@ pub fn exports(lua: &Lua) -> Result<Table> {
     let module = lua.create_table()?;
     module.set("new_sink", lua.create_function(new_sink)?)?;
     module.set("take_reports", lua.create_function(take_reports)?)?;
+    module.set("wait_for_dumps", lua.create_function(wait_for_dumps)?)?;
+    module.set(
+        "pending_dumps",
+        lua.create_function(|_, ()| Ok(writer::pending()))?,
+    )?;
     module.set("version", env!("CARGO_PKG_VERSION"))?;
     Ok(module)
 }

@@ -1,13 +1,17 @@
 //! A sink: its options and its ring, shared by the Lua thread (which logs and dumps) and the
 //! native signal thread (which dumps). Pure Rust; the Lua side lives in `lua_sink`.
 
+use std::sync::Arc;
+
 use parking_lot::Mutex;
 
-use crate::dump::{self, DumpError};
+use crate::dump::{self, DumpError, Prepared};
 use crate::format::now_seconds;
 use crate::options::{SinkOptions, Target};
+use crate::reports;
 use crate::ring::Ring;
 use crate::template::{self, Values};
+use crate::writer::{self, Job};
 
 #[derive(Debug)]
 pub struct Sink {
@@ -17,11 +21,12 @@ pub struct Sink {
     ring: Mutex<Ring>,
 }
 
-/// What a successful dump did.
+/// A dump that was started: its file, its lines, and whether they are still being written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dumped {
     pub path: String,
     pub lines: usize,
+    pub in_background: bool,
 }
 
 impl Sink {
@@ -71,20 +76,57 @@ impl Sink {
         }
     }
 
-    /// Writes the buffered lines to the dump file and empties the buffer. If the dump fails,
-    /// every line is put back (in front of any logged meanwhile) for the next attempt.
-    pub fn dump(&self) -> Result<Dumped, DumpError> {
+    /// Dumps the buffered lines and empties the buffer. The file is opened and the dump's place
+    /// in it settled now; with `background`, the lines are written by the writer thread.
+    /// If the dump fails, every line is put back (in front of any logged meanwhile) for the
+    /// next attempt. The outcome of the writing is reported (see `reports`).
+    pub fn dump(self: &Arc<Self>, background: bool, reason: &str) -> Result<Dumped, DumpError> {
         let time = now_seconds();
         let path = self.path_for(dump::next_count(), time);
         let lines = self.ring.lock().take();
-        match dump::write_dump(&path, time, &lines) {
-            Ok(()) => Ok(Dumped {
-                path,
-                lines: lines.lines(),
-            }),
+        let prepared = match dump::prepare(&path, time, lines.text_bytes()) {
+            Ok(p) => p,
             Err(e) => {
                 self.ring.lock().restore(lines);
-                Err(e)
+                return Err(e);
+            }
+        };
+        let count = lines.lines();
+        let in_background = background && prepared.is_region();
+        if in_background {
+            writer::submit(Job {
+                sink: Arc::clone(self),
+                prepared,
+                lines,
+                reason: reason.to_string(),
+            });
+        } else {
+            self.finish(prepared, lines, reason);
+        }
+        Ok(Dumped {
+            path,
+            lines: count,
+            in_background,
+        })
+    }
+
+    /// Writes a prepared dump and reports how it went; failed lines go back into the ring.
+    pub fn finish(&self, prepared: Prepared, lines: Ring, reason: &str) {
+        let path = prepared.path.clone();
+        match prepared.write(&lines) {
+            Ok(()) => reports::push(
+                "info",
+                format!(
+                    "Dumped {} buffered lines to {path} ({reason})",
+                    lines.lines()
+                ),
+            ),
+            Err(e) => {
+                reports::push(
+                    "error",
+                    format!("{e} ({reason}); the lines are kept for the next dump"),
+                );
+                self.ring.lock().restore(lines);
             }
         }
     }
@@ -95,7 +137,7 @@ mod tests {
     use super::*;
     use crate::options::OptValue;
 
-    fn sink_with(dir: &std::path::Path, template: &str) -> Sink {
+    fn sink_with(dir: &std::path::Path, template: &str) -> Arc<Sink> {
         let t = template.to_string();
         let (options, problems) = SinkOptions::parse(
             |k| match k {
@@ -106,10 +148,10 @@ mod tests {
             &[],
         );
         assert!(problems.is_empty());
-        Sink::new(
+        Arc::new(Sink::new(
             options,
             vec![("data".into(), dir.to_string_lossy().into_owned())],
-        )
+        ))
     }
 
     #[test]
@@ -120,7 +162,9 @@ mod tests {
 
         let good = sink_with(&dir, "{paths.data}/dump-{pid}.log");
         good.push(b"a\n");
-        let done = good.dump().expect("dump");
+        let done = good.dump(true, "test").expect("dump");
+        assert!(done.in_background);
+        assert!(writer::wait_idle(std::time::Duration::from_secs(5)));
         assert_eq!(done.lines, 1);
         assert_eq!(
             done.path,
@@ -130,7 +174,7 @@ mod tests {
 
         let bad = sink_with(&dir, "{paths.data}/missing/dump.log");
         bad.push(b"kept\n");
-        assert!(bad.dump().is_err());
+        assert!(bad.dump(false, "test").is_err());
         bad.push(b"later\n");
         assert_eq!(bad.usage(), (2, 11));
     }

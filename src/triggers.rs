@@ -4,8 +4,8 @@
 //! `signal/SIGUSR1` and `signal/SIGUSR2` on 0.12 and 13 alike; the Lua side hooks those.
 //! Any other catchable signal is handled here by signal-hook in a Rust thread that writes the
 //! dump itself, so it works while the Lua thread is busy. That thread blocks every signal, so
-//! it never steals one Prosody handles. Its outcomes are queued as reports for the Lua side to
-//! log, since only the Lua thread may call into Prosody's logger.
+//! it never steals one Prosody handles. Its outcomes go to `reports`, since only the Lua thread
+//! may call into Prosody's logger.
 
 use std::os::raw::c_int;
 use std::sync::{Arc, Weak};
@@ -13,6 +13,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use signal_hook::iterator::{Handle, Signals};
 
+use crate::reports;
 use crate::sink::Sink;
 
 /// What fires a dump.
@@ -92,24 +93,6 @@ fn offset(rest: &str, sign: char) -> Option<c_int> {
     digits.parse().ok()
 }
 
-/// A message for Prosody's log, produced where Lua cannot be called.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
-    pub level: &'static str,
-    pub text: String,
-}
-
-static REPORTS: Mutex<Vec<Report>> = Mutex::new(Vec::new());
-
-/// Reports queued since the last call, oldest first.
-pub fn take_reports() -> Vec<Report> {
-    std::mem::take(&mut *REPORTS.lock())
-}
-
-fn report(level: &'static str, text: String) {
-    REPORTS.lock().push(Report { level, text });
-}
-
 struct Watch {
     signal: c_int,
     name: String,
@@ -175,8 +158,8 @@ fn start_thread() -> Result<Handle, String> {
     Ok(handle)
 }
 
-/// This thread must never take a signal meant for Prosody's own handlers.
-fn block_all_signals() {
+/// Native threads must never take a signal meant for Prosody's own handlers.
+pub fn block_all_signals() {
     // SAFETY: plain libc calls on a local, initialised signal set.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
@@ -194,15 +177,12 @@ fn dump_for(signal: c_int) {
         .filter_map(|w| Some((w.name.clone(), w.sink.upgrade()?)))
         .collect();
     for (name, sink) in targets {
-        match sink.dump() {
-            Ok(done) => report(
-                "info",
-                format!(
-                    "Dumped {} buffered lines to {} on {name}",
-                    done.lines, done.path
-                ),
-            ),
-            Err(e) => report("error", format!("{e} (dump on {name}; the lines are kept)")),
+        // This thread is already off the Lua thread: write here, in order.
+        if let Err(e) = sink.dump(false, &name) {
+            reports::push(
+                "error",
+                format!("{e} ({name}); the lines are kept for the next dump"),
+            );
         }
     }
 }

@@ -111,7 +111,7 @@ for _, version in ipairs(prosody.versions()) do
 				local dumps = wait_for_dump(server, "winch.log");
 				assert.equal(0, count_matching(dumps[1], "hidden%-debug"));
 				assert.equal(1, count_matching(dumps[1], "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d mod_e2e_control\tinfo\tshown%-info$"));
-				prosody.wait_for(function () return server:log():find("on SIGWINCH", 1, true); end, 10, "report");
+				prosody.wait_for(function () return server:log():find("(SIGWINCH)", 1, true); end, 10, "report");
 			end);
 
 			it("keeps lines and single triggers across a config reload", function ()

@@ -28,8 +28,10 @@ function env.new_module()
 		return self.shared_tables[name];
 	end
 	-- Test helpers, not part of Prosody's API.
+	-- Fires a global event and waits for the dumps it started to be written.
 	function m:fire(event)
 		for _, handler in ipairs(self.hooks[event] or {}) do handler({}); end
+		assert(helper.native.wait_for_dumps(5), "dumps still pending");
 	end
 	function m:handler_count(event) return #(self.hooks[event] or {}); end
 	function m:messages(level)

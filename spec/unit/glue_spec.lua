@@ -130,6 +130,7 @@ describe("mod_log_ringbuffer", function ()
 		log("info", "shell line");
 		local ok, text = m.shared_tables["/*/admin_shell/env"].ringbuffer:dump();
 		assert.is_true(ok, text);
+		assert.is_true(require "spec.helpers.native".native.wait_for_dumps(5));
 		assert.truthy(env.read(dir .. "/a.log"):find("shell line", 1, true));
 		assert.truthy(env.read(dir .. "/b.log"):find("shell line", 1, true));
 	end);
