@@ -8,7 +8,7 @@ PLUGIN_DIR ?= $(CURDIR)/target/plugins
 LIB := target/release/liblog_ringbuffer_native.so
 export DEPS
 
-.PHONY: all build deps install-plugin check lint test-rust test-lua test-e2e demo bench clean
+.PHONY: all build deps install-plugin check lint test-rust test-lua test-e2e test-rockspec demo bench clean
 
 all: build
 
@@ -29,7 +29,7 @@ install-plugin: build
 lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
-	luacheck lua spec
+	luacheck lua spec bench
 
 test-rust: deps
 	$(CARGO) test --no-default-features --features lua54
@@ -43,15 +43,25 @@ test-e2e: deps
 	$(MAKE) install-plugin PLUGIN_DIR=$(CURDIR)/target/e2e-plugins
 	busted --lua=$(LUA) spec/e2e
 
+# The luarocks install, loaded by each Prosody version from the rocks tree.
+test-rockspec: deps
+	scripts/check-rockspec.sh prosody
+	scripts/check-rockspec.sh "$(LUA) $(DEPS)/prosody13/usr/bin/prosody"
+
 check: deps
 	$(MAKE) lint
 	$(MAKE) test-rust
 	$(MAKE) test-lua
 	$(MAKE) test-e2e
+	$(MAKE) test-rockspec
 
 demo: deps
 	$(MAKE) install-plugin PLUGIN_DIR=$(CURDIR)/target/demo-plugins
 	scripts/demo.sh $(CURDIR)/target/demo-plugins
+
+# Speed and memory against the floor and the upstream algorithm, measured in one run.
+bench: deps build
+	bench/run.sh
 
 clean:
 	$(CARGO) clean

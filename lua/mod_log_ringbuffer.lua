@@ -73,6 +73,8 @@ end
 
 local function poll_reports()
 	log_reports();
+	local err = native.rearm_after_fork();
+	if err then module:log("error", "Native signal triggers stopped: %s", err); end
 	if native.pending_dumps() > 0 then
 		return 0.05;
 	elseif has_native_triggers() then
@@ -237,6 +239,11 @@ function module.unload()
 	log_reports();
 	for _, record in ipairs(live) do
 		record.handle:disarm();
+	end
+	if not module.reloading then
+		-- Really unloading: take the ringbuffer sinks out of Prosody's logger too.
+		loggingmanager.register_sink_type("ringbuffer", nil);
+		loggingmanager.reload_logging();
 	end
 end
 

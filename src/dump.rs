@@ -61,9 +61,7 @@ pub fn os_reason(err: &io::Error) -> String {
 /// keeps its mode). A symlink as the last component is refused (O_NOFOLLOW).
 fn open(path: &str) -> io::Result<File> {
     let mut options = OpenOptions::new();
-    options
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    options.write(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
     match options.clone().create_new(true).mode(0o600).open(path) {
         Ok(file) => {
             file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
@@ -133,11 +131,7 @@ impl Prepared {
             Destination::Region { file, offset, len } => {
                 let written = write_region(&file, offset, &self.header, lines);
                 if let Err(e) = written {
-                    if file
-                        .metadata()
-                        .map(|m| m.len() == offset + len)
-                        .unwrap_or(false)
-                    {
+                    if file.metadata().map(|m| m.len() == offset + len).unwrap_or(false) {
                         let _ = file.set_len(offset);
                     }
                     return Err(failed(e));
@@ -188,11 +182,7 @@ pub fn prepare(path: &str, time: i64, text_bytes: usize) -> Result<Prepared, Dum
     } else {
         Destination::Stream(file)
     };
-    Ok(Prepared {
-        path: path.to_string(),
-        header,
-        destination,
-    })
+    Ok(Prepared { path: path.to_string(), header, destination })
 }
 
 /// Appends one dump of `lines` to `path`, now.
@@ -224,10 +214,7 @@ mod tests {
         write_dump(path, 0, &Ring::new(Limit::Lines(1))).expect("dump");
         let text = std::fs::read_to_string(path).expect("read");
         let h = String::from_utf8(header(0)).expect("utf8");
-        assert_eq!(
-            text,
-            format!("{h}one\ntwo\n-- End of dump --\n\n{h}-- End of dump --\n\n")
-        );
+        assert_eq!(text, format!("{h}one\ntwo\n-- End of dump --\n\n{h}-- End of dump --\n\n"));
         assert!(h.starts_with("-- Dumping log buffer at ") && h.ends_with("  --\n"));
         let mode = std::fs::metadata(path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
@@ -235,12 +222,8 @@ mod tests {
 
     #[test]
     fn open_errors_read_like_io_open() {
-        let err = write_dump("/nonexistent-dir/x.log", 0, &Ring::new(Limit::Lines(1)))
-            .expect_err("must fail");
-        assert_eq!(
-            err.to_string(),
-            "Unable to open output file: /nonexistent-dir/x.log: No such file or directory"
-        );
+        let err = write_dump("/nonexistent-dir/x.log", 0, &Ring::new(Limit::Lines(1))).expect_err("must fail");
+        assert_eq!(err.to_string(), "Unable to open output file: /nonexistent-dir/x.log: No such file or directory");
     }
 
     #[test]
@@ -258,9 +241,6 @@ mod tests {
     fn full_disk_is_a_write_error() {
         let mut ring = Ring::new(Limit::Lines(10));
         ring.push(&[b'x'; 1000]);
-        assert!(matches!(
-            write_dump("/dev/full", 0, &ring),
-            Err(DumpError::Write(_))
-        ));
+        assert!(matches!(write_dump("/dev/full", 0, &ring), Err(DumpError::Write(_))));
     }
 }

@@ -40,12 +40,34 @@ pub trait Args<'a> {
 
 /// The conversion letters `util.format`'s pattern recognises (`%%[^...]*[...]`).
 fn is_conversion(b: u8) -> bool {
-    b"cdiouxXaAeEfgGpqs%".contains(&b)
+    const TABLE: [bool; 256] = {
+        let mut table = [false; 256];
+        let letters = b"cdiouxXaAeEfgGpqs%";
+        let mut i = 0;
+        while i < letters.len() {
+            table[letters[i] as usize] = true;
+            i += 1;
+        }
+        table
+    };
+    TABLE[b as usize]
 }
 
 /// True if `util.format` would look closer at this string (control or non-ASCII bytes).
+/// Eight bytes at a time: a high bit set, or a byte below 0x20 (borrow trick).
 fn needs_care(s: &[u8]) -> bool {
-    s.iter().any(|&b| !(0x20..0x80).contains(&b))
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const SPACE: u64 = 0x2020_2020_2020_2020;
+    let mut words = s.chunks_exact(8);
+    for word in words.by_ref() {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let w = u64::from_le_bytes(bytes);
+        if w & HIGH != 0 || w.wrapping_sub(SPACE) & !w & HIGH != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|b| !(0x20..0x80).contains(b))
 }
 
 /// Appends `s` with control characters made visible and every newline followed by a tab,
@@ -72,19 +94,17 @@ pub fn sanitize_into(s: &[u8], out: &mut Vec<u8>) {
 
 /// Appends a string the way `util.format` treats a string under `%s`: untouched if plain
 /// ASCII, sanitised if valid UTF-8, serialised by Prosody (through Lua) otherwise.
-pub fn string_field<'a>(
-    s: &[u8],
-    args: &mut dyn Args<'a>,
-    out: &mut Vec<u8>,
-) -> Result<(), FormatError> {
+/// Returns whether `s` was plain (appended as it was).
+pub fn string_field<'a, A: Args<'a> + ?Sized>(s: &[u8], args: &mut A, out: &mut Vec<u8>) -> Result<bool, FormatError> {
     if !needs_care(s) {
         out.extend_from_slice(s);
+        return Ok(true);
     } else if std::str::from_utf8(s).is_ok() {
         sanitize_into(s, out);
     } else {
         args.lua_quote(s, out)?;
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Lua 5.4 `tostring` of a number: `%d` for integers, `%.14g` for floats, plus `.0` when the
@@ -98,7 +118,21 @@ pub fn push_float(n: f64, out: &mut Vec<u8>) {
 }
 
 pub fn push_int(n: i64, out: &mut Vec<u8>) {
-    out.extend_from_slice(n.to_string().as_bytes());
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// `string.format("%g", n)`: C's printf, so every digit matches Lua's.
@@ -109,8 +143,7 @@ fn push_g(n: f64, out: &mut Vec<u8>) {
 fn c_format_float(fmt: &[u8], n: f64, out: &mut Vec<u8>) {
     let mut buf = [0u8; 64];
     // SAFETY: fmt is NUL-terminated and takes exactly one double; %g and %.14g fit in 64 bytes.
-    let written =
-        unsafe { libc::snprintf(buf.as_mut_ptr().cast(), buf.len(), fmt.as_ptr().cast(), n) };
+    let written = unsafe { libc::snprintf(buf.as_mut_ptr().cast(), buf.len(), fmt.as_ptr().cast(), n) };
     let written = usize::try_from(written).unwrap_or(0).min(buf.len() - 1);
     out.extend_from_slice(&buf[..written]);
 }
@@ -129,34 +162,84 @@ fn plain_tostring(arg: Arg<'_>, out: &mut Vec<u8>) -> bool {
     true
 }
 
-/// Appends `util.format(fmt, args...)`.
-pub fn format_message<'a>(
-    fmt: &[u8],
-    args: &mut dyn Args<'a>,
-    out: &mut Vec<u8>,
-) -> Result<(), FormatError> {
-    let mut next_arg = 0;
-    let mut i = 0;
-    while i < fmt.len() {
-        let Some(pct) = fmt[i..].iter().position(|&b| b == b'%') else {
-            out.extend_from_slice(&fmt[i..]);
-            break;
+/// One piece of a format string.
+#[derive(Debug, Clone, PartialEq)]
+enum Piece {
+    /// Text copied as written (a byte range of the format string).
+    Literal(usize, usize),
+    /// `%%`.
+    Percent,
+    /// A conversion consuming the next argument (a byte range of the format string).
+    Conversion(usize, usize),
+}
+
+/// A format string split into its pieces once, so a format logged again and again is not
+/// parsed again (see `FormatCache`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compiled {
+    pieces: Vec<Piece>,
+    /// No literal piece holds control or non-ASCII bytes.
+    plain_literals: bool,
+}
+
+impl Compiled {
+    /// Splits `fmt` the way `util.format`'s pattern does. A `%` that starts no conversion makes
+    /// `string.format` reject the whole format.
+    pub fn new(fmt: &[u8]) -> Result<Compiled, FormatError> {
+        let mut pieces = Vec::new();
+        let mut plain_literals = true;
+        let mut literal = |pieces: &mut Vec<Piece>, from: usize, to: usize| {
+            if from < to {
+                plain_literals &= !needs_care(&fmt[from..to]);
+                pieces.push(Piece::Literal(from, to));
+            }
         };
-        out.extend_from_slice(&fmt[i..i + pct]);
-        let start = i + pct;
-        let Some(len) = fmt[start + 1..].iter().position(|&b| is_conversion(b)) else {
-            // A '%' that starts no conversion: string.format rejects the whole format.
-            return Err("invalid conversion at end of format string".into());
-        };
-        let spec = &fmt[start..start + len + 2];
-        i = start + len + 2;
-        if spec == b"%%" {
-            out.push(b'%');
-            continue;
+        let mut i = 0;
+        while let Some(pct) = fmt[i..].iter().position(|&b| b == b'%') {
+            let start = i + pct;
+            literal(&mut pieces, i, start);
+            let Some(len) = fmt[start + 1..].iter().position(|&b| is_conversion(b)) else {
+                return Err("invalid conversion at end of format string".into());
+            };
+            i = start + len + 2;
+            pieces.push(if &fmt[start..i] == b"%%" { Piece::Percent } else { Piece::Conversion(start, i) });
         }
-        let arg_index = next_arg;
-        next_arg += 1;
-        format_conversion(spec, arg_index, args, out)?;
+        literal(&mut pieces, i, fmt.len());
+        Ok(Compiled { pieces, plain_literals })
+    }
+}
+
+/// Appends `util.format(fmt, args...)`. Returns whether every byte appended is plain
+/// (printable ASCII), so the caller can skip looking at the message again.
+pub fn format_message<'a, A: Args<'a> + ?Sized>(
+    fmt: &[u8],
+    args: &mut A,
+    out: &mut Vec<u8>,
+) -> Result<bool, FormatError> {
+    format_compiled(fmt, &Compiled::new(fmt)?, args, out)
+}
+
+/// [`format_message`] for a format already split by [`Compiled::new`].
+pub fn format_compiled<'a, A: Args<'a> + ?Sized>(
+    fmt: &[u8],
+    compiled: &Compiled,
+    args: &mut A,
+    out: &mut Vec<u8>,
+) -> Result<bool, FormatError> {
+    let mut plain = compiled.plain_literals;
+    let mut next_arg = 0;
+    for piece in &compiled.pieces {
+        match *piece {
+            Piece::Literal(from, to) => out.extend_from_slice(&fmt[from..to]),
+            Piece::Percent => out.push(b'%'),
+            Piece::Conversion(from, to) => {
+                plain &= format_conversion(&fmt[from..to], next_arg, args, out)?;
+                next_arg += 1;
+            }
+        }
+    }
+    if next_arg < args.count() {
+        plain = false;
     }
     for extra in next_arg..args.count() {
         out.extend_from_slice(b" [");
@@ -175,21 +258,18 @@ pub fn format_message<'a>(
         }
         out.push(b']');
     }
-    Ok(())
+    Ok(plain)
 }
 
-/// One conversion, natively when the result is certain, through Lua otherwise.
-fn format_conversion<'a>(
+/// One conversion, natively when the result is certain, through Lua otherwise. Returns
+/// whether what it appended is plain ASCII.
+fn format_conversion<'a, A: Args<'a> + ?Sized>(
     spec: &[u8],
     index: usize,
-    args: &mut dyn Args<'a>,
+    args: &mut A,
     out: &mut Vec<u8>,
-) -> Result<(), FormatError> {
-    let arg = if index < args.count() {
-        args.get(index)
-    } else {
-        Arg::Nil
-    };
+) -> Result<bool, FormatError> {
+    let arg = if index < args.count() { args.get(index) } else { Arg::Nil };
     let plain = spec.len() == 2;
     let conversion = spec[spec.len() - 1];
     match (arg, plain, conversion) {
@@ -202,7 +282,8 @@ fn format_conversion<'a>(
         (Arg::Other, true, b's') => {
             let mut text = Vec::new();
             args.tostring(index, &mut text)?;
-            return string_field(&text, args, out);
+            string_field(&text, args, out)?;
+            return Ok(false);
         }
         (Arg::Int(n), true, b'd' | b'i') => push_int(n, out),
         (Arg::Int(n), true, b'g') => push_g(n as f64, out),
@@ -217,10 +298,62 @@ fn format_conversion<'a>(
             out.push(b'[');
             sanitize_into(s, out);
             out.push(b']');
+            return Ok(false);
         }
-        _ => return args.lua_format(spec, index, out),
+        _ => {
+            args.lua_format(spec, index, out)?;
+            return Ok(false);
+        }
     }
-    Ok(())
+    // nil, numbers and booleans print as ASCII letters, digits and signs.
+    Ok(true)
+}
+
+/// Recently used format strings and their compiled form, looked up by the address of the
+/// Lua string's bytes and confirmed by comparing the bytes (an address can be reused).
+pub struct FormatCache {
+    slots: Vec<Option<(usize, Box<[u8]>, Compiled)>>,
+}
+
+impl FormatCache {
+    const SLOTS: usize = 64;
+    /// Longer formats (whole messages without arguments, mostly) are not worth keeping.
+    const MAX_LEN: usize = 256;
+
+    pub fn new() -> Self {
+        FormatCache { slots: vec![None; Self::SLOTS] }
+    }
+
+    /// Formats `fmt`, using and filling the cache.
+    pub fn format<'a, A: Args<'a> + ?Sized>(
+        &mut self,
+        fmt: &[u8],
+        args: &mut A,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, FormatError> {
+        if fmt.len() > Self::MAX_LEN {
+            return format_message(fmt, args, out);
+        }
+        let address = fmt.as_ptr() as usize;
+        let slot = &mut self.slots[(address >> 3) % Self::SLOTS];
+        match slot {
+            Some((cached, bytes, compiled)) if *cached == address && **bytes == *fmt => {
+                format_compiled(fmt, compiled, args, out)
+            }
+            _ => {
+                let compiled = Compiled::new(fmt)?;
+                let result = format_compiled(fmt, &compiled, args, out);
+                *slot = Some((address, fmt.into(), compiled));
+                result
+            }
+        }
+    }
+}
+
+impl Default for FormatCache {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A strftime format as Lua's `os.date` accepts it, checked once when the sink is made.
@@ -233,8 +366,8 @@ pub struct DateFormat {
 /// The conversions Lua 5.4's `os.date` allows (LUA_STRFTIMEOPTIONS for C99).
 const DATE_OPTIONS_1: &[u8] = b"aAbBcCdDeFgGhHIjmMnprRStTuUVwWxXyYzZ%";
 const DATE_OPTIONS_2: &[&[u8]] = &[
-    b"Ec", b"EC", b"Ex", b"EX", b"Ey", b"EY", b"Od", b"Oe", b"OH", b"OI", b"Om", b"OM", b"OS",
-    b"Ou", b"OU", b"OV", b"Ow", b"OW", b"Oy",
+    b"Ec", b"EC", b"Ex", b"EX", b"Ey", b"EY", b"Od", b"Oe", b"OH", b"OI", b"Om", b"OM", b"OS", b"Ou", b"OU", b"OV",
+    b"Ow", b"OW", b"Oy",
 ];
 
 impl DateFormat {
@@ -261,8 +394,7 @@ impl DateFormat {
                     i += 3;
                     continue;
                 }
-                let shown =
-                    String::from_utf8_lossy(&bytes[i..(i + 2).min(bytes.len())]).into_owned();
+                let shown = String::from_utf8_lossy(&bytes[i..(i + 2).min(bytes.len())]).into_owned();
                 return Err(format!("invalid conversion specifier '{shown}'"));
             }
             i += 1;
@@ -333,14 +465,8 @@ mod tests {
         fn get(&self, i: usize) -> Arg<'a> {
             self.args[i]
         }
-        fn lua_format(
-            &mut self,
-            spec: &[u8],
-            i: usize,
-            out: &mut Vec<u8>,
-        ) -> Result<(), FormatError> {
-            self.delegated
-                .push(format!("format {} {}", String::from_utf8_lossy(spec), i));
+        fn lua_format(&mut self, spec: &[u8], i: usize, out: &mut Vec<u8>) -> Result<(), FormatError> {
+            self.delegated.push(format!("format {} {}", String::from_utf8_lossy(spec), i));
             out.extend_from_slice(b"<lua>");
             Ok(())
         }
@@ -357,10 +483,7 @@ mod tests {
     }
 
     fn fmt(f: &str, args: Vec<Arg<'_>>) -> (String, Vec<String>) {
-        let mut plain = Plain {
-            args,
-            delegated: vec![],
-        };
+        let mut plain = Plain { args, delegated: vec![] };
         let mut out = Vec::new();
         format_message(f.as_bytes(), &mut plain, &mut out).expect("format");
         (String::from_utf8(out).expect("utf8"), plain.delegated)
@@ -368,10 +491,7 @@ mod tests {
 
     #[test]
     fn plain_conversions_stay_native() {
-        let (s, d) = fmt(
-            "a %s b %d c %g %%",
-            vec![Arg::Str(b"x"), Arg::Int(-5), Arg::Float(0.5)],
-        );
+        let (s, d) = fmt("a %s b %d c %g %%", vec![Arg::Str(b"x"), Arg::Int(-5), Arg::Float(0.5)]);
         assert_eq!(s, "a x b -5 c 0.5 %");
         assert!(d.is_empty());
     }
@@ -379,10 +499,7 @@ mod tests {
     #[test]
     fn missing_and_extra_arguments() {
         assert_eq!(fmt("%s and %d", vec![]).0, "(nil) and (nil)");
-        let (s, _) = fmt(
-            "x",
-            vec![Arg::Nil, Arg::Int(3), Arg::Bool(true), Arg::Str(b"a\nb")],
-        );
+        let (s, _) = fmt("x", vec![Arg::Nil, Arg::Int(3), Arg::Bool(true), Arg::Str(b"a\nb")]);
         assert_eq!(s, "x [(nil)] [3] [true] [a\n\tb]");
     }
 
@@ -407,10 +524,7 @@ mod tests {
 
     #[test]
     fn lua_only_cases_are_delegated() {
-        let (s, d) = fmt(
-            "%5s %q %x %s",
-            vec![Arg::Str(b"a"), Arg::Str(b"b"), Arg::Int(1), Arg::Other],
-        );
+        let (s, d) = fmt("%5s %q %x %s", vec![Arg::Str(b"a"), Arg::Str(b"b"), Arg::Int(1), Arg::Other]);
         assert_eq!(s, "<lua> <lua> <lua> table: 0x1\n\t");
         assert_eq!(d.len(), 4);
         let (s, d) = fmt("%s", vec![Arg::Str(b"\xff")]);
@@ -420,11 +534,44 @@ mod tests {
     }
 
     #[test]
+    fn integers_print_like_lua() {
+        for n in [0, 7, -7, 10, 12345, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            push_int(n, &mut out);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn care_is_found_anywhere() {
+        let mut s = vec![b'a'; 100];
+        assert!(!needs_care(&s));
+        for i in [0, 31, 32, 63, 64, 99] {
+            s[i] = b'\n';
+            assert!(needs_care(&s), "{i}");
+            s[i] = 0xc3;
+            assert!(needs_care(&s), "{i}");
+            s[i] = b'a';
+        }
+        assert!(!needs_care(b"\x7f"));
+    }
+
+    #[test]
+    fn cache_tells_formats_apart() {
+        let mut cache = FormatCache::new();
+        let mut plain = Plain { args: vec![Arg::Int(1)], delegated: vec![] };
+        let mut buffer = b"a %d".to_vec();
+        let mut out = Vec::new();
+        cache.format(&buffer, &mut plain, &mut out).expect("format");
+        // Same address, new content: must not reuse the old split.
+        buffer.copy_from_slice(b"%d b");
+        cache.format(&buffer, &mut plain, &mut out).expect("format");
+        assert_eq!(out, b"a 11 b");
+    }
+
+    #[test]
     fn dangling_percent_is_an_error() {
-        let mut plain = Plain {
-            args: vec![],
-            delegated: vec![],
-        };
+        let mut plain = Plain { args: vec![], delegated: vec![] };
         assert!(format_message(b"100%", &mut plain, &mut Vec::new()).is_err());
     }
 
@@ -436,9 +583,7 @@ mod tests {
         assert!(DateFormat::new("%").is_err());
         assert!(DateFormat::new("*t").is_err());
         let mut out = Vec::new();
-        DateFormat::new("!%Y-%m-%d %H:%M:%S")
-            .expect("valid")
-            .render(86_400 + 3661, &mut out);
+        DateFormat::new("!%Y-%m-%d %H:%M:%S").expect("valid").render(86_400 + 3661, &mut out);
         assert_eq!(out, b"1970-01-02 01:01:01");
     }
 }

@@ -7,10 +7,7 @@
 use std::os::raw::c_void;
 use std::sync::Arc;
 
-use mlua::{
-    AnyUserData, Function, IntoLuaMulti, LightUserData, Lua, Result, Table, UserData,
-    UserDataMethods, Value,
-};
+use mlua::{AnyUserData, Function, IntoLuaMulti, LightUserData, Lua, Result, Table, UserData, UserDataMethods, Value};
 
 use crate::lua_sink::{sink_call, LuaSink};
 use crate::options::{OptValue, SinkOptions};
@@ -71,17 +68,10 @@ impl UserData for Handle {
             Ok(())
         });
         methods.add_method("has_native_triggers", |_, this, ()| {
-            Ok(this
-                .sink()
-                .options
-                .triggers
-                .iter()
-                .any(|t| matches!(t, Trigger::Signal(..))))
+            Ok(this.sink().options.triggers.iter().any(|t| matches!(t, Trigger::Signal(..))))
         });
         // The buffered text, left in place.
-        methods.add_method("peek", |lua, this, ()| {
-            lua.create_string(this.sink().peek())
-        });
+        methods.add_method("peek", |lua, this, ()| lua.create_string(this.sink().peek()));
         // Lines and bytes held now.
         methods.add_method("usage", |_, this, ()| Ok(this.sink().usage()));
     }
@@ -100,13 +90,7 @@ fn opt_value(value: Value) -> OptValue {
 
 fn new_sink(
     lua: &Lua,
-    (config, paths, format, tostring, stanza_mt): (
-        Table,
-        Option<Table>,
-        Function,
-        Function,
-        Option<Table>,
-    ),
+    (config, paths, format, tostring, stanza_mt): (Table, Option<Table>, Function, Function, Option<Table>),
 ) -> Result<(AnyUserData, Function, Table)> {
     let keys: Vec<String> = config
         .pairs::<Value, Value>()
@@ -116,15 +100,8 @@ fn new_sink(
             other => format!("[{}]", other.type_name()),
         })
         .collect();
-    let (options, problems) = SinkOptions::parse(
-        |name| {
-            config
-                .raw_get::<Value>(name)
-                .map(opt_value)
-                .unwrap_or(OptValue::Absent)
-        },
-        &keys,
-    );
+    let (options, problems) =
+        SinkOptions::parse(|name| config.raw_get::<Value>(name).map(opt_value).unwrap_or(OptValue::Absent), &keys);
     let mut path_list = Vec::new();
     if let Some(paths) = paths {
         for (k, v) in paths.pairs::<String, String>().flatten() {
@@ -138,14 +115,7 @@ fn new_sink(
         Some(mt) => mt.raw_get("__tostring")?,
         None => Value::Nil,
     };
-    let upvalues = (
-        LightUserData(pointer),
-        format,
-        tostring,
-        handle.clone(),
-        stanza_mt,
-        stanza_tostring,
-    );
+    let upvalues = (LightUserData(pointer), format, tostring, handle.clone(), stanza_mt, stanza_tostring);
     // SAFETY: pushes a C closure over the six values exec_raw placed on the stack; the handle
     // upvalue keeps the LuaSink behind the light userdata alive as long as the closure.
     let sink: Function = unsafe {
@@ -176,9 +146,7 @@ fn take_reports(lua: &Lua, (): ()) -> Result<Table> {
 
 /// Waits up to `seconds` for dumps being written; true if none are left.
 fn wait_for_dumps(_: &Lua, seconds: f64) -> Result<bool> {
-    Ok(writer::wait_idle(Duration::from_secs_f64(
-        seconds.clamp(0.0, 3600.0),
-    )))
+    Ok(writer::wait_idle(Duration::from_secs_f64(seconds.clamp(0.0, 3600.0))))
 }
 
 /// The module table.
@@ -187,10 +155,9 @@ pub fn exports(lua: &Lua) -> Result<Table> {
     module.set("new_sink", lua.create_function(new_sink)?)?;
     module.set("take_reports", lua.create_function(take_reports)?)?;
     module.set("wait_for_dumps", lua.create_function(wait_for_dumps)?)?;
-    module.set(
-        "pending_dumps",
-        lua.create_function(|_, ()| Ok(writer::pending()))?,
-    )?;
+    module.set("pending_dumps", lua.create_function(|_, ()| Ok(writer::pending()))?)?;
+    // Restarts native threads lost to a fork; returns an error text if that failed.
+    module.set("rearm_after_fork", lua.create_function(|_, ()| Ok(triggers::rearm_after_fork().err()))?)?;
     module.set("version", env!("CARGO_PKG_VERSION"))?;
     Ok(module)
 }

@@ -37,14 +37,12 @@ struct Scratch {
     message: Vec<u8>,
     stamp_second: Option<i64>,
     stamp: Vec<u8>,
+    formats: format::FormatCache,
 }
 
 impl LuaSink {
     pub fn new(sink: Arc<Sink>) -> Self {
-        LuaSink {
-            sink,
-            scratch: Mutex::new(Scratch::default()),
-        }
+        LuaSink { sink, scratch: Mutex::new(Scratch::default()) }
     }
 }
 
@@ -83,17 +81,8 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
         }
     };
     let top = ffi::lua_gettop(state);
-    let mut fields = StackArgs {
-        state,
-        base: 1,
-        count: 0,
-    };
-    let Scratch {
-        line,
-        message,
-        stamp_second,
-        stamp,
-    } = scratch;
+    let mut fields = StackArgs { state, base: 1, count: 0 };
+    let Scratch { line, message, stamp_second, stamp, formats } = scratch;
     line.clear();
 
     if let Some(date) = &this.sink.options.timestamps {
@@ -114,24 +103,24 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
     field(&mut fields, ARG_LEVEL, line);
     line.push(b'\t');
 
-    message.clear();
-    let mut args = StackArgs {
-        state,
-        base: ARG_MESSAGE + 1,
-        count: (top - ARG_MESSAGE).max(0) as usize,
-    };
+    // The message is formatted straight into the line; only a message that is not plain
+    // ASCII is taken out again for the line-level pass (control pictures, UTF-8 check).
+    let message_start = line.len();
+    let mut args = StackArgs { state, base: ARG_MESSAGE + 1, count: (top - ARG_MESSAGE).max(0) as usize };
     let formatted = match fields.get_index(ARG_MESSAGE) {
-        Arg::Str(fmt) => format::format_message(fmt, &mut args, message),
+        Arg::Str(fmt) => formats.format(fmt, &mut args, line),
         _ => Err("the log message is not a string".to_string()),
     };
-    if let Err(why) = formatted {
-        describe_failure(&mut fields, &mut args, &why, message);
-    }
-    if format::string_field(message, &mut fields, line).is_err() {
-        format::sanitize_into(
-            &String::from_utf8_lossy(message).into_owned().into_bytes(),
-            line,
-        );
+    if !matches!(formatted, Ok(true)) {
+        message.clear();
+        message.extend_from_slice(&line[message_start..]);
+        line.truncate(message_start);
+        if let Err(why) = formatted {
+            describe_failure(&mut fields, &mut args, &why, message);
+        }
+        if format::string_field(message, &mut fields, line).is_err() {
+            format::sanitize_into(&String::from_utf8_lossy(message).into_owned().into_bytes(), line);
+        }
     }
     line.push(b'\n');
     this.sink.push(line);
@@ -140,7 +129,7 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
 /// A source or level name: `%s` rules, `tostring` for non-strings.
 unsafe fn field(args: &mut StackArgs, index: c_int, out: &mut Vec<u8>) {
     let result = match args.get_index(index) {
-        Arg::Str(s) => format::string_field(s, args, out),
+        Arg::Str(s) => format::string_field(s, args, out).map(|_| ()),
         _ => args.call_format(b"%s", Some(index), None, out),
     };
     if let Err(why) = result {
@@ -150,12 +139,7 @@ unsafe fn field(args: &mut StackArgs, index: c_int, out: &mut Vec<u8>) {
 
 /// The message Prosody's `util.format` would have raised on: say why, then show the raw format
 /// and every argument, so nothing is lost.
-unsafe fn describe_failure(
-    fields: &mut StackArgs,
-    args: &mut StackArgs,
-    why: &str,
-    out: &mut Vec<u8>,
-) {
+unsafe fn describe_failure(fields: &mut StackArgs, args: &mut StackArgs, why: &str, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(format!("[format error: {why}] ").as_bytes());
     match fields.get_index(ARG_MESSAGE) {
@@ -234,10 +218,7 @@ impl StackArgs {
     /// `tostring(value at index)`: natively for stanzas, through Lua otherwise.
     unsafe fn tostring_at(&mut self, index: c_int, out: &mut Vec<u8>) -> Result<(), FormatError> {
         let l = self.state;
-        let (mt, original) = (
-            ffi::lua_upvalueindex(UPVALUE_STANZA_MT),
-            ffi::lua_upvalueindex(UPVALUE_STANZA_TOSTRING),
-        );
+        let (mt, original) = (ffi::lua_upvalueindex(UPVALUE_STANZA_MT), ffi::lua_upvalueindex(UPVALUE_STANZA_TOSTRING));
         if lua_stanza::serialize(l, index, mt, original, out) {
             return Ok(());
         }

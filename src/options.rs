@@ -14,18 +14,8 @@ pub const MAX_SIZE: usize = 1 << 36;
 pub const MAX_LINES: usize = 1 << 28;
 pub const DEFAULT_TEMPLATE: &str = "{paths.data}/ringbuffer-logs-{pid}-{count}.log";
 const LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
-const KNOWN: [&str; 10] = [
-    "to",
-    "level",
-    "levels",
-    "size",
-    "lines",
-    "filename",
-    "filename_template",
-    "signal",
-    "event",
-    "timestamps",
-];
+const KNOWN: [&str; 10] =
+    ["to", "level", "levels", "size", "lines", "filename", "filename_template", "signal", "event", "timestamps"];
 
 /// An option's value as the config file gave it.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +36,11 @@ impl OptValue {
             OptValue::Absent => "nil".into(),
             OptValue::Bool(b) => b.to_string(),
             OptValue::Int(n) => n.to_string(),
-            OptValue::Float(n) => n.to_string(),
+            OptValue::Float(n) => {
+                let mut text = Vec::new();
+                crate::format::push_float(*n, &mut text);
+                String::from_utf8_lossy(&text).into_owned()
+            }
             OptValue::Str(s) => format!("{s:?}"),
             OptValue::Other(t) => format!("a {t}"),
         }
@@ -153,12 +147,7 @@ impl SinkOptions {
                 }
             },
             v => {
-                bad(
-                    "timestamps",
-                    v,
-                    "true, false or an os.date format",
-                    "using the default format",
-                );
+                bad("timestamps", v, "true, false or an os.date format", "using the default format");
                 default_stamp()
             }
         };
@@ -181,16 +170,9 @@ impl SinkOptions {
 
         let min_level = match get("level") {
             OptValue::Absent => None,
-            OptValue::Str(s) if LEVELS.contains(&s.as_str()) => {
-                LEVELS.iter().copied().find(|l| *l == s)
-            }
+            OptValue::Str(s) if LEVELS.contains(&s.as_str()) => LEVELS.iter().copied().find(|l| *l == s),
             v => {
-                bad(
-                    "level",
-                    &v,
-                    "one of \"debug\", \"info\", \"warn\", \"error\"",
-                    "capturing every level",
-                );
+                bad("level", &v, "one of \"debug\", \"info\", \"warn\", \"error\"", "capturing every level");
                 None
             }
         };
@@ -200,53 +182,26 @@ impl SinkOptions {
             OptValue::Absent => {}
             OptValue::Str(name) => match triggers::parse_signal(&name) {
                 Ok(t) => triggers.push(t),
-                Err(why) => bad(
-                    "signal",
-                    &OptValue::Str(name.clone()),
-                    &why,
-                    "no signal will dump this buffer",
-                ),
+                Err(why) => bad("signal", &OptValue::Str(name.clone()), &why, "no signal will dump this buffer"),
             },
-            v => bad(
-                "signal",
-                &v,
-                "a signal name such as \"SIGUSR2\"",
-                "no signal will dump this buffer",
-            ),
+            v => bad("signal", &v, "a signal name such as \"SIGUSR2\"", "no signal will dump this buffer"),
         }
         match get("event") {
             OptValue::Absent => {}
             OptValue::Str(name) if !name.is_empty() => triggers.push(Trigger::Event(name)),
-            v => bad(
-                "event",
-                &v,
-                "the name of a Prosody global event",
-                "no event will dump this buffer",
-            ),
+            v => bad("event", &v, "the name of a Prosody global event", "no event will dump this buffer"),
         }
 
         for key in keys {
             if !KNOWN.contains(&key.as_str()) {
                 problems.push(Problem {
                     level: "warn",
-                    text: format!(
-                        "Unknown option '{key}' ignored; known options are: {}",
-                        KNOWN[1..].join(", ")
-                    ),
+                    text: format!("Unknown option '{key}' ignored; known options are: {}", KNOWN[1..].join(", ")),
                 });
             }
         }
 
-        (
-            SinkOptions {
-                limit,
-                timestamps,
-                target,
-                min_level,
-                triggers,
-            },
-            problems,
-        )
+        (SinkOptions { limit, timestamps, target, min_level, triggers }, problems)
     }
 
     /// A text that is equal for two sinks exactly when their buffers can be shared across a
@@ -263,13 +218,7 @@ mod tests {
     fn parse(pairs: &[(&str, OptValue)]) -> (SinkOptions, Vec<Problem>) {
         let keys: Vec<String> = pairs.iter().map(|(k, _)| k.to_string()).collect();
         SinkOptions::parse(
-            |name| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or(OptValue::Absent)
-            },
+            |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()).unwrap_or(OptValue::Absent),
             &keys,
         )
     }
@@ -302,10 +251,7 @@ mod tests {
         assert_eq!(o.min_level, Some("info"));
         assert_eq!(
             o.triggers,
-            vec![
-                Trigger::Event("signal/SIGUSR2".into()),
-                Trigger::Event("debug_traceback/triggered".into())
-            ]
+            vec![Trigger::Event("signal/SIGUSR2".into()), Trigger::Event("debug_traceback/triggered".into())]
         );
     }
 
@@ -330,11 +276,7 @@ mod tests {
         ] {
             let (o, p) = parse(&[(name, value.clone())]);
             assert_eq!(p.len(), 1, "{name} = {value:?}");
-            assert!(
-                p[0].text.contains(name) && p[0].text.contains(&value.shown()),
-                "{}",
-                p[0].text
-            );
+            assert!(p[0].text.contains(name) && p[0].text.contains(&value.shown()), "{}", p[0].text);
             assert_eq!(o.limit, Limit::Bytes(DEFAULT_SIZE));
             assert!(o.triggers.is_empty());
         }

@@ -36,14 +36,7 @@ pub struct Ring {
 
 impl Ring {
     pub fn new(limit: Limit) -> Self {
-        Ring {
-            limit,
-            chunks: VecDeque::new(),
-            head: 0,
-            used: 0,
-            lines: 0,
-            spare: None,
-        }
+        Ring { limit, chunks: VecDeque::new(), head: 0, used: 0, lines: 0, spare: None }
     }
 
     pub fn limit(&self) -> Limit {
@@ -79,8 +72,19 @@ impl Ring {
             }
         }
         let len = u32::try_from(line.len()).unwrap_or(u32::MAX) as usize;
-        self.append(&(len as u32).to_le_bytes());
-        self.append(&line[..len]);
+        let header = (len as u32).to_le_bytes();
+        let end = self.head + self.used;
+        let (index, offset) = (end / CHUNK, end % CHUNK);
+        if index < self.chunks.len() && offset + HEADER + len <= CHUNK {
+            // The usual case: the whole record fits in the current chunk.
+            let chunk = &mut self.chunks[index];
+            chunk[offset..offset + HEADER].copy_from_slice(&header);
+            chunk[offset + HEADER..offset + HEADER + len].copy_from_slice(&line[..len]);
+            self.used += HEADER + len;
+        } else {
+            self.append(&header);
+            self.append(&line[..len]);
+        }
         self.lines += 1;
         if let Limit::Lines(max) = self.limit {
             while self.lines > max {
@@ -117,11 +121,7 @@ impl Ring {
 
     /// The lines, oldest first.
     pub fn iter(&self) -> Lines<'_> {
-        Lines {
-            ring: self,
-            offset: 0,
-            remaining: self.lines,
-        }
+        Lines { ring: self, offset: 0, remaining: self.lines }
     }
 
     fn append(&mut self, mut bytes: &[u8]) {
@@ -129,10 +129,7 @@ impl Ring {
             let end = self.head + self.used;
             let (index, offset) = (end / CHUNK, end % CHUNK);
             if index == self.chunks.len() {
-                let chunk = self
-                    .spare
-                    .take()
-                    .unwrap_or_else(|| vec![0u8; CHUNK].into_boxed_slice());
+                let chunk = self.spare.take().unwrap_or_else(|| vec![0u8; CHUNK].into_boxed_slice());
                 self.chunks.push_back(chunk);
             }
             let n = bytes.len().min(CHUNK - offset);
@@ -157,7 +154,12 @@ impl Ring {
 
     fn line_len_at(&self, offset: usize) -> usize {
         let mut header = [0u8; HEADER];
-        self.read_at(offset, &mut header);
+        let pos = self.head + offset;
+        let (index, at) = (pos / CHUNK, pos % CHUNK);
+        match self.chunks.get(index).and_then(|chunk| chunk.get(at..at + HEADER)) {
+            Some(bytes) => header.copy_from_slice(bytes),
+            None => self.read_at(offset, &mut header),
+        }
         u32::from_le_bytes(header) as usize
     }
 
@@ -235,11 +237,7 @@ impl<'a> Iterator for Lines<'a> {
             return None;
         }
         let len = self.ring.line_len_at(self.offset);
-        let line = Line {
-            ring: self.ring,
-            start: self.offset + HEADER,
-            len,
-        };
+        let line = Line { ring: self.ring, start: self.offset + HEADER, len };
         self.offset += HEADER + len;
         self.remaining -= 1;
         Some(line)
@@ -251,9 +249,7 @@ mod tests {
     use super::*;
 
     fn contents(ring: &Ring) -> Vec<String> {
-        ring.iter()
-            .map(|l| String::from_utf8(l.to_vec()).expect("utf8"))
-            .collect()
+        ring.iter().map(|l| String::from_utf8(l.to_vec()).expect("utf8")).collect()
     }
 
     #[test]
@@ -276,10 +272,7 @@ mod tests {
         for i in 0..1000 {
             ring.push(format!("{i}\n").as_bytes());
         }
-        assert_eq!(
-            contents(&ring),
-            vec!["995\n", "996\n", "997\n", "998\n", "999\n"]
-        );
+        assert_eq!(contents(&ring), vec!["995\n", "996\n", "997\n", "998\n", "999\n"]);
     }
 
     #[test]
@@ -288,10 +281,7 @@ mod tests {
         ring.push(b"short\n");
         let long: Vec<u8> = (0..200u8).map(|i| b'a' + i % 26).collect();
         ring.push(&long);
-        assert_eq!(
-            contents(&ring),
-            vec![String::from_utf8(long[long.len() - 60..].to_vec()).expect("utf8")]
-        );
+        assert_eq!(contents(&ring), vec![String::from_utf8(long[long.len() - 60..].to_vec()).expect("utf8")]);
         ring.push(b"next\n");
         assert_eq!(contents(&ring), vec!["next\n"]);
     }

@@ -32,11 +32,7 @@ pub struct Dumped {
 impl Sink {
     pub fn new(options: SinkOptions, paths: Vec<(String, String)>) -> Self {
         let ring = Mutex::new(Ring::new(options.limit));
-        Sink {
-            options,
-            paths,
-            ring,
-        }
+        Sink { options, paths, ring }
     }
 
     /// Stores one finished line (timestamp, source, level, message, newline).
@@ -64,15 +60,9 @@ impl Sink {
     pub fn path_for(&self, count: u64, time: i64) -> String {
         match &self.options.target {
             Target::File(name) => name.clone(),
-            Target::Template(t) => template::render(
-                t,
-                &Values {
-                    pid: std::process::id(),
-                    count,
-                    time,
-                    paths: self.paths.clone(),
-                },
-            ),
+            Target::Template(t) => {
+                template::render(t, &Values { pid: std::process::id(), count, time, paths: self.paths.clone() })
+            }
         }
     }
 
@@ -94,38 +84,20 @@ impl Sink {
         let count = lines.lines();
         let in_background = background && prepared.is_region();
         if in_background {
-            writer::submit(Job {
-                sink: Arc::clone(self),
-                prepared,
-                lines,
-                reason: reason.to_string(),
-            });
+            writer::submit(Job { sink: Arc::clone(self), prepared, lines, reason: reason.to_string() });
         } else {
             self.finish(prepared, lines, reason);
         }
-        Ok(Dumped {
-            path,
-            lines: count,
-            in_background,
-        })
+        Ok(Dumped { path, lines: count, in_background })
     }
 
     /// Writes a prepared dump and reports how it went; failed lines go back into the ring.
     pub fn finish(&self, prepared: Prepared, lines: Ring, reason: &str) {
         let path = prepared.path.clone();
         match prepared.write(&lines) {
-            Ok(()) => reports::push(
-                "info",
-                format!(
-                    "Dumped {} buffered lines to {path} ({reason})",
-                    lines.lines()
-                ),
-            ),
+            Ok(()) => reports::push("info", format!("Dumped {} buffered lines to {path} ({reason})", lines.lines())),
             Err(e) => {
-                reports::push(
-                    "error",
-                    format!("{e} ({reason}); the lines are kept for the next dump"),
-                );
+                reports::push("error", format!("{e} ({reason}); the lines are kept for the next dump"));
                 self.ring.lock().restore(lines);
             }
         }
@@ -148,10 +120,7 @@ mod tests {
             &[],
         );
         assert!(problems.is_empty());
-        Arc::new(Sink::new(
-            options,
-            vec![("data".into(), dir.to_string_lossy().into_owned())],
-        ))
+        Arc::new(Sink::new(options, vec![("data".into(), dir.to_string_lossy().into_owned())]))
     }
 
     #[test]
@@ -166,10 +135,7 @@ mod tests {
         assert!(done.in_background);
         assert!(writer::wait_idle(std::time::Duration::from_secs(5)));
         assert_eq!(done.lines, 1);
-        assert_eq!(
-            done.path,
-            format!("{}/dump-{}.log", dir.display(), std::process::id())
-        );
+        assert_eq!(done.path, format!("{}/dump-{}.log", dir.display(), std::process::id()));
         assert_eq!(good.usage(), (0, 0));
 
         let bad = sink_with(&dir, "{paths.data}/missing/dump.log");

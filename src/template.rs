@@ -41,11 +41,9 @@ impl Values {
         // Dotted names walk into tables; only `paths` is a table here.
         let mut words = name.split('.').filter(|w| !w.is_empty());
         match (words.next(), words.next(), words.next()) {
-            (Some("paths"), Some(key), None) => self
-                .paths
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| Value::Text(v.as_str().into())),
+            (Some("paths"), Some(key), None) => {
+                self.paths.iter().find(|(k, _)| k == key).map(|(_, v)| Value::Text(v.as_str().into()))
+            }
             _ => None,
         }
     }
@@ -168,16 +166,8 @@ fn render_block(block: &str, values: &Values) -> Option<String> {
     let rest = &block[next..];
     match opt {
         Some(b'#') | Some(b'%') => Some(String::new()),
-        Some(b'&') => Some(if truthy {
-            render(rest, values)
-        } else {
-            String::new()
-        }),
-        Some(b'~') => Some(if truthy {
-            String::new()
-        } else {
-            render(rest, values)
-        }),
+        Some(b'&') => Some(if truthy { render(rest, values) } else { String::new() }),
+        Some(b'~') => Some(if truthy { String::new() } else { render(rest, values) }),
         Some(b'?') if !truthy => Some(render(rest, values)),
         _ => match value? {
             Value::Int(n) => Some(n.to_string()),
@@ -193,12 +183,7 @@ mod tests {
     use super::*;
 
     fn values() -> Values {
-        Values {
-            pid: 4242,
-            count: 7,
-            time: 86_400 * 365,
-            paths: vec![("data".into(), "/var/lib/prosody".into())],
-        }
+        Values { pid: 4242, count: 7, time: 86_400 * 365, paths: vec![("data".into(), "/var/lib/prosody".into())] }
     }
 
     #[test]
@@ -211,20 +196,14 @@ mod tests {
 
     #[test]
     fn unknown_names_are_left_as_written() {
-        assert_eq!(
-            render("{nope}-{paths.nope}-{}-{1x}-{pid", &values()),
-            "{nope}-{paths.nope}-{}-{1x}-{pid"
-        );
+        assert_eq!(render("{nope}-{paths.nope}-{}-{1x}-{pid", &values()), "{nope}-{paths.nope}-{}-{1x}-{pid");
     }
 
     #[test]
     fn filters() {
         std::env::set_var("TZ", "UTC");
         assert_eq!(render("{time}", &values()), "31536000");
-        assert_eq!(
-            render("{time|yyyymmdd}-{time|hhmmss}", &values()),
-            "19710101-000000"
-        );
+        assert_eq!(render("{time|yyyymmdd}-{time|hhmmss}", &values()), "19710101-000000");
         assert_eq!(render("{time|bogus}", &values()), "31536000");
         assert_eq!(render("{nope|yyyymmdd}", &values()), "{nope|yyyymmdd}");
     }
@@ -233,9 +212,6 @@ mod tests {
     fn defaults_and_conditionals() {
         assert_eq!(render("{nope?fallback-{pid}}", &values()), "fallback-4242");
         assert_eq!(render("{pid?fallback}", &values()), "4242");
-        assert_eq!(
-            render("{pid&yes}{nope&no}{nope~none}", &values()),
-            "yesnone"
-        );
+        assert_eq!(render("{pid&yes}{nope&no}{nope~none}", &values()), "yesnone");
     }
 }

@@ -47,8 +47,8 @@ const NAMED: &[(&str, c_int)] = &[
 
 /// Signals Prosody (or the C runtime under it) uses for itself, or that cannot be caught.
 const RESERVED: &[&str] = &[
-    "SIGHUP", "SIGINT", "SIGTERM", "SIGPIPE", "SIGKILL", "SIGSTOP", "SIGILL", "SIGFPE", "SIGSEGV",
-    "SIGBUS", "SIGABRT", "SIGTRAP", "SIGSYS",
+    "SIGHUP", "SIGINT", "SIGTERM", "SIGPIPE", "SIGKILL", "SIGSTOP", "SIGILL", "SIGFPE", "SIGSEGV", "SIGBUS", "SIGABRT",
+    "SIGTRAP", "SIGSYS",
 ];
 
 /// Reads a `signal` option. Errors say what is accepted.
@@ -57,9 +57,7 @@ pub fn parse_signal(name: &str) -> Result<Trigger, String> {
         return Ok(Trigger::Event(format!("signal/{name}")));
     }
     if RESERVED.contains(&name) {
-        return Err(format!(
-            "a signal Prosody does not use itself ({name} is reserved), e.g. \"SIGUSR2\""
-        ));
+        return Err(format!("a signal Prosody does not use itself ({name} is reserved), e.g. \"SIGUSR2\""));
     }
     if let Some(&(_, number)) = NAMED.iter().find(|(n, _)| *n == name) {
         return Ok(Trigger::Signal(number, name.to_string()));
@@ -100,58 +98,68 @@ struct Watch {
 }
 
 struct Native {
-    handle: Option<Handle>,
+    /// The process that started the signal thread (threads do not survive `fork`), and the
+    /// handle that adds signals to it.
+    thread: Option<(u32, Handle)>,
     watches: Vec<Watch>,
 }
 
-static NATIVE: Mutex<Native> = Mutex::new(Native {
-    handle: None,
-    watches: Vec::new(),
-});
+static NATIVE: Mutex<Native> = Mutex::new(Native { thread: None, watches: Vec::new() });
 
 /// Makes `signal` dump `sink`. Starts the signal thread on first use.
 pub fn watch(signal: c_int, name: &str, sink: &Arc<Sink>) -> Result<(), String> {
     let mut native = NATIVE.lock();
-    if native.handle.is_none() {
-        native.handle = Some(start_thread()?);
-    }
-    if let Some(handle) = &native.handle {
-        handle
-            .add_signal(signal)
-            .map_err(|e| format!("cannot handle {name}: {e}"))?;
-    }
-    let already = native
-        .watches
-        .iter()
-        .any(|w| w.signal == signal && std::ptr::eq(w.sink.as_ptr(), Arc::as_ptr(sink)));
+    let already = native.watches.iter().any(|w| w.signal == signal && std::ptr::eq(w.sink.as_ptr(), Arc::as_ptr(sink)));
     if !already {
-        native.watches.push(Watch {
-            signal,
-            name: name.to_string(),
-            sink: Arc::downgrade(sink),
-        });
+        native.watches.push(Watch { signal, name: name.to_string(), sink: Arc::downgrade(sink) });
     }
-    Ok(())
+    ensure_thread(&mut native)?.add_signal(signal).map_err(|e| format!("cannot handle {name}: {e}"))
 }
 
 /// Stops every native trigger of `sink`.
 pub fn unwatch(sink: &Arc<Sink>) {
-    NATIVE
-        .lock()
-        .watches
-        .retain(|w| !std::ptr::eq(w.sink.as_ptr(), Arc::as_ptr(sink)) && w.sink.strong_count() > 0);
+    NATIVE.lock().watches.retain(|w| !std::ptr::eq(w.sink.as_ptr(), Arc::as_ptr(sink)) && w.sink.strong_count() > 0);
 }
 
-fn start_thread() -> Result<Handle, String> {
-    let mut signals = Signals::new(std::iter::empty::<c_int>())
-        .map_err(|e| format!("cannot set up signal handling: {e}"))?;
+/// Starts the signal thread again in a forked child (Prosody 0.12's `-D` forks after modules
+/// load). Cheap when nothing changed; the Lua side calls it periodically.
+pub fn rearm_after_fork() -> Result<(), String> {
+    let mut native = NATIVE.lock();
+    if native.watches.is_empty() {
+        return Ok(());
+    }
+    ensure_thread(&mut native).map(|_| ())
+}
+
+fn ensure_thread(native: &mut Native) -> Result<&Handle, String> {
+    let pid = std::process::id();
+    if let Some((owner, handle)) = &native.thread {
+        if *owner != pid {
+            // The parent's thread is not here; drop its registrations and pipe.
+            handle.close();
+            native.thread = None;
+        }
+    }
+    if native.thread.is_none() {
+        let signals: Vec<c_int> = native.watches.iter().map(|w| w.signal).collect();
+        native.thread = Some((pid, start_thread(&signals)?));
+    }
+    match &native.thread {
+        Some((_, handle)) => Ok(handle),
+        None => Err("the signal thread is not running".into()),
+    }
+}
+
+fn start_thread(signals: &[c_int]) -> Result<Handle, String> {
+    let mut signals = Signals::new(signals).map_err(|e| format!("cannot set up signal handling: {e}"))?;
     let handle = signals.handle();
     std::thread::Builder::new()
         .name("log_ringbuffer-signals".into())
         .spawn(move || {
             block_all_signals();
             for signal in signals.forever() {
-                dump_for(signal);
+                // A bug in one dump must not end the thread that serves every signal.
+                let _ = std::panic::catch_unwind(|| dump_for(signal));
             }
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
@@ -179,10 +187,7 @@ fn dump_for(signal: c_int) {
     for (name, sink) in targets {
         // This thread is already off the Lua thread: write here, in order.
         if let Err(e) = sink.dump(false, &name) {
-            reports::push(
-                "error",
-                format!("{e} ({name}); the lines are kept for the next dump"),
-            );
+            reports::push("error", format!("{e} ({name}); the lines are kept for the next dump"));
         }
     }
 }
@@ -193,50 +198,23 @@ mod tests {
 
     #[test]
     fn prosody_signals_become_events() {
-        assert_eq!(
-            parse_signal("SIGUSR2"),
-            Ok(Trigger::Event("signal/SIGUSR2".into()))
-        );
-        assert_eq!(
-            parse_signal("SIGUSR1"),
-            Ok(Trigger::Event("signal/SIGUSR1".into()))
-        );
+        assert_eq!(parse_signal("SIGUSR2"), Ok(Trigger::Event("signal/SIGUSR2".into())));
+        assert_eq!(parse_signal("SIGUSR1"), Ok(Trigger::Event("signal/SIGUSR1".into())));
     }
 
     #[test]
     fn other_signals_are_native() {
-        assert_eq!(
-            parse_signal("SIGWINCH"),
-            Ok(Trigger::Signal(libc::SIGWINCH, "SIGWINCH".into()))
-        );
-        assert_eq!(
-            parse_signal("SIGRTMIN+2"),
-            Ok(Trigger::Signal(libc::SIGRTMIN() + 2, "SIGRTMIN+2".into()))
-        );
-        assert_eq!(
-            parse_signal("SIGRTMAX-1"),
-            Ok(Trigger::Signal(libc::SIGRTMAX() - 1, "SIGRTMAX-1".into()))
-        );
-        assert_eq!(
-            parse_signal("SIGRTMIN"),
-            Ok(Trigger::Signal(libc::SIGRTMIN(), "SIGRTMIN".into()))
-        );
+        assert_eq!(parse_signal("SIGWINCH"), Ok(Trigger::Signal(libc::SIGWINCH, "SIGWINCH".into())));
+        assert_eq!(parse_signal("SIGRTMIN+2"), Ok(Trigger::Signal(libc::SIGRTMIN() + 2, "SIGRTMIN+2".into())));
+        assert_eq!(parse_signal("SIGRTMAX-1"), Ok(Trigger::Signal(libc::SIGRTMAX() - 1, "SIGRTMAX-1".into())));
+        assert_eq!(parse_signal("SIGRTMIN"), Ok(Trigger::Signal(libc::SIGRTMIN(), "SIGRTMIN".into())));
     }
 
     #[test]
     fn bad_names_are_refused() {
-        for name in [
-            "SIGFOO",
-            "USR2",
-            "SIGHUP",
-            "SIGTERM",
-            "SIGKILL",
-            "SIGRTMIN+99",
-            "SIGRTMIN-1",
-            "SIGRTMIN+",
-            "",
-            "9",
-        ] {
+        for name in
+            ["SIGFOO", "USR2", "SIGHUP", "SIGTERM", "SIGKILL", "SIGRTMIN+99", "SIGRTMIN-1", "SIGRTMIN+", "", "9"]
+        {
             assert!(parse_signal(name).is_err(), "{name}");
         }
     }

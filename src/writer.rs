@@ -29,10 +29,7 @@ struct Writer {
     pending: usize,
 }
 
-static WRITER: Mutex<Writer> = Mutex::new(Writer {
-    owner: None,
-    pending: 0,
-});
+static WRITER: Mutex<Writer> = Mutex::new(Writer { owner: None, pending: 0 });
 static IDLE: Condvar = Condvar::new();
 
 /// Hands a job to the writer thread (started if needed). If no thread can be started, the
@@ -81,7 +78,8 @@ fn start() -> Option<Sender<Job>> {
         .spawn(move || {
             crate::triggers::block_all_signals();
             for job in receiver {
-                run(job);
+                // A panic would leave `pending` wrong forever; count the job as done regardless.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(job)));
                 let mut writer = WRITER.lock();
                 writer.pending = writer.pending.saturating_sub(1);
                 if writer.pending == 0 {
@@ -94,11 +92,6 @@ fn start() -> Option<Sender<Job>> {
 }
 
 fn run(job: Job) {
-    let Job {
-        sink,
-        prepared,
-        lines,
-        reason,
-    } = job;
+    let Job { sink, prepared, lines, reason } = job;
     sink.finish(prepared, lines, &reason);
 }

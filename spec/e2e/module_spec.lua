@@ -1,44 +1,11 @@
 -- End to end: the installed module inside real Prosody 0.12 and 13.
 local prosody = require "spec.helpers.prosody";
 
-local header_pattern = "^%-%- Dumping log buffer at %a%a%a %d%d %d%d:%d%d:%d%d  %-%-$";
-local stamp_pattern = "^%a%a%a %d%d %d%d:%d%d:%d%d ";
-
--- The dumps in a file: each a list of its lines (header and footer excluded).
-local function parse_dumps(text)
-	local dumps, current = {}, nil;
-	assert.truthy(text, "dump file missing");
-	for line in text:gmatch("([^\n]*)\n") do
-		if line:match("^%-%- Dumping log buffer at ") then
-			assert.truthy(line:match(header_pattern), line);
-			assert.is_nil(current, "dump started inside another dump");
-			current = {};
-		elseif line == "-- End of dump --" then
-			table.insert(dumps, (assert(current, "footer without header")));
-			current = nil;
-		elseif current then
-			table.insert(current, line);
-		end
-	end
-	assert.is_nil(current, "unfinished dump");
-	return dumps;
-end
-
-local function count_matching(lines, pattern)
-	local n = 0;
-	for _, line in ipairs(lines) do
-		if line:find(pattern) then n = n + 1; end
-	end
-	return n;
-end
+local dumps = require "spec.helpers.dumps";
+local stamp_pattern, parse_dumps, count_matching = dumps.stamp_pattern, dumps.parse, dumps.count_matching;
 
 local function wait_for_dump(instance, name, count)
-	return prosody.wait_for(function ()
-		local text = instance:file(name);
-		if not text then return nil; end
-		local ok, dumps = pcall(parse_dumps, text);
-		return ok and #dumps >= (count or 1) and dumps;
-	end, 10, name);
+	return dumps.wait_for(instance, name, count);
 end
 
 for _, version in ipairs(prosody.versions()) do

@@ -43,8 +43,10 @@ function prosody.wait_for(check, timeout, what)
 end
 
 -- `log_config` is the Lua source of the `log = ...` value ($DIR and $DATA are replaced by the
--- instance's folders); `extra` more config lines.
-function prosody.start(version, log_config, extra)
+-- instance's folders); `extra` more config lines; `options.daemonize` starts it with -D,
+-- `options.umask` under that umask.
+function prosody.start(version, log_config, extra, options)
+	options = options or {};
 	local v = assert(versions[version], "unknown Prosody version " .. tostring(version));
 	local dir = io.popen("mktemp -d /tmp/lrb-e2e-XXXXXX"):read("l");
 	local self = setmetatable({ version = version, dir = dir, data = dir .. "/data" }, prosody);
@@ -71,12 +73,18 @@ VirtualHost "localhost"
 	local f = assert(io.open(self.config, "w"));
 	f:write(config);
 	f:close();
-	sh(("cd %s && %s -F --config %s > %s/stdout 2>&1 & echo $! > %s/launcher.pid"):format(
-		dir, v.command, self.config, dir, dir));
+	-- With -D the launcher returns once Prosody has forked (run in the background, Prosody's
+	-- parent would be init and it would think it was daemonized already).
+	sh(("cd %s && umask %s && %s %s --config %s > %s/stdout 2>&1 %s"):format(dir, options.umask or "022",
+		v.command, options.daemonize and "-D" or "-F", self.config, dir, options.daemonize and "" or "&"));
 	self.pid = prosody.wait_for(function ()
 		local pid = read(dir .. "/prosody.pid");
 		return pid and pid:match("%d+");
 	end, 15, "Prosody " .. version .. " to start (see " .. dir .. "/stdout)");
+	if options.daemonize then -- the pidfile is written again by the daemon
+		prosody.sleep(0.5);
+		self.pid = read(dir .. "/prosody.pid"):match("%d+");
+	end
 	-- The log sink and the control plugin are ready once a control command round-trips.
 	self:command("log info e2e started");
 	return self;
@@ -103,6 +111,13 @@ end
 function prosody:alive()
 	local status = read("/proc/" .. self.pid .. "/status");
 	return status ~= nil and not status:match("\nState:%s*Z");
+end
+
+-- Native threads of the process.
+function prosody:thread_count()
+	local n = 0;
+	for _ in io.popen("ls /proc/" .. self.pid .. "/task"):lines() do n = n + 1; end
+	return n;
 end
 
 function prosody:file(name)

@@ -6,9 +6,12 @@
 --                        fire debug_traceback/triggered, then append a traceback to
 --                        {paths.data}/traceback-{pid}-{count}.log
 --   reload_logging       call the logging manager's reload directly (as daemonizing does)
+--   spam <n> <tag>       log n debug lines "<tag> <i>", 500 every 10 ms, then "<tag> done"
+--   reload_module <name>, unload_module <name>, load_module <name>   (global modules)
 module:set_global();
 
 local pposix = require "util.pposix";
+local modulemanager = require "core.modulemanager";
 local control = prosody.paths.data .. "/control";
 local traceback_count = 0;
 
@@ -33,6 +36,26 @@ local function run(line)
 		traceback();
 	elseif command == "reload_logging" then
 		require "core.loggingmanager".reload_logging();
+	elseif command == "spam" then
+		local total, tag = rest:match("^(%d+) (%S+)$");
+		local i = 0;
+		module:add_timer(0, function ()
+			for _ = 1, 500 do
+				i = i + 1;
+				if i > tonumber(total) then
+					module:log("info", "%s done", tag);
+					return;
+				end
+				module:log("debug", "%s %d", tag, i);
+			end
+			return 0.01;
+		end);
+	elseif command == "reload_module" then
+		modulemanager.reload("*", rest);
+	elseif command == "unload_module" then
+		modulemanager.unload("*", rest);
+	elseif command == "load_module" then
+		modulemanager.load("*", rest);
 	end
 end
 

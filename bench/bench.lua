@@ -1,0 +1,273 @@
+-- Times log calls made through Prosody's util.logger into each sink below, runs
+-- bench/memory.lua and bench/dump.lua in fresh processes, prints the results as plain text,
+-- writes them as Markdown to bench/results.md and plots them to bench/results.svg.
+-- Run from the repository root: bench/run.sh.
+package.path = "bench/?.lua;" .. package.path;
+local common = require "common";
+local logger = require "util.logger";
+local configmanager = require "core.configmanager";
+local loggingmanager = require "core.loggingmanager";
+local upstream_sink = require "upstream_sink";
+
+local now = common.now;
+local RUNS = 9; -- timed runs per (sink, workload); the median counts
+local RUN_SECONDS = 0.075; -- N is chosen so that one run takes about this long
+local HEAP_LINES = 10000; -- at most this many calls with the collector stopped
+local FILE_LOG = "/dev/shm/lrb-bench.log";
+
+local function native_sink(config)
+	local _, sink = common.new_sink(config);
+	return sink;
+end
+
+local function truncate(path)
+	assert(io.open(path, "w")):close();
+end
+
+-- Each sink adds itself to util.logger; `before` runs ahead of every measured run.
+local sinks = {
+	{ name = "floor", install = function ()
+		logger.add_level_sink("debug", function () end);
+	end };
+	{ name = "upstream", install = function ()
+		logger.add_level_sink("debug", (upstream_sink(100 * 1024)));
+	end };
+	{ name = "file (tmpfs)", install = function ()
+		configmanager.set("*", "log", { { to = "file", filename = FILE_LOG, levels = { "debug" } } });
+		loggingmanager.reload_logging();
+	end, before = function () truncate(FILE_LOG); end };
+	{ name = "ours size=100K", install = function ()
+		logger.add_level_sink("debug", native_sink({ size = 100 * 1024 }));
+	end };
+	{ name = "ours lines=1000", install = function ()
+		logger.add_level_sink("debug", native_sink({ lines = 1000 }));
+	end };
+};
+
+local function timed(sink, run, log, n)
+	if sink.before then sink.before(); end
+	collectgarbage();
+	local start = now();
+	run(log, n);
+	return now() - start;
+end
+
+-- Makes `sink` util.logger's only sink; returns a logger.
+local function install(sink)
+	logger.reset();
+	sink.install();
+	return logger.make_logger(common.source, "debug");
+end
+
+-- The number of calls for a run of about RUN_SECONDS (calibrating warms up too).
+local function calibrate(sink, run, log)
+	local n = 100;
+	local t = timed(sink, run, log, n);
+	while t < 0.02 do
+		n = n * 4;
+		t = timed(sink, run, log, n);
+	end
+	return math.max(1, math.floor(n * RUN_SECONDS / t));
+end
+
+-- Lua heap bytes allocated per line, with the collector stopped.
+local function heap(sink, run, log, n)
+	if sink.before then sink.before(); end
+	collectgarbage();
+	collectgarbage("stop");
+	local before = collectgarbage("count");
+	run(log, n);
+	local bytes = (collectgarbage("count") - before) * 1024 / n;
+	collectgarbage("restart");
+	return bytes;
+end
+
+local function read(path)
+	local f = io.open(path);
+	if not f then return nil; end
+	local text = f:read("a");
+	f:close();
+	return text;
+end
+
+local function shell(command)
+	local p = assert(io.popen(command));
+	local text = p:read("a");
+	p:close();
+	return (text:gsub("%s+$", ""));
+end
+
+-- Runs a bench script in a fresh interpreter; it prints a Lua table constructor.
+local function subprocess(script, ...)
+	local output = shell(table.concat({ arg[-1], script, ... }, " "));
+	local result = load(output, script, "t", {});
+	return assert(result and result(), script .. " failed: " .. output);
+end
+
+-- Renders rows (the first is the header) as aligned text or as a Markdown table.
+local function render(rows, markdown)
+	local widths = {};
+	for _, row in ipairs(rows) do
+		for i, cell in ipairs(row) do widths[i] = math.max(widths[i] or 0, utf8.len(cell)); end
+	end
+	local out = {};
+	for r, row in ipairs(rows) do
+		local cells = {};
+		for i, cell in ipairs(row) do
+			local pad = (" "):rep(widths[i] - utf8.len(cell));
+			cells[i] = i <= 2 and cell .. pad or pad .. cell;
+		end
+		if markdown then
+			out[#out + 1] = "| " .. table.concat(cells, " | ") .. " |";
+			if r == 1 then
+				local rule = {};
+				for i = 1, #row do rule[i] = i <= 2 and "---" or "---:"; end
+				out[#out + 1] = "| " .. table.concat(rule, " | ") .. " |";
+			end
+		else
+			out[#out + 1] = table.concat(cells, "  ");
+		end
+	end
+	return table.concat(out, "\n");
+end
+
+local function ns(x)
+	return (x < 100 and "%.1f" or "%.0f"):format(x);
+end
+
+local MiB = 1024 * 1024;
+
+-- The header.
+local cpuinfo = read("/proc/cpuinfo") or "";
+local _, cores = ("\n" .. cpuinfo):gsub("\nprocessor%s*:", "");
+local prosody_version = read(common.prosody_src .. "/prosody.version")
+	or shell("dpkg-query -W -f='${Version}' prosody 2>/dev/null");
+local header = {
+	("Machine: %s, %d cores"):format(cpuinfo:match("model name%s*:%s*([^\n]+)") or "unknown CPU", cores);
+	("Prosody %s (%s), %s"):format(prosody_version:gsub("%s+$", ""), common.prosody_src,
+		shell(arg[-1] .. " -v"):match("Lua [%d.]+") or _VERSION);
+	("log_ringbuffer_native %s (git %s), %s"):format(common.native.version,
+		shell("git describe --always --dirty 2>/dev/null"), os.date("!%Y-%m-%d %H:%M UTC"));
+};
+
+-- The log call timings: N and heap per (workload, sink) first, then RUNS rounds over every
+-- sink, so that other load on the machine hits all sinks alike; ns/line is the median.
+local results = {};
+for w in ipairs(common.workloads) do results[w] = {}; end
+for s, sink in ipairs(sinks) do
+	local log = install(sink);
+	for w, workload in ipairs(common.workloads) do
+		local n = calibrate(sink, workload.run, log);
+		results[w][s] = { n = n, heap = heap(sink, workload.run, log, math.min(n, HEAP_LINES)), samples = {} };
+	end
+end
+for round = 1, RUNS do
+	for s, sink in ipairs(sinks) do
+		local log = install(sink);
+		for w, workload in ipairs(common.workloads) do
+			local r = results[w][s];
+			r.samples[round] = timed(sink, workload.run, log, r.n) / r.n * 1e9;
+		end
+	end
+end
+for w in ipairs(common.workloads) do
+	for _, r in ipairs(results[w]) do
+		table.sort(r.samples);
+		r.ns = r.samples[(RUNS + 1) // 2];
+	end
+end
+logger.reset();
+os.remove(FILE_LOG);
+
+local rows = { { "workload", "sink", "ns/line", "× floor", "speedup vs upstream", "heap B/line", "N" } };
+for w, workload in ipairs(common.workloads) do
+	local floor, upstream = results[w][1].ns, results[w][2].ns;
+	for s, sink in ipairs(sinks) do
+		local r = results[w][s];
+		rows[#rows + 1] = { s == 1 and workload.name or "", sink.name, ns(r.ns), ("%.1f"):format(r.ns / floor),
+			("%.1f"):format(upstream / r.ns), ("%.0f"):format(r.heap), tostring(r.n) };
+	end
+end
+local table_note = ("ns/line: median of %d runs of N log calls through util.logger (~%d ms each, after warm-up,"
+	.. " sinks taking turns); heap: Lua heap allocated per line with the collector stopped."):format(RUNS, RUN_SECONDS * 1000);
+
+-- Memory, in fresh processes.
+local size, lines = subprocess("bench/memory.lua", "size"), subprocess("bench/memory.lua", "lines");
+local line_bytes = lines.bytes / lines.lines;
+local growth_per_line = lines.hwm_growth / lines.lines;
+local memory = {
+	("size = 64 MiB ring (fresh process): holds %d lines, %.2f MiB; peak RSS growth %.2f MiB = S %+.2f MiB"
+		.. " (target ≤ S + 1 MiB: %s)"):format(size.lines, size.bytes / MiB, size.hwm_growth / MiB,
+		(size.hwm_growth - size.size) / MiB, size.hwm_growth <= size.size + MiB and "met" or "MISSED");
+	("lines = 100000 ring (fresh process): holds %d lines of %.1f B on average; peak RSS growth %.1f B/line"
+		.. " = line %+.1f B (target ≤ line + 32 B: %s)"):format(lines.lines, line_bytes, growth_per_line,
+		growth_per_line - line_bytes, growth_per_line <= line_bytes + 32 and "met" or "MISSED");
+	("this bench process: peak RSS (VmHWM) %.1f MiB"):format(common.status("VmHWM") / MiB);
+};
+
+-- Dumping, in a fresh process.
+local d = subprocess("bench/dump.lua");
+local dump;
+if not d.ok then
+	dump = { "handle:dump() of a 64 MiB ring failed: " .. tostring(d.err) };
+else
+	local during;
+	if not d.async then
+		during = ("n/a (dump is synchronous: log calls wait until it returns, %.1f ms)"):format(d.complete * 1000);
+	elseif d.during_ns then
+		during = ("%s ns/line over %d calls"):format(ns(d.during_ns), d.calls);
+	else
+		during = "n/a (the dump was complete when dump() returned)";
+	end
+	dump = {
+		("64 MiB ring holding %d lines (%.1f MB) to tmpfs: handle:dump() returned after %.1f ms, file of %d bytes"
+			.. " complete after %.1f ms: %.0f MB/s"):format(d.lines, d.bytes / 1e6, d.returned * 1000, d.file_bytes,
+			d.complete * 1000, d.file_bytes / 1e6 / d.complete);
+		("typical log call while the dump is written: %s; with no dump running: %s ns/line"):format(during, ns(d.idle_ns));
+	};
+end
+
+-- Plain text to stdout, Markdown to bench/results.md.
+local function section(list, bullet)
+	local out = {};
+	for i, line in ipairs(list) do out[i] = bullet .. line; end
+	return table.concat(out, "\n");
+end
+print(section(header, "") .. "\n\n" .. render(rows) .. "\n" .. table_note .. "\n\nMemory:\n" .. section(memory, "  ")
+	.. "\n\nDump:\n" .. section(dump, "  "));
+local md = assert(io.open("bench/results.md", "w"));
+md:write("# mod_log_ringbuffer benchmark\n\n", section(header, "- "), "\n\n", render(rows, true), "\n\n", table_note,
+	"\n\n## Memory\n\n", section(memory, "- "), "\n\n## Dump\n\n", section(dump, "- "), "\n\n![ns/line](results.svg)\n");
+md:close();
+
+-- A clustered bar chart of ns/line, log scale, to bench/results.svg.
+local plot = { "$data << EOD", "workload" };
+for _, sink in ipairs(sinks) do plot[2] = plot[2] .. (" %q"):format(sink.name); end
+for w, workload in ipairs(common.workloads) do
+	local row = ("%q"):format(workload.name);
+	for s in ipairs(sinks) do row = row .. (" %.2f"):format(results[w][s].ns); end
+	plot[#plot + 1] = row;
+end
+local lowest = math.huge;
+for w in ipairs(common.workloads) do lowest = math.min(lowest, results[w][1].ns); end
+for _, line in ipairs({
+	"EOD";
+	"set terminal svg size 900,500 dynamic noenhanced font 'sans,12' background rgb 'white'";
+	"set output 'bench/results.svg'";
+	('set title "ns per log line through util.logger, log scale\\n%s; %s"'):format(header[1], header[3]);
+	"set format y '%.0f'";
+	"set style data histogram";
+	"set style histogram clustered gap 1";
+	"set style fill solid 0.9 border -1";
+	"set logscale y";
+	("set yrange [%g:*]"):format(10 ^ math.floor(math.log(lowest, 10)));
+	"set ylabel 'ns/line'";
+	"set grid ytics";
+	"set key top left";
+	"plot for [i=2:" .. (#sinks + 1) .. "] $data using i:xtic(1) title columnheader(i)";
+}) do
+	plot[#plot + 1] = line;
+end
+local gnuplot = assert(io.popen("gnuplot", "w"));
+gnuplot:write(table.concat(plot, "\n"), "\n");
+assert(gnuplot:close(), "gnuplot failed");
