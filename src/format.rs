@@ -312,8 +312,11 @@ fn format_conversion<'a, A: Args<'a> + ?Sized>(
 /// Recently used format strings and their compiled form, looked up by the address of the
 /// Lua string's bytes and confirmed by comparing the bytes (an address can be reused).
 pub struct FormatCache {
-    slots: Vec<Option<(usize, Box<[u8]>, Compiled)>>,
+    slots: Vec<Option<CachedFormat>>,
 }
+
+/// The address the format was seen at, its bytes, and its split.
+type CachedFormat = (usize, Box<[u8]>, Compiled);
 
 impl FormatCache {
     const SLOTS: usize = 64;

@@ -1,11 +1,11 @@
 -- End to end: the installed module inside real Prosody 0.12 and 13.
 local prosody = require "spec.helpers.prosody";
 
-local dumps = require "spec.helpers.dumps";
-local stamp_pattern, parse_dumps, count_matching = dumps.stamp_pattern, dumps.parse, dumps.count_matching;
+local dump_files = require "spec.helpers.dumps";
+local stamp_pattern, parse_dumps, count_matching = dump_files.stamp_pattern, dump_files.parse, dump_files.count_matching;
 
 local function wait_for_dump(instance, name, count)
-	return dumps.wait_for(instance, name, count);
+	return dump_files.wait_for(instance, name, count);
 end
 
 for _, version in ipairs(prosody.versions()) do
