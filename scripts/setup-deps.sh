@@ -39,12 +39,12 @@ if [ ! -f "$DEPS/prosody13/usr/bin/prosody" ]; then
 		|| { apt-get update -qq || true; apt-get download -qq prosody/bookworm-backports; } )
 	rm -rf "$DEPS/prosody13"
 	dpkg -x "$DEPS"/download/prosody_*.deb "$DEPS/prosody13"
-	# Point the launcher at the unpacked tree instead of /usr/lib/prosody.
-	sed -i \
-		-e "s|^CFG_SOURCEDIR=.*|CFG_SOURCEDIR='$DEPS/prosody13/usr/lib/prosody';|" \
-		-e "s|^CFG_PLUGINDIR=.*|CFG_PLUGINDIR='$DEPS/prosody13/usr/lib/prosody/modules/';|" \
-		"$DEPS/prosody13/usr/bin/prosody"
 fi
+# Point the launchers at the unpacked tree instead of /usr/lib/prosody (idempotent).
+sed -i \
+	-e "s|^CFG_SOURCEDIR=.*|CFG_SOURCEDIR='$DEPS/prosody13/usr/lib/prosody';|" \
+	-e "s|^CFG_PLUGINDIR=.*|CFG_PLUGINDIR='$DEPS/prosody13/usr/lib/prosody/modules/';|" \
+	"$DEPS/prosody13/usr/bin/prosody" "$DEPS/prosody13/usr/bin/prosodyctl"
 
 for component in clippy rustfmt; do
 	cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$component"

@@ -104,6 +104,25 @@ for _, version in ipairs(prosody.versions()) do
 				assert.equal(1, count_matching(dumps[1], "after%-direct"));
 			end);
 
+			it("shows and dumps every sink from the admin shell", function ()
+				server:command("log debug shell-marker");
+				local status = server:shell("ringbuffer:status()");
+				assert.truthy(status:find("OK: #1: %d+ lines, %d+ bytes buffered"), status);
+				assert.truthy(status:find("#3: %d+ lines"), status);
+				local usr2_files = ("^usr2%%-%s%%-%%d+%%.log$"):format(server.pid);
+				local before = {};
+				for _, f in ipairs(server:files(usr2_files)) do before[f] = true; end
+				local output = server:shell("ringbuffer:dump()");
+				assert.truthy(output:find("OK: Dumping ", 1, true), output);
+				assert.equal(3, #wait_for_dump(server, "lines.log", 3));
+				local name = prosody.wait_for(function ()
+					for _, f in ipairs(server:files(usr2_files)) do
+						if not before[f] then return f; end
+					end
+				end, 10, "shell dump");
+				assert.equal(1, count_matching(wait_for_dump(server, name)[1], "shell%-marker"));
+			end);
+
 			it("stops cleanly", function ()
 				local output = server:stop();
 				assert.falsy(output:find("Segmentation") or output:find("panicked") or output:find("Aborted"), output);

@@ -4,8 +4,12 @@ local root = os.getenv("PWD");
 local deps = os.getenv("DEPS") or (root .. "/.deps");
 
 local versions = {
-	["0.12"] = { command = "prosody", modules = '"posix", ' },
-	["13"] = { command = "lua5.4 " .. deps .. "/prosody13/usr/bin/prosody", modules = "" },
+	["0.12"] = { command = "prosody", ctl = "prosodyctl", modules = '"posix", ' },
+	["13"] = {
+		command = "lua5.4 " .. deps .. "/prosody13/usr/bin/prosody",
+		ctl = "lua5.4 " .. deps .. "/prosody13/usr/bin/prosodyctl",
+		modules = "",
+	},
 };
 
 local prosody = {};
@@ -64,7 +68,7 @@ s2s_ports = { %d }
 s2s_interfaces = { "127.0.0.1" }
 http_ports = {}
 https_ports = {}
-modules_enabled = { %s"log_ringbuffer", "e2e_control" }
+modules_enabled = { %s"log_ringbuffer", "e2e_control", "admin_shell" }
 log = %s
 %s
 VirtualHost "localhost"
@@ -101,6 +105,15 @@ function prosody:command(...)
 	prosody.wait_for(function ()
 		return #(read(self.data .. "/control.done") or "") >= before + #text;
 	end, 10, "control commands to run");
+end
+
+-- Runs one admin shell command through prosodyctl; returns its output.
+function prosody:shell(command)
+	local ctl = versions[self.version].ctl;
+	local pipe = io.popen(("cd %s && timeout 20 %s --config %s shell %q 2>&1"):format(self.dir, ctl, self.config, command));
+	local output = pipe:read("a");
+	pipe:close();
+	return output;
 end
 
 function prosody:signal(name)
