@@ -280,8 +280,13 @@ fn format_conversion<'a, A: Args<'a> + ?Sized>(
         }
         // util.format: tostring, then the rules for strings.
         (Arg::Other, true, b's') => {
-            let mut text = Vec::new();
-            args.tostring(index, &mut text)?;
+            // Printed straight into `out`; taken out again only if it needs the string rules.
+            let start = out.len();
+            args.tostring(index, out)?;
+            if !needs_care(&out[start..]) {
+                return Ok(true);
+            }
+            let text = out.split_off(start);
             string_field(&text, args, out)?;
             return Ok(false);
         }

@@ -115,12 +115,21 @@ fn new_sink(
         Some(mt) => mt.raw_get("__tostring")?,
         None => Value::Nil,
     };
-    let upvalues = (LightUserData(pointer), format, tostring, handle.clone(), stanza_mt, stanza_tostring);
-    // SAFETY: pushes a C closure over the six values exec_raw placed on the stack; the handle
-    // upvalue keeps the LuaSink behind the light userdata alive as long as the closure.
+    let upvalues = (
+        LightUserData(pointer),
+        format,
+        tostring,
+        handle.clone(),
+        stanza_mt,
+        stanza_tostring,
+        ("__tostring", "name", "attr", "xmlns"),
+    );
+    // SAFETY: pushes a C closure over the ten values exec_raw placed on the stack (the order
+    // lua_sink's upvalue constants expect); the handle upvalue keeps the LuaSink behind the
+    // light userdata alive as long as the closure.
     let sink: Function = unsafe {
         lua.exec_raw(upvalues, |state| {
-            mlua::ffi::lua_pushcclosure(state, sink_call, 6);
+            mlua::ffi::lua_pushcclosure(state, sink_call, 10);
         })
     }?;
     let problems = messages(lua, problems.into_iter().map(|p| (p.level, p.text)))?;

@@ -8,7 +8,8 @@
 //!
 //! Upvalues: 1 = light userdata pointing to the [`LuaSink`], 2 = `util.format.format`,
 //! 3 = `tostring`, 4 = the handle userdata that keeps the `LuaSink` alive, 5 = util.stanza's
-//! metatable and 6 = its original `__tostring` (both may be nil), for native stanza printing.
+//! metatable and 6 = its original `__tostring` (both may be nil), 7 to 10 = the key strings
+//! native stanza printing looks up.
 //!
 //! Nothing here may raise into the caller or let a panic cross into Lua. Values with destructors
 //! are held across Lua calls that could longjmp only on memory exhaustion, where they leak.
@@ -53,6 +54,8 @@ const UPVALUE_FORMAT: c_int = 2;
 const UPVALUE_TOSTRING: c_int = 3;
 const UPVALUE_STANZA_MT: c_int = 5;
 const UPVALUE_STANZA_TOSTRING: c_int = 6;
+/// Upvalues 7 to 10: the strings "__tostring", "name", "attr", "xmlns".
+const UPVALUE_KEYS: c_int = 7;
 
 /// The sink function.
 ///
@@ -218,8 +221,15 @@ impl StackArgs {
     /// `tostring(value at index)`: natively for stanzas, through Lua otherwise.
     unsafe fn tostring_at(&mut self, index: c_int, out: &mut Vec<u8>) -> Result<(), FormatError> {
         let l = self.state;
-        let (mt, original) = (ffi::lua_upvalueindex(UPVALUE_STANZA_MT), ffi::lua_upvalueindex(UPVALUE_STANZA_TOSTRING));
-        if lua_stanza::serialize(l, index, mt, original, out) {
+        let anchors = lua_stanza::Anchors {
+            stanza_mt: ffi::lua_upvalueindex(UPVALUE_STANZA_MT),
+            original_tostring: ffi::lua_upvalueindex(UPVALUE_STANZA_TOSTRING),
+            key_tostring: ffi::lua_upvalueindex(UPVALUE_KEYS),
+            key_name: ffi::lua_upvalueindex(UPVALUE_KEYS + 1),
+            key_attr: ffi::lua_upvalueindex(UPVALUE_KEYS + 2),
+            key_xmlns: ffi::lua_upvalueindex(UPVALUE_KEYS + 3),
+        };
+        if lua_stanza::serialize(l, index, &anchors, out) {
             return Ok(());
         }
         if ffi::lua_checkstack(l, 3) == 0 {

@@ -7,7 +7,7 @@
 //! Anything unusual (a replaced `__tostring`, non-string names or attributes, odd children,
 //! very deep nesting) returns `false`, and the caller falls back to Lua's own `tostring`.
 
-use std::os::raw::{c_char, c_int};
+use std::os::raw::c_int;
 
 use mlua::ffi;
 
@@ -33,18 +33,27 @@ pub fn xml_escape_into(s: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&s[start..]);
 }
 
-/// Serialises the stanza at stack `index` if its metatable is `stanza_mt` (at `mt_index`) and
-/// that metatable's `__tostring` is still `original` (at `tostring_index`).
+/// Where the values the serialiser compares with live (upvalue indices, usually): interned key
+/// strings are pushed from there, which is much cheaper than `lua_pushstring` each time.
+#[derive(Debug, Clone, Copy)]
+pub struct Anchors {
+    /// util.stanza's metatable and its original `__tostring`.
+    pub stanza_mt: c_int,
+    pub original_tostring: c_int,
+    /// The strings "__tostring", "name", "attr" and "xmlns".
+    pub key_tostring: c_int,
+    pub key_name: c_int,
+    pub key_attr: c_int,
+    pub key_xmlns: c_int,
+}
+
+/// Serialises the stanza at stack `index` if its metatable is `stanza_mt` and that
+/// metatable's `__tostring` is still the original one.
 ///
 /// # Safety
-/// `state` must be a valid Lua state and the three indices valid, absolute or upvalue indices.
-pub unsafe fn serialize(
-    state: *mut ffi::lua_State,
-    index: c_int,
-    mt_index: c_int,
-    tostring_index: c_int,
-    out: &mut Vec<u8>,
-) -> bool {
+/// `state` must be a valid Lua state, `index` and the anchors valid indices.
+pub unsafe fn serialize(state: *mut ffi::lua_State, index: c_int, anchors: &Anchors, out: &mut Vec<u8>) -> bool {
+    let mt_index = anchors.stanza_mt;
     if ffi::lua_type(state, index) != ffi::LUA_TTABLE
         || ffi::lua_type(state, mt_index) != ffi::LUA_TTABLE
         || ffi::lua_checkstack(state, 8) == 0
@@ -55,9 +64,9 @@ pub unsafe fn serialize(
         return false;
     }
     let is_stanza = ffi::lua_rawequal(state, -1, mt_index) != 0;
-    ffi::lua_pushstring(state, c"__tostring".as_ptr());
+    ffi::lua_pushvalue(state, anchors.key_tostring);
     ffi::lua_rawget(state, -2);
-    let original = ffi::lua_rawequal(state, -1, tostring_index) != 0;
+    let original = ffi::lua_rawequal(state, -1, anchors.original_tostring) != 0;
     ffi::lua_settop(state, -3);
     if !(is_stanza && original) {
         return false;
@@ -65,7 +74,7 @@ pub unsafe fn serialize(
     let start = out.len();
     let index = ffi::lua_absindex(state, index);
     let top = ffi::lua_gettop(state);
-    let ok = element(state, index, None, 0, out);
+    let ok = element(state, index, anchors, None, 0, out);
     ffi::lua_settop(state, top);
     if !ok {
         out.truncate(start);
@@ -83,9 +92,9 @@ unsafe fn string_at<'a>(state: *mut ffi::lua_State, index: c_int) -> Option<&'a 
     (!ptr.is_null()).then(|| std::slice::from_raw_parts(ptr as *const u8, len))
 }
 
-/// Pushes `t[key]` (raw) for the table at `index`.
-unsafe fn push_field(state: *mut ffi::lua_State, index: c_int, key: &std::ffi::CStr) -> c_int {
-    ffi::lua_pushstring(state, key.as_ptr() as *const c_char);
+/// Pushes `t[key]` (raw) for the table at `index`, the key being at stack index `key`.
+unsafe fn push_field(state: *mut ffi::lua_State, index: c_int, key: c_int) -> c_int {
+    ffi::lua_pushvalue(state, key);
     ffi::lua_rawget(state, index)
 }
 
@@ -93,6 +102,7 @@ unsafe fn push_field(state: *mut ffi::lua_State, index: c_int, key: &std::ffi::C
 unsafe fn element(
     state: *mut ffi::lua_State,
     index: c_int,
+    anchors: &Anchors,
     parent_ns: Option<&[u8]>,
     depth: usize,
     out: &mut Vec<u8>,
@@ -101,12 +111,12 @@ unsafe fn element(
         return false;
     }
     let base = ffi::lua_gettop(state);
-    push_field(state, index, c"name");
+    push_field(state, index, anchors.key_name);
     let name_index = base + 1;
     let Some(name) = string_at(state, name_index) else {
         return false;
     };
-    if push_field(state, index, c"attr") != ffi::LUA_TTABLE {
+    if push_field(state, index, anchors.key_attr) != ffi::LUA_TTABLE {
         return false;
     }
     let attr_index = base + 2;
@@ -150,7 +160,7 @@ unsafe fn element(
         return true;
     }
     out.push(b'>');
-    push_field(state, attr_index, c"xmlns");
+    push_field(state, attr_index, anchors.key_xmlns);
     let own_ns = string_at(state, -1);
     if own_ns.is_none() && ffi::lua_type(state, -1) != ffi::LUA_TNIL {
         return false;
@@ -164,7 +174,7 @@ unsafe fn element(
                 None => return false,
             },
             ffi::LUA_TTABLE => {
-                if !element(state, child, own_ns, depth + 1, out) {
+                if !element(state, child, anchors, own_ns, depth + 1, out) {
                     return false;
                 }
             }
