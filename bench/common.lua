@@ -1,18 +1,13 @@
 -- Shared by the bench scripts, which run from the repository root (bench/run.sh sees to
--- that): library paths, the workloads, a clock and /proc readers.
-local prosody_src = os.getenv("PROSODY_SRC") or "/usr/lib/prosody";
-package.path = prosody_src .. "/?.lua;" .. package.path;
-package.cpath = "target/release/lib?.so;" .. prosody_src .. "/?.so;" .. package.cpath;
-if not pcall(require, "prosody.loader") then -- Prosody 13 names its libraries prosody.*
-	pcall(require, "loader");
-end
+-- that): library paths (the specs' loader), the workloads, a clock and /proc readers.
+local loaded = require "spec.helpers.native";
 
 local st = require "util.stanza";
 local format = require "util.format".format;
 local socket = require "socket";
-local native = require "log_ringbuffer_native";
+local native = loaded.native;
 
-local common = { prosody_src = prosody_src, native = native, now = socket.gettime, source = "c2s55d0a1" };
+local common = { prosody_src = loaded.src, native = native, now = socket.gettime, source = "c2s55d0a1" };
 
 -- A native sink made the way lua/mod_log_ringbuffer.lua makes it: handle, sink function.
 -- (Natives built before stanza printing ignore the fifth argument.)

@@ -70,12 +70,6 @@ function env.tempdir()
 	return io.popen("mktemp -d /tmp/lrb-spec-XXXXXX"):read("l");
 end
 
-function env.read(path)
-	local f = io.open(path, "rb");
-	if not f then return nil; end
-	local text = f:read("a");
-	f:close();
-	return text;
-end
+env.read = require "spec.helpers.prosody".read;
 
 return env;
