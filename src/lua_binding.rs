@@ -5,6 +5,7 @@
 //! disarms native triggers, and names the events the Lua side must hook.
 
 use std::os::raw::c_void;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use mlua::{AnyUserData, Function, IntoLuaMulti, LightUserData, Lua, Result, Table, UserData, UserDataMethods, Value};
@@ -17,7 +18,7 @@ use crate::{reports, writer};
 use std::time::Duration;
 
 /// The handle Lua holds for one sink.
-struct Handle(Arc<LuaSink>);
+struct Handle(Rc<LuaSink>);
 
 impl Handle {
     fn sink(&self) -> &Arc<Sink> {
@@ -108,8 +109,8 @@ fn new_sink(
             path_list.push((k, v));
         }
     }
-    let state = Arc::new(LuaSink::new(Arc::new(Sink::new(options, path_list))));
-    let pointer = Arc::as_ptr(&state) as *mut c_void;
+    let state = Rc::new(LuaSink::new(Arc::new(Sink::new(options, path_list))));
+    let pointer = Rc::as_ptr(&state) as *mut c_void;
     let handle = lua.create_userdata(Handle(state))?;
     let stanza_tostring: Value = match &stanza_mt {
         Some(mt) => mt.raw_get("__tostring")?,

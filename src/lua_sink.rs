@@ -14,21 +14,21 @@
 //! Nothing here may raise into the caller or let a panic cross into Lua. Values with destructors
 //! are held across Lua calls that could longjmp only on memory exhaustion, where they leak.
 
+use std::cell::RefCell;
 use std::os::raw::{c_char, c_int};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use mlua::ffi;
-use parking_lot::Mutex;
 
 use crate::format::{self, Arg, Args, FormatError};
 use crate::lua_stanza;
 use crate::sink::Sink;
 
-/// Per-sink state owned by the Lua thread.
+/// Per-sink state owned by the Lua thread (a `RefCell`: only that thread ever touches it).
 pub struct LuaSink {
     pub sink: Arc<Sink>,
-    scratch: Mutex<Scratch>,
+    scratch: RefCell<Scratch>,
 }
 
 /// Buffers reused from line to line, and the timestamp of the current second.
@@ -43,7 +43,7 @@ struct Scratch {
 
 impl LuaSink {
     pub fn new(sink: Arc<Sink>) -> Self {
-        LuaSink { sink, scratch: Mutex::new(Scratch::default()) }
+        LuaSink { sink, scratch: RefCell::new(Scratch::default()) }
     }
 }
 
@@ -75,10 +75,10 @@ pub unsafe extern "C-unwind" fn sink_call(state: *mut ffi::lua_State) -> c_int {
 unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
     // A __tostring that logs re-enters this sink while the scratch buffers are in use.
     let mut own;
-    let mut guard = this.scratch.try_lock();
+    let mut guard = this.scratch.try_borrow_mut();
     let scratch: &mut Scratch = match guard.as_deref_mut() {
-        Some(s) => s,
-        None => {
+        Ok(s) => s,
+        Err(_) => {
             own = Scratch::default();
             &mut own
         }
