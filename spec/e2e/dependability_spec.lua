@@ -102,6 +102,19 @@ for _, version in ipairs(prosody.versions()) do
 				assert.equal(1, dumps.count_matching(dumps.wait_for(server, "link.log")[1], "link%-line"));
 			end);
 
+			it("reports a file it may not write, keeps the lines and recovers", function ()
+				local path = server.data .. "/existing.log";
+				if not os.execute("chattr +i " .. path .. " 2>/dev/null") then
+					return pending("chattr +i is not supported here");
+				end
+				server:command("log debug denied-line", "fire e2e/existing");
+				log_has(server, "Unable to open output file: " .. path .. ": Operation not permitted");
+				os.execute("chattr -i " .. path);
+				server:command("fire e2e/existing");
+				local list = dumps.wait_for(server, "existing.log", 2);
+				assert.equal(1, dumps.count_matching(list[2], "denied%-line"));
+			end);
+
 			it("reports a full disk with the path and reason, and keeps the lines", function ()
 				server:command("log debug full-line", "fire e2e/full");
 				log_has(server, "Unable to write dump: /dev/full: No space left on device");

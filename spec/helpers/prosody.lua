@@ -162,6 +162,7 @@ end
 
 function prosody:cleanup()
 	if self:alive() then self:signal("KILL"); end
+	sh("chattr -i " .. self.data .. "/* 2>/dev/null"); -- a failed permission test may leave one
 	sh("rm -rf " .. self.dir);
 end
 

@@ -109,12 +109,29 @@ describe("native formatting", function ()
 	it("never raises, whatever the arguments", function ()
 		local raising = setmetatable({}, { __tostring = function () error("boom"); end });
 		local not_string = setmetatable({}, { __tostring = function () return 42; end });
+		local recursive = setmetatable({}, {});
+		getmetatable(recursive).__tostring = function (t) return "deeper " .. tostring(t); end
 		for _, call in ipairs({
 			pack(nil), pack(42), pack({}), pack("%s", raising), pack("%d", raising), pack("", raising),
 			pack("%s", not_string), pack("100%"), pack("%y %s", 1), pack("%.999f", 1.5), pack("%5", 1),
+			pack("%s", recursive), pack("%s %s", io.stdout, print), pack(io.stdout), pack("%s\0%s", "a\0b", "\0"),
 		}) do
 			assert.has_no.errors(function () sink("src", "debug", unpack(call, 1, call.n)); end);
 			assert.truthy(handle:peek():match("^src\tdebug\t.*\n$"), handle:peek());
 		end
+		-- Endless __tostring recursion ends in a Lua error, recorded as such.
+		sink("src", "debug", "%s", recursive);
+		assert.truthy(handle:peek():find("^src\tdebug\t%[format error: .*overflow"), handle:peek());
+	end);
+
+	it("keeps the tail of a 100 MiB line in a small ring, and logs on", function ()
+		local big_handle, big_sink = helper.sink({ size = 1024 * 1024 });
+		local huge = ("0123456789abcdef"):rep(100 * 1024 * 1024 / 16);
+		big_sink("src", "debug", "%s!", huge);
+		local kept = big_handle:peek();
+		assert.equal(1024 * 1024 - 4, #kept);
+		assert.equal("cdef!\n", kept:sub(-6));
+		big_sink("src", "debug", "after");
+		assert.equal("src\tdebug\tafter\n", big_handle:peek());
 	end);
 end);

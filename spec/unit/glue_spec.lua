@@ -99,6 +99,15 @@ describe("mod_log_ringbuffer", function ()
 		assert.truthy(text:find("1 lines", 1, true), text);
 	end);
 
+	it("accepts debug = \"*ringbuffer\" too", function ()
+		local m = env.load({ debug = "*ringbuffer" }, dir);
+		assert.truthy(table.concat(m:messages("warn"), "\n"):find("nothing will dump it", 1, true));
+		log("debug", "keyed shorthand line");
+		local ok, text = m.shared_tables["/*/admin_shell/env"].ringbuffer:status();
+		assert.is_true(ok);
+		assert.truthy(text:find("^#1: 1 lines"), text);
+	end);
+
 	it("logs why a dump failed and keeps the lines for the next one", function ()
 		local m = env.load({ { to = "ringbuffer", event = "spec/dump", filename = dir .. "/missing/d.log" } }, dir);
 		log("debug", "precious");
