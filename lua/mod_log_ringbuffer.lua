@@ -49,7 +49,7 @@ end
 local native = load_native();
 
 -- Sinks attached to Prosody's logger, in the order the logging config lists them.
--- Each record: { handle = native handle, sink = function, key = options key, events = {...} }.
+-- Each record: { handle = native handle, sink = the function Prosody calls, key = options key }.
 local live = {};
 -- The logging reload in progress: Prosody calls the maker once per ringbuffer entry.
 local pass;
@@ -170,7 +170,7 @@ local function new_record(handle, sink, problems)
 		module:log(problem.level, "ringbuffer sink: %s", problem.text);
 	end
 	local record = { handle = handle, sink = sink, key = handle:key() };
-	if #record.handle:events() == 0 and not handle:has_native_triggers() then
+	if #handle:events() == 0 and not handle:has_native_triggers() then
 		module:log("warn", "A ringbuffer sink has no 'signal' or 'event' option: nothing will dump it");
 	end
 	arm(record);
@@ -178,12 +178,8 @@ local function new_record(handle, sink, problems)
 end
 
 local function finish_pass()
-	local kept = {};
-	for _, record in ipairs(pass.claimed) do
-		kept[record] = true;
-	end
 	for _, record in ipairs(pass.previous) do
-		if not kept[record] then
+		if not pass.taken[record] then
 			disarm(record);
 		end
 	end
@@ -192,23 +188,22 @@ end
 
 local function ringbuffer_sink_maker(sink_config)
 	if not pass or #pass.claimed >= pass.expected then
-		pass = { expected = math.max(configured_sink_count(), 1), claimed = {}, previous = live };
+		pass = { expected = math.max(configured_sink_count(), 1), claimed = {}, taken = {}, previous = live };
 	end
 	local handle, sink, problems = native.new_sink(sink_config, prosody.paths, format, tostring, stanza_mt);
 	apply_min_level(sink_config, handle:min_level());
 
 	-- Same options as a sink of the previous configuration: keep its buffer and triggers.
 	local record;
-	local claimed = {};
-	for _, r in ipairs(pass.claimed) do claimed[r] = true; end
 	for _, old in ipairs(pass.previous) do
-		if old.key == handle:key() and not claimed[old] then
+		if old.key == handle:key() and not pass.taken[old] then
 			record = old;
 			break;
 		end
 	end
 	record = record or new_record(handle, sink, problems);
 	table.insert(pass.claimed, record);
+	pass.taken[record] = true;
 	if #pass.claimed >= pass.expected then
 		finish_pass();
 	end
@@ -258,7 +253,11 @@ function shell_env.ringbuffer:dump() -- luacheck: ignore 212/self
 	local started, failed = {}, {};
 	for _, record in ipairs(live) do
 		local ok, result, lines = dump(record, "admin shell");
-		table.insert(ok and started or failed, ok and ("%d lines to %s"):format(lines, result) or result);
+		if ok then
+			table.insert(started, ("%d lines to %s"):format(lines, result));
+		else
+			table.insert(failed, result);
+		end
 	end
 	if #failed > 0 then
 		return false, table.concat(failed, "\n");
