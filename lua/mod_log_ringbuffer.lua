@@ -165,11 +165,11 @@ local function apply_min_level(sink_config, min_level)
 	levels_set_here[sink_config] = true;
 end
 
-local function new_record(handle, sink, problems)
+local function new_record(handle, sink, key, problems)
 	for _, problem in ipairs(problems) do
 		module:log(problem.level, "ringbuffer sink: %s", problem.text);
 	end
-	local record = { handle = handle, sink = sink, key = handle:key() };
+	local record = { handle = handle, sink = sink, key = key };
 	if #handle:events() == 0 and not handle:has_native_triggers() then
 		module:log("warn", "A ringbuffer sink has no 'signal' or 'event' option: nothing will dump it");
 	end
@@ -194,14 +194,15 @@ local function ringbuffer_sink_maker(sink_config)
 	apply_min_level(sink_config, handle:min_level());
 
 	-- Same options as a sink of the previous configuration: keep its buffer and triggers.
+	local key = handle:key();
 	local record;
 	for _, old in ipairs(pass.previous) do
-		if old.key == handle:key() and not pass.taken[old] then
+		if old.key == key and not pass.taken[old] then
 			record = old;
 			break;
 		end
 	end
-	record = record or new_record(handle, sink, problems);
+	record = record or new_record(handle, sink, key, problems);
 	table.insert(pass.claimed, record);
 	pass.taken[record] = true;
 	if #pass.claimed >= pass.expected then

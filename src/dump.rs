@@ -185,14 +185,14 @@ pub fn prepare(path: &str, time: i64, text_bytes: usize) -> Result<Prepared, Dum
     Ok(Prepared { path: path.to_string(), header, destination })
 }
 
-/// Appends one dump of `lines` to `path`, now.
-pub fn write_dump(path: &str, time: i64, lines: &Ring) -> Result<(), DumpError> {
-    prepare(path, time, lines.text_bytes())?.write(lines)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Appends one dump of `lines` to `path`, now.
+    fn write_dump(path: &str, time: i64, lines: &Ring) -> Result<(), DumpError> {
+        prepare(path, time, lines.text_bytes())?.write(lines)
+    }
     use crate::ring::Limit;
 
     fn temp_dir(name: &str) -> std::path::PathBuf {

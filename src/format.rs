@@ -160,7 +160,7 @@ fn c_format_float(fmt: &[u8], n: f64, out: &mut Vec<u8>) {
     out.extend_from_slice(&buf[..written]);
 }
 
-/// `tostring(arg)` for the argument kinds Rust can see; `None` for those only Lua can print.
+/// `tostring(arg)` for the argument kinds Rust can see; false for those only Lua can print.
 fn plain_tostring(arg: Arg<'_>, out: &mut Vec<u8>) -> bool {
     match arg {
         Arg::Nil => out.extend_from_slice(b"nil"),

@@ -39,10 +39,6 @@ impl Ring {
         Ring { limit, chunks: VecDeque::new(), head: 0, used: 0, lines: 0, spare: None }
     }
 
-    pub fn limit(&self) -> Limit {
-        self.limit
-    }
-
     pub fn lines(&self) -> usize {
         self.lines
     }
@@ -199,14 +195,6 @@ pub struct Line<'a> {
 }
 
 impl<'a> Line<'a> {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The contiguous pieces of this line, in order.
     pub fn pieces(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
         let ring = self.ring;

@@ -97,11 +97,16 @@ impl Sink {
         match prepared.write(&lines) {
             Ok(()) => reports::push("info", format!("Dumped {} buffered lines to {path} ({reason})", lines.lines())),
             Err(e) => {
-                reports::push("error", format!("{e} ({reason}); the lines are kept for the next dump"));
+                report_failure(&e, reason);
                 self.ring.lock().restore(lines);
             }
         }
     }
+}
+
+/// Reports a dump that failed where Lua cannot be told directly.
+pub fn report_failure(error: &DumpError, reason: &str) {
+    reports::push("error", format!("{error} ({reason}); the lines are kept for the next dump"));
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use signal_hook::iterator::{Handle, Signals};
 
-use crate::reports;
 use crate::sink::Sink;
 
 /// What fires a dump.
@@ -187,7 +186,7 @@ fn dump_for(signal: c_int) {
     for (name, sink) in targets {
         // This thread is already off the Lua thread: write here, in order.
         if let Err(e) = sink.dump(false, &name) {
-            reports::push("error", format!("{e} ({name}); the lines are kept for the next dump"));
+            crate::sink::report_failure(&e, &name);
         }
     }
 }
