@@ -149,6 +149,11 @@ local header = {
 	("log_ringbuffer_native %s (git %s), %s"):format(common.native.version,
 		shell("git describe --always --dirty 2>/dev/null"), os.date("!%Y-%m-%d %H:%M UTC"));
 };
+common.new_sink({}); -- the first sink settles how the per-line path runs here
+local per_line = common.native.per_line();
+header[#header + 1] = ("Per-line path: arguments read %s; ring lock %s"):format(
+	per_line.direct_stack and "straight off the Lua stack" or "through the Lua C API",
+	per_line.membarrier and "asymmetric (membarrier)" or "with fences");
 
 -- The log call timings: N and heap per (workload, sink) first, then RUNS rounds over every
 -- sink, so that other load on the machine hits all sinks alike; ns/line is the median.
@@ -205,6 +210,25 @@ local memory = {
 	("this bench process: peak RSS (VmHWM) %.1f MiB"):format(common.status("VmHWM") / MiB);
 };
 
+-- Instructions per typical line, counted by callgrind (the same on a busy or a quiet machine):
+-- the difference between runs of two lengths leaves out start-up.
+local function instructions(kind)
+	local function count(n)
+		local out = shell(("valgrind --tool=callgrind --callgrind-out-file=/dev/null %s bench/instructions.lua %s %d 2>&1")
+			:format(arg[-1], kind, n));
+		return tonumber((out:match("Collected : (%d+)")));
+	end
+	local short, long = count(20000), count(60000);
+	return short and long and (long - short) / 40000;
+end
+local instructions_line;
+if shell("command -v valgrind") ~= "" then
+	local floor, ours = instructions("floor"), instructions("ours");
+	instructions_line = floor and ours and ("callgrind, typical line: floor %.0f instructions, ours size=100K %.0f"
+		.. " instructions = %.2f× the floor"):format(floor, ours, ours / floor);
+end
+instructions_line = instructions_line or "callgrind: not available (install valgrind for instruction counts)";
+
 -- Dumping, in a fresh process.
 local d = subprocess("bench/dump.lua");
 local dump;
@@ -233,11 +257,12 @@ local function section(list, bullet)
 	for i, line in ipairs(list) do out[i] = bullet .. line; end
 	return table.concat(out, "\n");
 end
-print(section(header, "") .. "\n\n" .. render(rows) .. "\n" .. table_note .. "\n\nMemory:\n" .. section(memory, "  ")
+print(section(header, "") .. "\n\n" .. render(rows) .. "\n" .. table_note .. "\n" .. instructions_line
+	.. "\n\nMemory:\n" .. section(memory, "  ")
 	.. "\n\nDump:\n" .. section(dump, "  "));
 local md = assert(io.open("bench/results.md", "w"));
 md:write("# mod_log_ringbuffer benchmark\n\n", section(header, "- "), "\n\n", render(rows, true), "\n\n", table_note,
-	"\n\n## Memory\n\n", section(memory, "- "), "\n\n## Dump\n\n", section(dump, "- "), "\n\n![ns/line](results.svg)\n");
+	"\n\n", instructions_line, "\n\n## Memory\n\n", section(memory, "- "), "\n\n## Dump\n\n", section(dump, "- "), "\n\n![ns/line](results.svg)\n");
 md:close();
 
 -- A clustered bar chart of ns/line, log scale, to bench/results.svg.

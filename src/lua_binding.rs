@@ -11,6 +11,7 @@ use std::sync::Arc;
 use mlua::{AnyUserData, Function, IntoLuaMulti, LightUserData, Lua, Result, Table, UserData, UserDataMethods, Value};
 
 use crate::lua_sink::{sink_call, LuaSink};
+use crate::lua_stack;
 use crate::options::{OptValue, SinkOptions};
 use crate::sink::Sink;
 use crate::triggers::{self, Trigger};
@@ -109,7 +110,8 @@ fn new_sink(
             path_list.push((k, v));
         }
     }
-    let state = Rc::new(LuaSink::new(Arc::new(Sink::new(options, path_list))));
+    let direct_stack = lua_stack::probe(|| probe_stack(lua).unwrap_or(false));
+    let state = Rc::new(LuaSink::new(Arc::new(Sink::new(options, path_list)), direct_stack));
     let pointer = Rc::as_ptr(&state) as *mut c_void;
     let handle = lua.create_userdata(Handle(state))?;
     let stanza_tostring: Value = match &stanza_mt {
@@ -135,6 +137,25 @@ fn new_sink(
     }?;
     let problems = messages(lua, problems.into_iter().map(|p| (p.level, p.text)))?;
     Ok((handle, sink, problems))
+}
+
+/// Runs `lua_stack`'s check with one value of every kind it reads, and a table.
+fn probe_stack(lua: &Lua) -> Result<bool> {
+    // SAFETY: probe_call is a C function that only reads its arguments and pushes a boolean.
+    let probe = unsafe { lua.create_c_function(lua_stack::probe_call) }?;
+    let long = "a string longer than the 40 bytes Lua interns as a short string";
+    probe.call((
+        "short",
+        "",
+        long,
+        -1_234_567_890_123_i64,
+        0.1_f64,
+        true,
+        false,
+        Value::Nil,
+        lua.create_table()?,
+        "last",
+    ))
 }
 
 /// A list of `{ level = ..., text = ... }` tables, for `module:log`.
@@ -169,6 +190,17 @@ pub fn exports(lua: &Lua) -> Result<Table> {
     // Restarts native threads lost to a fork; returns an error text if that failed.
     module.set("rearm_after_fork", lua.create_function(|_, ()| Ok(triggers::rearm_after_fork().err()))?)?;
     module.set("version", env!("CARGO_PKG_VERSION"))?;
+    // How the per-line path runs here (the benchmark prints it): arguments read straight off
+    // the stack (decided by lua_stack's probe at the first new_sink), membarrier for the lock.
+    module.set(
+        "per_line",
+        lua.create_function(|lua, ()| {
+            let t = lua.create_table()?;
+            t.set("direct_stack", lua_stack::usable())?;
+            t.set("membarrier", crate::shared_ring::uses_membarrier())?;
+            Ok(t)
+        })?,
+    )?;
     Ok(module)
 }
 

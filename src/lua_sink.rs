@@ -1,10 +1,14 @@
 //! The sink function Prosody calls for every log line: `sink(source, level, message, ...)`.
 //!
-//! A raw C function, because it runs for every line: it reads its arguments straight off the
-//! Lua stack, formats in Rust (see `format`) and stores the bytes in the ring. It creates no
-//! Lua values on the common path. Lua is only called for what Lua alone can answer
-//! (`__tostring`, `%q`, invalid UTF-8, unusual conversions), through Prosody's own
-//! `util.format` under `lua_pcall`, so errors there never escape.
+//! A raw C function, because it runs for every line. The common line (string source and level,
+//! a format seen before made of `%s`, `%d` and `%i`, plain ASCII strings, integers, booleans
+//! and nil) is done in one pass: its arguments read straight off the stack where `lua_stack`'s
+//! probe allows (through the C API otherwise), formatted by `format::format_simple` directly
+//! into the ring's free space, with no Lua call and no copy. Every other line takes the general
+//! path: formatted in Rust into a buffer, calling Lua only for what Lua alone can answer
+//! (`__tostring`, `%q`, invalid UTF-8, unusual conversions) through Prosody's own `util.format`
+//! under `lua_pcall`, so errors there never escape. Neither path creates Lua values for
+//! strings, numbers or booleans.
 //!
 //! Upvalues: 1 = light userdata pointing to the [`LuaSink`], 2 = `util.format.format`,
 //! 3 = `tostring`, 4 = the handle userdata that keeps the `LuaSink` alive, 5 = util.stanza's
@@ -21,19 +25,24 @@ use std::sync::Arc;
 
 use mlua::ffi;
 
-use crate::format::{self, Arg, Args, FormatError};
+use crate::format::{self, Arg, ArgValues, Args, FastLine, FormatError};
+use crate::lua_stack::Frame;
 use crate::lua_stanza;
 use crate::sink::Sink;
 
 /// Per-sink state owned by the Lua thread (a `RefCell`: only that thread ever touches it).
 pub struct LuaSink {
     pub sink: Arc<Sink>,
+    /// Read arguments with `lua_stack` (checked by its probe) rather than the C API.
+    direct_stack: bool,
     scratch: RefCell<Scratch>,
 }
 
 /// Buffers reused from line to line, and the timestamp of the current second.
 #[derive(Default)]
 struct Scratch {
+    /// The fast path's buffer (see `record_simple`); made on first use.
+    simple: Vec<u8>,
     line: Vec<u8>,
     message: Vec<u8>,
     stamp_second: Option<i64>,
@@ -41,9 +50,12 @@ struct Scratch {
     formats: format::FormatCache,
 }
 
+/// Longer lines take the general path.
+const SIMPLE_LINE_MAX: usize = 8 * 1024;
+
 impl LuaSink {
-    pub fn new(sink: Arc<Sink>) -> Self {
-        LuaSink { sink, scratch: RefCell::new(Scratch::default()) }
+    pub fn new(sink: Arc<Sink>, direct_stack: bool) -> Self {
+        LuaSink { sink, direct_stack, scratch: RefCell::new(Scratch::default()) }
     }
 }
 
@@ -83,10 +95,8 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
             &mut own
         }
     };
-    let top = ffi::lua_gettop(state);
     let mut fields = StackArgs { state, base: 1, count: 0 };
-    let Scratch { line, message, stamp_second, stamp, formats } = scratch;
-    line.clear();
+    let Scratch { simple, line, message, stamp_second, stamp, formats } = scratch;
 
     if let Some(date) = &this.sink.options.timestamps {
         let now = format::now_seconds();
@@ -99,8 +109,32 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
             }
             *stamp_second = Some(now);
         }
-        line.extend_from_slice(stamp);
     }
+    // The common line goes straight into the ring; if the ring's current chunk is too full
+    // for it, into `simple` and then the ring; anything else takes the general path.
+    let mut full = false;
+    let stored = this.sink.push_in_place(|room| {
+        let mut out = FastLine::new(room);
+        let done = simple_line(state, this.direct_stack, stamp, formats, &mut out);
+        full = out.is_full();
+        done.map(|()| out.len())
+    });
+    if stored {
+        return;
+    }
+    if full {
+        if simple.is_empty() {
+            simple.resize(SIMPLE_LINE_MAX, 0);
+        }
+        let mut out = FastLine::new(simple);
+        if simple_line(state, this.direct_stack, stamp, formats, &mut out).is_some() {
+            this.sink.push(out.bytes());
+            return;
+        }
+    }
+
+    line.clear();
+    line.extend_from_slice(stamp);
     field(&mut fields, ARG_SOURCE, line);
     line.push(b'\t');
     field(&mut fields, ARG_LEVEL, line);
@@ -109,6 +143,7 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
     // The message is formatted straight into the line; only a message that is not plain
     // ASCII is taken out again for the line-level pass (control pictures, UTF-8 check).
     let message_start = line.len();
+    let top = ffi::lua_gettop(state);
     let mut args = StackArgs { state, base: ARG_MESSAGE + 1, count: (top - ARG_MESSAGE).max(0) as usize };
     let formatted = match fields.get_index(ARG_MESSAGE) {
         Arg::Str(fmt) => formats.format(fmt, &mut args, line),
@@ -127,6 +162,55 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
     }
     line.push(b'\n');
     this.sink.push(line);
+}
+
+/// [`record_simple`] on the running call's arguments, read straight off the stack or through
+/// the C API.
+#[inline(always)]
+unsafe fn simple_line(
+    state: *mut ffi::lua_State,
+    direct_stack: bool,
+    stamp: &[u8],
+    formats: &format::FormatCache,
+    out: &mut FastLine<'_>,
+) -> Option<()> {
+    if direct_stack {
+        let frame = Frame::current(state);
+        record_simple(&frame, &frame.skip(3), stamp, formats, out)
+    } else {
+        let top = ffi::lua_gettop(state);
+        let frame = StackArgs { state, base: 1, count: top.max(0) as usize };
+        let args = StackArgs { state, base: ARG_MESSAGE + 1, count: (top - ARG_MESSAGE).max(0) as usize };
+        record_simple(&frame, &args, stamp, formats, out)
+    }
+}
+
+/// The common line in one pass, without calling Lua: string source and level, and a message
+/// that `format::format_simple` can take (a cached format, or one without conversions and
+/// arguments). `None` leaves nothing stored; the general path then starts over.
+/// `frame` holds all of the call's arguments, `args` those after the message.
+#[inline(always)]
+fn record_simple<'a, V: ArgValues<'a>>(
+    frame: &V,
+    args: &V,
+    stamp: &[u8],
+    formats: &format::FormatCache,
+    out: &mut FastLine<'_>,
+) -> Option<()> {
+    let (Arg::Str(source), Arg::Str(level), Arg::Str(fmt)) = (frame.get(0), frame.get(1), frame.get(2)) else {
+        return None;
+    };
+    out.trusted(stamp)?;
+    out.plain(source)?;
+    out.trusted(b"\t")?;
+    out.plain(level)?;
+    out.trusted(b"\t")?;
+    match formats.lookup(fmt) {
+        Some(compiled) => format::format_simple(compiled, args, out)?,
+        None if args.count() == 0 && !fmt.contains(&b'%') => out.plain(fmt)?,
+        None => return None,
+    }
+    out.trusted(b"\n")
 }
 
 /// A source or level name: `%s` rules, `tostring` for non-strings.
@@ -278,16 +362,21 @@ fn type_name(kind: c_int) -> &'static str {
     }
 }
 
-impl<'a> Args<'a> for StackArgs {
+impl<'a> ArgValues<'a> for StackArgs {
     fn count(&self) -> usize {
         self.count
     }
 
     fn get(&self, i: usize) -> Arg<'a> {
+        if i >= self.count {
+            return Arg::Nil;
+        }
         // SAFETY: i < count, so the slot is one of this call's arguments.
         unsafe { self.get_index(self.base + i as c_int) }
     }
+}
 
+impl<'a> Args<'a> for StackArgs {
     fn lua_format(&mut self, spec: &[u8], i: usize, out: &mut Vec<u8>) -> Result<(), FormatError> {
         let index = self.base + i as c_int;
         // SAFETY: the stack slot exists; call_format checks stack space and runs protected.

@@ -3,7 +3,14 @@
 //! Lines are packed back to back into fixed-size chunks, each prefixed by its length (4 bytes).
 //! Eviction always drops whole lines from the front, so a dump never starts with a torn line.
 //! Chunks are allocated as lines arrive and one emptied chunk is kept for reuse, so a full
-//! ring logs without allocating, and memory stays within the limit plus two chunks.
+//! ring logs without allocating.
+//!
+//! Eviction is done in batches: the oldest lines stay stored until they are a chunk's worth
+//! (or 1/32 of `lines`) past the limit, and every reader ([`Ring::iter`], [`Ring::lines`],
+//! [`Ring::text_bytes`], [`Ring::take`]) leaves them out, so the contents are always exactly the
+//! newest lines within the limit. Reading the oldest line's length for every new line would
+//! touch memory a whole ring away on the per-line path. Memory stays within the limit plus
+//! three chunks.
 
 use std::collections::VecDeque;
 
@@ -39,13 +46,15 @@ impl Ring {
         Ring { limit, chunks: VecDeque::new(), head: 0, used: 0, lines: 0, spare: None }
     }
 
+    /// The lines held.
     pub fn lines(&self) -> usize {
-        self.lines
+        self.lines - self.excess().0
     }
 
     /// Bytes of line text held (without bookkeeping).
     pub fn text_bytes(&self) -> usize {
-        self.used - self.lines * HEADER
+        let (lines, bytes) = self.excess();
+        (self.used - bytes) - (self.lines - lines) * HEADER
     }
 
     pub fn is_empty(&self) -> bool {
@@ -54,43 +63,113 @@ impl Ring {
 
     /// Stores one line, evicting the oldest whole lines as needed. A line larger than a
     /// `Bytes` ring keeps its last bytes.
+    #[inline]
     pub fn push(&mut self, line: &[u8]) {
-        let line = match self.limit {
-            Limit::Bytes(size) if HEADER + line.len() > size => {
-                self.clear();
-                &line[line.len() - (size - HEADER)..]
-            }
-            _ => line,
-        };
+        let len = line.len().min(u32::MAX as usize);
+        let line = &line[..len];
         if let Limit::Bytes(size) = self.limit {
-            while self.used + HEADER + line.len() > size {
-                self.pop_front();
+            if HEADER + len > size {
+                return self.push_tail_of(line, size);
             }
         }
-        let len = u32::try_from(line.len()).unwrap_or(u32::MAX) as usize;
-        let header = (len as u32).to_le_bytes();
         let end = self.head + self.used;
-        let (index, offset) = (end / CHUNK, end % CHUNK);
-        if index < self.chunks.len() && offset + HEADER + len <= CHUNK {
-            // The usual case: the whole record fits in the current chunk.
-            let chunk = &mut self.chunks[index];
-            chunk[offset..offset + HEADER].copy_from_slice(&header);
-            chunk[offset + HEADER..offset + HEADER + len].copy_from_slice(&line[..len]);
-            self.used += HEADER + len;
-        } else {
-            self.append(&header);
-            self.append(&line[..len]);
+        let offset = end % CHUNK;
+        match self.chunks.back_mut() {
+            // The usual case: the record fits in the last chunk, where the stored bytes end.
+            Some(chunk) if offset != 0 && offset + HEADER + len <= CHUNK => {
+                chunk[offset..offset + HEADER].copy_from_slice(&(len as u32).to_le_bytes());
+                chunk[offset + HEADER..offset + HEADER + len].copy_from_slice(line);
+                self.used += HEADER + len;
+            }
+            _ => {
+                self.append(&(len as u32).to_le_bytes());
+                self.append(line);
+            }
         }
         self.lines += 1;
-        if let Limit::Lines(max) = self.limit {
-            while self.lines > max {
-                self.pop_front();
-            }
+        self.evict_in_batches();
+    }
+
+    /// The free bytes at the end of the last chunk, for a line written in place and then
+    /// stored with [`Ring::commit`]. Empty when a new chunk would be needed.
+    #[inline]
+    pub fn tail_room(&mut self) -> &mut [u8] {
+        let offset = (self.head + self.used) % CHUNK;
+        match self.chunks.back_mut() {
+            Some(chunk) if offset != 0 && offset + HEADER < CHUNK => &mut chunk[offset + HEADER..],
+            _ => &mut [],
         }
+    }
+
+    /// Stores the line of `len` bytes just written at the start of [`Ring::tail_room`].
+    /// False (nothing stored) for a line the limit says must be cut: use [`Ring::push`].
+    #[inline]
+    pub fn commit(&mut self, len: usize) -> bool {
+        let end = self.head + self.used;
+        let offset = end % CHUNK;
+        let fits = match self.limit {
+            Limit::Bytes(size) => HEADER + len <= size,
+            Limit::Lines(_) => true,
+        };
+        let Some(chunk) = self.chunks.back_mut() else { return false };
+        if !fits || offset == 0 || offset + HEADER + len > CHUNK {
+            return false;
+        }
+        chunk[offset..offset + HEADER].copy_from_slice(&(len as u32).to_le_bytes());
+        self.used += HEADER + len;
+        self.lines += 1;
+        self.evict_in_batches();
+        true
+    }
+
+    /// Whether the oldest line is beyond the limit, given the lines and bytes left out so far.
+    #[inline]
+    fn over_limit(&self, lines_out: usize, bytes_out: usize) -> bool {
+        match self.limit {
+            Limit::Bytes(size) => self.used - bytes_out > size,
+            Limit::Lines(max) => self.lines - lines_out > max,
+        }
+    }
+
+    /// Evicts once the lines beyond the limit are a batch's worth (see the module doc).
+    #[inline]
+    fn evict_in_batches(&mut self) {
+        let far_over = match self.limit {
+            Limit::Bytes(size) => self.used > size + CHUNK,
+            Limit::Lines(max) => self.lines > max + max / 32,
+        };
+        if far_over {
+            self.evict();
+        }
+    }
+
+    /// Drops every line beyond the limit. The newest line always fits, so one stays.
+    fn evict(&mut self) {
+        while self.over_limit(0, 0) {
+            self.pop_front();
+        }
+    }
+
+    /// The (lines, bytes with headers) at the front that are beyond the limit, still stored.
+    fn excess(&self) -> (usize, usize) {
+        let (mut lines, mut bytes) = (0, 0);
+        while self.over_limit(lines, bytes) {
+            bytes += HEADER + self.line_len_at(bytes);
+            lines += 1;
+        }
+        (lines, bytes)
+    }
+
+    /// A line longer than the whole `Bytes` ring: it replaces everything, keeping its end.
+    #[cold]
+    fn push_tail_of(&mut self, line: &[u8], size: usize) {
+        self.clear();
+        self.push(&line[line.len() - (size - HEADER)..]);
     }
 
     /// Moves every line out, leaving this ring empty with the same limit.
     pub fn take(&mut self) -> Ring {
+        self.evict();
         let mut taken = Ring::new(self.limit);
         std::mem::swap(&mut taken.chunks, &mut self.chunks);
         taken.head = std::mem::take(&mut self.head);
@@ -117,7 +196,8 @@ impl Ring {
 
     /// The lines, oldest first.
     pub fn iter(&self) -> Lines<'_> {
-        Lines { ring: self, offset: 0, remaining: self.lines }
+        let (lines, bytes) = self.excess();
+        Lines { ring: self, offset: bytes, remaining: self.lines - lines }
     }
 
     fn append(&mut self, mut bytes: &[u8]) {
@@ -159,14 +239,28 @@ impl Ring {
         u32::from_le_bytes(header) as usize
     }
 
+    #[inline]
     fn pop_front(&mut self) {
         if self.lines == 0 {
             return;
         }
-        let total = HEADER + self.line_len_at(0);
+        // The head is always inside the first chunk.
+        let len = match self.chunks.front().and_then(|chunk| chunk.get(self.head..self.head + HEADER)) {
+            Some(bytes) => u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize,
+            None => self.line_len_at(0),
+        };
+        let total = HEADER + len;
         self.head += total;
         self.used -= total;
         self.lines -= 1;
+        if self.head >= CHUNK || self.used == 0 {
+            self.release_front_chunks();
+        }
+    }
+
+    /// Recycles the chunks the head has moved past.
+    #[cold]
+    fn release_front_chunks(&mut self) {
         while self.head >= CHUNK || (self.used == 0 && !self.chunks.is_empty()) {
             let Some(chunk) = self.chunks.pop_front() else {
                 break;
@@ -251,7 +345,9 @@ mod tests {
         assert!(lines.iter().all(|l| l.starts_with("line number ")));
         // 16 bytes + 4 of header each: three lines fit in 64.
         assert_eq!(lines.len(), 3);
-        assert!(ring.used <= 64);
+        assert_eq!((ring.lines(), ring.text_bytes()), (3, 48));
+        // Stored but left out until a batch is due: a chunk's worth at most.
+        assert!(ring.used <= 64 + CHUNK + 20);
     }
 
     #[test]
@@ -282,8 +378,25 @@ mod tests {
             ring.push(&line);
         }
         assert!(ring.iter().all(|l| l.to_vec() == line));
-        assert!(ring.chunks.len() <= 6);
+        assert!(ring.chunks.len() <= 7);
         assert!(ring.iter().any(|l| l.pieces().count() == 2));
+    }
+
+    #[test]
+    fn lines_written_in_place_are_stored_and_evict_like_pushed_ones() {
+        let mut ring = Ring::new(Limit::Bytes(64));
+        assert!(ring.tail_room().is_empty(), "no chunk yet");
+        ring.push(b"first line\n");
+        for i in 0..20 {
+            let text = format!("in place {i:02}\n");
+            ring.tail_room()[..text.len()].copy_from_slice(text.as_bytes());
+            assert!(ring.commit(text.len()));
+        }
+        // 12 bytes and a 4-byte header each: four fit in 64.
+        assert_eq!(contents(&ring), vec!["in place 16\n", "in place 17\n", "in place 18\n", "in place 19\n"]);
+        // Too long for the limit: refused, for push to cut.
+        assert!(!ring.commit(61));
+        assert_eq!(ring.lines(), 4);
     }
 
     #[test]
@@ -306,8 +419,9 @@ mod tests {
         for i in 0..100_000 {
             ring.push(format!("{i:>40}\n").as_bytes());
         }
-        assert!(ring.chunks.len() <= 5);
-        assert!(ring.used <= 4 * CHUNK);
+        assert!(ring.chunks.len() <= 6);
+        assert!(ring.used <= 5 * CHUNK + 45);
+        assert!(ring.text_bytes() + ring.lines() * HEADER <= 4 * CHUNK);
         ring.clear();
         assert_eq!((ring.used, ring.lines, ring.chunks.len()), (0, 0, 0));
     }

@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
 use crate::dump::{self, DumpError, Prepared};
 use crate::format::now_seconds;
 use crate::options::{SinkOptions, Target};
 use crate::reports;
 use crate::ring::Ring;
+use crate::shared_ring::SharedRing;
 use crate::template::{self, Values};
 use crate::writer::{self, Job};
 
@@ -18,7 +17,7 @@ pub struct Sink {
     pub options: SinkOptions,
     /// Prosody's `prosody.paths`, for `{paths.*}`.
     paths: Vec<(String, String)>,
-    ring: Mutex<Ring>,
+    ring: SharedRing,
 }
 
 /// A dump that was started: its file, its lines, and whether they are still being written.
@@ -31,29 +30,42 @@ pub struct Dumped {
 
 impl Sink {
     pub fn new(options: SinkOptions, paths: Vec<(String, String)>) -> Self {
-        let ring = Mutex::new(Ring::new(options.limit));
+        let ring = SharedRing::new(Ring::new(options.limit));
         Sink { options, paths, ring }
     }
 
-    /// Stores one finished line (timestamp, source, level, message, newline).
+    /// Stores one finished line (timestamp, source, level, message, newline). Only for the
+    /// thread that made the sink (see `shared_ring`).
+    #[inline]
     pub fn push(&self, line: &[u8]) {
-        self.ring.lock().push(line);
+        self.ring.with_owner(|ring| ring.push(line));
+    }
+
+    /// Lets `write` put a line straight into the ring's free space, and stores it if `write`
+    /// returns its length. Only for the thread that made the sink. False: nothing stored
+    /// (no room left in the current chunk, `write` declined, or a line the limit must cut).
+    #[inline]
+    pub fn push_in_place(&self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        self.ring.with_owner(|ring| match write(ring.tail_room()) {
+            Some(len) => ring.commit(len),
+            None => false,
+        })
     }
 
     /// (lines, bytes of text) held now.
     pub fn usage(&self) -> (usize, usize) {
-        let ring = self.ring.lock();
-        (ring.lines(), ring.text_bytes())
+        self.ring.with_lock(|ring| (ring.lines(), ring.text_bytes()))
     }
 
     /// The buffered lines, oldest first, without emptying the buffer.
     pub fn peek(&self) -> Vec<u8> {
-        let ring = self.ring.lock();
-        let mut out = Vec::with_capacity(ring.text_bytes());
-        for line in ring.iter() {
-            out.extend(line.pieces().flatten());
-        }
-        out
+        self.ring.with_lock(|ring| {
+            let mut out = Vec::with_capacity(ring.text_bytes());
+            for line in ring.iter() {
+                out.extend(line.pieces().flatten());
+            }
+            out
+        })
     }
 
     /// The file the next dump goes to, given its `{count}` and time.
@@ -73,11 +85,11 @@ impl Sink {
     pub fn dump(self: &Arc<Self>, background: bool, reason: &str) -> Result<Dumped, DumpError> {
         let time = now_seconds();
         let path = self.path_for(dump::next_count(), time);
-        let lines = self.ring.lock().take();
+        let lines = self.ring.with_lock(Ring::take);
         let prepared = match dump::prepare(&path, time, lines.text_bytes()) {
             Ok(p) => p,
             Err(e) => {
-                self.ring.lock().restore(lines);
+                self.ring.with_lock(|ring| ring.restore(lines));
                 return Err(e);
             }
         };
@@ -98,7 +110,7 @@ impl Sink {
             Ok(()) => reports::push("info", format!("Dumped {} buffered lines to {path} ({reason})", lines.lines())),
             Err(e) => {
                 report_failure(&e, reason);
-                self.ring.lock().restore(lines);
+                self.ring.with_lock(|ring| ring.restore(lines));
             }
         }
     }

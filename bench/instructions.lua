@@ -1,0 +1,15 @@
+-- Logs `n` typical lines through util.logger into one sink, for counting instructions under
+-- valgrind's callgrind (bench/bench.lua runs it): `lua5.4 bench/instructions.lua floor|ours N`.
+package.path = "bench/?.lua;" .. package.path;
+local common = require "common";
+local logger = require "util.logger";
+
+local kind, n = arg[1], tonumber(arg[2]);
+assert((kind == "floor" or kind == "ours") and n, "usage: lua5.4 bench/instructions.lua floor|ours N");
+if kind == "floor" then
+	logger.add_level_sink("debug", function () end);
+else
+	local _, sink = common.new_sink({ size = 100 * 1024 });
+	logger.add_level_sink("debug", sink);
+end
+common.workloads[1].run(logger.make_logger(common.source, "debug"), n);
