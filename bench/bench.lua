@@ -239,7 +239,8 @@ else
 	if not d.async then
 		during = ("n/a (dump is synchronous: log calls wait until it returns, %.1f ms)"):format(d.complete * 1000);
 	elseif d.during_ns then
-		during = ("%s ns/line over %d calls"):format(ns(d.during_ns), d.calls);
+		during = ("%s ns/line over %d calls (the same calls into an emptied ring, no dump running: %s ns/line, %.2f×)")
+			:format(ns(d.during_ns), d.calls, ns(d.refill_ns), d.during_ns / d.refill_ns);
 	else
 		during = "n/a (the dump was complete when dump() returned)";
 	end
@@ -247,7 +248,8 @@ else
 		("64 MiB ring holding %d lines (%.1f MB) to tmpfs: handle:dump() returned after %.1f ms, file of %d bytes"
 			.. " complete after %.1f ms: %.0f MB/s"):format(d.lines, d.bytes / 1e6, d.returned * 1000, d.file_bytes,
 			d.complete * 1000, d.file_bytes / 1e6 / d.complete);
-		("typical log call while the dump is written: %s; with no dump running: %s ns/line"):format(during, ns(d.idle_ns));
+		("typical log call while the dump is written: %s; into a full ring with no dump running: %s ns/line")
+			:format(during, ns(d.idle_ns));
 	};
 end
 

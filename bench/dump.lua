@@ -1,6 +1,8 @@
 -- Times handle:dump() of a full 64 MiB native ring to tmpfs, in a process of its own, and the
 -- cost of log calls made while the file is written if dump() returns before it is complete
--- (an asynchronous dump that says when it is done). Prints a Lua table constructor.
+-- (an asynchronous dump that says when it is done). Those calls refill a ring the dump has just
+-- emptied, which takes fresh memory, so they are also compared with as many calls into an empty
+-- ring of the same size with no dump running. Prints a Lua table constructor.
 package.path = "bench/?.lua;" .. package.path;
 local common = require "common";
 local logger = require "util.logger";
@@ -51,11 +53,24 @@ if ok and pending then
 end
 local complete = now() - start;
 
+-- The same number of calls into an empty ring, no dump running.
+local refill_ns;
+if calls > 0 then
+	local _, fresh_sink = common.new_sink({ size = size });
+	logger.reset();
+	logger.add_level_sink("debug", fresh_sink);
+	local fresh_log = logger.make_logger(common.source, "debug");
+	local t = now();
+	common.workloads[1].run(fresh_log, calls);
+	refill_ns = (now() - t) / calls * 1e9;
+end
+
 local f = io.open(path);
 local file_bytes = f and f:seek("end") or 0;
 if f then f:close(); end
 os.remove(path);
 
 print(("return { ok = %s, err = %s, lines = %d, bytes = %d, file_bytes = %d, returned = %.6f, complete = %.6f,"
-	.. " async = %s, idle_ns = %.1f, during_ns = %s, calls = %d }"):format(tostring(ok), err and ("%q"):format(err) or "nil",
-	lines, bytes, file_bytes, returned, complete, tostring(pending ~= nil), idle_ns, during_ns or "nil", calls));
+	.. " async = %s, idle_ns = %.1f, during_ns = %s, refill_ns = %s, calls = %d }"):format(tostring(ok),
+	err and ("%q"):format(err) or "nil", lines, bytes, file_bytes, returned, complete, tostring(pending ~= nil), idle_ns,
+	during_ns or "nil", refill_ns or "nil", calls));
