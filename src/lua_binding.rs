@@ -141,8 +141,14 @@ fn new_sink(
 
 /// Runs `lua_stack`'s check with one value of every kind it reads, and a table.
 fn probe_stack(lua: &Lua) -> Result<bool> {
-    // SAFETY: probe_call is a C function that only reads its arguments and pushes a boolean.
-    let probe = unsafe { lua.create_c_function(lua_stack::probe_call) }?;
+    let marker = Box::new(0u8);
+    // SAFETY: pushes a C closure over the one light userdata exec_raw placed on the stack;
+    // probe_call only reads its upvalue and arguments and pushes a boolean.
+    let probe: Function = unsafe {
+        lua.exec_raw(LightUserData(&*marker as *const u8 as *mut c_void), |state| {
+            mlua::ffi::lua_pushcclosure(state, lua_stack::probe_call, 1);
+        })
+    }?;
     let long = "a string longer than the 40 bytes Lua interns as a short string";
     probe.call((
         "short",

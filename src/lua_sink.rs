@@ -26,7 +26,7 @@ use std::sync::Arc;
 use mlua::ffi;
 
 use crate::format::{self, Arg, ArgValues, Args, FastLine, FormatError};
-use crate::lua_stack::Frame;
+use crate::lua_stack::{self, Frame};
 use crate::lua_stanza;
 use crate::sink::Sink;
 
@@ -76,7 +76,15 @@ const UPVALUE_KEYS: c_int = 7;
 pub unsafe extern "C-unwind" fn sink_call(state: *mut ffi::lua_State) -> c_int {
     // A panic here would be a bug; the line is lost but Prosody carries on.
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        let this = ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const LuaSink;
+        // The same pointer two ways: straight from the closure where lua_stack's probe passed.
+        let mut this = std::ptr::null_mut();
+        if lua_stack::usable() {
+            this = lua_stack::first_upvalue_pointer(state);
+        }
+        if this.is_null() {
+            this = ffi::lua_touserdata(state, ffi::lua_upvalueindex(1));
+        }
+        let this = this as *const LuaSink;
         if let Some(this) = this.as_ref() {
             record(state, this);
         }

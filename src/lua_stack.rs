@@ -7,12 +7,13 @@
 //!
 //! The layout used (`lua_State.top` at byte 16, `lua_State.ci` at byte 32, `CallInfo.func` at
 //! byte 0, 16-byte stack slots with the type tag at byte 8, `TString` length at byte 11 or 16
-//! and bytes at 24) is the same in every Lua 5.4 release on 64-bit targets, but it is not a
-//! public interface. So [`probe`] compares this reader with the C API once, for every kind of
-//! value it returns, and the sink uses it only if they agree. Anything else (floats excepted,
+//! and bytes at 24, a C closure's first upvalue at byte 32) is the same in every Lua 5.4
+//! release on 64-bit targets, but it is not a public interface. So [`probe`] compares this
+//! reader with the C API once, for every kind of value it returns, and the sink uses it only
+//! if they agree. Anything else (floats excepted,
 //! which are read too) comes back as `Arg::Other`, for the caller to read through the C API.
 
-use std::os::raw::c_int;
+use std::os::raw::{c_int, c_void};
 use std::sync::OnceLock;
 
 use mlua::ffi;
@@ -33,12 +34,15 @@ const TAG_INT: u8 = 0x03;
 const TAG_FLOAT: u8 = 0x13;
 const TAG_SHORT_STRING: u8 = 0x44;
 const TAG_LONG_STRING: u8 = 0x54;
+const TAG_LIGHT_USERDATA: u8 = 0x02;
+const TAG_C_CLOSURE: u8 = 0x66;
 
 const STATE_TOP: usize = 16;
 const STATE_CI: usize = 32;
 const STRING_SHORT_LEN: usize = 11;
 const STRING_LONG_LEN: usize = 16;
 const STRING_BYTES: usize = 24;
+const CLOSURE_UPVALUES: usize = 32;
 
 /// The arguments of the C function Lua is running now.
 #[derive(Clone, Copy)]
@@ -67,6 +71,26 @@ impl Frame {
         let n = n.min(self.count);
         // SAFETY: n <= count, so the pointer stays within (or one past) the arguments.
         Frame { first: unsafe { self.first.add(n) }, count: self.count - n }
+    }
+}
+
+/// What `lua_touserdata(state, lua_upvalueindex(1))` returns in a running C closure whose first
+/// upvalue is a light userdata; null otherwise.
+///
+/// # Safety
+/// As for [`Frame::current`].
+#[inline(always)]
+pub unsafe fn first_upvalue_pointer(state: *mut ffi::lua_State) -> *mut c_void {
+    let call_info = *((state as *const u8).add(STATE_CI) as *const *const u8);
+    let func = &**(call_info as *const *const Slot);
+    if func.tag != TAG_C_CLOSURE {
+        return std::ptr::null_mut();
+    }
+    let first = &*((func.value as *const u8).add(CLOSURE_UPVALUES) as *const Slot);
+    if first.tag == TAG_LIGHT_USERDATA {
+        first.value as *mut c_void
+    } else {
+        std::ptr::null_mut()
     }
 }
 
@@ -121,8 +145,9 @@ pub fn probe(call: impl FnOnce() -> bool) -> bool {
     *USABLE.get_or_init(|| cfg!(target_pointer_width = "64") && call())
 }
 
-/// A C function that reads each of its arguments both ways and returns whether the two
-/// readings agree for all of them (and that there was at least one of each kind).
+/// A C closure (with a light userdata as its one upvalue) that reads that upvalue and each of
+/// its arguments both ways, and returns whether the two readings agree for all of them (and
+/// that there was at least one argument of each kind).
 ///
 /// # Safety
 /// For Lua to call.
@@ -134,6 +159,10 @@ pub unsafe extern "C-unwind" fn probe_call(state: *mut ffi::lua_State) -> c_int 
 
 unsafe fn agrees(state: *mut ffi::lua_State) -> bool {
     if ffi::lua_version(state) != 504.0 {
+        return false;
+    }
+    let upvalue = ffi::lua_touserdata(state, ffi::lua_upvalueindex(1));
+    if upvalue.is_null() || first_upvalue_pointer(state) != upvalue {
         return false;
     }
     let top = ffi::lua_gettop(state);

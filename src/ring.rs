@@ -90,32 +90,31 @@ impl Ring {
         self.evict_in_batches();
     }
 
-    /// The free bytes at the end of the last chunk, for a line written in place and then
-    /// stored with [`Ring::commit`]. Empty when a new chunk would be needed.
+    /// Lets `write` put a line straight into the free bytes at the end of the last chunk (empty
+    /// when a new chunk would be needed), and stores it if `write` returns its length. False
+    /// (nothing stored) if `write` declined, or for a line the limit says must be cut: use
+    /// [`Ring::push`] then.
     #[inline]
-    pub fn tail_room(&mut self) -> &mut [u8] {
+    pub fn write_in_place(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
         let offset = (self.head + self.used) % CHUNK;
-        match self.chunks.back_mut() {
-            Some(chunk) if offset != 0 && offset + HEADER < CHUNK => &mut chunk[offset + HEADER..],
-            _ => &mut [],
-        }
-    }
-
-    /// Stores the line of `len` bytes just written at the start of [`Ring::tail_room`].
-    /// False (nothing stored) for a line the limit says must be cut: use [`Ring::push`].
-    #[inline]
-    pub fn commit(&mut self, len: usize) -> bool {
-        let end = self.head + self.used;
-        let offset = end % CHUNK;
-        let fits = match self.limit {
+        let (room, header) = match self.chunks.back_mut() {
+            Some(chunk) if offset != 0 && offset + HEADER < CHUNK => {
+                let (header, room) = chunk[offset..].split_at_mut(HEADER);
+                (room, Some(header))
+            }
+            _ => (&mut [][..], None),
+        };
+        let fits = |len: usize| match self.limit {
             Limit::Bytes(size) => HEADER + len <= size,
             Limit::Lines(_) => true,
         };
-        let Some(chunk) = self.chunks.back_mut() else { return false };
-        if !fits || offset == 0 || offset + HEADER + len > CHUNK {
+        let room_len = room.len();
+        let Some(len) = write(room) else { return false };
+        let Some(header) = header else { return false };
+        if len > room_len || !fits(len) {
             return false;
         }
-        chunk[offset..offset + HEADER].copy_from_slice(&(len as u32).to_le_bytes());
+        header.copy_from_slice(&(len as u32).to_le_bytes());
         self.used += HEADER + len;
         self.lines += 1;
         self.evict_in_batches();
@@ -385,17 +384,20 @@ mod tests {
     #[test]
     fn lines_written_in_place_are_stored_and_evict_like_pushed_ones() {
         let mut ring = Ring::new(Limit::Bytes(64));
-        assert!(ring.tail_room().is_empty(), "no chunk yet");
+        assert!(!ring.write_in_place(|room| room.is_empty().then_some(0)), "no chunk yet");
         ring.push(b"first line\n");
         for i in 0..20 {
             let text = format!("in place {i:02}\n");
-            ring.tail_room()[..text.len()].copy_from_slice(text.as_bytes());
-            assert!(ring.commit(text.len()));
+            assert!(ring.write_in_place(|room| {
+                room[..text.len()].copy_from_slice(text.as_bytes());
+                Some(text.len())
+            }));
         }
         // 12 bytes and a 4-byte header each: four fit in 64.
         assert_eq!(contents(&ring), vec!["in place 16\n", "in place 17\n", "in place 18\n", "in place 19\n"]);
-        // Too long for the limit: refused, for push to cut.
-        assert!(!ring.commit(61));
+        // Too long for the limit: refused, for push to cut; declined: nothing stored.
+        assert!(!ring.write_in_place(|_| Some(61)));
+        assert!(!ring.write_in_place(|_| None));
         assert_eq!(ring.lines(), 4);
     }
 

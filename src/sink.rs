@@ -46,10 +46,7 @@ impl Sink {
     /// (no room left in the current chunk, `write` declined, or a line the limit must cut).
     #[inline]
     pub fn push_in_place(&self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
-        self.ring.with_owner(|ring| match write(ring.tail_room()) {
-            Some(len) => ring.commit(len),
-            None => false,
-        })
+        self.ring.with_owner(|ring| ring.write_in_place(write))
     }
 
     /// (lines, bytes of text) held now.
