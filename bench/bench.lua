@@ -10,7 +10,7 @@ local loggingmanager = require "core.loggingmanager";
 local upstream_sink = require "upstream_sink";
 
 local now = common.now;
-local RUNS = 9; -- timed runs per (sink, workload); the median counts
+local RUNS = 15; -- timed rounds per (sink, workload); the median counts
 local RUN_SECONDS = 0.075; -- N is chosen so that one run takes about this long
 local HEAP_LINES = 10000; -- at most this many calls with the collector stopped
 local FILE_LOG = "/dev/shm/lrb-bench.log";
@@ -155,8 +155,8 @@ header[#header + 1] = ("Per-line path: arguments read %s; ring lock %s"):format(
 	per_line.direct_stack and "straight off the Lua stack" or "through the Lua C API",
 	per_line.membarrier and "asymmetric (membarrier)" or "with fences");
 
--- The log call timings: N and heap per (workload, sink) first, then RUNS rounds over every
--- sink, so that other load on the machine hits all sinks alike; ns/line is the median.
+-- The log call timings: N and heap per (workload, sink) first, then RUNS rounds in which every
+-- sink runs each workload in turn, so that other load on the machine hits all sinks alike.
 local results = {};
 for w in ipairs(common.workloads) do results[w] = {}; end
 for s, sink in ipairs(sinks) do
@@ -167,18 +167,30 @@ for s, sink in ipairs(sinks) do
 	end
 end
 for round = 1, RUNS do
-	for s, sink in ipairs(sinks) do
-		local log = install(sink);
-		for w, workload in ipairs(common.workloads) do
+	for w, workload in ipairs(common.workloads) do
+		-- Each round starts with the next sink, so none always follows the same one.
+		for i = 0, #sinks - 1 do
+			local s = (round + i - 1) % #sinks + 1;
 			local r = results[w][s];
-			r.samples[round] = timed(sink, workload.run, log, r.n) / r.n * 1e9;
+			r.samples[round] = timed(sinks[s], workload.run, install(sinks[s]), r.n) / r.n * 1e9;
 		end
 	end
 end
+-- Ratios are taken within each round (the sinks ran within a second of each other there), then
+-- the median: on a shared machine whose speed drifts, that compares like with like.
+local function median(list)
+	local sorted = table.move(list, 1, #list, 1, {});
+	table.sort(sorted);
+	return sorted[(#sorted + 1) // 2];
+end
+local function ratio(w, s, base)
+	local ratios = {};
+	for round = 1, RUNS do ratios[round] = results[w][s].samples[round] / results[w][base].samples[round]; end
+	return median(ratios);
+end
 for w in ipairs(common.workloads) do
 	for _, r in ipairs(results[w]) do
-		table.sort(r.samples);
-		r.ns = r.samples[(RUNS + 1) // 2];
+		r.ns = median(r.samples);
 	end
 end
 logger.reset();
@@ -186,15 +198,15 @@ os.remove(FILE_LOG);
 
 local rows = { { "workload", "sink", "ns/line", "× floor", "speedup vs upstream", "heap B/line", "N" } };
 for w, workload in ipairs(common.workloads) do
-	local floor, upstream = results[w][1].ns, results[w][2].ns;
 	for s, sink in ipairs(sinks) do
 		local r = results[w][s];
-		rows[#rows + 1] = { s == 1 and workload.name or "", sink.name, ns(r.ns), ("%.1f"):format(r.ns / floor),
-			("%.1f"):format(upstream / r.ns), ("%.0f"):format(r.heap), tostring(r.n) };
+		rows[#rows + 1] = { s == 1 and workload.name or "", sink.name, ns(r.ns), ("%.2f"):format(ratio(w, s, 1)),
+			("%.1f"):format(1 / ratio(w, s, 2)), ("%.0f"):format(r.heap), tostring(r.n) };
 	end
 end
-local table_note = ("ns/line: median of %d runs of N log calls through util.logger (~%d ms each, after warm-up,"
-	.. " sinks taking turns); heap: Lua heap allocated per line with the collector stopped."):format(RUNS, RUN_SECONDS * 1000);
+local table_note = ("ns/line: median of %d rounds of N log calls through util.logger (~%d ms each, after warm-up,"
+	.. " sinks taking turns within a round); × floor and speedup: medians of the ratios within each round;"
+	.. " heap: Lua heap allocated per line with the collector stopped."):format(RUNS, RUN_SECONDS * 1000);
 
 -- Memory, in fresh processes.
 local size, lines = subprocess("bench/memory.lua", "size"), subprocess("bench/memory.lua", "lines");
