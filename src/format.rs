@@ -45,6 +45,12 @@ pub trait Args<'a>: ArgValues<'a> {
     fn tostring(&mut self, i: usize, out: &mut Vec<u8>) -> Result<(), FormatError>;
     /// Appends `util.format("%s", text)` for text that is not valid UTF-8 (Prosody serialises it).
     fn lua_quote(&mut self, text: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError>;
+    /// Keeps the format string alive for as long as it sits in [`FormatCache`] slot `slot`
+    /// (until another format takes that slot). True if it did: then no other string can have
+    /// its address meanwhile, and the cache finds it by address alone.
+    fn keep_format(&mut self, _slot: usize) -> bool {
+        false
+    }
 }
 
 /// The conversion letters `util.format`'s pattern recognises (`%%[^...]*[...]`).
@@ -566,29 +572,43 @@ fn format_conversion<'a, A: Args<'a> + ?Sized>(
 }
 
 /// Recently used format strings and their compiled form, looked up by the address of the
-/// Lua string's bytes and confirmed by comparing the bytes (an address can be reused).
+/// Lua string's bytes. A string the caller keeps alive (`Args::keep_format`) is found by
+/// address and length alone; any other is confirmed by comparing the bytes, since a freed
+/// string's address can be reused.
 pub struct FormatCache {
     slots: Vec<Option<CachedFormat>>,
 }
 
-/// The address the format was seen at, its bytes, and its split.
-type CachedFormat = (usize, Box<[u8]>, Compiled);
+/// A cached format: the address it was seen at, its bytes, its split, and whether it is kept
+/// alive (so its address is its identity).
+struct CachedFormat {
+    address: usize,
+    bytes: Box<[u8]>,
+    compiled: Compiled,
+    kept: bool,
+}
+
+impl CachedFormat {
+    #[inline]
+    fn is(&self, fmt: &[u8]) -> bool {
+        self.address == fmt.as_ptr() as usize && self.bytes.len() == fmt.len() && (self.kept || *self.bytes == *fmt)
+    }
+}
 
 impl FormatCache {
-    const SLOTS: usize = 64;
+    pub const SLOTS: usize = 64;
     /// Longer formats (whole messages without arguments, mostly) are not worth keeping.
     const MAX_LEN: usize = 256;
 
     pub fn new() -> Self {
-        FormatCache { slots: vec![None; Self::SLOTS] }
+        FormatCache { slots: (0..Self::SLOTS).map(|_| None).collect() }
     }
 
     /// The split of `fmt` if it is cached (the general path, [`FormatCache::format`], fills it).
     #[inline]
     pub fn lookup(&self, fmt: &[u8]) -> Option<&Compiled> {
-        let address = fmt.as_ptr() as usize;
-        match &self.slots[(address >> 3) % Self::SLOTS] {
-            Some((cached, bytes, compiled)) if *cached == address && **bytes == *fmt => Some(compiled),
+        match &self.slots[Self::slot_of(fmt)] {
+            Some(cached) if cached.is(fmt) => Some(&cached.compiled),
             _ => None,
         }
     }
@@ -603,19 +623,23 @@ impl FormatCache {
         if fmt.len() > Self::MAX_LEN {
             return format_message(fmt, args, out);
         }
-        let address = fmt.as_ptr() as usize;
-        let slot = &mut self.slots[(address >> 3) % Self::SLOTS];
-        match slot {
-            Some((cached, bytes, compiled)) if *cached == address && **bytes == *fmt => {
-                format_compiled(fmt, compiled, args, out)
-            }
+        let slot = Self::slot_of(fmt);
+        match &self.slots[slot] {
+            Some(cached) if cached.is(fmt) => format_compiled(fmt, &cached.compiled, args, out),
             _ => {
                 let compiled = Compiled::new(fmt)?;
                 let result = format_compiled(fmt, &compiled, args, out);
-                *slot = Some((address, fmt.into(), compiled));
+                let kept = args.keep_format(slot);
+                self.slots[slot] =
+                    Some(CachedFormat { address: fmt.as_ptr() as usize, bytes: fmt.into(), compiled, kept });
                 result
             }
         }
+    }
+
+    #[inline]
+    fn slot_of(fmt: &[u8]) -> usize {
+        (fmt.as_ptr() as usize >> 3) % Self::SLOTS
     }
 }
 
@@ -861,6 +885,42 @@ mod tests {
         buffer.copy_from_slice(b"%d b");
         cache.format(&buffer, &mut plain, &mut out).expect("format");
         assert_eq!(out, b"a 11 b");
+    }
+
+    #[test]
+    fn kept_formats_are_found_by_address_alone() {
+        struct Keeping(Vec<usize>);
+        impl<'a> ArgValues<'a> for Keeping {
+            fn count(&self) -> usize {
+                0
+            }
+            fn get(&self, _i: usize) -> Arg<'a> {
+                Arg::Nil
+            }
+        }
+        impl<'a> Args<'a> for Keeping {
+            fn lua_format(&mut self, _: &[u8], _: usize, _: &mut Vec<u8>) -> Result<(), FormatError> {
+                Ok(())
+            }
+            fn tostring(&mut self, _: usize, _: &mut Vec<u8>) -> Result<(), FormatError> {
+                Ok(())
+            }
+            fn lua_quote(&mut self, _: &[u8], _: &mut Vec<u8>) -> Result<(), FormatError> {
+                Ok(())
+            }
+            fn keep_format(&mut self, slot: usize) -> bool {
+                self.0.push(slot);
+                true
+            }
+        }
+        let mut cache = FormatCache::new();
+        let mut keeping = Keeping(vec![]);
+        let fmt = b"kept %s".to_vec();
+        cache.format(&fmt, &mut keeping, &mut Vec::new()).expect("format");
+        assert_eq!(keeping.0, vec![FormatCache::slot_of(&fmt)]);
+        assert!(cache.lookup(&fmt).is_some());
+        // The same bytes elsewhere are another string: not found until formatted there.
+        assert!(cache.lookup(&fmt.clone()).is_none());
     }
 
     #[test]

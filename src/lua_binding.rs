@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use mlua::{AnyUserData, Function, IntoLuaMulti, LightUserData, Lua, Result, Table, UserData, UserDataMethods, Value};
 
+use crate::format;
 use crate::lua_sink::{sink_call, LuaSink};
 use crate::lua_stack;
 use crate::options::{OptValue, SinkOptions};
@@ -125,14 +126,18 @@ fn new_sink(
         handle.clone(),
         stanza_mt,
         stanza_tostring,
-        ("__tostring", "name", "attr", "xmlns"),
+        "__tostring",
+        "name",
+        "attr",
+        "xmlns",
+        lua.create_table_with_capacity(format::FormatCache::SLOTS, 0)?,
     );
-    // SAFETY: pushes a C closure over the ten values exec_raw placed on the stack (the order
+    // SAFETY: pushes a C closure over the eleven values exec_raw placed on the stack (the order
     // lua_sink's upvalue constants expect); the handle upvalue keeps the LuaSink behind the
     // light userdata alive as long as the closure.
     let sink: Function = unsafe {
         lua.exec_raw(upvalues, |state| {
-            mlua::ffi::lua_pushcclosure(state, sink_call, 10);
+            mlua::ffi::lua_pushcclosure(state, sink_call, 11);
         })
     }?;
     let problems = messages(lua, problems.into_iter().map(|p| (p.level, p.text)))?;

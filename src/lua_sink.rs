@@ -13,7 +13,7 @@
 //! Upvalues: 1 = light userdata pointing to the [`LuaSink`], 2 = `util.format.format`,
 //! 3 = `tostring`, 4 = the handle userdata that keeps the `LuaSink` alive, 5 = util.stanza's
 //! metatable and 6 = its original `__tostring` (both may be nil), 7 to 10 = the key strings
-//! native stanza printing looks up.
+//! native stanza printing looks up, 11 = the table that keeps cached format strings alive.
 //!
 //! Nothing here may raise into the caller or let a panic cross into Lua. Values with destructors
 //! are held across Lua calls that could longjmp only on memory exhaustion, where they leak.
@@ -68,6 +68,9 @@ const UPVALUE_STANZA_MT: c_int = 5;
 const UPVALUE_STANZA_TOSTRING: c_int = 6;
 /// Upvalues 7 to 10: the strings "__tostring", "name", "attr", "xmlns".
 const UPVALUE_KEYS: c_int = 7;
+/// Upvalue 11: a table with room for one string per `FormatCache` slot, which keeps each
+/// cached format string alive (see `Args::keep_format`).
+const UPVALUE_FORMATS_KEPT: c_int = 11;
 
 /// The sink function.
 ///
@@ -96,14 +99,15 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
     // A __tostring that logs re-enters this sink while the scratch buffers are in use.
     let mut own;
     let mut guard = this.scratch.try_borrow_mut();
-    let scratch: &mut Scratch = match guard.as_deref_mut() {
-        Ok(s) => s,
+    // Only the sink's own cache may keep formats alive in the upvalue table, slot for slot.
+    let (scratch, keep_formats): (&mut Scratch, bool) = match guard.as_deref_mut() {
+        Ok(s) => (s, true),
         Err(_) => {
             own = Scratch::default();
-            &mut own
+            (&mut own, false)
         }
     };
-    let mut fields = StackArgs { state, base: 1, count: 0 };
+    let mut fields = StackArgs { state, base: 1, count: 0, keep_formats: false };
     let Scratch { simple, line, message, stamp_second, stamp, formats } = scratch;
 
     if let Some(date) = &this.sink.options.timestamps {
@@ -152,7 +156,7 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
     // ASCII is taken out again for the line-level pass (control pictures, UTF-8 check).
     let message_start = line.len();
     let top = ffi::lua_gettop(state);
-    let mut args = StackArgs { state, base: ARG_MESSAGE + 1, count: (top - ARG_MESSAGE).max(0) as usize };
+    let mut args = StackArgs { state, base: ARG_MESSAGE + 1, count: (top - ARG_MESSAGE).max(0) as usize, keep_formats };
     let formatted = match fields.get_index(ARG_MESSAGE) {
         Arg::Str(fmt) => formats.format(fmt, &mut args, line),
         _ => Err("the log message is not a string".to_string()),
@@ -187,8 +191,9 @@ unsafe fn simple_line(
         record_simple(&frame, &frame.skip(3), stamp, formats, out)
     } else {
         let top = ffi::lua_gettop(state);
-        let frame = StackArgs { state, base: 1, count: top.max(0) as usize };
-        let args = StackArgs { state, base: ARG_MESSAGE + 1, count: (top - ARG_MESSAGE).max(0) as usize };
+        let frame = StackArgs { state, base: 1, count: top.max(0) as usize, keep_formats: false };
+        let args =
+            StackArgs { state, base: ARG_MESSAGE + 1, count: (top - ARG_MESSAGE).max(0) as usize, keep_formats: false };
         record_simple(&frame, &args, stamp, formats, out)
     }
 }
@@ -255,6 +260,8 @@ struct StackArgs {
     state: *mut ffi::lua_State,
     base: c_int,
     count: usize,
+    /// `keep_format` stores the message (stack index `ARG_MESSAGE`) in the upvalue table.
+    keep_formats: bool,
 }
 
 impl StackArgs {
@@ -400,5 +407,26 @@ impl<'a> Args<'a> for StackArgs {
     fn lua_quote(&mut self, text: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
         // SAFETY: as above.
         unsafe { self.call_format(b"%s", None, Some(text), out) }
+    }
+
+    fn keep_format(&mut self, slot: usize) -> bool {
+        if !self.keep_formats {
+            return false;
+        }
+        let l = self.state;
+        // SAFETY: the table was made with an array part of one entry per slot, so rawseti
+        // stores without allocating and cannot raise; one stack slot is checked for first.
+        unsafe {
+            let kept = ffi::lua_upvalueindex(UPVALUE_FORMATS_KEPT);
+            if ffi::lua_type(l, kept) != ffi::LUA_TTABLE
+                || ffi::lua_type(l, ARG_MESSAGE) != ffi::LUA_TSTRING
+                || ffi::lua_checkstack(l, 1) == 0
+            {
+                return false;
+            }
+            ffi::lua_pushvalue(l, ARG_MESSAGE);
+            ffi::lua_rawseti(l, kept, slot as ffi::lua_Integer + 1);
+        }
+        true
     }
 }
