@@ -68,17 +68,23 @@ fn is_conversion(b: u8) -> bool {
     TABLE[b as usize]
 }
 
+const HIGH: u64 = 0x8080_8080_8080_8080;
+const SPACE: u64 = 0x2020_2020_2020_2020;
+
+/// For eight bytes in a word: the high bit of each byte that is below 0x20 or has its own high
+/// bit set (a borrow can also mark the bytes above a marked one, which is enough to say "some").
+#[inline(always)]
+fn care_bits(w: u64) -> u64 {
+    (w | w.wrapping_sub(SPACE)) & HIGH
+}
+
 /// True if `util.format` would look closer at this string (control or non-ASCII bytes).
-/// Eight bytes at a time: a high bit set, or a byte below 0x20 (borrow trick).
 fn needs_care(s: &[u8]) -> bool {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    const SPACE: u64 = 0x2020_2020_2020_2020;
     let mut words = s.chunks_exact(8);
     for word in words.by_ref() {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(word);
-        let w = u64::from_le_bytes(bytes);
-        if w & HIGH != 0 || w.wrapping_sub(SPACE) & !w & HIGH != 0 {
+        if care_bits(u64::from_le_bytes(bytes)) != 0 {
             return true;
         }
     }
@@ -287,9 +293,6 @@ pub struct FastLine<'b> {
     full: bool,
 }
 
-const HIGH: u64 = 0x8080_8080_8080_8080;
-const SPACE: u64 = 0x2020_2020_2020_2020;
-
 impl<'b> FastLine<'b> {
     pub fn new(buf: &'b mut [u8]) -> Self {
         FastLine { buf, len: 0, full: false }
@@ -393,27 +396,28 @@ unsafe fn copy_plain(s: &[u8], dst: *mut u8) -> bool {
         });
         return _mm_movemask_epi8(bad) == 0;
     }
+    // Narrower pieces are checked as words whose other bytes are spaces.
     let mut flags = 0u64;
     if n >= 8 {
         for_each_block(n, 8, |at| {
             let w = std::ptr::read_unaligned(src.add(at) as *const u64);
-            flags |= w | w.wrapping_sub(SPACE);
+            flags |= care_bits(w);
             std::ptr::write_unaligned(dst.add(at) as *mut u64, w);
         });
     } else if n >= 4 {
         for_each_block(n, 4, |at| {
-            let w = std::ptr::read_unaligned(src.add(at) as *const u32) as u64;
-            flags |= w | w.wrapping_sub(SPACE & 0xffff_ffff);
-            std::ptr::write_unaligned(dst.add(at) as *mut u32, w as u32);
+            let w = std::ptr::read_unaligned(src.add(at) as *const u32);
+            flags |= care_bits(u64::from(w) | (SPACE << 32));
+            std::ptr::write_unaligned(dst.add(at) as *mut u32, w);
         });
     } else {
         for i in 0..n {
-            let b = *src.add(i) as u64;
-            flags |= b | b.wrapping_sub(0x20);
-            *dst.add(i) = b as u8;
+            let b = *src.add(i);
+            flags |= care_bits(u64::from(b) | (SPACE << 8));
+            *dst.add(i) = b;
         }
     }
-    flags & HIGH == 0
+    flags == 0
 }
 
 /// Calls `f` with the start of each `width`-byte block covering `0..n` (`n >= width`); the

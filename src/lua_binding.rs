@@ -111,8 +111,9 @@ fn new_sink(
             path_list.push((k, v));
         }
     }
-    let direct_stack = lua_stack::probe(|| probe_stack(lua).unwrap_or(false));
-    let state = Rc::new(LuaSink::new(Arc::new(Sink::new(options, path_list)), direct_stack));
+    // Settles, once, whether sinks may read the Lua stack directly.
+    lua_stack::probe(|| probe_stack(lua).unwrap_or(false));
+    let state = Rc::new(LuaSink::new(Arc::new(Sink::new(options, path_list))));
     let pointer = Rc::as_ptr(&state) as *mut c_void;
     let handle = lua.create_userdata(Handle(state))?;
     let stanza_tostring: Value = match &stanza_mt {

@@ -33,8 +33,6 @@ use crate::sink::Sink;
 /// Per-sink state owned by the Lua thread (a `RefCell`: only that thread ever touches it).
 pub struct LuaSink {
     pub sink: Arc<Sink>,
-    /// Read arguments with `lua_stack` (checked by its probe) rather than the C API.
-    direct_stack: bool,
     scratch: RefCell<Scratch>,
 }
 
@@ -54,8 +52,8 @@ struct Scratch {
 const SIMPLE_LINE_MAX: usize = 8 * 1024;
 
 impl LuaSink {
-    pub fn new(sink: Arc<Sink>, direct_stack: bool) -> Self {
-        LuaSink { sink, direct_stack, scratch: RefCell::new(Scratch::default()) }
+    pub fn new(sink: Arc<Sink>) -> Self {
+        LuaSink { sink, scratch: RefCell::new(Scratch::default()) }
     }
 }
 
@@ -107,7 +105,6 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
             (&mut own, false)
         }
     };
-    let mut fields = StackArgs { state, base: 1, count: 0, keep_formats: false };
     let Scratch { simple, line, message, stamp_second, stamp, formats } = scratch;
 
     if let Some(date) = &this.sink.options.timestamps {
@@ -116,7 +113,7 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
             let mut raw = Vec::new();
             date.render(now, &mut raw);
             stamp.clear();
-            if format::string_field(&raw, &mut fields, stamp).is_err() {
+            if format::string_field(&raw, &mut StackArgs::from(state, 1, false), stamp).is_err() {
                 stamp.clear();
             }
             *stamp_second = Some(now);
@@ -127,7 +124,7 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
     let mut full = false;
     let stored = this.sink.push_in_place(|room| {
         let mut out = FastLine::new(room);
-        let done = simple_line(state, this.direct_stack, stamp, formats, &mut out);
+        let done = simple_line(state, stamp, formats, &mut out);
         full = out.is_full();
         done.map(|()| out.len())
     });
@@ -139,12 +136,13 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
             simple.resize(SIMPLE_LINE_MAX, 0);
         }
         let mut out = FastLine::new(simple);
-        if simple_line(state, this.direct_stack, stamp, formats, &mut out).is_some() {
+        if simple_line(state, stamp, formats, &mut out).is_some() {
             this.sink.push(out.bytes());
             return;
         }
     }
 
+    let mut fields = StackArgs::from(state, 1, false);
     line.clear();
     line.extend_from_slice(stamp);
     field(&mut fields, ARG_SOURCE, line);
@@ -155,8 +153,7 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
     // The message is formatted straight into the line; only a message that is not plain
     // ASCII is taken out again for the line-level pass (control pictures, UTF-8 check).
     let message_start = line.len();
-    let top = ffi::lua_gettop(state);
-    let mut args = StackArgs { state, base: ARG_MESSAGE + 1, count: (top - ARG_MESSAGE).max(0) as usize, keep_formats };
+    let mut args = StackArgs::from(state, ARG_MESSAGE + 1, keep_formats);
     let formatted = match fields.get_index(ARG_MESSAGE) {
         Arg::Str(fmt) => formats.format(fmt, &mut args, line),
         _ => Err("the log message is not a string".to_string()),
@@ -176,24 +173,20 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
     this.sink.push(line);
 }
 
-/// [`record_simple`] on the running call's arguments, read straight off the stack or through
-/// the C API.
+/// [`record_simple`] on the running call's arguments, read straight off the stack where
+/// `lua_stack`'s probe allows, through the C API otherwise.
 #[inline(always)]
 unsafe fn simple_line(
     state: *mut ffi::lua_State,
-    direct_stack: bool,
     stamp: &[u8],
     formats: &format::FormatCache,
     out: &mut FastLine<'_>,
 ) -> Option<()> {
-    if direct_stack {
+    if lua_stack::usable() {
         let frame = Frame::current(state);
-        record_simple(&frame, &frame.skip(3), stamp, formats, out)
+        record_simple(&frame, &frame.skip(ARG_MESSAGE as usize), stamp, formats, out)
     } else {
-        let top = ffi::lua_gettop(state);
-        let frame = StackArgs { state, base: 1, count: top.max(0) as usize, keep_formats: false };
-        let args =
-            StackArgs { state, base: ARG_MESSAGE + 1, count: (top - ARG_MESSAGE).max(0) as usize, keep_formats: false };
+        let (frame, args) = (StackArgs::from(state, 1, false), StackArgs::from(state, ARG_MESSAGE + 1, false));
         record_simple(&frame, &args, stamp, formats, out)
     }
 }
@@ -265,6 +258,12 @@ struct StackArgs {
 }
 
 impl StackArgs {
+    /// The call's arguments from stack index `base` on.
+    unsafe fn from(state: *mut ffi::lua_State, base: c_int, keep_formats: bool) -> Self {
+        let count = (ffi::lua_gettop(state) - base + 1).max(0) as usize;
+        StackArgs { state, base, count, keep_formats }
+    }
+
     /// The value at stack `index`. Strings borrow from the stack, valid while the call runs.
     unsafe fn get_index<'a>(&self, index: c_int) -> Arg<'a> {
         let l = self.state;

@@ -57,11 +57,8 @@ impl Frame {
     /// said yes. The frame is valid until that function pushes a value or returns.
     #[inline(always)]
     pub unsafe fn current(state: *mut ffi::lua_State) -> Frame {
-        let base = state as *const u8;
-        let top = *(base.add(STATE_TOP) as *const *const Slot);
-        let call_info = *(base.add(STATE_CI) as *const *const u8);
-        let func = *(call_info as *const *const Slot);
-        let first = func.add(1);
+        let top = *((state as *const u8).add(STATE_TOP) as *const *const Slot);
+        let first = running_function(state).add(1);
         Frame { first, count: top.offset_from(first).max(0) as usize }
     }
 
@@ -74,6 +71,13 @@ impl Frame {
     }
 }
 
+/// The stack slot of the function Lua is running now (`L->ci->func`); its arguments follow it.
+#[inline(always)]
+unsafe fn running_function(state: *mut ffi::lua_State) -> *const Slot {
+    let call_info = *((state as *const u8).add(STATE_CI) as *const *const u8);
+    *(call_info as *const *const Slot)
+}
+
 /// What `lua_touserdata(state, lua_upvalueindex(1))` returns in a running C closure whose first
 /// upvalue is a light userdata; null otherwise.
 ///
@@ -81,8 +85,7 @@ impl Frame {
 /// As for [`Frame::current`].
 #[inline(always)]
 pub unsafe fn first_upvalue_pointer(state: *mut ffi::lua_State) -> *mut c_void {
-    let call_info = *((state as *const u8).add(STATE_CI) as *const *const u8);
-    let func = &**(call_info as *const *const Slot);
+    let func = &*running_function(state);
     if func.tag != TAG_C_CLOSURE {
         return std::ptr::null_mut();
     }
@@ -139,10 +142,10 @@ pub fn usable() -> bool {
     USABLE.get().copied().unwrap_or(false)
 }
 
-/// Decides [`usable`] the first time it is called; `call` must call [`probe_call`] as a Lua C
-/// function with [`PROBE_VALUES`]-like arguments and return its boolean result.
-pub fn probe(call: impl FnOnce() -> bool) -> bool {
-    *USABLE.get_or_init(|| cfg!(target_pointer_width = "64") && call())
+/// Decides [`usable`] the first time it is called: `call` must call [`probe_call`] as a C
+/// closure over a light userdata, with arguments of every kind, and return its result.
+pub fn probe(call: impl FnOnce() -> bool) {
+    USABLE.get_or_init(|| cfg!(target_pointer_width = "64") && call());
 }
 
 /// A C closure (with a light userdata as its one upvalue) that reads that upvalue and each of

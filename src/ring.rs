@@ -72,22 +72,17 @@ impl Ring {
                 return self.push_tail_of(line, size);
             }
         }
-        let end = self.head + self.used;
-        let offset = end % CHUNK;
-        match self.chunks.back_mut() {
-            // The usual case: the record fits in the last chunk, where the stored bytes end.
-            Some(chunk) if offset != 0 && offset + HEADER + len <= CHUNK => {
-                chunk[offset..offset + HEADER].copy_from_slice(&(len as u32).to_le_bytes());
-                chunk[offset + HEADER..offset + HEADER + len].copy_from_slice(line);
-                self.used += HEADER + len;
-            }
-            _ => {
-                self.append(&(len as u32).to_le_bytes());
-                self.append(line);
-            }
+        // The usual case: the record fits in the last chunk, where the stored bytes end.
+        let in_place = self.write_in_place(|room| {
+            room.get_mut(..len)?.copy_from_slice(line);
+            Some(len)
+        });
+        if !in_place {
+            self.append(&(len as u32).to_le_bytes());
+            self.append(line);
+            self.lines += 1;
+            self.evict_in_batches();
         }
-        self.lines += 1;
-        self.evict_in_batches();
     }
 
     /// Lets `write` put a line straight into the free bytes at the end of the last chunk (empty

@@ -3,10 +3,6 @@
 local prosody = require "spec.helpers.prosody";
 local dumps = require "spec.helpers.dumps";
 
-local function log_has(server, text)
-	return prosody.wait_for(function () return server:log():find(text, 1, true); end, 10, text);
-end
-
 local function mode_of(path)
 	return io.popen("stat -c %a " .. path):read("l");
 end
@@ -56,7 +52,7 @@ for _, version in ipairs(prosody.versions()) do
 					"Unknown option 'colour' ignored",
 					"nothing will dump it",
 				}) do
-					log_has(server, expected);
+					server:wait_for_log(expected);
 				end
 				assert.truthy(server:alive());
 			end);
@@ -95,7 +91,7 @@ for _, version in ipairs(prosody.versions()) do
 			it("refuses to follow a symlink and keeps the lines", function ()
 				os.execute(("ln -s %s/target.log %s/link.log"):format(server.data, server.data));
 				server:command("log debug link-line", "fire e2e/link");
-				log_has(server, "Unable to open output file: " .. server.data .. "/link.log: Too many levels of symbolic links");
+				server:wait_for_log("Unable to open output file: " .. server.data .. "/link.log: Too many levels of symbolic links");
 				assert.is_nil(server:file("target.log"));
 				os.remove(server.data .. "/link.log");
 				server:command("fire e2e/link");
@@ -108,7 +104,7 @@ for _, version in ipairs(prosody.versions()) do
 					return pending("chattr +i is not supported here");
 				end
 				server:command("log debug denied-line", "fire e2e/existing");
-				log_has(server, "Unable to open output file: " .. path .. ": Operation not permitted");
+				server:wait_for_log("Unable to open output file: " .. path .. ": Operation not permitted");
 				os.execute("chattr -i " .. path);
 				server:command("fire e2e/existing");
 				local list = dumps.wait_for(server, "existing.log", 2);
@@ -117,13 +113,13 @@ for _, version in ipairs(prosody.versions()) do
 
 			it("reports a full disk with the path and reason, and keeps the lines", function ()
 				server:command("log debug full-line", "fire e2e/full");
-				log_has(server, "Unable to write dump: /dev/full: No space left on device");
-				log_has(server, "the lines are kept for the next dump");
+				server:wait_for_log("Unable to write dump: /dev/full: No space left on device");
+				server:wait_for_log("the lines are kept for the next dump");
 			end);
 
 			it("reports a directory in the way", function ()
 				server:command("fire e2e/dir");
-				log_has(server, "Unable to open output file: " .. server.data .. ": Is a directory");
+				server:wait_for_log("Unable to open output file: " .. server.data .. ": Is a directory");
 				assert.truthy(server:alive());
 			end);
 		end);
@@ -142,7 +138,7 @@ for _, version in ipairs(prosody.versions()) do
 			it("gives whole, separate dumps, nothing twice, no crash", function ()
 				server:command("spam 100000 storm");
 				os.execute(("for i in $(seq 200); do kill -USR2 %s; kill -WINCH %s; done"):format(server.pid, server.pid));
-				log_has(server, "storm done");
+				server:wait_for_log("storm done");
 				prosody.sleep(0.5);
 				server:signal("USR2");
 				server:signal("WINCH");
@@ -227,7 +223,7 @@ for _, version in ipairs(prosody.versions()) do
 
 			it("finishes the dump and exits cleanly", function ()
 				server:command("spam 200000 bulk");
-				log_has(server, "bulk done");
+				server:wait_for_log("bulk done");
 				server:signal("USR2");
 				server:signal("TERM");
 				local output = server:stop();
@@ -251,7 +247,7 @@ describe("Prosody 0.12 started with -D (daemonized after modules load)", functio
 	teardown(function () if server then server:cleanup(); end end);
 
 	it("still dumps on a native signal in the daemon", function ()
-		log_has(server, "Successfully daemonized");
+		server:wait_for_log("Successfully daemonized");
 		server:command("log debug in-daemon");
 		prosody.sleep(1.2); -- the native signal thread is restarted within a second of the fork
 		server:signal("WINCH");

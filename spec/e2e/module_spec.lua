@@ -4,10 +4,6 @@ local prosody = require "spec.helpers.prosody";
 local dump_files = require "spec.helpers.dumps";
 local stamp_pattern, parse_dumps, count_matching = dump_files.stamp_pattern, dump_files.parse, dump_files.count_matching;
 
-local function wait_for_dump(instance, name, count)
-	return dump_files.wait_for(instance, name, count);
-end
-
 for _, version in ipairs(prosody.versions()) do
 	describe("in Prosody " .. version, function ()
 		describe("a server with several sinks", function ()
@@ -66,7 +62,7 @@ for _, version in ipairs(prosody.versions()) do
 
 			it("keeps exactly the newest lines, without timestamps, on a custom event", function ()
 				server:command("log debug one", "log debug two", "log debug three", "log debug four", "fire e2e/dump");
-				local dumps = wait_for_dump(server, "lines.log");
+				local dumps = dump_files.wait_for(server, "lines.log");
 				assert.same({
 					"mod_e2e_control\tdebug\ttwo", "mod_e2e_control\tdebug\tthree", "mod_e2e_control\tdebug\tfour",
 				}, dumps[1]);
@@ -75,23 +71,23 @@ for _, version in ipairs(prosody.versions()) do
 			it("honours level and dumps natively on SIGWINCH", function ()
 				server:command("log debug hidden-debug", "log info shown-info");
 				server:signal("WINCH");
-				local dumps = wait_for_dump(server, "winch.log");
+				local dumps = dump_files.wait_for(server, "winch.log");
 				assert.equal(0, count_matching(dumps[1], "hidden%-debug"));
 				assert.equal(1, count_matching(dumps[1], "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d mod_e2e_control\tinfo\tshown%-info$"));
-				prosody.wait_for(function () return server:log():find("(SIGWINCH)", 1, true); end, 10, "report");
+				server:wait_for_log("(SIGWINCH)");
 			end);
 
 			it("keeps lines and single triggers across a config reload", function ()
 				server:command("log debug before-reload");
 				server:signal("HUP");
-				prosody.wait_for(function () return server:log():find("Received SIGHUP", 1, true); end, 10, "SIGHUP");
+				server:wait_for_log("Received SIGHUP");
 				server:command("log debug after-reload");
 				local _, dumps = usr2_dump();
 				assert.equal(1, #dumps);
 				assert.equal(1, count_matching(dumps[1], "before%-reload"));
 				assert.equal(1, count_matching(dumps[1], "after%-reload"));
 				server:command("fire e2e/dump");
-				assert.equal(2, #wait_for_dump(server, "lines.log", 2));
+				assert.equal(2, #dump_files.wait_for(server, "lines.log", 2));
 				prosody.sleep(0.3);
 				assert.equal(2, #parse_dumps(server:file("lines.log")));
 			end);
@@ -114,13 +110,13 @@ for _, version in ipairs(prosody.versions()) do
 				for _, f in ipairs(server:files(usr2_files)) do before[f] = true; end
 				local output = server:shell("ringbuffer:dump()");
 				assert.truthy(output:find("OK: Dumping ", 1, true), output);
-				assert.equal(3, #wait_for_dump(server, "lines.log", 3));
+				assert.equal(3, #dump_files.wait_for(server, "lines.log", 3));
 				local name = prosody.wait_for(function ()
 					for _, f in ipairs(server:files(usr2_files)) do
 						if not before[f] then return f; end
 					end
 				end, 10, "shell dump");
-				assert.equal(1, count_matching(wait_for_dump(server, name)[1], "shell%-marker"));
+				assert.equal(1, count_matching(dump_files.wait_for(server, name)[1], "shell%-marker"));
 			end);
 
 			it("stops cleanly", function ()
@@ -158,10 +154,10 @@ for _, version in ipairs(prosody.versions()) do
 			it("keeps every line when a dump fails, and says why", function ()
 				server:command("log debug keep-me", "fire e2e/fail");
 				local expected = ("Unable to open output file: %s/missing/fail.log: No such file or directory"):format(server.data);
-				prosody.wait_for(function () return server:log():find(expected, 1, true); end, 10, "the error");
+				server:wait_for_log(expected);
 				os.execute("mkdir " .. server.data .. "/missing");
 				server:command("fire e2e/fail");
-				local dumps = wait_for_dump(server, "missing/fail.log");
+				local dumps = dump_files.wait_for(server, "missing/fail.log");
 				assert.equal(1, count_matching(dumps[1], "keep%-me"));
 				assert.equal(1, count_matching(dumps[1], "Unable to open output file"));
 			end);

@@ -141,6 +141,11 @@ function prosody:log()
 	return read(self.dir .. "/prosody.log") or "";
 end
 
+-- Waits (up to 10 seconds) until the log contains `text`, as plain text.
+function prosody:wait_for_log(text)
+	return prosody.wait_for(function () return self:log():find(text, 1, true); end, 10, text);
+end
+
 -- Files in the data directory whose names match the Lua pattern.
 function prosody:files(pattern)
 	local found = {};
