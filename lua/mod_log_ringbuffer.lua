@@ -75,7 +75,7 @@ local function poll_reports()
 	log_reports();
 	local err = native.rearm_after_fork();
 	if err then module:log("error", "Native signal triggers stopped: %s", err); end
-	if native.pending_dumps() > 0 then
+	if native.dumps_in_flight() > 0 then
 		return 0.05;
 	elseif has_native_triggers() then
 		return 1;
@@ -165,11 +165,11 @@ local function apply_min_level(sink_config, min_level)
 	levels_set_here[sink_config] = true;
 end
 
-local function new_record(handle, sink, key, problems)
+local function new_record(handle, sink, problems)
 	for _, problem in ipairs(problems) do
 		module:log(problem.level, "ringbuffer sink: %s", problem.text);
 	end
-	local record = { handle = handle, sink = sink, key = key };
+	local record = { handle = handle, sink = sink };
 	if #handle:events() == 0 and not handle:has_native_triggers() then
 		module:log("warn", "A ringbuffer sink has no 'signal' or 'event' option: nothing will dump it");
 	end
@@ -194,15 +194,14 @@ local function ringbuffer_sink_maker(sink_config)
 	apply_min_level(sink_config, handle:min_level());
 
 	-- Same options as a sink of the previous configuration: keep its buffer and triggers.
-	local key = handle:key();
 	local record;
 	for _, old in ipairs(pass.previous) do
-		if old.key == key and not pass.taken[old] then
+		if old.handle:same_options(handle) and not pass.taken[old] then
 			record = old;
 			break;
 		end
 	end
-	record = record or new_record(handle, sink, key, problems);
+	record = record or new_record(handle, sink, problems);
 	table.insert(pass.claimed, record);
 	pass.taken[record] = true;
 	if #pass.claimed >= pass.expected then
@@ -225,9 +224,16 @@ function module.restore(data)
 	end
 end
 
--- Dumps still being written when Prosody stops are finished first.
+-- Dumps still being written when Prosody stops are finished first, and a SIGUSR1/SIGUSR2 that
+-- arrived as the main loop stopped (it stays pending on Prosody 13) is honoured.
 module:hook_global("server-stopped", function ()
-	native.wait_for_dumps(10);
+	for _, name in ipairs(native.pending_signals()) do
+		local records = by_event["signal/" .. name];
+		for _, record in ipairs(records or {}) do
+			dump(record, "signal/" .. name .. " (pending at shutdown)");
+		end
+	end
+	native.shut_down(native.shutdown_wait);
 	log_reports();
 end);
 

@@ -1,24 +1,16 @@
 //! mod_log_ringbuffer's native part: a flight recorder for Prosody's logs.
 //!
-//! Log lines are formatted exactly as Prosody's `util.format` would (`format`), kept in a
-//! bounded in-memory ring of whole lines (`ring`, shared between threads by `shared_ring`), and
-//! written to a file on demand (`dump`, file names from `template`, off the Lua thread by
-//! `writer`), by a Prosody event or a signal (`triggers`); threads that cannot call Lua leave
-//! their messages in `reports`. `options` checks the user's config, `sink` ties one ring to its
-//! options, and `lua_sink`, `lua_stack`, `lua_stanza` and `lua_binding` are the thin layer
-//! Prosody's Lua calls into.
+//! Three layers, each using only the ones before it:
+//! - [`pure`]: what a log line and a dump are, with no threads, no process state and no Lua:
+//!   `util.format`'s rules, the ring of whole lines, dates, file name templates, options.
+//! - `runtime`: the process around them: the ring shared between threads, dump files, the
+//!   writer and signal threads, and the reports those threads leave for Prosody's log.
+//! - `lua`: the only code that touches a `lua_State`: the sink function Prosody calls for
+//!   every line, the stack reader and stanza printer it uses, and the module table.
 
-pub mod dump;
-pub mod format;
-pub mod lua_binding;
-pub mod lua_sink;
-pub mod lua_stack;
-pub mod lua_stanza;
-pub mod options;
-pub mod reports;
-pub mod ring;
-pub mod shared_ring;
-pub mod sink;
-pub mod template;
-pub mod triggers;
-pub mod writer;
+mod lua;
+mod pure;
+mod runtime;
+
+/// What the fuzz targets drive: the formatter and the template renderer.
+pub use pure::{format, template};

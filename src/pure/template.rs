@@ -6,7 +6,7 @@
 //! Unknown variables are left as written; an unknown filter leaves the value unfiltered;
 //! `{name?default}`, `{name&text}` and `{name~text}` render their sub-templates.
 
-use crate::format::DateFormat;
+use crate::pure::date::DateFormat;
 
 /// The values a template can refer to at dump time.
 #[derive(Debug, Clone, Default)]

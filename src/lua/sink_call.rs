@@ -25,10 +25,10 @@ use std::sync::Arc;
 
 use mlua::ffi;
 
-use crate::format::{self, Arg, ArgValues, Args, FastLine, FormatError};
-use crate::lua_stack::{self, Frame};
-use crate::lua_stanza;
-use crate::sink::Sink;
+use crate::pure::format::{self, Arg, ArgValues, Args, FastLine, FormatError};
+use crate::lua::stack::{self as lua_stack, Frame};
+use crate::lua::stanza as lua_stanza;
+use crate::runtime::sink::Sink;
 
 /// Per-sink state owned by the Lua thread (a `RefCell`: only that thread ever touches it).
 pub struct LuaSink {
@@ -108,7 +108,7 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
     let Scratch { simple, line, message, stamp_second, stamp, formats } = scratch;
 
     if let Some(date) = &this.sink.options.timestamps {
-        let now = format::now_seconds();
+        let now = crate::pure::date::now_seconds();
         if *stamp_second != Some(now) {
             let mut raw = Vec::new();
             date.render(now, &mut raw);

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use mlua::ffi;
 
-use crate::format::{Arg, ArgValues};
+use crate::pure::format::{Arg, ArgValues};
 
 /// One stack slot (`StackValue`): the value, then its type tag.
 #[repr(C)]

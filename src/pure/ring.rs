@@ -18,7 +18,7 @@ const CHUNK: usize = 16 * 1024;
 const HEADER: usize = 4;
 
 /// What bounds the ring.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Limit {
     /// Stored bytes, counting 4 bytes of bookkeeping per line.
     Bytes(usize),
@@ -39,11 +39,13 @@ pub struct Ring {
     used: usize,
     lines: usize,
     spare: Option<Box<[u8]>>,
+    /// Lines dropped from the front so far (the limit, or [`Ring::clear`]).
+    evicted: u64,
 }
 
 impl Ring {
     pub fn new(limit: Limit) -> Self {
-        Ring { limit, chunks: VecDeque::new(), head: 0, used: 0, lines: 0, spare: None }
+        Ring { limit, chunks: VecDeque::new(), head: 0, used: 0, lines: 0, spare: None, evicted: 0 }
     }
 
     /// The lines held.
@@ -172,14 +174,22 @@ impl Ring {
         taken
     }
 
-    /// Puts `older` lines back in front of the current ones (a dump that failed), then
-    /// applies the limit, so the newest lines win.
-    pub fn restore(&mut self, older: Ring) {
-        let newer = std::mem::replace(self, older);
-        self.limit = newer.limit;
-        for line in newer.iter() {
+    /// Puts `batch` back after the first `position` lines (a dump that failed), then applies
+    /// the limit, so the newest lines win.
+    pub fn insert(&mut self, position: usize, batch: &Ring) {
+        let current = self.take();
+        let mut lines = current.iter();
+        for line in lines.by_ref().take(position).chain(batch.iter()) {
             self.push(&line.to_vec());
         }
+        for line in lines {
+            self.push(&line.to_vec());
+        }
+    }
+
+    /// Lines dropped from the front since the ring was made, to respect the limit.
+    pub fn dropped(&self) -> u64 {
+        self.evicted + self.excess().0 as u64
     }
 
     pub fn clear(&mut self) {
@@ -244,6 +254,7 @@ impl Ring {
             None => self.line_len_at(0),
         };
         let total = HEADER + len;
+        self.evicted += 1;
         self.head += total;
         self.used -= total;
         self.lines -= 1;
@@ -397,7 +408,7 @@ mod tests {
     }
 
     #[test]
-    fn take_and_restore_keep_order_and_limit() {
+    fn take_and_insert_keep_order_and_limit() {
         let mut ring = Ring::new(Limit::Lines(4));
         for s in ["a", "b", "c"] {
             ring.push(s.as_bytes());
@@ -406,7 +417,7 @@ mod tests {
         assert!(ring.is_empty());
         ring.push(b"d");
         ring.push(b"e");
-        ring.restore(taken);
+        ring.insert(0, &taken);
         assert_eq!(contents(&ring), vec!["b", "c", "d", "e"]);
     }
 

@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use mlua::{AnyUserData, Function, IntoLuaMulti, LightUserData, Lua, Result, Table, UserData, UserDataMethods, Value};
 
-use crate::format;
-use crate::lua_sink::{sink_call, LuaSink};
-use crate::lua_stack;
-use crate::options::{OptValue, SinkOptions};
-use crate::sink::Sink;
-use crate::triggers::{self, Trigger};
-use crate::{reports, writer};
+use crate::pure::format;
+use crate::lua::sink_call::{sink_call, LuaSink};
+use crate::lua::stack as lua_stack;
+use crate::pure::options::{OptValue, Severity, SinkOptions};
+use crate::pure::signal_names::Trigger;
+use crate::runtime::sink::{DumpOrigin, Sink};
+use crate::runtime::{os, reports, shared_ring, signals, writer};
 use std::time::Duration;
 
 /// The handle Lua holds for one sink.
@@ -30,12 +30,14 @@ impl Handle {
 
 impl UserData for Handle {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // Equal for sinks whose buffer can carry over a logging reload.
-        methods.add_method("key", |_, this, ()| Ok(this.sink().options.key()));
+        // Whether `other`'s buffer can carry over to this sink in a logging reload.
+        methods.add_method("same_options", |_, this, other: mlua::UserDataRef<Handle>| {
+            Ok(this.sink().options.reload_key() == other.sink().options.reload_key())
+        });
         // Starts a dump, written by the writer thread: `true, path, lines` or `nil, error` if
         // the file cannot be opened. How the writing went is reported (take_reports).
         methods.add_method("dump", |lua, this, reason: Option<String>| {
-            match this.sink().dump(true, reason.as_deref().unwrap_or("dump")) {
+            match this.sink().dump(DumpOrigin::LuaThread, reason.as_deref().unwrap_or("dump")) {
                 Ok(done) => (true, done.path, done.lines).into_lua_multi(lua),
                 Err(e) => (Value::Nil, e.to_string()).into_lua_multi(lua),
             }
@@ -53,13 +55,13 @@ impl UserData for Handle {
                 })
                 .collect::<Vec<_>>())
         });
-        methods.add_method("min_level", |_, this, ()| Ok(this.sink().options.min_level));
+        methods.add_method("min_level", |_, this, ()| Ok(this.sink().options.min_level.map(|l| l.name())));
         // Starts the native signal triggers; returns the problems met.
         methods.add_method("arm", |_, this, ()| {
             let mut problems = Vec::new();
             for trigger in &this.sink().options.triggers {
                 if let Trigger::Signal(number, name) = trigger {
-                    if let Err(e) = triggers::watch(*number, name, this.sink()) {
+                    if let Err(e) = signals::watch(*number, name, this.sink()) {
                         problems.push(e);
                     }
                 }
@@ -67,14 +69,14 @@ impl UserData for Handle {
             Ok(problems)
         });
         methods.add_method("disarm", |_, this, ()| {
-            triggers::unwatch(this.sink());
+            signals::unwatch(this.sink());
             Ok(())
         });
         methods.add_method("has_native_triggers", |_, this, ()| {
             Ok(this.sink().options.triggers.iter().any(|t| matches!(t, Trigger::Signal(..))))
         });
         // The buffered text, left in place.
-        methods.add_method("peek", |lua, this, ()| lua.create_string(this.sink().peek()));
+        methods.add_method("peek", |lua, this, ()| lua.create_string(this.sink().text()));
         // Lines and bytes held now.
         methods.add_method("usage", |_, this, ()| Ok(this.sink().usage()));
     }
@@ -141,7 +143,7 @@ fn new_sink(
             mlua::ffi::lua_pushcclosure(state, sink_call, 11);
         })
     }?;
-    let problems = messages(lua, problems.into_iter().map(|p| (p.level, p.text)))?;
+    let problems = messages(lua, problems.into_iter().map(|p| (severity_name(p.severity), p.text)))?;
     Ok((handle, sink, problems))
 }
 
@@ -170,6 +172,13 @@ fn probe_stack(lua: &Lua) -> Result<bool> {
     ))
 }
 
+fn severity_name(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Error => "error",
+        Severity::Warning => "warn",
+    }
+}
+
 /// A list of `{ level = ..., text = ... }` tables, for `module:log`.
 fn messages(lua: &Lua, list: impl Iterator<Item = (&'static str, String)>) -> Result<Table> {
     let out = lua.create_table()?;
@@ -187,20 +196,46 @@ fn take_reports(lua: &Lua, (): ()) -> Result<Table> {
     messages(lua, reports::take().into_iter().map(|r| (r.level, r.text)))
 }
 
-/// Waits up to `seconds` for dumps being written; true if none are left.
-fn wait_for_dumps(_: &Lua, seconds: f64) -> Result<bool> {
-    Ok(writer::wait_idle(Duration::from_secs_f64(seconds.clamp(0.0, 3600.0))))
+/// Begins shutdown: native threads start no new dumps, and dumps from Lua are written at once
+/// from now on. Waits up to `seconds` for the dumps in flight; true if none are left.
+fn shut_down(_: &Lua, seconds: f64) -> Result<bool> {
+    Ok(writer::shut_down(Duration::from_secs_f64(seconds.clamp(0.0, 3600.0))))
 }
+
+/// Which of Prosody's dump signals (SIGUSR1, SIGUSR2) arrived but were never handled: on
+/// Prosody 13 a signal that comes as the main loop stops stays pending.
+fn pending_signals(lua: &Lua, (): ()) -> Result<Table> {
+    let names = [(libc::SIGUSR1, "SIGUSR1"), (libc::SIGUSR2, "SIGUSR2")];
+    lua.create_sequence_from(names.into_iter().filter(|(n, _)| os::is_pending(*n)).map(|(_, name)| name))
+}
+
+/// Kept in the module table: when Lua closes (Prosody's exit), waits for the dumps still in
+/// flight, whatever started them, so the exit cannot cut one off.
+struct WaitAtClose;
+
+impl UserData for WaitAtClose {}
+
+impl Drop for WaitAtClose {
+    fn drop(&mut self) {
+        writer::shut_down(SHUTDOWN_WAIT);
+    }
+}
+
+/// How long Prosody's exit waits for dumps in flight (documented in the README).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
 /// The module table.
 pub fn exports(lua: &Lua) -> Result<Table> {
     let module = lua.create_table()?;
     module.set("new_sink", lua.create_function(new_sink)?)?;
     module.set("take_reports", lua.create_function(take_reports)?)?;
-    module.set("wait_for_dumps", lua.create_function(wait_for_dumps)?)?;
-    module.set("pending_dumps", lua.create_function(|_, ()| Ok(writer::pending()))?)?;
+    module.set("shut_down", lua.create_function(shut_down)?)?;
+    module.set("pending_signals", lua.create_function(pending_signals)?)?;
+    module.set("shutdown_wait", SHUTDOWN_WAIT.as_secs_f64())?;
+    module.set("wait_at_close", lua.create_userdata(WaitAtClose)?)?;
+    module.set("dumps_in_flight", lua.create_function(|_, ()| Ok(writer::in_flight()))?)?;
     // Restarts native threads lost to a fork; returns an error text if that failed.
-    module.set("rearm_after_fork", lua.create_function(|_, ()| Ok(triggers::rearm_after_fork().err()))?)?;
+    module.set("rearm_after_fork", lua.create_function(|_, ()| Ok(signals::rearm_after_fork().err()))?)?;
     module.set("version", env!("CARGO_PKG_VERSION"))?;
     // How the per-line path runs here (the benchmark prints it): arguments read straight off
     // the stack (decided by lua_stack's probe at the first new_sink), membarrier for the lock.
@@ -209,7 +244,7 @@ pub fn exports(lua: &Lua) -> Result<Table> {
         lua.create_function(|lua, ()| {
             let t = lua.create_table()?;
             t.set("direct_stack", lua_stack::usable())?;
-            t.set("membarrier", crate::shared_ring::uses_membarrier())?;
+            t.set("membarrier", shared_ring::uses_membarrier())?;
             Ok(t)
         })?,
     )?;

@@ -13,7 +13,6 @@
 //! checks and copies each string in the same pass and gives up, writing nothing that counts,
 //! at the first byte that needs care. The fuzz target checks it against the general path.
 
-use std::ffi::CString;
 
 /// One log call argument, as seen without calling into Lua.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -653,93 +652,6 @@ impl Default for FormatCache {
     }
 }
 
-/// A strftime format as Lua's `os.date` accepts it, checked once when the sink is made.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DateFormat {
-    format: CString,
-    utc: bool,
-}
-
-/// The conversions Lua 5.4's `os.date` allows (LUA_STRFTIMEOPTIONS for C99).
-const DATE_OPTIONS_1: &[u8] = b"aAbBcCdDeFgGhHIjmMnprRStTuUVwWxXyYzZ%";
-const DATE_OPTIONS_2: &[&[u8]] = &[
-    b"Ec", b"EC", b"Ex", b"EX", b"Ey", b"EY", b"Od", b"Oe", b"OH", b"OI", b"Om", b"OM", b"OS", b"Ou", b"OU", b"OV",
-    b"Ow", b"OW", b"Oy",
-];
-
-impl DateFormat {
-    /// Parses an `os.date` format; `!` at the start means UTC, as in Lua.
-    pub fn new(format: &str) -> Result<Self, String> {
-        let (utc, body) = match format.strip_prefix('!') {
-            Some(rest) => (true, rest),
-            None => (false, format),
-        };
-        if body.starts_with("*t") {
-            return Err("'*t' makes os.date return a table, not text".into());
-        }
-        let bytes = body.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%' {
-                let one = bytes.get(i + 1).copied();
-                let two = bytes.get(i + 1..i + 3);
-                if one.is_some_and(|c| DATE_OPTIONS_1.contains(&c)) {
-                    i += 2;
-                    continue;
-                }
-                if two.is_some_and(|t| DATE_OPTIONS_2.contains(&t)) {
-                    i += 3;
-                    continue;
-                }
-                let shown = String::from_utf8_lossy(&bytes[i..(i + 2).min(bytes.len())]).into_owned();
-                return Err(format!("invalid conversion specifier '{shown}'"));
-            }
-            i += 1;
-        }
-        let format = CString::new(body).map_err(|_| "contains a NUL byte".to_string())?;
-        Ok(DateFormat { format, utc })
-    }
-
-    /// `os.date(format, time)`, appended to `out`.
-    pub fn render(&self, time: i64, out: &mut Vec<u8>) {
-        if self.format.as_bytes().is_empty() {
-            return;
-        }
-        // SAFETY: tm is plain data filled by the libc call; strftime writes at most buf.len().
-        unsafe {
-            let mut tm: libc::tm = std::mem::zeroed();
-            let t: libc::time_t = time as libc::time_t;
-            let ok = if self.utc {
-                !libc::gmtime_r(&t, &mut tm).is_null()
-            } else {
-                !libc::localtime_r(&t, &mut tm).is_null()
-            };
-            if !ok {
-                return;
-            }
-            let mut size = 256;
-            loop {
-                let mut buf = vec![0u8; size];
-                let n = libc::strftime(buf.as_mut_ptr().cast(), size, self.format.as_ptr(), &tm);
-                // 0 means "did not fit" (or an empty result); retry larger, like Lua's buffer.
-                if n > 0 || size >= 64 * 1024 {
-                    out.extend_from_slice(&buf[..n]);
-                    return;
-                }
-                size *= 4;
-            }
-        }
-    }
-}
-
-/// The current time in whole seconds: `time()`, as Lua's `os.time()` reads it (on Linux a vDSO
-/// call that reads the kernel's current second, cheaper than `clock_gettime`).
-#[inline]
-pub fn now_seconds() -> i64 {
-    // SAFETY: a null argument asks time() only to return the value.
-    unsafe { libc::time(std::ptr::null_mut()) as i64 }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -931,17 +843,5 @@ mod tests {
     fn dangling_percent_is_an_error() {
         let mut plain = Plain { args: vec![], delegated: vec![] };
         assert!(format_message(b"100%", &mut plain, &mut Vec::new()).is_err());
-    }
-
-    #[test]
-    fn date_formats_are_checked_like_os_date() {
-        assert!(DateFormat::new("%b %d %H:%M:%S ").is_ok());
-        assert!(DateFormat::new("%Ey %Od").is_ok());
-        assert!(DateFormat::new("%Q").is_err());
-        assert!(DateFormat::new("%").is_err());
-        assert!(DateFormat::new("*t").is_err());
-        let mut out = Vec::new();
-        DateFormat::new("!%Y-%m-%d %H:%M:%S").expect("valid").render(86_400 + 3661, &mut out);
-        assert_eq!(out, b"1970-01-02 01:01:01");
     }
 }

@@ -19,10 +19,9 @@ use std::thread::{self, ThreadId};
 
 use parking_lot::Mutex;
 
-use crate::ring::Ring;
 
-pub struct SharedRing {
-    ring: UnsafeCell<Ring>,
+pub(crate) struct SharedRing<T> {
+    ring: UnsafeCell<T>,
     kind: BarrierKind,
     /// The thread that stores lines (the Lua thread that made the sink).
     owner: ThreadId,
@@ -36,9 +35,9 @@ pub struct SharedRing {
 
 // SAFETY: the ring is only reached through `with_owner` (the owner thread, excluded from other
 // users by the protocol above) and `with_lock` (the mutex, and the protocol towards the owner).
-unsafe impl Sync for SharedRing {}
+unsafe impl<T: Send> Sync for SharedRing<T> {}
 
-impl std::fmt::Debug for SharedRing {
+impl<T> std::fmt::Debug for SharedRing<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedRing").field("owner", &self.owner).finish_non_exhaustive()
     }
@@ -53,13 +52,13 @@ impl Drop for Clear<'_> {
     }
 }
 
-impl SharedRing {
+impl<T> SharedRing<T> {
     /// A ring owned by the calling thread.
-    pub fn new(ring: Ring) -> Self {
+    pub(crate) fn new(ring: T) -> Self {
         Self::with_barrier(ring, barrier_kind())
     }
 
-    fn with_barrier(ring: Ring, kind: BarrierKind) -> Self {
+    fn with_barrier(ring: T, kind: BarrierKind) -> Self {
         SharedRing {
             ring: UnsafeCell::new(ring),
             kind,
@@ -73,7 +72,7 @@ impl SharedRing {
     /// Runs `f` on the ring, for the owner thread's per-line work: no atomic read-modify-write
     /// unless another thread is using the ring at that moment.
     #[inline]
-    pub fn with_owner<R>(&self, f: impl FnOnce(&mut Ring) -> R) -> R {
+    pub(crate) fn with_owner<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         debug_assert_eq!(thread::current().id(), self.owner);
         self.pushing.store(true, Ordering::Relaxed);
         match self.kind {
@@ -90,7 +89,7 @@ impl SharedRing {
     }
 
     /// Runs `f` on the ring from any thread.
-    pub fn with_lock<R>(&self, f: impl FnOnce(&mut Ring) -> R) -> R {
+    pub(crate) fn with_lock<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         let _guard = self.lock.lock();
         if thread::current().id() == self.owner {
             // The owner cannot be in its lock-free section while it is here.
@@ -117,7 +116,7 @@ enum BarrierKind {
 }
 
 /// Whether this process uses membarrier for the ring's lock (else plain fences).
-pub fn uses_membarrier() -> bool {
+pub(crate) fn uses_membarrier() -> bool {
     barrier_kind() == BarrierKind::Membarrier
 }
 
@@ -168,7 +167,7 @@ fn heavy_barrier(kind: BarrierKind) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::Limit;
+    use crate::pure::ring::{Limit, Ring};
     use std::sync::Arc;
 
     /// The owner stores numbered lines while another thread keeps taking them: every line must

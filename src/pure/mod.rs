@@ -1,0 +1,10 @@
+//! The pure core: no threads, no statics, no Lua. Everything here is unit-tested on its own.
+
+pub(crate) mod date;
+pub mod format;
+pub(crate) mod level;
+pub(crate) mod options;
+pub(crate) mod recorder;
+pub(crate) mod ring;
+pub(crate) mod signal_names;
+pub mod template;

@@ -1,0 +1,366 @@
+//! Sink options: the user's `log = { { to = "ringbuffer", ... } }` entry, checked and normalised.
+//!
+//! A bad value never stops Prosody and never loses capture: the option falls back to its
+//! default (or the trigger is left out) and a problem is reported for Prosody's log, naming the
+//! option, the value and what is accepted. Each option has one small reader below.
+
+use super::date::{DateFormat, DEFAULT_TIMESTAMP};
+use super::level::Level;
+use super::ring::{Limit, MIN_SIZE};
+use super::signal_names::{self, Trigger};
+
+pub(crate) const DEFAULT_SIZE: usize = 100 * 1024;
+/// Larger rings are almost certainly a typo (memory is only used as lines arrive, but still).
+pub(crate) const MAX_SIZE: usize = 1 << 36;
+pub(crate) const MAX_LINES: usize = 1 << 28;
+pub(crate) const DEFAULT_TEMPLATE: &str = "{paths.data}/ringbuffer-logs-{pid}-{count}.log";
+const KNOWN: [&str; 10] =
+    ["to", "level", "levels", "size", "lines", "filename", "filename_template", "signal", "event", "timestamps"];
+
+/// An option's value as the config file gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum OptValue {
+    Absent,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    /// Any other Lua type, by name (`table`, `function`, ...).
+    Other(&'static str),
+}
+
+impl OptValue {
+    /// How the value reads in an error message.
+    fn shown(&self) -> String {
+        match self {
+            OptValue::Absent => "nil".into(),
+            OptValue::Bool(b) => b.to_string(),
+            OptValue::Int(n) => n.to_string(),
+            OptValue::Float(n) => {
+                let mut text = Vec::new();
+                super::format::push_float(*n, &mut text);
+                String::from_utf8_lossy(&text).into_owned()
+            }
+            OptValue::Str(s) => format!("{s:?}"),
+            OptValue::Other(t) => format!("a {t}"),
+        }
+    }
+
+    fn as_count(&self) -> Option<i64> {
+        match *self {
+            OptValue::Int(n) => Some(n),
+            OptValue::Float(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => Some(n as i64),
+            _ => None,
+        }
+    }
+}
+
+/// Where dumps go.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Target {
+    /// `filename`: used as written.
+    File(String),
+    /// `filename_template`, rendered at each dump.
+    Template(String),
+}
+
+/// How bad a config problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Severity {
+    /// A value was replaced or dropped.
+    Error,
+    /// Something was ignored.
+    Warning,
+}
+
+/// A problem with the config, for Prosody's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Problem {
+    pub(crate) severity: Severity,
+    pub(crate) text: String,
+}
+
+/// What identifies "the same sink" across a logging reload: two sinks whose options give equal
+/// keys can hand their buffered lines over. Every option is part of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ReloadKey {
+    limit: Limit,
+    timestamps: Option<String>,
+    target: Target,
+    min_level: Option<Level>,
+    triggers: Vec<Trigger>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SinkOptions {
+    pub(crate) limit: Limit,
+    /// `None`: no timestamps. Otherwise the `os.date` format, with the trailing space added.
+    pub(crate) timestamps: Option<DateFormat>,
+    pub(crate) target: Target,
+    pub(crate) min_level: Option<Level>,
+    /// Each trigger once (`signal = "SIGUSR2"` with `event = "signal/SIGUSR2"` is one trigger).
+    pub(crate) triggers: Vec<Trigger>,
+}
+
+/// Collects problems while the options are read.
+struct Reader<G> {
+    get: G,
+    problems: Vec<Problem>,
+}
+
+impl<G: Fn(&str) -> OptValue> Reader<G> {
+    fn bad(&mut self, option: &str, value: &OptValue, accepted: &str, fallback: &str) {
+        let text = format!("Invalid value for option '{option}': {}; expected {accepted}; {fallback}", value.shown());
+        self.problems.push(Problem { severity: Severity::Error, text });
+    }
+
+    fn size(&mut self) -> usize {
+        let value = (self.get)("size");
+        if value == OptValue::Absent {
+            return DEFAULT_SIZE;
+        }
+        match value.as_count() {
+            Some(n) if (MIN_SIZE as i64..=MAX_SIZE as i64).contains(&n) => n as usize,
+            _ => {
+                let accepted = format!("a whole number of bytes from {MIN_SIZE} to {MAX_SIZE}");
+                self.bad("size", &value, &accepted, &format!("using the default of {DEFAULT_SIZE}"));
+                DEFAULT_SIZE
+            }
+        }
+    }
+
+    fn limit(&mut self) -> Limit {
+        let size = self.size();
+        let value = (self.get)("lines");
+        if value == OptValue::Absent {
+            return Limit::Bytes(size);
+        }
+        match value.as_count() {
+            Some(n) if (1..=MAX_LINES as i64).contains(&n) => Limit::Lines(n as usize),
+            _ => {
+                let accepted = format!("a whole number from 1 to {MAX_LINES}");
+                self.bad("lines", &value, &accepted, "keeping lines by 'size' instead");
+                Limit::Bytes(size)
+            }
+        }
+    }
+
+    fn timestamps(&mut self) -> Option<DateFormat> {
+        const ACCEPTED: &str = "true, false or an os.date format";
+        let default = || DateFormat::new(DEFAULT_TIMESTAMP).ok();
+        match (self.get)("timestamps") {
+            OptValue::Absent | OptValue::Bool(true) => default(),
+            OptValue::Bool(false) => None,
+            OptValue::Str(s) => match DateFormat::new(&format!("{s} ")) {
+                Ok(f) => Some(f),
+                Err(why) => {
+                    self.bad("timestamps", &OptValue::Str(s), ACCEPTED, &format!("{why}; using the default format"));
+                    default()
+                }
+            },
+            v => {
+                self.bad("timestamps", &v, ACCEPTED, "using the default format");
+                default()
+            }
+        }
+    }
+
+    fn path(&mut self, name: &str) -> Option<String> {
+        match (self.get)(name) {
+            OptValue::Absent => None,
+            OptValue::Str(s) if !s.is_empty() => Some(s),
+            v => {
+                self.bad(name, &v, "a file name (string)", "ignoring it");
+                None
+            }
+        }
+    }
+
+    fn target(&mut self) -> Target {
+        let filename = self.path("filename");
+        let template = self.path("filename_template");
+        match (filename, template) {
+            (Some(f), _) => Target::File(f),
+            (None, Some(t)) => Target::Template(t),
+            (None, None) => Target::Template(DEFAULT_TEMPLATE.into()),
+        }
+    }
+
+    fn min_level(&mut self) -> Option<Level> {
+        let value = (self.get)("level");
+        match &value {
+            OptValue::Absent => None,
+            OptValue::Str(s) if Level::from_name(s).is_some() => Level::from_name(s),
+            _ => {
+                let accepted = "one of \"debug\", \"info\", \"warn\", \"error\"";
+                self.bad("level", &value, accepted, "capturing every level");
+                None
+            }
+        }
+    }
+
+    fn signal(&mut self) -> Option<Trigger> {
+        const FALLBACK: &str = "no signal will dump this buffer";
+        match (self.get)("signal") {
+            OptValue::Absent => None,
+            OptValue::Str(name) => match signal_names::parse_signal(&name) {
+                Ok(t) => Some(t),
+                Err(why) => {
+                    self.bad("signal", &OptValue::Str(name), &why, FALLBACK);
+                    None
+                }
+            },
+            v => {
+                self.bad("signal", &v, "a signal name such as \"SIGUSR2\"", FALLBACK);
+                None
+            }
+        }
+    }
+
+    fn event(&mut self) -> Option<Trigger> {
+        match (self.get)("event") {
+            OptValue::Absent => None,
+            OptValue::Str(name) if !name.is_empty() => Some(Trigger::Event(name)),
+            v => {
+                self.bad("event", &v, "the name of a Prosody global event", "no event will dump this buffer");
+                None
+            }
+        }
+    }
+
+    fn triggers(&mut self) -> Vec<Trigger> {
+        let mut triggers: Vec<Trigger> = Vec::new();
+        for trigger in [self.signal(), self.event()].into_iter().flatten() {
+            if !triggers.contains(&trigger) {
+                triggers.push(trigger);
+            }
+        }
+        triggers
+    }
+
+    fn unknown_keys(&mut self, keys: &[String]) {
+        for key in keys.iter().filter(|key| !KNOWN.contains(&key.as_str())) {
+            let text = format!("Unknown option '{key}' ignored; known options are: {}", KNOWN[1..].join(", "));
+            self.problems.push(Problem { severity: Severity::Warning, text });
+        }
+    }
+}
+
+impl SinkOptions {
+    /// Reads the options through `get` (`keys`: every key the entry has); reports problems and
+    /// uses defaults for bad values.
+    pub(crate) fn parse(get: impl Fn(&str) -> OptValue, keys: &[String]) -> (SinkOptions, Vec<Problem>) {
+        let mut reader = Reader { get, problems: Vec::new() };
+        let options = SinkOptions {
+            limit: reader.limit(),
+            timestamps: reader.timestamps(),
+            target: reader.target(),
+            min_level: reader.min_level(),
+            triggers: reader.triggers(),
+        };
+        reader.unknown_keys(keys);
+        (options, reader.problems)
+    }
+
+    /// See [`ReloadKey`].
+    pub(crate) fn reload_key(&self) -> ReloadKey {
+        ReloadKey {
+            limit: self.limit,
+            timestamps: self.timestamps.as_ref().map(DateFormat::source),
+            target: self.target.clone(),
+            min_level: self.min_level,
+            triggers: self.triggers.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, OptValue)]) -> (SinkOptions, Vec<Problem>) {
+        let keys: Vec<String> = pairs.iter().map(|(k, _)| k.to_string()).collect();
+        SinkOptions::parse(
+            |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()).unwrap_or(OptValue::Absent),
+            &keys,
+        )
+    }
+
+    #[test]
+    fn defaults() {
+        let (o, p) = parse(&[("to", OptValue::Str("ringbuffer".into()))]);
+        assert!(p.is_empty());
+        assert_eq!(o.limit, Limit::Bytes(DEFAULT_SIZE));
+        assert_eq!(o.target, Target::Template(DEFAULT_TEMPLATE.into()));
+        assert!(o.timestamps.is_some() && o.triggers.is_empty() && o.min_level.is_none());
+    }
+
+    #[test]
+    fn documented_options() {
+        let (o, p) = parse(&[
+            ("size", OptValue::Int(2 * 1024 * 1024)),
+            ("lines", OptValue::Float(50.0)),
+            ("filename", OptValue::Str("a.log".into())),
+            ("filename_template", OptValue::Str("b.log".into())),
+            ("signal", OptValue::Str("SIGUSR2".into())),
+            ("event", OptValue::Str("debug_traceback/triggered".into())),
+            ("timestamps", OptValue::Bool(false)),
+            ("level", OptValue::Str("info".into())),
+        ]);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(o.limit, Limit::Lines(50));
+        assert_eq!(o.target, Target::File("a.log".into()));
+        assert_eq!(o.timestamps, None);
+        assert_eq!(o.min_level, Some(Level::Info));
+        assert_eq!(
+            o.triggers,
+            vec![Trigger::Event("signal/SIGUSR2".into()), Trigger::Event("debug_traceback/triggered".into())]
+        );
+    }
+
+    #[test]
+    fn one_signal_given_twice_is_one_trigger() {
+        let (o, _) = parse(&[
+            ("signal", OptValue::Str("SIGUSR2".into())),
+            ("event", OptValue::Str("signal/SIGUSR2".into())),
+        ]);
+        assert_eq!(o.triggers, vec![Trigger::Event("signal/SIGUSR2".into())]);
+    }
+
+    #[test]
+    fn bad_values_fall_back_and_say_why() {
+        for (name, value) in [
+            ("size", OptValue::Int(0)),
+            ("size", OptValue::Int(-1)),
+            ("size", OptValue::Str("big".into())),
+            ("size", OptValue::Float(2f64.powi(62))),
+            ("lines", OptValue::Int(0)),
+            ("lines", OptValue::Float(1.5)),
+            ("filename", OptValue::Int(42)),
+            ("filename_template", OptValue::Other("table")),
+            ("signal", OptValue::Str("SIGFOO".into())),
+            ("signal", OptValue::Str("USR2".into())),
+            ("signal", OptValue::Int(9)),
+            ("event", OptValue::Str(String::new())),
+            ("timestamps", OptValue::Int(5)),
+            ("timestamps", OptValue::Str("%Q".into())),
+            ("level", OptValue::Str("verbose".into())),
+        ] {
+            let (o, p) = parse(&[(name, value.clone())]);
+            assert_eq!(p.len(), 1, "{name} = {value:?}");
+            assert!(p[0].text.contains(name) && p[0].text.contains(&value.shown()), "{}", p[0].text);
+            assert_eq!(o.limit, Limit::Bytes(DEFAULT_SIZE));
+            assert!(o.triggers.is_empty());
+        }
+        let (_, p) = parse(&[("colour", OptValue::Bool(true))]);
+        assert_eq!(p[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn reload_key_tells_equal_options_apart() {
+        let a = parse(&[("size", OptValue::Int(1000))]).0.reload_key();
+        assert_eq!(a, parse(&[("size", OptValue::Float(1000.0))]).0.reload_key());
+        assert_ne!(a, parse(&[("size", OptValue::Int(1001))]).0.reload_key());
+        assert_ne!(a, parse(&[("size", OptValue::Int(1000)), ("timestamps", OptValue::Str("%H".into()))]).0.reload_key());
+    }
+}

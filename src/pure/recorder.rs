@@ -1,0 +1,130 @@
+//! The recorder: a sink's ring plus the bookkeeping that lets a failed dump give its lines
+//! back in the right place.
+//!
+//! Each dump takes every line out as a numbered batch. A dump that fails puts its batch back in
+//! front of the lines logged since, and behind any older batch that failed too, whatever order
+//! the failures come in (a dump written in the background may fail after a later one failed at
+//! once). The limit then applies to the whole: the next dump holds exactly the newest lines the
+//! limit allows, each once, oldest first.
+
+use super::ring::{Limit, Ring};
+
+/// A batch of lines taken out by a dump.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) number: u64,
+    pub(crate) lines: Ring,
+}
+
+#[derive(Debug)]
+pub(crate) struct Recorder {
+    pub(crate) ring: Ring,
+    next_batch: u64,
+    /// The batches given back since the last take, in batch order, with how many of their
+    /// lines are still at the front of the ring...
+    returned: Vec<(u64, usize)>,
+    /// ...as of this many lines dropped by the ring (the limit drops the oldest first).
+    dropped_when_returned: u64,
+}
+
+impl Recorder {
+    pub(crate) fn new(limit: Limit) -> Self {
+        Recorder { ring: Ring::new(limit), next_batch: 0, returned: Vec::new(), dropped_when_returned: 0 }
+    }
+
+    /// Takes every line out for a dump.
+    pub(crate) fn take(&mut self) -> Batch {
+        self.returned.clear();
+        let number = self.next_batch;
+        self.next_batch += 1;
+        Batch { number, lines: self.ring.take() }
+    }
+
+    /// Puts the lines of a failed dump back where they belong.
+    pub(crate) fn give_back(&mut self, batch: Batch) {
+        self.forget_dropped();
+        let position = self.returned.iter().take_while(|(n, _)| *n < batch.number).map(|(_, lines)| lines).sum();
+        let index = self.returned.partition_point(|(n, _)| *n < batch.number);
+        self.returned.insert(index, (batch.number, batch.lines.lines()));
+        self.ring.insert(position, &batch.lines);
+        self.forget_dropped();
+    }
+
+    /// Takes the lines the ring dropped since the last look off the oldest returned batches.
+    fn forget_dropped(&mut self) {
+        let dropped = self.ring.dropped();
+        let mut gone = (dropped - self.dropped_when_returned) as usize;
+        self.dropped_when_returned = dropped;
+        for (_, lines) in &mut self.returned {
+            let here = gone.min(*lines);
+            *lines -= here;
+            gone -= here;
+        }
+        self.returned.retain(|(_, lines)| *lines > 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push_all(recorder: &mut Recorder, lines: &[&str]) {
+        for line in lines {
+            recorder.ring.push(line.as_bytes());
+        }
+    }
+
+    fn contents(recorder: &Recorder) -> Vec<String> {
+        recorder.ring.iter().map(|l| String::from_utf8(l.to_vec()).expect("utf8")).collect()
+    }
+
+    #[test]
+    fn failed_batches_come_back_in_order_whatever_order_they_fail_in() {
+        let mut recorder = Recorder::new(Limit::Lines(100));
+        let mut batches = Vec::new();
+        for n in 1..=4 {
+            push_all(&mut recorder, &[&format!("{n}a"), &format!("{n}b")]);
+            batches.push(recorder.take());
+        }
+        push_all(&mut recorder, &["5a"]);
+        // Batches 3 and 4 fail first (at once), then 1 and 2 (in the background).
+        let mut batches = batches.into_iter();
+        let (one, two, three, four) = (batches.next(), batches.next(), batches.next(), batches.next());
+        for batch in [three, four, one, two].into_iter().flatten() {
+            recorder.give_back(batch);
+        }
+        assert_eq!(contents(&recorder), ["1a", "1b", "2a", "2b", "3a", "3b", "4a", "4b", "5a"]);
+    }
+
+    #[test]
+    fn the_limit_keeps_the_newest_lines_across_failures() {
+        let mut recorder = Recorder::new(Limit::Lines(4));
+        push_all(&mut recorder, &["1", "2", "3"]);
+        let first = recorder.take();
+        push_all(&mut recorder, &["4", "5"]);
+        let second = recorder.take();
+        push_all(&mut recorder, &["6"]);
+        recorder.give_back(second);
+        recorder.give_back(first);
+        assert_eq!(contents(&recorder), ["3", "4", "5", "6"]);
+        // Lines logged later push the returned ones out, oldest first; a late failure of an
+        // older batch then goes in front of what is left of them, and is cut by the limit.
+        let third = recorder.take();
+        push_all(&mut recorder, &["7", "8", "9"]);
+        recorder.give_back(third);
+        assert_eq!(contents(&recorder), ["6", "7", "8", "9"]);
+    }
+
+    #[test]
+    fn eviction_between_failures_is_accounted_for() {
+        let mut recorder = Recorder::new(Limit::Lines(3));
+        push_all(&mut recorder, &["1", "2"]);
+        let first = recorder.take();
+        push_all(&mut recorder, &["3"]);
+        let second = recorder.take();
+        recorder.give_back(second);
+        push_all(&mut recorder, &["4", "5", "6"]);
+        recorder.give_back(first);
+        assert_eq!(contents(&recorder), ["4", "5", "6"]);
+    }
+}

@@ -1,0 +1,13 @@
+//! The runtime: threads, files and process state around the pure core. `unsafe` here is
+//! confined to `os` (the system calls the standard library lacks) and `shared_ring` (the lock).
+
+pub(crate) mod dump_file;
+pub(crate) mod os;
+pub(crate) mod reports;
+pub(crate) mod shared_ring;
+pub(crate) mod signals;
+pub(crate) mod sink;
+#[cfg(test)]
+pub(crate) mod test_dir;
+pub(crate) mod thread;
+pub(crate) mod writer;

@@ -1,0 +1,125 @@
+//! The few operating-system calls the runtime needs that the standard library does not offer:
+//! signal dispositions, blocking all signals on a thread, a descriptor's non-blocking flag,
+//! allocating a file region, and the C library's wording of an error. Every `unsafe` block of
+//! the runtime outside the ring's lock is here.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::raw::c_int;
+
+/// A signal disposition, as saved by [`install_handler`] and given back by [`restore_handler`].
+pub(crate) struct Disposition(libc::sigaction);
+
+// SAFETY: a `sigaction` is plain data (a handler address, flags and a signal set).
+unsafe impl Send for Disposition {}
+
+/// Makes `handler` the handler of `signal` (restarting interrupted calls, every signal blocked
+/// while it runs); returns the disposition it replaced.
+pub(crate) fn install_handler(signal: c_int, handler: extern "C" fn(c_int)) -> io::Result<Disposition> {
+    // SAFETY: both structs are zeroed plain data, filled in before use, and only read by
+    // sigaction; `handler` is a plain `extern "C" fn(c_int)`, as sa_handler expects.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigfillset(&mut action.sa_mask);
+        let mut previous: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(signal, &action, &mut previous) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Disposition(previous))
+    }
+}
+
+/// Gives `signal` back the disposition [`install_handler`] saved.
+pub(crate) fn restore_handler(signal: c_int, previous: &Disposition) {
+    // SAFETY: `previous` was filled in by sigaction; a null old-action pointer is allowed.
+    unsafe {
+        libc::sigaction(signal, &previous.0, std::ptr::null_mut());
+    }
+}
+
+/// The handler currently installed for `signal` (`SIG_DFL`, `SIG_IGN` or an address).
+#[cfg(test)]
+pub(crate) fn current_handler(signal: c_int) -> libc::sighandler_t {
+    // SAFETY: a query only (null new action) into zeroed plain data.
+    unsafe {
+        let mut now: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut now);
+        now.sa_sigaction
+    }
+}
+
+/// Writes `byte` to `fd` from a signal handler: async-signal-safe, and `errno` is kept.
+pub(crate) fn write_byte_in_handler(fd: c_int, byte: u8) {
+    // SAFETY: __errno_location returns this thread's errno slot; write(2) is async-signal-safe
+    // and reads one byte from a local. A bad descriptor only makes write fail.
+    unsafe {
+        let errno = *libc::__errno_location();
+        libc::write(fd, (&byte as *const u8).cast(), 1);
+        *libc::__errno_location() = errno;
+    }
+}
+
+/// Whether `signal` is pending: raised but blocked (Prosody 13 blocks the signals it reads
+/// through signalfd, and one that arrives as the main loop stops stays pending).
+pub(crate) fn is_pending(signal: c_int) -> bool {
+    // SAFETY: sigpending fills the zeroed local set; sigismember only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut set) == 0 && libc::sigismember(&set, signal) == 1
+    }
+}
+
+/// Blocks every signal on the calling thread.
+pub(crate) fn block_all_signals() {
+    // SAFETY: sigfillset initialises the local set; pthread_sigmask only reads it.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+}
+
+/// Sets or clears `O_NONBLOCK` on a descriptor.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: F_GETFL/F_SETFL on a descriptor the caller keeps open; no memory is passed.
+    let ok = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        let wanted = if nonblocking { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+        flags >= 0 && (flags == wanted || libc::fcntl(fd, libc::F_SETFL, wanted) == 0)
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Allocates `len` bytes of disk at `offset` (growing the file), so that writing them later
+/// cannot fail for want of space. `Unsupported` where the file system cannot do that.
+pub(crate) fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from(io::ErrorKind::FileTooLarge));
+    };
+    // SAFETY: posix_fallocate on a descriptor `file` keeps open; no memory is passed.
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), offset, len) } {
+        0 => Ok(()),
+        libc::EOPNOTSUPP | libc::EINVAL => Err(io::Error::from(io::ErrorKind::Unsupported)),
+        code => Err(io::Error::from_raw_os_error(code)),
+    }
+}
+
+/// The C library's text for an OS error (as Lua's `io.open` words it), without Rust's
+/// "(os error N)" suffix.
+pub(crate) fn reason(err: &io::Error) -> String {
+    let Some(code) = err.raw_os_error() else {
+        return err.to_string();
+    };
+    // SAFETY: strerror returns a pointer to a NUL-terminated string that stays valid until the
+    // next strerror call on this thread; it is copied at once.
+    let text = unsafe { std::ffi::CStr::from_ptr(libc::strerror(code)) };
+    text.to_string_lossy().into_owned()
+}

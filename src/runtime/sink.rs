@@ -1,0 +1,200 @@
+//! A sink: its options and its recorder, shared by the Lua thread (which logs and dumps) and
+//! the native signal thread (which dumps). The Lua side lives in `lua::sink_call`.
+
+use std::sync::Arc;
+
+use super::dump_file::{self, DumpError, Prepared};
+use super::reports;
+use super::shared_ring::SharedRing;
+pub(crate) use super::writer::DumpOrigin;
+use super::writer::{self, Admission, InFlight, Lane};
+use crate::pure::date::now_seconds;
+use crate::pure::options::{SinkOptions, Target};
+use crate::pure::recorder::{Batch, Recorder};
+use crate::pure::template::{self, Values};
+
+#[derive(Debug)]
+pub(crate) struct Sink {
+    pub(crate) options: SinkOptions,
+    /// Prosody's `prosody.paths`, for `{paths.*}`.
+    paths: Vec<(String, String)>,
+    recorder: SharedRing<Recorder>,
+}
+
+/// A dump that was started: its file, its lines, and whether they are still being written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Dumped {
+    pub(crate) path: String,
+    pub(crate) lines: usize,
+    pub(crate) in_background: bool,
+}
+
+/// `{count}`: dump attempts of the whole process, starting at 0.
+static DUMP_COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Sink {
+    pub(crate) fn new(options: SinkOptions, paths: Vec<(String, String)>) -> Self {
+        let recorder = SharedRing::new(Recorder::new(options.limit));
+        Sink { options, paths, recorder }
+    }
+
+    /// Stores one finished line (timestamp, source, level, message, newline). Only for the
+    /// thread that made the sink (see `shared_ring`).
+    #[inline]
+    pub(crate) fn push(&self, line: &[u8]) {
+        self.recorder.with_owner(|r| r.ring.push(line));
+    }
+
+    /// Lets `write` put a line straight into the ring's free space, and stores it if `write`
+    /// returns its length. Only for the thread that made the sink. False: nothing stored
+    /// (no room left in the current chunk, `write` declined, or a line the limit must cut).
+    #[inline]
+    pub(crate) fn push_in_place(&self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        self.recorder.with_owner(|r| r.ring.write_in_place(write))
+    }
+
+    /// (lines, bytes of text) held now.
+    pub(crate) fn usage(&self) -> (usize, usize) {
+        self.recorder.with_lock(|r| (r.ring.lines(), r.ring.text_bytes()))
+    }
+
+    /// The buffered lines, oldest first, without emptying the buffer.
+    pub(crate) fn text(&self) -> Vec<u8> {
+        self.recorder.with_lock(|r| {
+            let mut out = Vec::with_capacity(r.ring.text_bytes());
+            for line in r.ring.iter() {
+                out.extend(line.pieces().flatten());
+            }
+            out
+        })
+    }
+
+    /// The file the next dump goes to, given its `{count}` and time.
+    fn path_for(&self, count: u64, time: i64) -> String {
+        match &self.options.target {
+            Target::File(name) => name.clone(),
+            Target::Template(t) => {
+                template::render(t, &Values { pid: std::process::id(), count, time, paths: self.paths.clone() })
+            }
+        }
+    }
+
+    /// Dumps the buffered lines and empties the buffer. The file is opened and the dump's place
+    /// in it settled now; the lines are written on a writer lane (at once while shutting
+    /// down). If the dump fails, its lines go back where they belong (see `recorder`). The
+    /// outcome of the writing is reported (see `reports`).
+    pub(crate) fn dump(self: &Arc<Self>, origin: DumpOrigin, reason: &str) -> Result<Dumped, DumpError> {
+        let admission = writer::admit(origin).ok_or(DumpError::ShuttingDown)?;
+        let time = now_seconds();
+        let path = self.path_for(DUMP_COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed), time);
+        let batch = self.recorder.with_lock(Recorder::take);
+        let prepared = match dump_file::prepare(&path, time, batch.lines.text_bytes()) {
+            Ok(p) => p,
+            Err(e) => {
+                self.recorder.with_lock(|r| r.give_back(batch));
+                return Err(e);
+            }
+        };
+        let lines = batch.lines.lines();
+        let in_background = match admission {
+            Admission::Background(flight) => {
+                let lane = if prepared.is_regular_file() { Lane::Files } else { Lane::Stream(path.clone()) };
+                let (sink, reason) = (Arc::clone(self), reason.to_string());
+                writer::submit(lane, Box::new(move || sink.finish(prepared, batch, &reason, flight)));
+                true
+            }
+            Admission::Now(flight) => {
+                self.finish(prepared, batch, reason, flight);
+                false
+            }
+        };
+        Ok(Dumped { path, lines, in_background })
+    }
+
+    /// [`Sink::dump`] for threads that cannot log: a failure to start is reported too.
+    pub(crate) fn dump_and_report(self: &Arc<Self>, origin: DumpOrigin, reason: &str) {
+        if let Err(e) = self.dump(origin, reason) {
+            report_failure(&e, reason);
+        }
+    }
+
+    /// Writes a prepared dump and reports how it went; a failed dump's lines go back.
+    fn finish(&self, prepared: Prepared, batch: Batch, reason: &str, flight: InFlight) {
+        let path = prepared.path.clone();
+        match prepared.write(&batch.lines) {
+            Ok(()) => {
+                reports::push("info", format!("Dumped {} buffered lines to {path} ({reason})", batch.lines.lines()))
+            }
+            Err(e) => {
+                report_failure(&e, reason);
+                self.recorder.with_lock(|r| r.give_back(batch));
+            }
+        }
+        drop(flight);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        Sink::new(SinkOptions::parse(|_| crate::pure::options::OptValue::Absent, &[]).0, Vec::new())
+    }
+}
+
+/// Reports a dump that failed where Lua cannot be told directly.
+fn report_failure(error: &DumpError, reason: &str) {
+    let kept = if matches!(error, DumpError::ShuttingDown) { "" } else { "; the lines are kept for the next dump" };
+    reports::push("error", format!("{error} ({reason}){kept}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pure::options::OptValue;
+    use crate::runtime::test_dir::TestDir;
+    use std::time::Duration;
+
+    fn sink_with(dir: &TestDir, template: &str, lines: i64) -> Arc<Sink> {
+        let t = template.to_string();
+        let (options, problems) = SinkOptions::parse(
+            |k| match k {
+                "filename_template" => OptValue::Str(t.clone()),
+                "lines" => OptValue::Int(lines),
+                _ => OptValue::Absent,
+            },
+            &[],
+        );
+        assert!(problems.is_empty());
+        Arc::new(Sink::new(options, vec![("data".into(), dir.path())]))
+    }
+
+    #[test]
+    fn dump_empties_and_failed_dump_keeps_lines() {
+        let dir = TestDir::new("sink");
+        let good = sink_with(&dir, "{paths.data}/dump-{pid}.log", 100);
+        good.push(b"a\n");
+        let done = good.dump(DumpOrigin::LuaThread, "test").expect("dump");
+        assert!(done.in_background);
+        assert!(writer::wait_idle(Duration::from_secs(5)));
+        assert_eq!(done.lines, 1);
+        assert_eq!(done.path, dir.file(&format!("dump-{}.log", std::process::id())));
+        assert_eq!(good.usage(), (0, 0));
+
+        let bad = sink_with(&dir, "{paths.data}/missing/dump.log", 100);
+        bad.push(b"kept\n");
+        assert!(bad.dump(DumpOrigin::LuaThread, "test").is_err());
+        bad.push(b"later\n");
+        assert_eq!(bad.text(), b"kept\nlater\n");
+    }
+
+    #[test]
+    fn dumps_failing_while_others_are_written_come_back_in_order_within_the_limit() {
+        let dir = TestDir::new("sink-order");
+        let failing = sink_with(&dir, "/dev/full", 4);
+        for n in 1..=5 {
+            failing.push(format!("{n}\n").as_bytes());
+            let _ = failing.dump(DumpOrigin::LuaThread, "test");
+        }
+        failing.push(b"6\n");
+        assert!(writer::wait_idle(Duration::from_secs(5)));
+        assert_eq!(failing.text(), b"3\n4\n5\n6\n");
+    }
+}

@@ -1,0 +1,181 @@
+//! Writing dumps off the Lua thread, and the count of dumps in flight that lets shutdown wait
+//! for every one of them.
+//!
+//! A dump is *in flight* from the moment it is admitted (before its lines are taken) until its
+//! bytes are written or it has failed. Shutdown first closes the door (native threads may not
+//! start new dumps after that; the Lua thread then writes its own dumps at once), then waits
+//! for the count to reach zero, so no dump is ever cut off by the exit.
+//!
+//! Writing happens on *lanes*, one thread each: every dump into a regular file goes through
+//! the files lane (those writes never block for long), while each pipe or device gets a lane of
+//! its own, so a FIFO nobody reads stalls only the dumps to that FIFO.
+//!
+//! Everything here is per process: a forked child starts with no lanes and nothing in flight.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Sender};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::thread::{self, PerProcess};
+
+/// Who asks for a dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DumpOrigin {
+    /// Prosody's thread (an event, the admin shell): may always dump, at once while shutting down.
+    LuaThread,
+    /// The native signal thread: may not start a dump once shutdown has begun.
+    NativeThread,
+}
+
+/// How an admitted dump is to be written.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// On a lane, in the background.
+    Background(InFlight),
+    /// Now, on the calling thread (shutdown has begun).
+    Now(InFlight),
+}
+
+/// One dump in flight; dropping it (when the dump is written or has failed) counts it done.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    pid: u32,
+}
+
+#[derive(Default)]
+struct Flights {
+    count: usize,
+    closing: bool,
+}
+
+static FLIGHTS: Mutex<PerProcess<Flights>> = Mutex::new(PerProcess::new());
+static LANDED: Condvar = Condvar::new();
+
+/// Admits a dump, or refuses it (`None`) for a native thread once shutdown has begun.
+pub(crate) fn admit(origin: DumpOrigin) -> Option<Admission> {
+    let mut flights = FLIGHTS.lock();
+    let flights = flights.get_or_try(|| Ok::<_, ()>(Flights::default())).ok()?;
+    if flights.closing && origin == DumpOrigin::NativeThread {
+        return None;
+    }
+    flights.count += 1;
+    let ticket = InFlight { pid: std::process::id() };
+    Some(if flights.closing { Admission::Now(ticket) } else { Admission::Background(ticket) })
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            return;
+        }
+        let mut flights = FLIGHTS.lock();
+        if let Some(flights) = flights.get() {
+            flights.count = flights.count.saturating_sub(1);
+            if flights.count == 0 {
+                LANDED.notify_all();
+            }
+        }
+    }
+}
+
+/// Dumps admitted and not yet written.
+pub(crate) fn in_flight() -> usize {
+    FLIGHTS.lock().get().map_or(0, |f| f.count)
+}
+
+/// Waits until no dump is in flight, or `timeout` passes. True if none is left.
+pub(crate) fn wait_idle(timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut flights = FLIGHTS.lock();
+    loop {
+        if flights.get().map_or(0, |f| f.count) == 0 {
+            return true;
+        }
+        if LANDED.wait_until(&mut flights, deadline).timed_out() {
+            return flights.get().map_or(0, |f| f.count) == 0;
+        }
+    }
+}
+
+/// Begins shutdown (see the module doc) and waits up to `timeout` for the dumps in flight.
+/// True if every one was written.
+pub(crate) fn shut_down(timeout: Duration) -> bool {
+    if let Ok(flights) = FLIGHTS.lock().get_or_try(|| Ok::<_, ()>(Flights::default())) {
+        flights.closing = true;
+    }
+    wait_idle(timeout)
+}
+
+/// Where a dump is written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Lane {
+    /// Regular files.
+    Files,
+    /// One pipe or device, by path.
+    Stream(String),
+}
+
+/// Work for a lane.
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
+
+static LANES: Mutex<PerProcess<HashMap<Lane, Sender<Job>>>> = Mutex::new(PerProcess::new());
+
+/// Runs `job` on `lane`'s thread (started if needed); on the calling thread if no thread can
+/// be started.
+pub(crate) fn submit(lane: Lane, job: Job) {
+    let mut lanes = LANES.lock();
+    let Ok(lanes) = lanes.get_or_try(|| Ok::<_, ()>(HashMap::new())) else {
+        return job();
+    };
+    let sender = match lanes.get(&lane) {
+        Some(sender) => sender.clone(),
+        None => match start_lane(&lane) {
+            Some(sender) => lanes.entry(lane).or_insert(sender).clone(),
+            None => return job(),
+        },
+    };
+    if let Err(mpsc::SendError(job)) = sender.send(job) {
+        job();
+    }
+}
+
+fn start_lane(lane: &Lane) -> Option<Sender<Job>> {
+    let (sender, receiver) = mpsc::channel::<Job>();
+    let name = match lane {
+        Lane::Files => "log_ringbuffer-writer",
+        Lane::Stream(_) => "log_ringbuffer-stream",
+    };
+    thread::spawn_worker(name, receiver, |job: Job| job()).ok()?;
+    Some(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_stuck_lane_does_not_hold_up_another() {
+        let release = Arc::new(AtomicBool::new(false));
+        let stuck = Arc::clone(&release);
+        let Some(Admission::Background(first)) = admit(DumpOrigin::LuaThread) else { panic!("admitted") };
+        submit(
+            Lane::Stream("/test/stuck".into()),
+            Box::new(move || {
+                while !stuck.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                drop(first);
+            }),
+        );
+        let (done, landed) = mpsc::channel();
+        submit(Lane::Files, Box::new(move || done.send(()).unwrap_or(())));
+        assert!(landed.recv_timeout(Duration::from_secs(5)).is_ok(), "files lane went on");
+        assert!(!wait_idle(Duration::from_millis(50)), "the stuck dump is still in flight");
+        release.store(true, Ordering::Release);
+        assert!(wait_idle(Duration::from_secs(5)));
+    }
+}
