@@ -4,6 +4,9 @@
 CARGO ?= cargo
 LUA ?= lua5.4
 DEPS ?= $(CURDIR)/.deps
+# Prosody 0.12 and 13, unpacked there by scripts/setup-deps.sh (no system Prosody is used).
+PROSODY012 := $(DEPS)/prosody012
+PROSODY13 := $(DEPS)/prosody13
 PLUGIN_DIR ?= $(CURDIR)/target/plugins
 LIB := target/release/liblog_ringbuffer_native.so
 export DEPS
@@ -17,7 +20,7 @@ deps:
 
 build: $(LIB)
 
-$(LIB): Cargo.toml build.rs $(wildcard src/*.rs)
+$(LIB): Cargo.toml build.rs $(shell find src -name "*.rs")
 	$(CARGO) build --release
 
 # A plugin folder Prosody loads with plugin_paths = { "$(PLUGIN_DIR)" } alone.
@@ -34,19 +37,24 @@ lint: deps
 test-rust: deps
 	$(CARGO) test --no-default-features --features lua54
 
-# The Lua specs run against each Prosody version's own util libraries.
+# The Lua specs run against each Prosody version's own util libraries, and once more with the
+# per-line path forced onto the Lua C API (LOG_RINGBUFFER_STACK=api), so both paths are tested.
 test-lua: deps build
-	PROSODY_SRC=/usr/lib/prosody busted --lua=$(LUA) spec/unit
-	PROSODY_SRC=$(DEPS)/prosody13/usr/lib/prosody busted --lua=$(LUA) spec/unit
+	PROSODY_SRC=$(PROSODY012)/usr/lib/prosody busted --lua=$(LUA) spec/unit
+	PROSODY_SRC=$(PROSODY13)/usr/lib/prosody busted --lua=$(LUA) spec/unit
+	LOG_RINGBUFFER_STACK=api PROSODY_SRC=$(PROSODY012)/usr/lib/prosody busted --lua=$(LUA) spec/unit
+	LOG_RINGBUFFER_STACK=api PROSODY_SRC=$(PROSODY13)/usr/lib/prosody busted --lua=$(LUA) spec/unit
 
-test-e2e: deps
-	$(MAKE) install-plugin PLUGIN_DIR=$(CURDIR)/target/e2e-plugins
-	busted --lua=$(LUA) spec/e2e
+# In a temp dir of its own (the module installed there), on free ports: runs can overlap, and an
+# interrupted run leaves no Prosody running and no files behind.
+test-e2e: deps build
+	LUA=$(LUA) scripts/run-e2e.sh
+	LOG_RINGBUFFER_STACK=api LUA=$(LUA) scripts/run-e2e.sh
 
 # The luarocks install, loaded by each Prosody version from the rocks tree.
 test-rockspec: deps
-	scripts/check-rockspec.sh prosody
-	scripts/check-rockspec.sh "$(LUA) $(DEPS)/prosody13/usr/bin/prosody"
+	scripts/check-rockspec.sh "$(LUA) $(PROSODY012)/usr/bin/prosody"
+	scripts/check-rockspec.sh "$(LUA) $(PROSODY13)/usr/bin/prosody"
 
 # cargo-fuzz on the formatter and the template renderer; the stable compiler is told to allow
 # the sanitizer flags. `make fuzz FUZZ_SECONDS=600` for a real run; make check runs a smoke test.
@@ -67,7 +75,7 @@ check: deps
 
 demo: deps
 	$(MAKE) install-plugin PLUGIN_DIR=$(CURDIR)/target/demo-plugins
-	scripts/demo.sh $(CURDIR)/target/demo-plugins
+	LUA=$(LUA) scripts/demo.sh $(CURDIR)/target/demo-plugins "$(LUA) $(PROSODY012)/usr/bin/prosody"
 
 # Speed and memory against the floor and the upstream algorithm, measured in one run.
 bench: deps build

@@ -8,6 +8,8 @@ local logger = require "util.logger";
 local configmanager = require "core.configmanager";
 local loggingmanager = require "core.loggingmanager";
 local upstream_sink = require "upstream_sink";
+-- The native library's testing entry point (version, per_line), beside what Prosody gets.
+local testing = common.testing;
 
 local now = common.now;
 local RUNS = 15; -- timed rounds per (sink, workload); the median counts
@@ -146,13 +148,14 @@ local header = {
 	("Machine: %s, %d cores"):format(cpuinfo:match("model name%s*:%s*([^\n]+)") or "unknown CPU", cores);
 	("Prosody %s (%s), %s"):format(prosody_version:gsub("%s+$", ""), common.prosody_src,
 		shell(arg[-1] .. " -v"):match("Lua [%d.]+") or _VERSION);
-	("log_ringbuffer_native %s (git %s), %s"):format(common.native.version,
+	("log_ringbuffer_native %s (git %s), %s"):format(testing.version,
 		shell("git describe --always --dirty 2>/dev/null"), os.date("!%Y-%m-%d %H:%M UTC"));
 };
 common.new_sink({}); -- the first sink settles how the per-line path runs here
-local per_line = common.native.per_line();
+local per_line = testing.per_line();
 header[#header + 1] = ("Per-line path: arguments read %s; ring lock %s"):format(
-	per_line.direct_stack and "straight off the Lua stack" or "through the Lua C API",
+	per_line.direct_stack and ("straight off the Lua stack (%s)"):format(per_line.lua)
+		or ("through the Lua C API (%s)"):format(per_line.reason),
 	per_line.membarrier and "asymmetric (membarrier)" or "with fences");
 
 -- The log call timings: N and heap per (workload, sink) first, then RUNS rounds in which every

@@ -1,18 +1,20 @@
 -- Shared by the bench scripts, which run from the repository root (bench/run.sh sees to
--- that): library paths (the specs' loader), the workloads, a clock and /proc readers.
+-- that): library paths, the workloads, a clock and /proc readers.
+-- Prosody's util libraries and the native library are loaded as the specs load them.
 local loaded = require "spec.helpers.native";
-
+local src, native = loaded.src, loaded.native;
 local st = require "util.stanza";
 local format = require "util.format".format;
 local socket = require "socket";
-local native = loaded.native;
+local tmp = os.getenv("TMPDIR");
+if tmp == nil or tmp == "" then tmp = "/tmp"; end
 
-local common = { prosody_src = loaded.src, native = native, now = socket.gettime, source = "c2s55d0a1" };
+local common = { prosody_src = src, native = native, testing = loaded.testing, now = socket.gettime, source = "c2s55d0a1" };
 
 -- A native sink made the way lua/mod_log_ringbuffer.lua makes it: handle, sink function.
 -- (Natives built before stanza printing ignore the fifth argument.)
 function common.new_sink(config)
-	local handle, sink, problems = native.new_sink(config, { data = "/tmp" }, format, tostring, st.stanza_mt);
+	local handle, sink, problems = native.new_sink(config, { data = tmp }, format, tostring, st.stanza_mt);
 	assert(#problems == 0, problems[1] and problems[1].text);
 	return handle, sink;
 end

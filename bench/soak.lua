@@ -49,7 +49,7 @@ for done = 0, total - 1, batch do
 		table.insert(samples, { lines = done + batch, rss = rss_kib() });
 	end
 end
-assert(common.native.wait_for_dumps(30), "dumps still being written");
+assert(common.native.shut_down(30), "dumps still being written");
 local elapsed = common.now() - started;
 
 -- Every dump must be whole: header, whole lines (each starting with a timestamp), footer.

@@ -7,7 +7,7 @@
 module:set_global();
 
 local loggingmanager = require "core.loggingmanager";
-local configmanager = require "core.configmanager";
+local logger = require "util.logger";
 local format = require "util.format".format;
 local stanza_mt = require "util.stanza".stanza_mt;
 
@@ -49,9 +49,10 @@ end
 local native = load_native();
 
 -- Sinks attached to Prosody's logger, in the order the logging config lists them.
--- Each record: { handle = native handle, sink = the function Prosody calls, key = options key }.
+-- Each record: { handle = native handle, sink = the function Prosody calls }.
 local live = {};
--- The logging reload in progress: Prosody calls the maker once per ringbuffer entry.
+-- The logging reload in progress: { claimed = its records in maker-call order, taken = the
+-- same as a set, previous = `live` before it }.
 local pass;
 -- Event name -> records it dumps.
 local by_event = {};
@@ -133,36 +134,80 @@ local function disarm(record)
 	record.handle:disarm();
 end
 
--- How many times Prosody will call the maker in one logging reload (see apply_sink_rules).
-local function configured_sink_count()
-	local log = configmanager.get("*", "log");
-	if type(log) == "string" then
-		return log == "*ringbuffer" and 1 or 0;
-	elseif type(log) ~= "table" then
-		return 0;
-	end
-	local count = 0;
-	for _, level in ipairs({ "debug", "info", "warn", "error" }) do
-		if log[level] == "*ringbuffer" then count = count + 1; end
-	end
-	for _, entry in ipairs(log) do
-		if entry == "*ringbuffer" or (type(entry) == "table" and entry.to == "ringbuffer") then
-			count = count + 1;
-		end
-	end
-	return count;
+-- Which maker calls make up one logging reload. Prosody's reload_logging() first calls
+-- util.logger's reset(), which empties the sink list of every level, then calls the maker once
+-- per ringbuffer entry. A probe sink on a level of our own, at which nothing ever logs, tells
+-- whether such a reset happened since the current pass began; how many calls a reload makes
+-- never matters. A pass is settled (its sinks become `live`, dropped ones are disarmed) once
+-- the reload has returned: on Prosody's logging-reloaded event, on a zero-delay timer (direct
+-- reload_logging() calls, e.g. when daemonizing), or at the next reset, whichever comes first.
+local probe_level = "ringbuffer-reload-probe";
+local probe_log = logger.make_logger("mod_log_ringbuffer", probe_level);
+local probe_seen = false;
+local function probe_sink()
+	probe_seen = true;
 end
 
--- `level = "info"` is ours to honour (Prosody reads `levels` after the maker returns).
-local levels_set_here = setmetatable({}, { __mode = "k" });
+local function logger_was_reset()
+	probe_seen = false;
+	probe_log("probe");
+	return not probe_seen;
+end
+
+local function attach_probe()
+	if logger_was_reset() then
+		logger.add_level_sink(probe_level, probe_sink);
+	end
+end
+attach_probe(); -- from now on (a reloaded module continues the state it restores)
+
+local function retire(records, kept)
+	for _, record in ipairs(records) do
+		if not (kept and kept[record]) then
+			disarm(record);
+		end
+	end
+end
+
+local function finish_pass()
+	retire(pass.previous, pass.taken);
+	live, pass = pass.claimed, nil;
+end
+
+-- Once no reload_logging() is running (from events, timers and the shell).
+local function settle()
+	local reset = logger_was_reset();
+	if pass then
+		finish_pass();
+	end
+	if not reset then return; end
+	-- The logger was reset after the last maker call: the logging config has no ringbuffer sink.
+	retire(live);
+	live = {};
+	attach_probe();
+end
+
+module:hook_global("logging-reloaded", settle);
+
+-- Whether `levels` is exactly what `level = min_level` gives.
+local function is_min_only(levels, min_level)
+	if type(levels) ~= "table" or levels.min ~= min_level then return false; end
+	for key in pairs(levels) do
+		if key ~= "min" then return false; end
+	end
+	return true;
+end
+
+-- `level = "info"` is ours to honour (Prosody reads `levels` after the maker returns). The
+-- table may be one that an earlier maker call (perhaps of an earlier instance of this module)
+-- already gave `levels = { min = ... }`: only a different `levels` can be the user's own.
 local function apply_min_level(sink_config, min_level)
 	if not min_level then return; end
-	if sink_config.levels and not levels_set_here[sink_config] then
+	if sink_config.levels == nil then
+		sink_config.levels = { min = min_level };
+	elseif not is_min_only(sink_config.levels, min_level) then
 		module:log("warn", "Option 'level' is ignored for a ringbuffer sink that also sets 'levels'");
-		return;
 	end
-	sink_config.levels = { min = min_level };
-	levels_set_here[sink_config] = true;
 end
 
 local function new_record(handle, sink, problems)
@@ -177,18 +222,14 @@ local function new_record(handle, sink, problems)
 	return record;
 end
 
-local function finish_pass()
-	for _, record in ipairs(pass.previous) do
-		if not pass.taken[record] then
-			disarm(record);
-		end
-	end
-	live = pass.claimed;
-end
-
 local function ringbuffer_sink_maker(sink_config)
-	if not pass or #pass.claimed >= pass.expected then
-		pass = { expected = math.max(configured_sink_count(), 1), claimed = {}, taken = {}, previous = live };
+	if pass and logger_was_reset() then
+		finish_pass(); -- a new reload began before the last one was settled
+	end
+	if not pass then
+		pass = { claimed = {}, taken = {}, previous = live };
+		attach_probe();
+		module:add_timer(0, function () settle(); end);
 	end
 	local handle, sink, problems = native.new_sink(sink_config, prosody.paths, format, tostring, stanza_mt);
 	apply_min_level(sink_config, handle:min_level());
@@ -196,7 +237,7 @@ local function ringbuffer_sink_maker(sink_config)
 	-- Same options as a sink of the previous configuration: keep its buffer and triggers.
 	local record;
 	for _, old in ipairs(pass.previous) do
-		if old.handle:same_options(handle) and not pass.taken[old] then
+		if not pass.taken[old] and old.handle:same_options(handle) then
 			record = old;
 			break;
 		end
@@ -204,9 +245,6 @@ local function ringbuffer_sink_maker(sink_config)
 	record = record or new_record(handle, sink, problems);
 	table.insert(pass.claimed, record);
 	pass.taken[record] = true;
-	if #pass.claimed >= pass.expected then
-		finish_pass();
-	end
 	return record.sink;
 end
 
@@ -214,11 +252,12 @@ loggingmanager.register_sink_type("ringbuffer", ringbuffer_sink_maker);
 
 -- A module reload keeps the buffers (the logger still holds the old sink functions).
 function module.save()
-	return { live = live, pass = pass };
+	settle();
+	return { live = live };
 end
 
 function module.restore(data)
-	live, pass = data.live or {}, data.pass;
+	live = data.live or {};
 	for _, record in ipairs(live) do
 		arm(record);
 	end
@@ -237,23 +276,11 @@ module:hook_global("server-stopped", function ()
 	log_reports();
 end);
 
-function module.unload()
-	log_reports();
-	for _, record in ipairs(live) do
-		record.handle:disarm();
-	end
-	if not module.reloading then
-		-- Really unloading: take the ringbuffer sinks out of Prosody's logger too.
-		loggingmanager.register_sink_type("ringbuffer", nil);
-		loggingmanager.reload_logging();
-	end
-end
-
--- Admin shell: ringbuffer:dump() dumps every ringbuffer sink now, ringbuffer:status() shows them.
-local shell_env = module:shared("/*/admin_shell/env");
-shell_env.ringbuffer = {};
-
-function shell_env.ringbuffer:dump() -- luacheck: ignore 212/self
+-- Admin shell, all of it: ringbuffer:dump() and ringbuffer:status(). The section goes into the
+-- shell's environment, which is all 0.12 knows; the same handlers are also offered as
+-- shell-command items, which 13's shell turns into `prosodyctl shell ringbuffer status` and
+-- `help ringbuffer` (a Prosody without that feature keeps the items unused).
+local function shell_dump()
 	if #live == 0 then
 		return false, "No ringbuffer sinks are configured";
 	end
@@ -272,11 +299,61 @@ function shell_env.ringbuffer:dump() -- luacheck: ignore 212/self
 	return true, "Dumping " .. table.concat(started, ", ");
 end
 
-function shell_env.ringbuffer:status() -- luacheck: ignore 212/self
+local function shell_status()
 	local out = {};
 	for i, record in ipairs(live) do
 		local lines, bytes = record.handle:usage();
 		table.insert(out, ("#%d: %d lines, %d bytes buffered"):format(i, lines, bytes));
 	end
 	return true, #out > 0 and table.concat(out, "\n") or "No ringbuffer sinks are configured";
+end
+
+local shell_commands = {
+	{ name = "dump", desc = "Dump every ringbuffer sink to its file now", run = shell_dump };
+	{ name = "status", desc = "Show how many lines and bytes each ringbuffer sink holds", run = shell_status };
+};
+
+local shell_section = {};
+for _, command in ipairs(shell_commands) do
+	-- Called as ringbuffer:<name>(); never raises into the shell.
+	command.handler = function (self) -- luacheck: ignore 212/self
+		local ok, success, text = pcall(function ()
+			settle();
+			return command.run();
+		end);
+		if not ok then
+			return false, ("ringbuffer:%s() failed: %s"):format(command.name, tostring(success));
+		end
+		return success, text;
+	end;
+	shell_section[command.name] = command.handler;
+end
+
+local shell_env = module:shared("/*/admin_shell/env");
+shell_env.ringbuffer = shell_section;
+for _, command in ipairs(shell_commands) do
+	module:add_item("shell-command", {
+		section = "ringbuffer";
+		section_desc = "Dump and inspect the in-memory log buffers of mod_log_ringbuffer";
+		name = command.name;
+		desc = command.desc;
+		args = {};
+		handler = command.handler;
+	});
+end
+
+function module.unload()
+	log_reports();
+	settle();
+	for _, record in ipairs(live) do
+		record.handle:disarm();
+	end
+	if shell_env.ringbuffer == shell_section then
+		shell_env.ringbuffer = nil;
+	end
+	if not module.reloading then
+		-- Really unloading: take the ringbuffer sinks out of Prosody's logger too.
+		loggingmanager.register_sink_type("ringbuffer", nil);
+		loggingmanager.reload_logging();
+	end
 end

@@ -3,18 +3,21 @@
 # Prosody loading the module from that tree and dumping the ring buffer on SIGUSR2.
 #
 # Usage: scripts/check-rockspec.sh [PROSODY_LAUNCHER]
-#   scripts/check-rockspec.sh                                               # Prosody 0.12 (Debian)
-#   scripts/check-rockspec.sh "lua5.4 /work/main/.deps/prosody13/usr/bin/prosody"  # Prosody 13
-# Uses 127.0.0.1 ports 25322 (c2s) and 25369 (s2s).
+#   scripts/check-rockspec.sh                                             # Prosody 0.12 from .deps
+#   scripts/check-rockspec.sh "lua5.4 .deps/prosody13/usr/bin/prosody"   # Prosody 13
+# The launchers are the Prosody trees scripts/setup-deps.sh unpacks into $DEPS (default .deps).
+# Prosody listens on free 127.0.0.1 ports the kernel picks, so several checks can run at once.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 cd "$(dirname "$0")/.."
 ROCKSPEC=rockspec/mod_log_ringbuffer-scm-1.rockspec
-C2S_PORT=25322
-S2S_PORT=25369
+DEPS=${DEPS:-$PWD/.deps}
 
-read -r -a launcher <<<"${1:-prosody}"
+read -r -a launcher <<<"${1:-lua5.4 $DEPS/prosody012/usr/bin/prosody}"
 [ ${#launcher[@]} -gt 0 ] || { echo "check-rockspec: empty Prosody launcher" >&2; exit 2; }
+
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/check-rockspec.XXXXXX")
 pid=
@@ -48,10 +51,8 @@ fail() {
 }
 
 # Which Prosody is this? 0.12 needs mod_posix for the pidfile and signals; 13 does both itself.
-script=${launcher[-1]}
-[ -f "$script" ] || script=$(command -v "$script") || fail "Prosody launcher '${launcher[*]}' not found"
-srcdir=$(sed -n "s/^CFG_SOURCEDIR='\(.*\)';\$/\1/p" "$script" | head -n 1)
-version=$(cat "${srcdir:-/nonexistent}/prosody.version" 2>/dev/null || echo unknown)
+version=$(prosody_version "${launcher[@]}")
+[ -n "$version" ] || fail "Prosody launcher '${launcher[*]}' not found"
 case $version in
 	0.*) modules='"log_ringbuffer", "posix"' ;;
 	*) modules='"log_ringbuffer"' ;;
@@ -69,9 +70,11 @@ for f in share/lua/5.4/mod_log_ringbuffer.lua lib/lua/5.4/log_ringbuffer_native.
 done
 echo "check-rockspec: luarocks make installed the module and the native library"
 
-# 2. Run Prosody with the module loaded from the tree.
+# 2. Run Prosody with the module loaded from the tree, on free ports (picked again if another
+# process takes one between the pick and Prosody's bind).
 mkdir -p "$tmp/data" "$tmp/certs"
-cat >"$tmp/prosody.cfg.lua" <<EOF
+write_config() {
+	cat >"$tmp/prosody.cfg.lua" <<EOF
 run_as_root = true
 pidfile = "$tmp/prosody.pid"
 data_path = "$tmp/data"
@@ -91,24 +94,40 @@ log = {
 }
 VirtualHost "localhost"
 EOF
+}
 
-"${launcher[@]}" -F --config "$tmp/prosody.cfg.lua" >"$tmp/prosody.out" 2>&1 </dev/null &
-pid=$!
+stop_prosody() {
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	pid=
+}
 
-# Ready once the pidfile names our process and c2s listens (modules are loaded by then).
 ready=
-for _ in $(seq 150); do
-	kill -0 "$pid" 2>/dev/null || fail "Prosody exited during startup"
-	if [ "$(cat "$tmp/prosody.pid" 2>/dev/null)" = "$pid" ] \
-		&& grep -q "Activated service 'c2s' on \[127.0.0.1\]:$C2S_PORT" "$tmp/prosody.log" 2>/dev/null; then
-		ready=1
-		break
-	fi
-	grep -qs "Failed to open server port" "$tmp/prosody.log" \
-		&& fail "port $C2S_PORT or $S2S_PORT is in use (another check running?)"
-	sleep 0.1
+for attempt in 1 2 3; do
+	read -r C2S_PORT S2S_PORT < <(free_ports 2)
+	write_config
+	rm -f "$tmp/prosody.log" "$tmp/prosody.pid"
+	"${launcher[@]}" -F --config "$tmp/prosody.cfg.lua" >"$tmp/prosody.out" 2>&1 </dev/null &
+	pid=$!
+	# Ready once the pidfile names our process and c2s listens (modules are loaded by then).
+	for _ in $(seq 150); do
+		kill -0 "$pid" 2>/dev/null || fail "Prosody exited during startup"
+		if [ "$(cat "$tmp/prosody.pid" 2>/dev/null)" = "$pid" ] \
+			&& grep -q "Activated service 'c2s' on \[127.0.0.1\]:$C2S_PORT" "$tmp/prosody.log" 2>/dev/null; then
+			ready=1
+			break
+		fi
+		grep -qs "Failed to open server port" "$tmp/prosody.log" && break
+		sleep 0.1
+	done
+	[ -z "$ready" ] || break
+	grep -qs "Failed to open server port" "$tmp/prosody.log" || fail "Prosody did not start within 15 s"
+	echo "check-rockspec: port $C2S_PORT or $S2S_PORT was taken meanwhile (attempt $attempt), trying others"
+	stop_prosody
 done
-[ -n "$ready" ] || fail "Prosody did not start within 15 s"
+[ -n "$ready" ] || fail "no free ports for Prosody after 3 attempts"
 grep -q "$tree/lib/lua/5.4/log_ringbuffer_native.so" "/proc/$pid/maps" \
 	|| fail "Prosody did not load log_ringbuffer_native.so from the rocks tree"
 sleep 0.5

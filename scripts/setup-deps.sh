@@ -1,50 +1,191 @@
 #!/usr/bin/env bash
-# Installs what the build and the tests need, skipping what is already there:
-# Prosody 0.12 and the Lua tools from Debian bookworm, and Prosody 13 from bookworm-backports,
-# unpacked into $DEPS/prosody13 so both versions run side by side.
+# Installs what the build and the tests need (Debian bookworm, as root), skipping what is there.
+# It never installs the `prosody` package, never starts, stops or kills anything, and leaves a
+# system Prosody (if any) alone:
+# - apt-get installs the Lua 5.4 tools and the Lua/C libraries Prosody runs on ($packages below);
+# - Prosody 0.12 (the machine's default suite) and 13 (<codename>-backports) are downloaded with
+#   `apt-get download` and unpacked with `dpkg -x` into $DEPS/prosody012 and $DEPS/prosody13,
+#   their launchers pointed at the unpacked trees; run them as `lua5.4 $DEPS/prosody012/usr/bin/prosody`;
+# - if no <codename>-backports suite is configured, it is added, on the Debian mirror the machine's
+#   apt sources already use, in /etc/apt/sources.list.d/mod_log_ringbuffer-<codename>-backports.list
+#   (a backports suite is never preferred by apt over the default one: nothing else changes).
 set -euo pipefail
 
 DEPS=${DEPS:-$(cd "$(dirname "$0")/.." && pwd)/.deps}
-packages=(prosody lua5.4 liblua5.4-dev lua-busted lua-check luarocks pkg-config)
+case $DEPS in
+	/*) ;;
+	*) DEPS=$PWD/$DEPS ;;
+esac
+case $DEPS in
+	*[\'\|\\\&]*) echo "setup: DEPS=$DEPS must not contain ' | \\ or &" >&2; exit 2 ;;
+esac
 
+# Build and test tools, then what Prosody 0.12 and 13 need to run (their Depends without
+# adduser/ssl-cert, which only the packaged service uses, plus the recommended lua-unbound; the
+# lua5.4-* names in them are provided by these packages).
+packages=(lua5.4 liblua5.4-dev lua-busted lua-check luarocks pkg-config
+	lua-expat lua-filesystem lua-sec lua-socket lua-bitop lua-unbound libicu72 libssl3)
+
+# shellcheck disable=SC1091
+codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+[ -n "$codename" ] || { echo "setup: cannot tell the Debian release from /etc/os-release" >&2; exit 1; }
+backports_suite=$codename-backports
+backports_list=/etc/apt/sources.list.d/mod_log_ringbuffer-$backports_suite.list
+
+updated=
+apt_update() {
+	[ -z "$updated" ] || return 0
+	updated=1
+	echo "setup: apt-get update"
+	# Third-party sources on the machine may be unreachable; Debian's own are what we need.
+	apt-get update -qq || true
+}
+
+# Every enabled `deb` entry of the apt sources, one line each: suite, URI, signed-by (may be empty).
+# Reads both one-line .list files and deb822 .sources files.
+apt_entries() {
+	local f
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[ -f "$f" ] || continue
+		awk '
+			{ sub(/#.*/, "") }
+			$1 == "deb" {
+				signed = ""
+				if (match($0, /\[[^]]*\]/)) {
+					opts = substr($0, RSTART + 1, RLENGTH - 2)
+					$0 = substr($0, 1, RSTART - 1) substr($0, RSTART + RLENGTH)
+					n = split(opts, o, /[ \t]+/)
+					for (i = 1; i <= n; i++) if (o[i] ~ /^signed-by=/) signed = substr(o[i], 11)
+				}
+				print $3 "\t" $2 "\t" signed
+			}' "$f"
+	done
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		awk '
+			function flush(   n, m, i, j, s, u) {
+				if (types ~ /(^|[ \t])deb([ \t]|$)/ && enabled != "no") {
+					n = split(suites, s, /[ \t]+/)
+					m = split(uris, u, /[ \t]+/)
+					for (i = 1; i <= n; i++)
+						for (j = 1; j <= m; j++)
+							if (s[i] != "" && u[j] != "") print s[i] "\t" u[j] "\t" signed
+				}
+				types = suites = uris = signed = enabled = ""
+			}
+			/^#/ { next }
+			/^[ \t]*$/ { flush(); next }
+			/^[ \t]/ { next }
+			{
+				colon = index($0, ":")
+				key = tolower(substr($0, 1, colon - 1))
+				value = substr($0, colon + 1)
+				gsub(/^[ \t]+|[ \t]+$/, "", value)
+				if (key == "types") types = value
+				else if (key == "suites") suites = value
+				else if (key == "uris") uris = value
+				else if (key == "signed-by") signed = value
+				else if (key == "enabled") enabled = tolower(value)
+			}
+			END { flush() }' "$f"
+	done
+}
+
+# Adds the backports suite on the mirror that serves the default suite, unless one is configured;
+# succeeds only if it added it.
+add_backports_source() {
+	local entries mirror signed
+	entries=$(apt_entries)
+	if awk -F'\t' -v s="$backports_suite" '$1 == s { found = 1 } END { exit !found }' <<<"$entries"; then
+		return 1
+	fi
+	mirror=$(awk -F'\t' -v s="$codename" '$1 == s && $2 !~ /^cdrom:/ { print $2; exit }' <<<"$entries")
+	[ -n "$mirror" ] || { echo "setup: no apt source for the suite '$codename' to take the mirror from" >&2; exit 1; }
+	signed=$(awk -F'\t' -v s="$codename" -v m="$mirror" '$1 == s && $2 == m { print $3; exit }' <<<"$entries")
+	echo "setup: adding $backports_suite on $mirror in $backports_list"
+	{
+		echo "# Added by mod_log_ringbuffer's scripts/setup-deps.sh to download Prosody 13 for its tests."
+		echo "# Nothing is installed from it; delete this file to remove it."
+		if [ -n "$signed" ] && [ -f "$signed" ]; then
+			echo "deb [signed-by=$signed] $mirror $backports_suite main"
+		else
+			echo "deb $mirror $backports_suite main"
+		fi
+	} >"$backports_list"
+}
+
+# The newest version of the `prosody` package apt knows that starts with $1 ("0.12.", "13.").
+prosody_version() {
+	apt-cache madison prosody 2>/dev/null | awk -F'|' -v p="$1" '{ gsub(/ /, "", $2) } index($2, p) == 1 { print $2; exit }'
+}
+
+# Downloads the newest Prosody $1* .deb and unpacks it into $2 (replacing it).
+unpack_prosody() {
+	local prefix=$1 dest=$2 version download attempt
+	download=$DEPS/download
+	for attempt in 1 2; do
+		version=$(prosody_version "$prefix")
+		if [ -n "$version" ]; then
+			rm -rf "$download"
+			mkdir -p "$download"
+			# As root apt downloads unsandboxed anyway; say so instead of warning about it.
+			if (cd "$download" && apt-get download -qq -o APT::Sandbox::User=root "prosody=$version"); then
+				echo "setup: unpacking Prosody $version into $dest"
+				rm -rf "$dest.new"
+				dpkg -x "$download"/prosody_*.deb "$dest.new"
+				rm -rf "$dest" "$download"
+				mv "$dest.new" "$dest"
+				return 0
+			fi
+		fi
+		[ "$attempt" = 2 ] || [ -n "$updated" ] || apt_update
+	done
+	echo "setup: could not download a Prosody $prefix* package (apt-cache madison prosody)" >&2
+	exit 1
+}
+
+# Points the launchers of an unpacked tree at that tree instead of /usr/lib/prosody, /etc/prosody
+# and /var/lib/prosody (idempotent; files are only written when they change).
+point_launchers() {
+	local tree=$1 launcher expected
+	mkdir -p "$tree/var/lib/prosody"
+	for launcher in "$tree/usr/bin/prosody" "$tree/usr/bin/prosodyctl"; do
+		expected="CFG_SOURCEDIR='$tree/usr/lib/prosody';"
+		expected+=$'\n'"CFG_CONFIGDIR='$tree/etc/prosody';"
+		expected+=$'\n'"CFG_PLUGINDIR='$tree/usr/lib/prosody/modules/';"
+		expected+=$'\n'"CFG_DATADIR='$tree/var/lib/prosody';"
+		[ "$(grep -E '^CFG_(SOURCE|CONFIG|PLUGIN|DATA)DIR=' "$launcher")" = "$expected" ] && continue
+		sed -i \
+			-e "s|^CFG_SOURCEDIR=.*|CFG_SOURCEDIR='$tree/usr/lib/prosody';|" \
+			-e "s|^CFG_CONFIGDIR=.*|CFG_CONFIGDIR='$tree/etc/prosody';|" \
+			-e "s|^CFG_PLUGINDIR=.*|CFG_PLUGINDIR='$tree/usr/lib/prosody/modules/';|" \
+			-e "s|^CFG_DATADIR=.*|CFG_DATADIR='$tree/var/lib/prosody';|" \
+			"$launcher"
+		[ "$(grep -E '^CFG_(SOURCE|CONFIG|PLUGIN|DATA)DIR=' "$launcher")" = "$expected" ] \
+			|| { echo "setup: $launcher does not set CFG_SOURCEDIR/CONFIGDIR/PLUGINDIR/DATADIR as expected" >&2; exit 1; }
+	done
+}
+
+# One `apt-get update` covers a new backports source and missing packages.
+need_update=
+if [ ! -f "$DEPS/prosody13/usr/bin/prosody" ] && add_backports_source; then
+	need_update=1
+fi
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-
-backports=/etc/apt/sources.list.d/bookworm-backports.list
-need_update=
-if [ ! -f "$DEPS/prosody13/usr/bin/prosody" ] && ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-	echo "deb http://deb.debian.org/debian bookworm-backports main" > "$backports"
-	need_update=1
-fi
-if [ ${#missing[@]} -gt 0 ] || [ -n "$need_update" ]; then
-	echo "setup: installing ${missing[*]:-the bookworm-backports source}"
-	# Third-party sources on the machine may be unreachable; Debian's own are what we need.
-	apt-get update -qq || true
-fi
+[ ${#missing[@]} -eq 0 ] || need_update=1
+[ -z "$need_update" ] || apt_update
 if [ ${#missing[@]} -gt 0 ]; then
-	# Installing prosody must not start a system-wide server.
-	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+	echo "setup: installing ${missing[*]}"
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-	rm -f /usr/sbin/policy-rc.d
-	# A packaged server may have been started anyway; tests run their own.
-	pkill -x prosody 2>/dev/null || pkill -f '^lua5.4 /usr/bin/prosody' 2>/dev/null || true
 fi
 
-if [ ! -f "$DEPS/prosody13/usr/bin/prosody" ]; then
-	echo "setup: fetching Prosody 13 from bookworm-backports"
-	mkdir -p "$DEPS/download"
-	( cd "$DEPS/download" && rm -f prosody_*.deb && apt-get download -qq prosody/bookworm-backports 2>/dev/null \
-		|| { apt-get update -qq || true; apt-get download -qq prosody/bookworm-backports; } )
-	rm -rf "$DEPS/prosody13"
-	dpkg -x "$DEPS"/download/prosody_*.deb "$DEPS/prosody13"
-fi
-# Point the launchers at the unpacked tree instead of /usr/lib/prosody (idempotent).
-sed -i \
-	-e "s|^CFG_SOURCEDIR=.*|CFG_SOURCEDIR='$DEPS/prosody13/usr/lib/prosody';|" \
-	-e "s|^CFG_PLUGINDIR=.*|CFG_PLUGINDIR='$DEPS/prosody13/usr/lib/prosody/modules/';|" \
-	"$DEPS/prosody13/usr/bin/prosody" "$DEPS/prosody13/usr/bin/prosodyctl"
+[ -f "$DEPS/prosody012/usr/bin/prosody" ] || unpack_prosody 0.12. "$DEPS/prosody012"
+[ -f "$DEPS/prosody13/usr/bin/prosody" ] || unpack_prosody 13. "$DEPS/prosody13"
+point_launchers "$DEPS/prosody012"
+point_launchers "$DEPS/prosody13"
 
 for component in clippy rustfmt; do
 	cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$component"

@@ -8,6 +8,8 @@
 //! - `lua`: the only code that touches a `lua_State`: the sink function Prosody calls for
 //!   every line, the stack reader and stanza printer it uses, and the module table.
 
+#![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, missing_docs)]
+
 mod lua;
 mod pure;
 mod runtime;

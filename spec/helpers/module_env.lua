@@ -31,7 +31,11 @@ function env.new_module()
 	-- Fires a global event and waits for the dumps it started to be written.
 	function m:fire(event)
 		for _, handler in ipairs(self.hooks[event] or {}) do handler({}); end
-		assert(helper.native.wait_for_dumps(5), "dumps still pending");
+		local deadline = os.time() + 5;
+		while helper.native.dumps_in_flight() > 0 do
+			assert(os.time() <= deadline, "dumps still pending");
+			os.execute("sleep 0.01");
+		end
 	end
 	function m:handler_count(event) return #(self.hooks[event] or {}); end
 	function m:messages(level)
@@ -66,8 +70,17 @@ function env.reload(log_config)
 	loggingmanager.reload_logging();
 end
 
+-- Temporary folders, removed when the spec run's Lua state closes.
+local made = setmetatable({}, { __gc = function (dirs)
+	for _, dir in ipairs(dirs) do os.execute("rm -rf '" .. dir .. "'"); end
+end });
+env.tempdirs = made; -- anchored for as long as this helper is loaded
+
 function env.tempdir()
-	return io.popen("mktemp -d /tmp/lrb-spec-XXXXXX"):read("l");
+	local tmp = os.getenv("TMPDIR");
+	local dir = io.popen(("mktemp -d '%s/lrb-spec-XXXXXX'"):format(tmp ~= nil and tmp ~= "" and tmp or "/tmp")):read("l");
+	table.insert(made, dir);
+	return dir;
 end
 
 env.read = require "spec.helpers.prosody".read;

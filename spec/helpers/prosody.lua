@@ -1,20 +1,26 @@
--- Runs a real, throwaway Prosody (0.12 from Debian, or 13 unpacked into .deps/) with the
--- module installed by `make install-plugin`, for the end-to-end specs.
+-- Runs a real, throwaway Prosody (0.12 or 13, both unpacked into .deps/ by scripts/setup-deps.sh)
+-- with the module installed by `make install-plugin`, for the end-to-end specs.
+-- Instances live in $TMPDIR (default /tmp) and listen on free loopback ports, so runs can overlap.
+-- Each instance's PIDs are recorded in <instance>/launched.pid, so that scripts/run-e2e.sh can
+-- stop whatever an interrupted run left behind.
 local root = os.getenv("PWD");
 local deps = os.getenv("DEPS") or (root .. "/.deps");
+local plugins = os.getenv("E2E_PLUGIN_DIR") or (root .. "/target/e2e-plugins");
+local tmpdir = os.getenv("TMPDIR");
+if tmpdir == nil or tmpdir == "" then tmpdir = "/tmp"; end
 
-local versions = {
-	["0.12"] = { command = "prosody", ctl = "prosodyctl", modules = '"posix", ' },
-	["13"] = {
-		command = "lua5.4 " .. deps .. "/prosody13/usr/bin/prosody",
-		ctl = "lua5.4 " .. deps .. "/prosody13/usr/bin/prosodyctl",
-		modules = "",
-	},
-};
+local function tree(name)
+	return {
+		command = "lua5.4 " .. deps .. "/" .. name .. "/usr/bin/prosody",
+		ctl = "lua5.4 " .. deps .. "/" .. name .. "/usr/bin/prosodyctl",
+	};
+end
+local versions = { ["0.12"] = tree("prosody012"), ["13"] = tree("prosody13") };
+versions["0.12"].modules = '"posix", ';
+versions["13"].modules = "";
 
 local prosody = {};
 prosody.__index = prosody;
-local next_port = 25500;
 
 local function sh(command)
 	local ok = os.execute(command);
@@ -35,6 +41,28 @@ local function sleep(seconds)
 end
 prosody.sleep = sleep;
 
+-- `n` distinct loopback TCP ports that are free right now (the kernel picks them).
+function prosody.free_ports(n)
+	local socket = require "socket";
+	local servers, ports = {}, {};
+	for i = 1, n do
+		servers[i] = assert(socket.bind("127.0.0.1", 0));
+		local _, port = servers[i]:getsockname();
+		ports[i] = assert(tonumber(port));
+	end
+	for _, server in ipairs(servers) do server:close(); end
+	return table.unpack(ports, 1, n);
+end
+
+-- Appends a PID to the instance's list for scripts/run-e2e.sh.
+local function record_pid(dir, pid)
+	local f = io.open(dir .. "/launched.pid", "a");
+	if f then
+		f:write(pid, "\n");
+		f:close();
+	end
+end
+
 -- Waits until `check()` returns a true value (which it returns), or fails after `timeout` seconds.
 function prosody.wait_for(check, timeout, what)
 	local deadline = os.time() + (timeout or 10);
@@ -52,16 +80,17 @@ end
 function prosody.start(version, log_config, extra, options)
 	options = options or {};
 	local v = assert(versions[version], "unknown Prosody version " .. tostring(version));
-	local dir = io.popen("mktemp -d /tmp/lrb-e2e-XXXXXX"):read("l");
+	local dir = io.popen(("mktemp -d '%s/lrb-e2e-XXXXXX'"):format(tmpdir)):read("l");
 	local self = setmetatable({ version = version, dir = dir, data = dir .. "/data" }, prosody);
-	sh("mkdir -p " .. self.data);
-	next_port = next_port + 2;
+	sh(("mkdir -p %s %s/certs"):format(self.data, dir)); -- an empty certs dir: no certmanager error
+	self.c2s_port, self.s2s_port = prosody.free_ports(2);
 	log_config = log_config:gsub("%$DATA", self.data):gsub("%$DIR", dir);
 	local config = ([[
 run_as_root = true
 pidfile = "%s/prosody.pid"
 data_path = "%s"
-plugin_paths = { "%s/target/e2e-plugins", "%s/spec/e2e/plugins" }
+certificates = "%s/certs"
+plugin_paths = { "%s", "%s/spec/e2e/plugins" }
 c2s_ports = { %d }
 c2s_interfaces = { "127.0.0.1" }
 s2s_ports = { %d }
@@ -72,15 +101,17 @@ modules_enabled = { %s"log_ringbuffer", "e2e_control", "admin_shell" }
 log = %s
 %s
 VirtualHost "localhost"
-]]):format(dir, self.data, root, root, next_port, next_port + 1, v.modules, log_config, extra or "");
+]]):format(dir, self.data, dir, plugins, root, self.c2s_port, self.s2s_port, v.modules, log_config, extra or "");
 	self.config = dir .. "/prosody.cfg.lua";
 	local f = assert(io.open(self.config, "w"));
 	f:write(config);
 	f:close();
 	-- With -D the launcher returns once Prosody has forked (run in the background, Prosody's
 	-- parent would be init and it would think it was daemonized already).
+	-- The launcher's PID is recorded before it runs (exec keeps it), the daemon's once known.
+	local launcher = ("sh -c 'echo $$ >> %s/launched.pid && exec \"$@\"' prosody %s"):format(dir, v.command);
 	sh(("cd %s && umask %s && %s %s --config %s > %s/stdout 2>&1 %s"):format(dir, options.umask or "022",
-		v.command, options.daemonize and "-D" or "-F", self.config, dir, options.daemonize and "" or "&"));
+		launcher, options.daemonize and "-D" or "-F", self.config, dir, options.daemonize and "" or "&"));
 	self.pid = prosody.wait_for(function ()
 		local pid = read(dir .. "/prosody.pid");
 		return pid and pid:match("%d+");
@@ -89,6 +120,7 @@ VirtualHost "localhost"
 		prosody.sleep(0.5);
 		self.pid = read(dir .. "/prosody.pid"):match("%d+");
 	end
+	record_pid(dir, self.pid);
 	-- The log sink and the control plugin are ready once a control command round-trips.
 	self:command("log info e2e started");
 	return self;

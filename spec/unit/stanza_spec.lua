@@ -48,7 +48,7 @@ describe("native stanza printing", function ()
 		for _, stanza in ipairs(stanzas()) do
 			for _, call in ipairs({ { "%s", stanza }, { "%d", stanza }, { "x", stanza }, { "%s|%s", stanza, stanza:top_tag() } }) do
 				sink("src", "debug", table.unpack(call));
-				assert.equal(helper.upstream_line("", "src", "debug", table.unpack(call)), handle:peek());
+				assert.equal(helper.upstream_line("", "src", "debug", table.unpack(call)), helper.peek(handle));
 			end
 		end
 	end);
@@ -58,7 +58,7 @@ describe("native stanza printing", function ()
 		local stanza = stanzas()[1];
 		sink("src", "debug", "Received[c2s]: %s", stanza);
 		assert.equal(0, calls());
-		assert.equal(helper.upstream_line("", "src", "debug", "Received[c2s]: %s", stanza), handle:peek());
+		assert.equal(helper.upstream_line("", "src", "debug", "Received[c2s]: %s", stanza), helper.peek(handle));
 	end);
 
 	it("falls back to Lua for deep stanzas and for a replaced __tostring", function ()
@@ -66,12 +66,12 @@ describe("native stanza printing", function ()
 		local deep = stanzas()[7];
 		sink("src", "debug", "%s", deep);
 		assert.equal(1, calls());
-		assert.equal(helper.upstream_line("", "src", "debug", "%s", deep), handle:peek());
+		assert.equal(helper.upstream_line("", "src", "debug", "%s", deep), helper.peek(handle));
 		local original = st.stanza_mt.__tostring;
 		st.stanza_mt.__tostring = function () return "replaced"; end
 		local ok, err = pcall(function ()
 			sink("src", "debug", "%s", stanzas()[1]);
-			assert.equal("src\tdebug\treplaced\n", handle:peek());
+			assert.equal("src\tdebug\treplaced\n", helper.peek(handle));
 		end);
 		st.stanza_mt.__tostring = original;
 		assert(ok, err);

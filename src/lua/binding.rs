@@ -10,20 +10,23 @@ use std::sync::Arc;
 
 use mlua::{AnyUserData, Function, IntoLuaMulti, LightUserData, Lua, Result, Table, UserData, UserDataMethods, Value};
 
-use crate::pure::format;
-use crate::lua::sink_call::{sink_call, LuaSink};
-use crate::lua::stack as lua_stack;
+use super::call::probe_call;
+use super::raw_stack::{self, Decision};
+use super::sink_call::LuaSink;
+use super::upvalues::{sink_closure, SinkUpvalues};
+use crate::pure::format::FormatCache;
 use crate::pure::options::{OptValue, Severity, SinkOptions};
 use crate::pure::signal_names::Trigger;
 use crate::runtime::sink::{DumpOrigin, Sink};
-use crate::runtime::{os, reports, shared_ring, signals, writer};
+use crate::runtime::{os, reports, signals, writer};
 use std::time::Duration;
 
 /// The handle Lua holds for one sink.
-struct Handle(Rc<LuaSink>);
+pub(crate) struct Handle(Rc<LuaSink>);
 
 impl Handle {
-    fn sink(&self) -> &Arc<Sink> {
+    /// The sink behind the handle.
+    pub(crate) fn sink(&self) -> &Arc<Sink> {
         &self.0.sink
     }
 }
@@ -75,8 +78,6 @@ impl UserData for Handle {
         methods.add_method("has_native_triggers", |_, this, ()| {
             Ok(this.sink().options.triggers.iter().any(|t| matches!(t, Trigger::Signal(..))))
         });
-        // The buffered text, left in place.
-        methods.add_method("peek", |lua, this, ()| lua.create_string(this.sink().text()));
         // Lines and bytes held now.
         methods.add_method("usage", |_, this, ()| Ok(this.sink().usage()));
     }
@@ -113,48 +114,38 @@ fn new_sink(
             path_list.push((k, v));
         }
     }
-    // Settles, once, whether sinks may read the Lua stack directly.
-    lua_stack::probe(|| probe_stack(lua).unwrap_or(false));
+    settle_stack_path(lua);
     let state = Rc::new(LuaSink::new(Arc::new(Sink::new(options, path_list))));
-    let pointer = Rc::as_ptr(&state) as *mut c_void;
+    let pointer = Rc::as_ptr(&state) as *const c_void;
     let handle = lua.create_userdata(Handle(state))?;
-    let stanza_tostring: Value = match &stanza_mt {
-        Some(mt) => mt.raw_get("__tostring")?,
-        None => Value::Nil,
-    };
-    let upvalues = (
-        LightUserData(pointer),
-        format,
-        tostring,
-        handle.clone(),
-        stanza_mt,
-        stanza_tostring,
-        "__tostring",
-        "name",
-        "attr",
-        "xmlns",
-        lua.create_table_with_capacity(format::FormatCache::SLOTS, 0)?,
-    );
-    // SAFETY: pushes a C closure over the eleven values exec_raw placed on the stack (the order
-    // lua_sink's upvalue constants expect); the handle upvalue keeps the LuaSink behind the
-    // light userdata alive as long as the closure.
-    let sink: Function = unsafe {
-        lua.exec_raw(upvalues, |state| {
-            mlua::ffi::lua_pushcclosure(state, sink_call, 11);
-        })
-    }?;
+    let sink = sink_closure(
+        lua,
+        SinkUpvalues {
+            sink: pointer,
+            format,
+            tostring,
+            handle: handle.clone(),
+            stanza_mt,
+            kept_formats: FormatCache::SLOTS,
+        },
+    )?;
     let problems = messages(lua, problems.into_iter().map(|p| (severity_name(p.severity), p.text)))?;
     Ok((handle, sink, problems))
 }
 
-/// Runs `lua_stack`'s check with one value of every kind it reads, and a table.
+/// Settles, once, how sinks read the Lua stack (see `raw_stack`).
+pub(crate) fn settle_stack_path(lua: &Lua) -> &'static Decision {
+    raw_stack::decide(|| probe_stack(lua).unwrap_or(false))
+}
+
+/// Runs `raw_stack`'s check with one value of every kind it reads, and a table.
 fn probe_stack(lua: &Lua) -> Result<bool> {
     let marker = Box::new(0u8);
     // SAFETY: pushes a C closure over the one light userdata exec_raw placed on the stack;
     // probe_call only reads its upvalue and arguments and pushes a boolean.
     let probe: Function = unsafe {
         lua.exec_raw(LightUserData(&*marker as *const u8 as *mut c_void), |state| {
-            mlua::ffi::lua_pushcclosure(state, lua_stack::probe_call, 1);
+            mlua::ffi::lua_pushcclosure(state, probe_call, 1);
         })
     }?;
     let long = "a string longer than the 40 bytes Lua interns as a short string";
@@ -209,7 +200,7 @@ fn pending_signals(lua: &Lua, (): ()) -> Result<Table> {
     lua.create_sequence_from(names.into_iter().filter(|(n, _)| os::is_pending(*n)).map(|(_, name)| name))
 }
 
-/// Kept in the module table: when Lua closes (Prosody's exit), waits for the dumps still in
+/// Kept in the Lua registry: when Lua closes (Prosody's exit), waits for the dumps still in
 /// flight, whatever started them, so the exit cannot cut one off.
 struct WaitAtClose;
 
@@ -220,6 +211,8 @@ impl Drop for WaitAtClose {
         writer::shut_down(SHUTDOWN_WAIT);
     }
 }
+
+const WAIT_AT_CLOSE: &str = "log_ringbuffer_native.wait_at_close";
 
 /// How long Prosody's exit waits for dumps in flight (documented in the README).
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
@@ -232,22 +225,14 @@ pub fn exports(lua: &Lua) -> Result<Table> {
     module.set("shut_down", lua.create_function(shut_down)?)?;
     module.set("pending_signals", lua.create_function(pending_signals)?)?;
     module.set("shutdown_wait", SHUTDOWN_WAIT.as_secs_f64())?;
-    module.set("wait_at_close", lua.create_userdata(WaitAtClose)?)?;
+    // In the registry, once per Lua state: it is dropped only when the state closes, not when
+    // the module table is collected after a `require` again.
+    if lua.named_registry_value::<Option<AnyUserData>>(WAIT_AT_CLOSE)?.is_none() {
+        lua.set_named_registry_value(WAIT_AT_CLOSE, lua.create_userdata(WaitAtClose)?)?;
+    }
     module.set("dumps_in_flight", lua.create_function(|_, ()| Ok(writer::in_flight()))?)?;
     // Restarts native threads lost to a fork; returns an error text if that failed.
     module.set("rearm_after_fork", lua.create_function(|_, ()| Ok(signals::rearm_after_fork().err()))?)?;
-    module.set("version", env!("CARGO_PKG_VERSION"))?;
-    // How the per-line path runs here (the benchmark prints it): arguments read straight off
-    // the stack (decided by lua_stack's probe at the first new_sink), membarrier for the lock.
-    module.set(
-        "per_line",
-        lua.create_function(|lua, ()| {
-            let t = lua.create_table()?;
-            t.set("direct_stack", lua_stack::usable())?;
-            t.set("membarrier", shared_ring::uses_membarrier())?;
-            Ok(t)
-        })?,
-    )?;
     Ok(module)
 }
 

@@ -1,39 +1,50 @@
 //! The sink function Prosody calls for every log line: `sink(source, level, message, ...)`.
 //!
-//! A raw C function, because it runs for every line. The common line (string source and level,
-//! a format seen before made of `%s`, `%d` and `%i`, plain ASCII strings, integers, booleans
-//! and nil) is done in one pass: its arguments read straight off the stack where `lua_stack`'s
-//! probe allows (through the C API otherwise), formatted by `format::format_simple` directly
-//! into the ring's free space, with no Lua call and no copy. Every other line takes the general
-//! path: formatted in Rust into a buffer, calling Lua only for what Lua alone can answer
-//! (`__tostring`, `%q`, invalid UTF-8, unusual conversions) through Prosody's own `util.format`
-//! under `lua_pcall`, so errors there never escape. Neither path creates Lua values for
-//! strings, numbers or booleans.
+//! A raw C function, because it runs for every line. Its one unsafe step is the entry: the
+//! call's context ([`LuaCall`]) and the sink it belongs to; everything after is safe Rust.
 //!
-//! Upvalues: 1 = light userdata pointing to the [`LuaSink`], 2 = `util.format.format`,
-//! 3 = `tostring`, 4 = the handle userdata that keeps the `LuaSink` alive, 5 = util.stanza's
-//! metatable and 6 = its original `__tostring` (both may be nil), 7 to 10 = the key strings
-//! native stanza printing looks up, 11 = the table that keeps cached format strings alive.
+//! The common line (string source and level, a format seen before made of `%s`, `%d` and `%i`,
+//! plain ASCII strings, integers, booleans and nil) is done in one pass: its arguments read
+//! straight off the stack where `raw_stack` allows (through the C API otherwise), formatted by
+//! `format_simple` directly into the ring's free space, with no Lua call and no copy. Every
+//! other line takes the general path ([`Line`]): formatted in Rust into a buffer, calling Lua
+//! only for what Lua alone can answer (`__tostring`, `%q`, invalid UTF-8, unusual conversions)
+//! through Prosody's own `util.format` under `lua_pcall`, so errors there never escape. Neither
+//! path creates Lua values for strings, numbers or booleans.
 //!
-//! Nothing here may raise into the caller or let a panic cross into Lua. Values with destructors
-//! are held across Lua calls that could longjmp only on memory exhaustion, where they leak.
+//! Lua code run from the general path (a `__tostring`, or a finalizer run by the collector) can
+//! replace any value in this call's stack frame with `debug.setlocal` (for a C function it
+//! reaches every slot, "(C temporary)") and then collect the old one. So the general path reads
+//! the call's values through [`CallArgs`], which anchors them all in the `Held` upvalue table
+//! (out of `debug.setlocal`'s reach) before the first thing that may run Lua, and from then on
+//! reads and passes on those: the line is the one the original arguments give, and every
+//! string it borrowed stays alive until the line is stored. The upvalues are listed in
+//! `upvalues.rs`.
+//!
+//! Nothing here may raise into the caller or let a panic cross into Lua. Values with
+//! destructors are held across Lua calls that could longjmp only on memory exhaustion, where
+//! they leak.
 
-use std::cell::RefCell;
-use std::os::raw::{c_char, c_int};
+use std::cell::{Cell, RefCell};
+use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use mlua::ffi;
 
-use crate::pure::format::{self, Arg, ArgValues, Args, FastLine, FormatError};
-use crate::lua::stack::{self as lua_stack, Frame};
-use crate::lua::stanza as lua_stanza;
+use super::call::{CallArgs, LuaCall};
+use super::stanza;
+use super::upvalues::{Upvalue, STANZA_ANCHORS};
+use crate::pure::format::{self, Arg, ArgValues, Args, FastLine, FormatCache, FormatError};
 use crate::runtime::sink::Sink;
 
-/// Per-sink state owned by the Lua thread (a `RefCell`: only that thread ever touches it).
-pub struct LuaSink {
-    pub sink: Arc<Sink>,
+/// Per-sink state owned by the Lua thread (`RefCell`, `Cell`: only that thread touches it).
+pub(crate) struct LuaSink {
+    pub(crate) sink: Arc<Sink>,
     scratch: RefCell<Scratch>,
+    /// Entries of the held table in use by the lines in progress (a `__tostring` that logs
+    /// makes a line within a line; they end in reverse order).
+    held_top: Cell<i64>,
 }
 
 /// Buffers reused from line to line, and the timestamp of the current second.
@@ -45,55 +56,49 @@ struct Scratch {
     message: Vec<u8>,
     stamp_second: Option<i64>,
     stamp: Vec<u8>,
-    formats: format::FormatCache,
+    formats: FormatCache,
 }
 
 /// Longer lines take the general path.
 const SIMPLE_LINE_MAX: usize = 8 * 1024;
 
 impl LuaSink {
-    pub fn new(sink: Arc<Sink>) -> Self {
-        LuaSink { sink, scratch: RefCell::new(Scratch::default()) }
+    /// The Lua side of `sink`.
+    pub(crate) fn new(sink: Arc<Sink>) -> Self {
+        LuaSink { sink, scratch: RefCell::new(Scratch::default()), held_top: Cell::new(0) }
     }
 }
 
 const ARG_SOURCE: c_int = 1;
 const ARG_LEVEL: c_int = 2;
 const ARG_MESSAGE: c_int = 3;
-const UPVALUE_FORMAT: c_int = 2;
-const UPVALUE_TOSTRING: c_int = 3;
-const UPVALUE_STANZA_MT: c_int = 5;
-const UPVALUE_STANZA_TOSTRING: c_int = 6;
-/// Upvalues 7 to 10: the strings "__tostring", "name", "attr", "xmlns".
-const UPVALUE_KEYS: c_int = 7;
-/// Upvalue 11: a table with room for one string per `FormatCache` slot, which keeps each
-/// cached format string alive (see `Args::keep_format`).
-const UPVALUE_FORMATS_KEPT: c_int = 11;
 
 /// The sink function.
 ///
 /// # Safety
-/// Only for Lua to call, as a C closure built by `lua_binding` with the upvalues listed above.
-pub unsafe extern "C-unwind" fn sink_call(state: *mut ffi::lua_State) -> c_int {
+/// Only for Lua to call, as the closure `upvalues::sink_closure` makes.
+pub(crate) unsafe extern "C-unwind" fn sink_call(state: *mut ffi::lua_State) -> c_int {
     // A panic here would be a bug; the line is lost but Prosody carries on.
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        // The same pointer two ways: straight from the closure where lua_stack's probe passed.
-        let mut this = std::ptr::null_mut();
-        if lua_stack::usable() {
-            this = lua_stack::first_upvalue_pointer(state);
-        }
-        if this.is_null() {
-            this = ffi::lua_touserdata(state, ffi::lua_upvalueindex(1));
-        }
-        let this = this as *const LuaSink;
-        if let Some(this) = this.as_ref() {
-            record(state, this);
-        }
+        let run = |mut call: LuaCall<'_>| {
+            let pointer = call.first_upvalue_pointer() as *const LuaSink;
+            // SAFETY: `run` runs only here, in the sink closure (sink_call's one use), whose
+            // first upvalue is `Rc::as_ptr` of the LuaSink that its handle upvalue owns; the
+            // closure, running, is alive, and so is the handle and the LuaSink until the call
+            // returns. (Lua code could change a closure's upvalues only with debug.setupvalue
+            // on the sink itself, which, like writing to its memory, nothing here can guard
+            // against.)
+            if let Some(this) = unsafe { pointer.as_ref() } {
+                record(&mut call, this);
+            }
+        };
+        // SAFETY: Lua passes the state running this function, and `run` returns before it.
+        unsafe { LuaCall::with(state, run) }
     }));
     0
 }
 
-unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
+fn record(call: &mut LuaCall<'_>, this: &LuaSink) {
     // A __tostring that logs re-enters this sink while the scratch buffers are in use.
     let mut own;
     let mut guard = this.scratch.try_borrow_mut();
@@ -113,7 +118,7 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
             let mut raw = Vec::new();
             date.render(now, &mut raw);
             stamp.clear();
-            if format::string_field(&raw, &mut StackArgs::from(state, 1, false), stamp).is_err() {
+            if format::string_field(&raw, &mut Line::new(call, this, false).view(1), stamp).is_err() {
                 stamp.clear();
             }
             *stamp_second = Some(now);
@@ -124,9 +129,9 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
     let mut full = false;
     let stored = this.sink.push_in_place(|room| {
         let mut out = FastLine::new(room);
-        let done = simple_line(state, stamp, formats, &mut out);
+        let done = simple_line(call, stamp, formats, &mut out);
         full = out.is_full();
-        done.map(|()| out.len())
+        done.map(|()| out.written())
     });
     if stored {
         return;
@@ -136,26 +141,25 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
             simple.resize(SIMPLE_LINE_MAX, 0);
         }
         let mut out = FastLine::new(simple);
-        if simple_line(state, stamp, formats, &mut out).is_some() {
+        if simple_line(call, stamp, formats, &mut out).is_some() {
             this.sink.push(out.bytes());
             return;
         }
     }
 
-    let mut fields = StackArgs::from(state, 1, false);
+    let mut values = Line::new(call, this, keep_formats);
     line.clear();
     line.extend_from_slice(stamp);
-    field(&mut fields, ARG_SOURCE, line);
+    field(&mut values, ARG_SOURCE, line);
     line.push(b'\t');
-    field(&mut fields, ARG_LEVEL, line);
+    field(&mut values, ARG_LEVEL, line);
     line.push(b'\t');
 
     // The message is formatted straight into the line; only a message that is not plain
     // ASCII is taken out again for the line-level pass (control pictures, UTF-8 check).
     let message_start = line.len();
-    let mut args = StackArgs::from(state, ARG_MESSAGE + 1, keep_formats);
-    let formatted = match fields.get_index(ARG_MESSAGE) {
-        Arg::Str(fmt) => formats.format(fmt, &mut args, line),
+    let formatted = match values.value(ARG_MESSAGE) {
+        Arg::Str(fmt) => formats.format(fmt, &mut values.view(ARG_MESSAGE + 1), line),
         _ => Err("the log message is not a string".to_string()),
     };
     if !matches!(formatted, Ok(true)) {
@@ -163,9 +167,9 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
         message.extend_from_slice(&line[message_start..]);
         line.truncate(message_start);
         if let Err(why) = formatted {
-            describe_failure(&mut fields, &mut args, &why, message);
+            describe_failure(&mut values, &why, message);
         }
-        if format::string_field(message, &mut fields, line).is_err() {
+        if format::string_field(message, &mut values.view(1), line).is_err() {
             format::sanitize_into(&String::from_utf8_lossy(message).into_owned().into_bytes(), line);
         }
     }
@@ -174,20 +178,12 @@ unsafe fn record(state: *mut ffi::lua_State, this: &LuaSink) {
 }
 
 /// [`record_simple`] on the running call's arguments, read straight off the stack where
-/// `lua_stack`'s probe allows, through the C API otherwise.
+/// `raw_stack` allows, through the C API otherwise.
 #[inline(always)]
-unsafe fn simple_line(
-    state: *mut ffi::lua_State,
-    stamp: &[u8],
-    formats: &format::FormatCache,
-    out: &mut FastLine<'_>,
-) -> Option<()> {
-    if lua_stack::usable() {
-        let frame = Frame::current(state);
-        record_simple(&frame, &frame.skip(ARG_MESSAGE as usize), stamp, formats, out)
-    } else {
-        let (frame, args) = (StackArgs::from(state, 1, false), StackArgs::from(state, ARG_MESSAGE + 1, false));
-        record_simple(&frame, &args, stamp, formats, out)
+fn simple_line(call: &LuaCall<'_>, stamp: &[u8], formats: &FormatCache, out: &mut FastLine<'_>) -> Option<()> {
+    match call.frame() {
+        Some(frame) => record_simple(&frame, &frame.skip(ARG_MESSAGE as usize), stamp, formats, out),
+        None => record_simple(&call.api_args(1), &call.api_args(ARG_MESSAGE + 1), stamp, formats, out),
     }
 }
 
@@ -200,7 +196,7 @@ fn record_simple<'a, V: ArgValues<'a>>(
     frame: &V,
     args: &V,
     stamp: &[u8],
-    formats: &format::FormatCache,
+    formats: &FormatCache,
     out: &mut FastLine<'_>,
 ) -> Option<()> {
     let (Arg::Str(source), Arg::Str(level), Arg::Str(fmt)) = (frame.get(0), frame.get(1), frame.get(2)) else {
@@ -220,10 +216,10 @@ fn record_simple<'a, V: ArgValues<'a>>(
 }
 
 /// A source or level name: `%s` rules, `tostring` for non-strings.
-unsafe fn field(args: &mut StackArgs, index: c_int, out: &mut Vec<u8>) {
-    let result = match args.get_index(index) {
-        Arg::Str(s) => format::string_field(s, args, out).map(|_| ()),
-        _ => args.call_format(b"%s", Some(index), None, out),
+fn field(values: &mut Line<'_, '_>, index: c_int, out: &mut Vec<u8>) {
+    let result = match values.value(index) {
+        Arg::Str(s) => format::string_field(s, &mut values.view(1), out).map(|_| ()),
+        _ => values.call_format(b"%s", Pushed::Value(index), out),
     };
     if let Err(why) = result {
         out.extend_from_slice(format!("[{why}]").as_bytes());
@@ -232,133 +228,164 @@ unsafe fn field(args: &mut StackArgs, index: c_int, out: &mut Vec<u8>) {
 
 /// The message Prosody's `util.format` would have raised on: say why, then show the raw format
 /// and every argument, so nothing is lost.
-unsafe fn describe_failure(fields: &mut StackArgs, args: &mut StackArgs, why: &str, out: &mut Vec<u8>) {
+fn describe_failure(values: &mut Line<'_, '_>, why: &str, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(format!("[format error: {why}] ").as_bytes());
-    match fields.get_index(ARG_MESSAGE) {
+    match values.value(ARG_MESSAGE) {
         Arg::Str(fmt) => out.extend_from_slice(fmt),
         _ => {
-            if fields.tostring_at(ARG_MESSAGE, out).is_err() {
+            if values.tostring(ARG_MESSAGE, out).is_err() {
                 out.extend_from_slice(b"?");
             }
         }
     }
-    if let Err(e) = format::format_message(b"", args, out) {
+    if let Err(e) = format::format_message(b"", &mut values.view(ARG_MESSAGE + 1), out) {
         out.extend_from_slice(format!(" [{e}]").as_bytes());
     }
 }
 
-/// A window onto the Lua stack: argument `i` is at stack index `base + i`.
-struct StackArgs {
-    state: *mut ffi::lua_State,
-    base: c_int,
-    count: usize,
-    /// `keep_format` stores the message (stack index `ARG_MESSAGE`) in the upvalue table.
+/// The call's values for the general path, which may run Lua code: see [`CallArgs`], which
+/// keeps them as the call was given them whatever that code does.
+struct Line<'line, 'call> {
+    args: CallArgs<'line, 'call>,
+    /// Whether the format cache may keep formats in the upvalue table (not for a line within a
+    /// line, which uses a cache of its own).
     keep_formats: bool,
 }
 
-impl StackArgs {
-    /// The call's arguments from stack index `base` on.
-    unsafe fn from(state: *mut ffi::lua_State, base: c_int, keep_formats: bool) -> Self {
-        let count = (ffi::lua_gettop(state) - base + 1).max(0) as usize;
-        StackArgs { state, base, count, keep_formats }
+/// What `call_format` formats.
+enum Pushed<'t> {
+    /// The call's value at this index.
+    Value(c_int),
+    /// A string with these bytes.
+    Text(&'t [u8]),
+}
+
+impl<'line, 'call> Line<'line, 'call> {
+    fn new(call: &'line mut LuaCall<'call>, this: &'line LuaSink, keep_formats: bool) -> Self {
+        Line { args: CallArgs::new(call, Upvalue::Held.index(), &this.held_top), keep_formats }
     }
 
-    /// The value at stack `index`. Strings borrow from the stack, valid while the call runs.
-    unsafe fn get_index<'a>(&self, index: c_int) -> Arg<'a> {
-        let l = self.state;
-        match ffi::lua_type(l, index) {
-            ffi::LUA_TNIL | ffi::LUA_TNONE => Arg::Nil,
-            ffi::LUA_TBOOLEAN => Arg::Bool(ffi::lua_toboolean(l, index) != 0),
-            ffi::LUA_TNUMBER => {
-                if ffi::lua_isinteger(l, index) != 0 {
-                    Arg::Int(ffi::lua_tointegerx(l, index, std::ptr::null_mut()))
-                } else {
-                    Arg::Float(ffi::lua_tonumberx(l, index, std::ptr::null_mut()))
-                }
-            }
-            ffi::LUA_TSTRING => {
-                let mut len = 0usize;
-                let ptr = ffi::lua_tolstring(l, index, &mut len);
-                if ptr.is_null() {
-                    Arg::Other
-                } else {
-                    // The string stays on the stack, so it outlives this borrow.
-                    Arg::Str(std::slice::from_raw_parts(ptr as *const u8, len))
-                }
-            }
-            _ => Arg::Other,
-        }
+    /// The call's arguments from index `first` on, for the formatter.
+    fn view(&mut self, first: c_int) -> View<'_, 'line, 'call> {
+        View { line: self, first }
     }
 
-    /// Calls `util.format(spec, value)` where value is the stack slot `index` or `text`,
-    /// protected; appends the result.
-    unsafe fn call_format(
-        &mut self,
-        spec: &[u8],
-        index: Option<c_int>,
-        text: Option<&[u8]>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), FormatError> {
-        let l = self.state;
-        if ffi::lua_checkstack(l, 4) == 0 {
+    /// The call's value at `index` (1-based: 1 is the source), as it was when the call began.
+    fn value(&self, index: c_int) -> Arg<'line> {
+        self.args.value(index)
+    }
+
+    /// Calls `util.format(spec, value)`, protected; appends the result.
+    fn call_format(&mut self, spec: &[u8], value: Pushed<'_>, out: &mut Vec<u8>) -> Result<(), FormatError> {
+        let call = self.args.lua()?;
+        let top = call.top();
+        let mut pushed = call.ensure(4) && call.push_value(Upvalue::Format.index()) && call.push_bytes(spec);
+        pushed = pushed
+            && match value {
+                Pushed::Value(index) => self.args.push_original(index),
+                Pushed::Text(text) => self.args.lua()?.push_bytes(text),
+            };
+        let call = self.args.lua()?;
+        if !pushed {
+            call.truncate(top);
             return Err("Lua stack exhausted".into());
         }
-        ffi::lua_pushvalue(l, ffi::lua_upvalueindex(UPVALUE_FORMAT));
-        ffi::lua_pushlstring(l, spec.as_ptr() as *const c_char, spec.len());
-        match (index, text) {
-            (Some(i), _) => ffi::lua_pushvalue(l, i),
-            (None, Some(t)) => {
-                ffi::lua_pushlstring(l, t.as_ptr() as *const c_char, t.len());
-            }
-            (None, None) => ffi::lua_pushnil(l),
-        }
-        self.finish_call(ffi::lua_pcall(l, 2, 1, 0), out)
+        let status = call.pcall(2);
+        finish_call(call, status, out)
     }
 
     /// `tostring(value at index)`: natively for stanzas, through Lua otherwise.
-    unsafe fn tostring_at(&mut self, index: c_int, out: &mut Vec<u8>) -> Result<(), FormatError> {
-        let l = self.state;
-        let anchors = lua_stanza::Anchors {
-            stanza_mt: ffi::lua_upvalueindex(UPVALUE_STANZA_MT),
-            original_tostring: ffi::lua_upvalueindex(UPVALUE_STANZA_TOSTRING),
-            key_tostring: ffi::lua_upvalueindex(UPVALUE_KEYS),
-            key_name: ffi::lua_upvalueindex(UPVALUE_KEYS + 1),
-            key_attr: ffi::lua_upvalueindex(UPVALUE_KEYS + 2),
-            key_xmlns: ffi::lua_upvalueindex(UPVALUE_KEYS + 3),
-        };
-        if lua_stanza::serialize(l, index, &anchors, out) {
+    fn tostring(&mut self, index: c_int, out: &mut Vec<u8>) -> Result<(), FormatError> {
+        let printed = self
+            .args
+            .with_original(index, STANZA_ROOM, |scope, value| stanza::serialize(scope, value, &STANZA_ANCHORS, out));
+        if printed == Some(true) {
             return Ok(());
         }
-        if ffi::lua_checkstack(l, 3) == 0 {
+        let top = self.args.lua()?.top();
+        let pushed = {
+            let call = self.args.lua()?;
+            call.ensure(3) && call.push_value(Upvalue::Tostring.index())
+        } && self.args.push_original(index);
+        let call = self.args.lua()?;
+        if !pushed {
+            call.truncate(top);
             return Err("Lua stack exhausted".into());
         }
-        ffi::lua_pushvalue(l, ffi::lua_upvalueindex(UPVALUE_TOSTRING));
-        ffi::lua_pushvalue(l, index);
-        self.finish_call(ffi::lua_pcall(l, 1, 1, 0), out)
+        let status = call.pcall(1);
+        finish_call(call, status, out)
     }
 
-    /// Takes the single result (or error) of a `lua_pcall` off the stack.
-    unsafe fn finish_call(&mut self, status: c_int, out: &mut Vec<u8>) -> Result<(), FormatError> {
-        let l = self.state;
-        let text = if ffi::lua_type(l, -1) == ffi::LUA_TSTRING {
-            let mut len = 0usize;
-            let ptr = ffi::lua_tolstring(l, -1, &mut len);
-            Some(std::slice::from_raw_parts(ptr as *const u8, len).to_vec())
-        } else {
-            None
-        };
-        let kind = ffi::lua_type(l, -1);
-        ffi::lua_settop(l, -2);
-        match (status, text) {
-            (ffi::LUA_OK, Some(t)) => {
-                out.extend_from_slice(&t);
-                Ok(())
-            }
-            (ffi::LUA_OK, None) => Err(format!("tostring returned a {}", type_name(kind))),
-            (_, Some(t)) => Err(String::from_utf8_lossy(&t).into_owned()),
-            (_, None) => Err(format!("error object is a {} value", type_name(kind))),
+    /// Stores the message string in the kept-formats table at `slot`, if it is the very
+    /// string `fmt` belongs to.
+    fn keep_format(&mut self, fmt: &[u8], slot: usize) -> bool {
+        // The table was made with an array part of one entry per slot: storing there does
+        // not allocate.
+        self.keep_formats && self.args.keep_original(ARG_MESSAGE, fmt, Upvalue::KeptFormats.index(), slot as i64 + 1)
+    }
+}
+
+/// Values native stanza printing pushes besides the stanza itself.
+const STANZA_ROOM: c_int = 8;
+
+/// Takes the single result (or error) of a `pcall` off the stack.
+fn finish_call(call: &mut LuaCall<'_>, status: Option<c_int>, out: &mut Vec<u8>) -> Result<(), FormatError> {
+    let Some(status) = status else {
+        return Err("nothing to call".into());
+    };
+    let result = match (status, call.string_at(-1)) {
+        (ffi::LUA_OK, Some(text)) => {
+            out.extend_from_slice(text);
+            Ok(())
         }
+        (ffi::LUA_OK, None) => Err(format!("tostring returned a {}", type_name(call.type_of(-1)))),
+        (_, Some(text)) => Err(String::from_utf8_lossy(text).into_owned()),
+        (_, None) => Err(format!("error object is a {} value", type_name(call.type_of(-1)))),
+    };
+    call.pop(1);
+    result
+}
+
+/// A [`Line`]'s values from index `first` on, as the formatter's [`Args`].
+struct View<'v, 'line, 'call> {
+    line: &'v mut Line<'line, 'call>,
+    first: c_int,
+}
+
+impl View<'_, '_, '_> {
+    fn index(&self, i: usize) -> c_int {
+        self.first.saturating_add(c_int::try_from(i).unwrap_or(c_int::MAX))
+    }
+}
+
+impl<'line> ArgValues<'line> for View<'_, 'line, '_> {
+    fn count(&self) -> usize {
+        (self.line.args.count() - self.first + 1).max(0) as usize
+    }
+
+    fn get(&self, i: usize) -> Arg<'line> {
+        self.line.value(self.index(i))
+    }
+}
+
+impl<'line> Args<'line> for View<'_, 'line, '_> {
+    fn lua_format(&mut self, spec: &[u8], i: usize, out: &mut Vec<u8>) -> Result<(), FormatError> {
+        let index = self.index(i);
+        self.line.call_format(spec, Pushed::Value(index), out)
+    }
+
+    fn tostring(&mut self, i: usize, out: &mut Vec<u8>) -> Result<(), FormatError> {
+        let index = self.index(i);
+        self.line.tostring(index, out)
+    }
+
+    fn lua_quote(&mut self, text: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
+        self.line.call_format(b"%s", Pushed::Text(text), out)
+    }
+
+    fn keep_format(&mut self, fmt: &[u8], slot: usize) -> bool {
+        self.line.keep_format(fmt, slot)
     }
 }
 
@@ -373,59 +400,5 @@ fn type_name(kind: c_int) -> &'static str {
         ffi::LUA_TUSERDATA | ffi::LUA_TLIGHTUSERDATA => "userdata",
         ffi::LUA_TTHREAD => "thread",
         _ => "no",
-    }
-}
-
-impl<'a> ArgValues<'a> for StackArgs {
-    fn count(&self) -> usize {
-        self.count
-    }
-
-    fn get(&self, i: usize) -> Arg<'a> {
-        if i >= self.count {
-            return Arg::Nil;
-        }
-        // SAFETY: i < count, so the slot is one of this call's arguments.
-        unsafe { self.get_index(self.base + i as c_int) }
-    }
-}
-
-impl<'a> Args<'a> for StackArgs {
-    fn lua_format(&mut self, spec: &[u8], i: usize, out: &mut Vec<u8>) -> Result<(), FormatError> {
-        let index = self.base + i as c_int;
-        // SAFETY: the stack slot exists; call_format checks stack space and runs protected.
-        unsafe { self.call_format(spec, Some(index), None, out) }
-    }
-
-    fn tostring(&mut self, i: usize, out: &mut Vec<u8>) -> Result<(), FormatError> {
-        let index = self.base + i as c_int;
-        // SAFETY: as above.
-        unsafe { self.tostring_at(index, out) }
-    }
-
-    fn lua_quote(&mut self, text: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
-        // SAFETY: as above.
-        unsafe { self.call_format(b"%s", None, Some(text), out) }
-    }
-
-    fn keep_format(&mut self, slot: usize) -> bool {
-        if !self.keep_formats {
-            return false;
-        }
-        let l = self.state;
-        // SAFETY: the table was made with an array part of one entry per slot, so rawseti
-        // stores without allocating and cannot raise; one stack slot is checked for first.
-        unsafe {
-            let kept = ffi::lua_upvalueindex(UPVALUE_FORMATS_KEPT);
-            if ffi::lua_type(l, kept) != ffi::LUA_TTABLE
-                || ffi::lua_type(l, ARG_MESSAGE) != ffi::LUA_TSTRING
-                || ffi::lua_checkstack(l, 1) == 0
-            {
-                return false;
-            }
-            ffi::lua_pushvalue(l, ARG_MESSAGE);
-            ffi::lua_rawseti(l, kept, slot as ffi::lua_Integer + 1);
-        }
-        true
     }
 }

@@ -320,10 +320,8 @@ mod tests {
 
     #[test]
     fn one_signal_given_twice_is_one_trigger() {
-        let (o, _) = parse(&[
-            ("signal", OptValue::Str("SIGUSR2".into())),
-            ("event", OptValue::Str("signal/SIGUSR2".into())),
-        ]);
+        let (o, _) =
+            parse(&[("signal", OptValue::Str("SIGUSR2".into())), ("event", OptValue::Str("signal/SIGUSR2".into()))]);
         assert_eq!(o.triggers, vec![Trigger::Event("signal/SIGUSR2".into())]);
     }
 
@@ -361,6 +359,9 @@ mod tests {
         let a = parse(&[("size", OptValue::Int(1000))]).0.reload_key();
         assert_eq!(a, parse(&[("size", OptValue::Float(1000.0))]).0.reload_key());
         assert_ne!(a, parse(&[("size", OptValue::Int(1001))]).0.reload_key());
-        assert_ne!(a, parse(&[("size", OptValue::Int(1000)), ("timestamps", OptValue::Str("%H".into()))]).0.reload_key());
+        assert_ne!(
+            a,
+            parse(&[("size", OptValue::Int(1000)), ("timestamps", OptValue::Str("%H".into()))]).0.reload_key()
+        );
     }
 }

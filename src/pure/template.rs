@@ -11,8 +11,11 @@ use crate::pure::date::DateFormat;
 /// The values a template can refer to at dump time.
 #[derive(Debug, Clone, Default)]
 pub struct Values {
+    /// `{pid}`: the process id.
     pub pid: u32,
+    /// `{count}`: the dump's number in this process, from 0.
     pub count: u64,
+    /// `{time}`: the dump's unix time, for `{time|yyyymmdd}` and `{time|hhmmss}` too.
     pub time: i64,
     /// Prosody's `prosody.paths` (`data`, `config`, ...).
     pub paths: Vec<(String, String)>,

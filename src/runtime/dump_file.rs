@@ -328,7 +328,10 @@ mod tests {
         let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
         assert!(made.success());
         let err = prepare(&fifo, 0, 0).expect_err("no reader");
-        assert_eq!(err.to_string(), format!("Unable to open output file: {fifo}: no process has this FIFO open for reading"));
+        assert_eq!(
+            err.to_string(),
+            format!("Unable to open output file: {fifo}: no process has this FIFO open for reading")
+        );
     }
 
     #[test]

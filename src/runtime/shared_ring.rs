@@ -19,7 +19,6 @@ use std::thread::{self, ThreadId};
 
 use parking_lot::Mutex;
 
-
 pub(crate) struct SharedRing<T> {
     ring: UnsafeCell<T>,
     kind: BarrierKind,

@@ -16,8 +16,8 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use super::sink::{DumpOrigin, Sink};
 use super::os::{self, Disposition};
+use super::sink::{DumpOrigin, Sink};
 use super::thread::{self, PerProcess};
 
 struct Watch {
@@ -43,7 +43,8 @@ struct Native {
     installed: Vec<Installed>,
 }
 
-static NATIVE: Mutex<Native> = Mutex::new(Native { pipe: PerProcess::new(), watches: Vec::new(), installed: Vec::new() });
+static NATIVE: Mutex<Native> =
+    Mutex::new(Native { pipe: PerProcess::new(), watches: Vec::new(), installed: Vec::new() });
 
 /// The pipe the handler writes to; -1 before the first native trigger.
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);

@@ -178,4 +178,37 @@ mod tests {
         release.store(true, Ordering::Release);
         assert!(wait_idle(Duration::from_secs(5)));
     }
+
+    /// Run alone (single-threaded, so `fork` is safe) by `a_forked_child_has_nothing_in_flight`.
+    #[test]
+    #[ignore = "run by a_forked_child_has_nothing_in_flight"]
+    fn fork_child_starts_with_nothing_in_flight() {
+        let Some(Admission::Background(flight)) = admit(DumpOrigin::LuaThread) else { panic!("admitted") };
+        assert_eq!(in_flight(), 1);
+        // SAFETY: this test runs alone in its process (see the caller), so no lock is held by
+        // another thread at the fork; the child only reads per-process state and exits.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            let clean = in_flight() == 0 && wait_idle(Duration::ZERO);
+            // SAFETY: _exit ends the child at once, without running the parent's destructors.
+            unsafe { libc::_exit(if clean { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked; `status` is a local.
+        assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the child saw a dump in flight");
+        drop(flight);
+        assert_eq!(in_flight(), 0);
+    }
+
+    #[test]
+    fn a_forked_child_has_nothing_in_flight() {
+        let test = "runtime::writer::tests::fork_child_starts_with_nothing_in_flight";
+        let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", test, "--ignored", "--test-threads=1"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run");
+        assert!(status.success());
+    }
 }

@@ -6,8 +6,11 @@
 --                        fire debug_traceback/triggered, then append a traceback to
 --                        {paths.data}/traceback-{pid}-{count}.log
 --   reload_logging       call the logging manager's reload directly (as daemonizing does)
---   spam <n> <tag>       log n debug lines "<tag> <i>", 500 every 10 ms, then "<tag> done"
+--   spam <n> <tag> [<pad>]  log n debug lines "<tag> <i>" (after <pad> bytes of "x" and a
+--                        space, if given), 500 every 10 ms, then "<tag> done"
 --   reload_module <name>, unload_module <name>, load_module <name>   (global modules)
+-- It also appends a line to <data>/logging-reloaded at each logging-reloaded event, so that
+-- a spec can wait for a SIGHUP's logging reload to have finished.
 module:set_global();
 
 local pposix = require "util.pposix";
@@ -37,7 +40,8 @@ local function run(line)
 	elseif command == "reload_logging" then
 		require "core.loggingmanager".reload_logging();
 	elseif command == "spam" then
-		local total, tag = rest:match("^(%d+) (%S+)$");
+		local total, tag, pad = rest:match("^(%d+) (%S+)%s*(%d*)$");
+		local prefix = pad ~= "" and ("x"):rep(tonumber(pad)) .. " " or "";
 		local i = 0;
 		module:add_timer(0, function ()
 			for _ = 1, 500 do
@@ -46,7 +50,7 @@ local function run(line)
 					module:log("info", "%s done", tag);
 					return;
 				end
-				module:log("debug", "%s %d", tag, i);
+				module:log("debug", "%s%s %d", prefix, tag, i);
 			end
 			return 0.01;
 		end);
@@ -58,6 +62,14 @@ local function run(line)
 		modulemanager.load("*", rest);
 	end
 end
+
+module:hook_global("logging-reloaded", function ()
+	local f = io.open(prosody.paths.data .. "/logging-reloaded", "a");
+	if f then
+		f:write("reloaded\n");
+		f:close();
+	end
+end);
 
 module:add_timer(0.05, function ()
 	local f = io.open(control);
