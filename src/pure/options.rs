@@ -4,7 +4,10 @@
 //! default (or the trigger is left out) and a problem is reported for Prosody's log, naming the
 //! option, the value and what is accepted. Each option has one small reader below.
 
+use std::time::Duration;
+
 use super::date::{DateFormat, DEFAULT_TIMESTAMP};
+use super::duration;
 use super::level::Level;
 use super::ring::{Limit, MIN_SIZE};
 use super::signal_names::{self, Trigger};
@@ -14,8 +17,31 @@ pub(crate) const DEFAULT_SIZE: usize = 100 * 1024;
 pub(crate) const MAX_SIZE: usize = 1 << 36;
 pub(crate) const MAX_LINES: usize = 1 << 28;
 pub(crate) const DEFAULT_TEMPLATE: &str = "{paths.data}/ringbuffer-logs-{pid}-{count}.log";
-const KNOWN: [&str; 10] =
-    ["to", "level", "levels", "size", "lines", "filename", "filename_template", "signal", "event", "timestamps"];
+const KNOWN: [&str; 18] = [
+    "to",
+    "level",
+    "levels",
+    "size",
+    "lines",
+    "filename",
+    "filename_template",
+    "signal",
+    "event",
+    "timestamps",
+    "dump_on",
+    "dump_after",
+    "dump_cooldown",
+    "dump_on_exit",
+    "dump_on_crash",
+    "keep_dumps",
+    "compress",
+    "max_age",
+];
+/// `dump_cooldown` when not given: an error storm gives one dump a minute.
+pub(crate) const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
+/// `dump_after` at most: the aftermath window is for the seconds after an error.
+pub(crate) const MAX_DUMP_AFTER: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_KEEP_DUMPS: i64 = 100_000;
 
 /// An option's value as the config file gave it.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +106,49 @@ pub(crate) struct Problem {
     pub(crate) text: String,
 }
 
+/// When a sink dumps by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct AutoDump {
+    /// `dump_on`: a line at or above this level triggers a dump.
+    pub(crate) on_level: Option<Level>,
+    /// `dump_after`: capture goes on this long after the trigger, then the dump is written.
+    pub(crate) after: Duration,
+    /// `dump_cooldown`: a trigger this soon after the last one that dumped is only counted.
+    pub(crate) cooldown: Duration,
+    /// `dump_on_exit`: dump at clean shutdown.
+    pub(crate) on_exit: bool,
+    /// `dump_on_crash`: dump from the handler of a fatal signal.
+    pub(crate) on_crash: bool,
+}
+
+/// How dump files are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Compression {
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// What is appended to the dump file's name.
+    pub(crate) fn suffix(self) -> &'static str {
+        match self {
+            Compression::Gzip => ".gz",
+            Compression::Zstd => ".zst",
+        }
+    }
+}
+
+/// What bounds the disk and the age of what is dumped.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Retention {
+    /// `keep_dumps`: the newest N files this sink's template made are kept, older ones deleted.
+    pub(crate) keep_dumps: Option<usize>,
+    /// `compress`.
+    pub(crate) compress: Option<Compression>,
+    /// `max_age`: older lines are left out of dumps (and counted as dropped).
+    pub(crate) max_age: Option<Duration>,
+}
+
 /// What identifies "the same sink" across a logging reload: two sinks whose options give equal
 /// keys can hand their buffered lines over. Every option is part of it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -89,6 +158,8 @@ pub(crate) struct ReloadKey {
     target: Target,
     min_level: Option<Level>,
     triggers: Vec<Trigger>,
+    auto: AutoDump,
+    retention: Retention,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +171,8 @@ pub(crate) struct SinkOptions {
     pub(crate) min_level: Option<Level>,
     /// Each trigger once (`signal = "SIGUSR2"` with `event = "signal/SIGUSR2"` is one trigger).
     pub(crate) triggers: Vec<Trigger>,
+    pub(crate) auto: AutoDump,
+    pub(crate) retention: Retention,
 }
 
 /// Collects problems while the options are read.
@@ -238,6 +311,86 @@ impl<G: Fn(&str) -> OptValue> Reader<G> {
         triggers
     }
 
+    /// A span of time: seconds, or text such as `"2s"` or `"15m"`.
+    fn duration(&mut self, name: &str, default: Duration, max: Duration) -> Duration {
+        let value = (self.get)(name);
+        let parsed = match &value {
+            OptValue::Absent => return default,
+            OptValue::Int(n) => duration::from_seconds(*n as f64),
+            OptValue::Float(n) => duration::from_seconds(*n),
+            OptValue::Str(s) => duration::from_text(s),
+            _ => None,
+        };
+        match parsed {
+            Some(d) if d <= max => d,
+            _ => {
+                let accepted =
+                    format!("seconds from 0 to {}, or text such as \"2s\", \"500ms\" or \"15m\"", max.as_secs());
+                self.bad(name, &value, &accepted, &format!("using {}", shown_duration(default)));
+                default
+            }
+        }
+    }
+
+    fn flag(&mut self, name: &str, default: bool) -> bool {
+        match (self.get)(name) {
+            OptValue::Absent => default,
+            OptValue::Bool(b) => b,
+            v => {
+                self.bad(name, &v, "true or false", &format!("using {default}"));
+                default
+            }
+        }
+    }
+
+    fn auto_dump(&mut self) -> AutoDump {
+        let value = (self.get)("dump_on");
+        let on_level = match &value {
+            OptValue::Absent => None,
+            OptValue::Str(s) if Level::from_name(s).is_some() => Level::from_name(s),
+            _ => {
+                let accepted = "one of \"debug\", \"info\", \"warn\", \"error\"";
+                self.bad("dump_on", &value, accepted, "no level will dump this buffer");
+                None
+            }
+        };
+        AutoDump {
+            on_level,
+            after: self.duration("dump_after", Duration::ZERO, MAX_DUMP_AFTER),
+            cooldown: self.duration("dump_cooldown", DEFAULT_COOLDOWN, duration::MAX),
+            on_exit: self.flag("dump_on_exit", false),
+            on_crash: self.flag("dump_on_crash", true),
+        }
+    }
+
+    fn retention(&mut self) -> Retention {
+        let value = (self.get)("keep_dumps");
+        let keep_dumps = match value.as_count() {
+            _ if value == OptValue::Absent => None,
+            Some(n) if (1..=MAX_KEEP_DUMPS).contains(&n) => Some(n as usize),
+            _ => {
+                let accepted = format!("a whole number from 1 to {MAX_KEEP_DUMPS}");
+                self.bad("keep_dumps", &value, &accepted, "keeping every dump file");
+                None
+            }
+        };
+        let value = (self.get)("compress");
+        let compress = match &value {
+            OptValue::Absent | OptValue::Bool(false) => None,
+            OptValue::Str(s) if s == "gzip" => Some(Compression::Gzip),
+            OptValue::Str(s) if s == "zstd" => Some(Compression::Zstd),
+            _ => {
+                self.bad("compress", &value, "\"zstd\", \"gzip\" or false", "writing uncompressed dumps");
+                None
+            }
+        };
+        let max_age = match (self.get)("max_age") {
+            OptValue::Absent => None,
+            _ => Some(self.duration("max_age", duration::MAX, duration::MAX)),
+        };
+        Retention { keep_dumps, compress, max_age }
+    }
+
     fn unknown_keys(&mut self, keys: &[String]) {
         for key in keys.iter().filter(|key| !KNOWN.contains(&key.as_str())) {
             let text = format!("Unknown option '{key}' ignored; known options are: {}", KNOWN[1..].join(", "));
@@ -257,6 +410,8 @@ impl SinkOptions {
             target: reader.target(),
             min_level: reader.min_level(),
             triggers: reader.triggers(),
+            auto: reader.auto_dump(),
+            retention: reader.retention(),
         };
         reader.unknown_keys(keys);
         (options, reader.problems)
@@ -270,7 +425,18 @@ impl SinkOptions {
             target: self.target.clone(),
             min_level: self.min_level,
             triggers: self.triggers.clone(),
+            auto: self.auto.clone(),
+            retention: self.retention.clone(),
         }
+    }
+}
+
+/// A span as an error message shows it.
+fn shown_duration(d: Duration) -> String {
+    if d == duration::MAX {
+        "no limit".into()
+    } else {
+        format!("{}s", d.as_secs_f64())
     }
 }
 
@@ -319,6 +485,45 @@ mod tests {
     }
 
     #[test]
+    fn dumping_by_itself_and_retention() {
+        let (o, p) = parse(&[]);
+        assert!(p.is_empty());
+        assert_eq!(
+            o.auto,
+            AutoDump {
+                on_level: None,
+                after: Duration::ZERO,
+                cooldown: DEFAULT_COOLDOWN,
+                on_exit: false,
+                on_crash: true
+            }
+        );
+        assert_eq!(o.retention, Retention { keep_dumps: None, compress: None, max_age: None });
+        let (o, p) = parse(&[
+            ("dump_on", OptValue::Str("warn".into())),
+            ("dump_after", OptValue::Str("2s".into())),
+            ("dump_cooldown", OptValue::Float(0.5)),
+            ("dump_on_exit", OptValue::Bool(true)),
+            ("dump_on_crash", OptValue::Bool(false)),
+            ("keep_dumps", OptValue::Int(3)),
+            ("compress", OptValue::Str("zstd".into())),
+            ("max_age", OptValue::Str("15m".into())),
+        ]);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(o.auto.on_level, Some(Level::Warn));
+        assert_eq!((o.auto.after, o.auto.cooldown), (Duration::from_secs(2), Duration::from_millis(500)));
+        assert!(o.auto.on_exit && !o.auto.on_crash);
+        assert_eq!(
+            o.retention,
+            Retention {
+                keep_dumps: Some(3),
+                compress: Some(Compression::Zstd),
+                max_age: Some(Duration::from_secs(900))
+            }
+        );
+    }
+
+    #[test]
     fn one_signal_given_twice_is_one_trigger() {
         let (o, _) =
             parse(&[("signal", OptValue::Str("SIGUSR2".into())), ("event", OptValue::Str("signal/SIGUSR2".into()))]);
@@ -343,6 +548,17 @@ mod tests {
             ("timestamps", OptValue::Int(5)),
             ("timestamps", OptValue::Str("%Q".into())),
             ("level", OptValue::Str("verbose".into())),
+            ("dump_on", OptValue::Str("fatal".into())),
+            ("dump_after", OptValue::Str("2d".into())),
+            ("dump_after", OptValue::Int(-1)),
+            ("dump_after", OptValue::Int(7200)),
+            ("dump_cooldown", OptValue::Other("table")),
+            ("dump_on_exit", OptValue::Str("yes".into())),
+            ("dump_on_crash", OptValue::Int(1)),
+            ("keep_dumps", OptValue::Int(0)),
+            ("keep_dumps", OptValue::Float(2.5)),
+            ("compress", OptValue::Str("lz4".into())),
+            ("max_age", OptValue::Str("soon".into())),
         ] {
             let (o, p) = parse(&[(name, value.clone())]);
             assert_eq!(p.len(), 1, "{name} = {value:?}");
