@@ -266,6 +266,17 @@ else
 		("typical log call while the dump is written: %s; into a full ring with no dump running: %s ns/line")
 			:format(during, ns(d.idle_ns));
 	};
+	-- Whole dumps of a full ring of varied lines, without and with compression (bench/dump.lua).
+	for _, c in ipairs(d.codecs or {}) do
+		local what = c.name == "none" and "uncompressed" or ("compress = %q"):format(c.name);
+		if not c.ok then
+			table.insert(dump, ("%s: the dump failed: %s"):format(what, tostring(c.err)));
+		else
+			table.insert(dump, ("%s, 64 MiB ring of varied lines (%.1f MB of text) to tmpfs: complete after %.1f ms"
+				.. " (median of 3): %.0f MB/s of text; file of %d bytes = %.1f%% of the text"):format(what, c.text / 1e6,
+				c.complete * 1000, c.text / 1e6 / c.complete, c.file_bytes, c.file_bytes / c.text * 100));
+		end
+	end
 end
 
 -- Plain text to stdout, Markdown to bench/results.md.

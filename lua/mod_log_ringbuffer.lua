@@ -215,8 +215,9 @@ local function new_record(handle, sink, problems)
 		module:log(problem.level, "ringbuffer sink: %s", problem.text);
 	end
 	local record = { handle = handle, sink = sink };
-	if #handle:events() == 0 and not handle:has_native_triggers() then
-		module:log("warn", "A ringbuffer sink has no 'signal' or 'event' option: nothing will dump it");
+	if #handle:events() == 0 and not handle:has_native_triggers() and not handle:dump_on_exit() then
+		module:log("warn", "A ringbuffer sink has no 'signal', 'event', 'dump_on' or 'dump_on_exit' option: "
+			.. "nothing will dump it but the admin shell or a crash");
 	end
 	arm(record);
 	return record;
@@ -263,9 +264,14 @@ function module.restore(data)
 	end
 end
 
--- Dumps still being written when Prosody stops are finished first, and a SIGUSR1/SIGUSR2 that
--- arrived as the main loop stopped (it stays pending on Prosody 13) is honoured.
+-- At shutdown: sinks with dump_on_exit dump, a SIGUSR1/SIGUSR2 that arrived as the main loop
+-- stopped (it stays pending on Prosody 13) is honoured, and every dump in flight is finished.
 module:hook_global("server-stopped", function ()
+	for _, record in ipairs(live) do
+		if record.handle:dump_on_exit() then
+			dump(record, "dump_on_exit");
+		end
+	end
 	for _, name in ipairs(native.pending_signals()) do
 		local records = by_event["signal/" .. name];
 		for _, record in ipairs(records or {}) do

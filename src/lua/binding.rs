@@ -14,11 +14,12 @@ use super::call::probe_call;
 use super::raw_stack::{self, Decision};
 use super::sink_call::LuaSink;
 use super::upvalues::{sink_closure, SinkUpvalues};
+use crate::pure::dump_names;
 use crate::pure::format::FormatCache;
-use crate::pure::options::{OptValue, Severity, SinkOptions};
+use crate::pure::options::{OptValue, Problem, Severity, SinkOptions};
 use crate::pure::signal_names::Trigger;
 use crate::runtime::sink::{DumpOrigin, Sink};
-use crate::runtime::{os, reports, signals, writer};
+use crate::runtime::{auto_dump, crash, os, reports, signals, writer};
 use std::time::Duration;
 
 /// The handle Lua holds for one sink.
@@ -59,7 +60,8 @@ impl UserData for Handle {
                 .collect::<Vec<_>>())
         });
         methods.add_method("min_level", |_, this, ()| Ok(this.sink().options.min_level.map(|l| l.name())));
-        // Starts the native signal triggers; returns the problems met.
+        // Starts the native signal triggers and the dump on a fatal signal (`dump_on_crash`);
+        // returns the problems met.
         methods.add_method("arm", |_, this, ()| {
             let mut problems = Vec::new();
             for trigger in &this.sink().options.triggers {
@@ -69,15 +71,25 @@ impl UserData for Handle {
                     }
                 }
             }
+            if this.sink().options.auto.on_crash {
+                if let Err(e) = crash::watch(this.sink()) {
+                    problems.push(e);
+                }
+            }
             Ok(problems)
         });
         methods.add_method("disarm", |_, this, ()| {
             signals::unwatch(this.sink());
+            crash::unwatch(this.sink());
             Ok(())
         });
+        // Whether native threads may dump this sink (a native signal, `dump_on`): the Lua side
+        // then polls for their reports.
         methods.add_method("has_native_triggers", |_, this, ()| {
-            Ok(this.sink().options.triggers.iter().any(|t| matches!(t, Trigger::Signal(..))))
+            let options = &this.sink().options;
+            Ok(options.auto.on_level.is_some() || options.triggers.iter().any(|t| matches!(t, Trigger::Signal(..))))
         });
+        methods.add_method("dump_on_exit", |_, this, ()| Ok(this.sink().options.auto.on_exit));
         // Lines and bytes held now.
         methods.add_method("usage", |_, this, ()| Ok(this.sink().usage()));
     }
@@ -106,13 +118,16 @@ fn new_sink(
             other => format!("[{}]", other.type_name()),
         })
         .collect();
-    let (options, problems) =
+    let (options, mut problems) =
         SinkOptions::parse(|name| config.raw_get::<Value>(name).map(opt_value).unwrap_or(OptValue::Absent), &keys);
     let mut path_list = Vec::new();
     if let Some(paths) = paths {
         for (k, v) in paths.pairs::<String, String>().flatten() {
             path_list.push((k, v));
         }
+    }
+    if let Some(text) = dump_names::keep_dumps_warning(&options.target, &options.retention, &path_list) {
+        problems.push(Problem { severity: Severity::Warning, text });
     }
     settle_stack_path(lua);
     let state = Rc::new(LuaSink::new(Arc::new(Sink::new(options, path_list))));
@@ -190,6 +205,7 @@ fn take_reports(lua: &Lua, (): ()) -> Result<Table> {
 /// Begins shutdown: native threads start no new dumps, and dumps from Lua are written at once
 /// from now on. Waits up to `seconds` for the dumps in flight; true if none are left.
 fn shut_down(_: &Lua, seconds: f64) -> Result<bool> {
+    auto_dump::flush();
     Ok(writer::shut_down(Duration::from_secs_f64(seconds.clamp(0.0, 3600.0))))
 }
 

@@ -36,6 +36,8 @@ use super::call::{CallArgs, LuaCall};
 use super::stanza;
 use super::upvalues::{Upvalue, STANZA_ANCHORS};
 use crate::pure::format::{self, Arg, ArgValues, Args, FastLine, FormatCache, FormatError};
+use crate::pure::level::Level;
+use crate::runtime::auto_dump;
 use crate::runtime::sink::Sink;
 
 /// Per-sink state owned by the Lua thread (`RefCell`, `Cell`: only that thread touches it).
@@ -45,6 +47,8 @@ pub(crate) struct LuaSink {
     /// Entries of the held table in use by the lines in progress (a `__tostring` that logs
     /// makes a line within a line; they end in reverse order).
     held_top: Cell<i64>,
+    /// `dump_on`, kept here so that a sink without it pays one test of a local field per line.
+    dump_on: Option<Level>,
 }
 
 /// Buffers reused from line to line, and the timestamp of the current second.
@@ -65,7 +69,8 @@ const SIMPLE_LINE_MAX: usize = 8 * 1024;
 impl LuaSink {
     /// The Lua side of `sink`.
     pub(crate) fn new(sink: Arc<Sink>) -> Self {
-        LuaSink { sink, scratch: RefCell::new(Scratch::default()), held_top: Cell::new(0) }
+        let dump_on = sink.options.auto.on_level;
+        LuaSink { sink, scratch: RefCell::new(Scratch::default()), held_top: Cell::new(0), dump_on }
     }
 }
 
@@ -99,6 +104,29 @@ pub(crate) unsafe extern "C-unwind" fn sink_call(state: *mut ffi::lua_State) -> 
 }
 
 fn record(call: &mut LuaCall<'_>, this: &LuaSink) {
+    store(call, this);
+    if let Some(trigger) = this.dump_on {
+        check_trigger(call, this, trigger);
+    }
+}
+
+/// Tells `auto_dump` about a line at or above `dump_on`.
+#[cold]
+#[inline(never)]
+fn check_trigger(call: &LuaCall<'_>, this: &LuaSink, trigger: Level) {
+    // Read afresh: the general path may have run Lua code, which may have changed the slot.
+    let level = match call.arg(ARG_LEVEL) {
+        Arg::Str(name) => std::str::from_utf8(name).ok().and_then(Level::from_name),
+        _ => None,
+    };
+    if level.is_some_and(|level| level >= trigger) {
+        auto_dump::line_at_trigger_level(&this.sink);
+    }
+}
+
+/// Formats the line and stores it in the ring.
+#[inline(always)]
+fn store(call: &mut LuaCall<'_>, this: &LuaSink) {
     // A __tostring that logs re-enters this sink while the scratch buffers are in use.
     let mut own;
     let mut guard = this.scratch.try_borrow_mut();
@@ -112,8 +140,10 @@ fn record(call: &mut LuaCall<'_>, this: &LuaSink) {
     };
     let Scratch { simple, line, message, stamp_second, stamp, formats } = scratch;
 
+    // Every line keeps the second it was logged at (for `max_age`), timestamps or not.
+    let now = crate::pure::date::now_seconds();
+    let time = u32::try_from(now).unwrap_or(0);
     if let Some(date) = &this.sink.options.timestamps {
-        let now = crate::pure::date::now_seconds();
         if *stamp_second != Some(now) {
             let mut raw = Vec::new();
             date.render(now, &mut raw);
@@ -127,7 +157,7 @@ fn record(call: &mut LuaCall<'_>, this: &LuaSink) {
     // The common line goes straight into the ring; if the ring's current chunk is too full
     // for it, into `simple` and then the ring; anything else takes the general path.
     let mut full = false;
-    let stored = this.sink.push_in_place(|room| {
+    let stored = this.sink.push_in_place(time, |room| {
         let mut out = FastLine::new(room);
         let done = simple_line(call, stamp, formats, &mut out);
         full = out.is_full();
@@ -142,7 +172,7 @@ fn record(call: &mut LuaCall<'_>, this: &LuaSink) {
         }
         let mut out = FastLine::new(simple);
         if simple_line(call, stamp, formats, &mut out).is_some() {
-            this.sink.push(out.bytes());
+            this.sink.push(out.bytes(), time);
             return;
         }
     }
@@ -174,7 +204,7 @@ fn record(call: &mut LuaCall<'_>, this: &LuaSink) {
         }
     }
     line.push(b'\n');
-    this.sink.push(line);
+    this.sink.push(line, time);
 }
 
 /// [`record_simple`] on the running call's arguments, read straight off the stack where

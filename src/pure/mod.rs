@@ -1,6 +1,7 @@
 //! The pure core: no threads, no statics, no Lua. Everything here is unit-tested on its own.
 
 pub(crate) mod date;
+pub(crate) mod dump_names;
 pub(crate) mod duration;
 pub mod format;
 pub(crate) mod level;

@@ -70,7 +70,7 @@ mod tests {
 
     fn push_all(recorder: &mut Recorder, lines: &[&str]) {
         for line in lines {
-            recorder.ring.push(line.as_bytes());
+            recorder.ring.push(line.as_bytes(), 0);
         }
     }
 

@@ -1,6 +1,7 @@
 //! The ring: the newest whole log lines, bounded by bytes (`size`) or by count (`lines`).
 //!
-//! Lines are packed back to back into fixed-size chunks, each prefixed by its length (4 bytes).
+//! Lines are packed back to back into fixed-size chunks, each prefixed by its length and the
+//! unix time it was logged at (4 bytes each).
 //! Eviction always drops whole lines from the front, so a dump never starts with a torn line.
 //! Chunks are allocated as lines arrive and one emptied chunk is kept for reuse, so a full
 //! ring logs without allocating.
@@ -15,7 +16,8 @@
 use std::collections::VecDeque;
 
 const CHUNK: usize = 16 * 1024;
-const HEADER: usize = 4;
+/// Per line: its length, then the second it was logged (u32, little endian, both).
+const HEADER: usize = 8;
 
 /// What bounds the ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,24 +65,24 @@ impl Ring {
         self.lines == 0
     }
 
-    /// Stores one line, evicting the oldest whole lines as needed. A line larger than a
-    /// `Bytes` ring keeps its last bytes.
+    /// Stores one line logged at `time`, evicting the oldest whole lines as needed. A line
+    /// larger than a `Bytes` ring keeps its last bytes.
     #[inline]
-    pub fn push(&mut self, line: &[u8]) {
+    pub fn push(&mut self, line: &[u8], time: u32) {
         let len = line.len().min(u32::MAX as usize);
         let line = &line[..len];
         if let Limit::Bytes(size) = self.limit {
             if HEADER + len > size {
-                return self.push_tail_of(line, size);
+                return self.push_tail_of(line, size, time);
             }
         }
         // The usual case: the record fits in the last chunk, where the stored bytes end.
-        let in_place = self.write_in_place(|room| {
+        let in_place = self.write_in_place(time, |room| {
             room.get_mut(..len)?.copy_from_slice(line);
             Some(len)
         });
         if !in_place {
-            self.append(&(len as u32).to_le_bytes());
+            self.append(&header(len, time));
             self.append(line);
             self.lines += 1;
             self.evict_in_batches();
@@ -92,7 +94,7 @@ impl Ring {
     /// (nothing stored) if `write` declined, or for a line the limit says must be cut: use
     /// [`Ring::push`] then.
     #[inline]
-    pub fn write_in_place(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+    pub fn write_in_place(&mut self, time: u32, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
         let offset = (self.head + self.used) % CHUNK;
         let (room, header) = match self.chunks.back_mut() {
             Some(chunk) if offset != 0 && offset + HEADER < CHUNK => {
@@ -111,7 +113,7 @@ impl Ring {
         if len > room_len || !fits(len) {
             return false;
         }
-        header.copy_from_slice(&(len as u32).to_le_bytes());
+        header.copy_from_slice(&self::header(len, time));
         self.used += HEADER + len;
         self.lines += 1;
         self.evict_in_batches();
@@ -158,9 +160,9 @@ impl Ring {
 
     /// A line longer than the whole `Bytes` ring: it replaces everything, keeping its end.
     #[cold]
-    fn push_tail_of(&mut self, line: &[u8], size: usize) {
+    fn push_tail_of(&mut self, line: &[u8], size: usize, time: u32) {
         self.clear();
-        self.push(&line[line.len() - (size - HEADER)..]);
+        self.push(&line[line.len() - (size - HEADER)..], time);
     }
 
     /// Moves every line out, leaving this ring empty with the same limit.
@@ -180,10 +182,10 @@ impl Ring {
         let current = self.take();
         let mut lines = current.iter();
         for line in lines.by_ref().take(position).chain(batch.iter()) {
-            self.push(&line.to_vec());
+            self.push(&line.to_vec(), line.time);
         }
         for line in lines {
-            self.push(&line.to_vec());
+            self.push(&line.to_vec(), line.time);
         }
     }
 
@@ -233,6 +235,11 @@ impl Ring {
     }
 
     fn line_len_at(&self, offset: usize) -> usize {
+        self.header_at(offset).0 as usize
+    }
+
+    /// The (length, time) of the line whose header starts `offset` bytes after the head.
+    fn header_at(&self, offset: usize) -> (u32, u32) {
         let mut header = [0u8; HEADER];
         let pos = self.head + offset;
         let (index, at) = (pos / CHUNK, pos % CHUNK);
@@ -240,7 +247,20 @@ impl Ring {
             Some(bytes) => header.copy_from_slice(bytes),
             None => self.read_at(offset, &mut header),
         }
-        u32::from_le_bytes(header) as usize
+        let [a, b, c, d, e, f, g, h] = header;
+        (u32::from_le_bytes([a, b, c, d]), u32::from_le_bytes([e, f, g, h]))
+    }
+
+    /// Drops the lines logged before `time` from the front (lines are stored in the order they
+    /// were logged); returns how many.
+    pub fn drop_older_than(&mut self, time: u32) -> usize {
+        self.evict();
+        let mut dropped = 0;
+        while self.lines > 0 && self.header_at(0).1 < time {
+            self.pop_front();
+            dropped += 1;
+        }
+        dropped
     }
 
     #[inline]
@@ -279,6 +299,14 @@ impl Ring {
     }
 }
 
+/// A line's header: its length and time.
+#[inline(always)]
+fn header(len: usize, time: u32) -> [u8; HEADER] {
+    let [a, b, c, d] = (len as u32).to_le_bytes();
+    let [e, f, g, h] = time.to_le_bytes();
+    [a, b, c, d, e, f, g, h]
+}
+
 /// Iterator over the stored lines; each item is one or two slices (a line may span chunks).
 pub struct Lines<'a> {
     ring: &'a Ring,
@@ -291,6 +319,8 @@ pub struct Line<'a> {
     ring: &'a Ring,
     start: usize,
     len: usize,
+    /// The unix time (seconds) the line was logged at.
+    pub time: u32,
 }
 
 impl<'a> Line<'a> {
@@ -323,8 +353,9 @@ impl<'a> Iterator for Lines<'a> {
         if self.remaining == 0 {
             return None;
         }
-        let len = self.ring.line_len_at(self.offset);
-        let line = Line { ring: self.ring, start: self.offset + HEADER, len };
+        let (len, time) = self.ring.header_at(self.offset);
+        let len = len as usize;
+        let line = Line { ring: self.ring, start: self.offset + HEADER, len, time };
         self.offset += HEADER + len;
         self.remaining -= 1;
         Some(line)
@@ -343,23 +374,39 @@ mod tests {
     fn keeps_newest_whole_lines_within_size() {
         let mut ring = Ring::new(Limit::Bytes(64));
         for i in 0..100 {
-            ring.push(format!("line number {i:03}\n").as_bytes());
+            ring.push(format!("line number {i:03}\n").as_bytes(), 0);
         }
         let lines = contents(&ring);
         assert_eq!(lines.last().map(String::as_str), Some("line number 099\n"));
         assert!(lines.iter().all(|l| l.starts_with("line number ")));
-        // 16 bytes + 4 of header each: three lines fit in 64.
-        assert_eq!(lines.len(), 3);
-        assert_eq!((ring.lines(), ring.text_bytes()), (3, 48));
+        // 16 bytes + 8 of header each: two lines fit in 64.
+        assert_eq!(lines.len(), 2);
+        assert_eq!((ring.lines(), ring.text_bytes()), (2, 32));
         // Stored but left out until a batch is due: a chunk's worth at most.
         assert!(ring.used <= 64 + CHUNK + 20);
+    }
+
+    #[test]
+    fn lines_keep_their_time_and_old_ones_can_be_dropped() {
+        let mut ring = Ring::new(Limit::Lines(10));
+        for (text, time) in [("a\n", 100), ("b\n", 200), ("c\n", 300)] {
+            ring.push(text.as_bytes(), time);
+        }
+        assert_eq!(ring.iter().map(|l| l.time).collect::<Vec<_>>(), [100, 200, 300]);
+        assert_eq!(ring.drop_older_than(250), 2);
+        assert_eq!(contents(&ring), ["c\n"]);
+        assert_eq!(ring.dropped(), 2);
+        let mut other = Ring::new(Limit::Lines(10));
+        other.push(b"z\n", 50);
+        ring.insert(0, &other);
+        assert_eq!(ring.iter().map(|l| l.time).collect::<Vec<_>>(), [50, 300], "kept through a give-back");
     }
 
     #[test]
     fn lines_mode_keeps_exactly_n() {
         let mut ring = Ring::new(Limit::Lines(5));
         for i in 0..1000 {
-            ring.push(format!("{i}\n").as_bytes());
+            ring.push(format!("{i}\n").as_bytes(), 0);
         }
         assert_eq!(contents(&ring), vec!["995\n", "996\n", "997\n", "998\n", "999\n"]);
     }
@@ -367,11 +414,11 @@ mod tests {
     #[test]
     fn oversized_line_keeps_its_tail() {
         let mut ring = Ring::new(Limit::Bytes(64));
-        ring.push(b"short\n");
+        ring.push(b"short\n", 0);
         let long: Vec<u8> = (0..200u8).map(|i| b'a' + i % 26).collect();
-        ring.push(&long);
-        assert_eq!(contents(&ring), vec![String::from_utf8(long[long.len() - 60..].to_vec()).expect("utf8")]);
-        ring.push(b"next\n");
+        ring.push(&long, 0);
+        assert_eq!(contents(&ring), vec![String::from_utf8(long[long.len() - 56..].to_vec()).expect("utf8")]);
+        ring.push(b"next\n", 0);
         assert_eq!(contents(&ring), vec!["next\n"]);
     }
 
@@ -380,7 +427,7 @@ mod tests {
         let mut ring = Ring::new(Limit::Bytes(5 * CHUNK));
         let line = vec![b'x'; CHUNK / 3 + 7];
         for _ in 0..100 {
-            ring.push(&line);
+            ring.push(&line, 0);
         }
         assert!(ring.iter().all(|l| l.to_vec() == line));
         assert!(ring.chunks.len() <= 7);
@@ -390,33 +437,33 @@ mod tests {
     #[test]
     fn lines_written_in_place_are_stored_and_evict_like_pushed_ones() {
         let mut ring = Ring::new(Limit::Bytes(64));
-        assert!(!ring.write_in_place(|room| room.is_empty().then_some(0)), "no chunk yet");
-        ring.push(b"first line\n");
+        assert!(!ring.write_in_place(0, |room| room.is_empty().then_some(0)), "no chunk yet");
+        ring.push(b"first line\n", 0);
         for i in 0..20 {
             let text = format!("in place {i:02}\n");
-            assert!(ring.write_in_place(|room| {
+            assert!(ring.write_in_place(0, |room| {
                 room[..text.len()].copy_from_slice(text.as_bytes());
                 Some(text.len())
             }));
         }
-        // 12 bytes and a 4-byte header each: four fit in 64.
-        assert_eq!(contents(&ring), vec!["in place 16\n", "in place 17\n", "in place 18\n", "in place 19\n"]);
+        // 12 bytes and an 8-byte header each: three fit in 64.
+        assert_eq!(contents(&ring), vec!["in place 17\n", "in place 18\n", "in place 19\n"]);
         // Too long for the limit: refused, for push to cut; declined: nothing stored.
-        assert!(!ring.write_in_place(|_| Some(61)));
-        assert!(!ring.write_in_place(|_| None));
-        assert_eq!(ring.lines(), 4);
+        assert!(!ring.write_in_place(0, |_| Some(57)));
+        assert!(!ring.write_in_place(0, |_| None));
+        assert_eq!(ring.lines(), 3);
     }
 
     #[test]
     fn take_and_insert_keep_order_and_limit() {
         let mut ring = Ring::new(Limit::Lines(4));
         for s in ["a", "b", "c"] {
-            ring.push(s.as_bytes());
+            ring.push(s.as_bytes(), 0);
         }
         let taken = ring.take();
         assert!(ring.is_empty());
-        ring.push(b"d");
-        ring.push(b"e");
+        ring.push(b"d", 0);
+        ring.push(b"e", 0);
         ring.insert(0, &taken);
         assert_eq!(contents(&ring), vec!["b", "c", "d", "e"]);
     }
@@ -425,7 +472,7 @@ mod tests {
     fn full_ring_reuses_its_chunks() {
         let mut ring = Ring::new(Limit::Bytes(4 * CHUNK));
         for i in 0..100_000 {
-            ring.push(format!("{i:>40}\n").as_bytes());
+            ring.push(format!("{i:>40}\n").as_bytes(), 0);
         }
         assert!(ring.chunks.len() <= 6);
         assert!(ring.used <= 5 * CHUNK + 45);

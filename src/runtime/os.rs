@@ -73,11 +73,17 @@ pub(crate) fn is_pending(signal: c_int) -> bool {
 }
 
 /// Blocks every signal on the calling thread.
+/// Except the fatal ones (a fault in the thread, `abort()`): blocked, the kernel would kill the
+/// process without running the crash handler (see `crash`).
 pub(crate) fn block_all_signals() {
-    // SAFETY: sigfillset initialises the local set; pthread_sigmask only reads it.
+    // SAFETY: sigfillset and sigdelset initialise and edit the local set; pthread_sigmask only
+    // reads it.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
+        for fatal in [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGABRT] {
+            libc::sigdelset(&mut all, fatal);
+        }
         libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
     }
 }
@@ -122,4 +128,91 @@ pub(crate) fn reason(err: &io::Error) -> String {
     // next strerror call on this thread; it is copied at once.
     let text = unsafe { std::ffi::CStr::from_ptr(libc::strerror(code)) };
     text.to_string_lossy().into_owned()
+}
+
+// ---- For runtime::crash: the fatal signals' handler (installed here, run there) ----
+
+/// A handler that gets the signal's details (`SA_SIGINFO`): the signal, its `siginfo_t` and the
+/// interrupted context.
+pub(crate) type InfoHandler = extern "C" fn(c_int, *mut libc::siginfo_t, *mut std::ffi::c_void);
+
+impl Disposition {
+    /// The disposition as the C library holds it, for a signal handler to put back or call.
+    pub(crate) fn raw(&self) -> libc::sigaction {
+        self.0
+    }
+
+    /// Whether the signal is ignored (`SIG_IGN`).
+    pub(crate) fn is_ignored(&self) -> bool {
+        self.0.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// The disposition `signal` has now.
+pub(crate) fn disposition(signal: c_int) -> io::Result<Disposition> {
+    // SAFETY: a query only (null new action) into zeroed plain data.
+    unsafe {
+        let mut now: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(signal, std::ptr::null(), &mut now) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Disposition(now))
+    }
+}
+
+/// Makes `handler` the handler of `signal` with `SA_SIGINFO` (it gets the signal's details) and
+/// `SA_ONSTACK` (it runs on the thread's alternate signal stack if there is one, so a stack
+/// overflow can be handled), every signal blocked while it runs; returns the disposition it
+/// replaced.
+pub(crate) fn install_info_handler(signal: c_int, handler: InfoHandler) -> io::Result<Disposition> {
+    // SAFETY: both structs are zeroed plain data, filled in before use, and only read by
+    // sigaction; with SA_SIGINFO, sa_sigaction holds a three-argument handler, as `handler` is.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as libc::sighandler_t;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        libc::sigfillset(&mut action.sa_mask);
+        let mut previous: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(signal, &action, &mut previous) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Disposition(previous))
+    }
+}
+
+/// Gives the calling thread an alternate signal stack of `size` bytes if it has none, so that
+/// `SA_ONSTACK` handlers run even when the thread's own stack has overflowed. The stack is
+/// mapped lazily (no memory is used until a handler runs on it) and kept until exit. True if
+/// one was set up.
+pub(crate) fn ensure_alternate_stack(size: usize) -> io::Result<bool> {
+    // SAFETY: sigaltstack queries into a zeroed local; mmap asks for a fresh private anonymous
+    // mapping, which is only handed to the kernel as the new stack and never unmapped (a handler
+    // may run on it at any time until exit).
+    unsafe {
+        let mut current: libc::stack_t = std::mem::zeroed();
+        if libc::sigaltstack(std::ptr::null(), &mut current) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if current.ss_flags & libc::SS_DISABLE == 0 {
+            return Ok(false);
+        }
+        let memory = libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        );
+        if memory == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = libc::stack_t { ss_sp: memory, ss_flags: 0, ss_size: size };
+        if libc::sigaltstack(&stack, std::ptr::null_mut()) != 0 {
+            let error = io::Error::last_os_error();
+            libc::munmap(memory, size);
+            return Err(error);
+        }
+        Ok(true)
+    }
 }

@@ -16,6 +16,7 @@ use std::cell::UnsafeCell;
 use std::sync::atomic::{compiler_fence, fence, AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -24,6 +25,9 @@ pub(crate) struct SharedRing<T> {
     kind: BarrierKind,
     /// The thread that stores lines (the Lua thread that made the sink).
     owner: ThreadId,
+    /// The same thread as `pthread_self` names it, for [`SharedRing::read_in_crash`] (a signal
+    /// handler cannot call `thread::current`, which may allocate).
+    owner_thread: libc::pthread_t,
     /// Held by every user but the owner's lock-free path.
     lock: Mutex<()>,
     /// The owner is in its lock-free section.
@@ -33,7 +37,9 @@ pub(crate) struct SharedRing<T> {
 }
 
 // SAFETY: the ring is only reached through `with_owner` (the owner thread, excluded from other
-// users by the protocol above) and `with_lock` (the mutex, and the protocol towards the owner).
+// users by the protocol above), `with_lock` (the mutex, and the protocol towards the owner) and
+// `read_in_crash` (the same protocol when it can be had in time; otherwise a read that the
+// process's last moments accept may be torn, and say so).
 unsafe impl<T: Send> Sync for SharedRing<T> {}
 
 impl<T> std::fmt::Debug for SharedRing<T> {
@@ -62,6 +68,7 @@ impl<T> SharedRing<T> {
             ring: UnsafeCell::new(ring),
             kind,
             owner: thread::current().id(),
+            owner_thread: this_thread(),
             lock: Mutex::new(()),
             pushing: AtomicBool::new(false),
             wanted: AtomicBool::new(false),
@@ -104,6 +111,85 @@ impl<T> SharedRing<T> {
         // SAFETY: the owner is out of its section and will queue on `lock` until `wanted` clears.
         f(unsafe { &mut *self.ring.get() })
     }
+}
+
+// ---- Reading from a fatal signal's handler (runtime::crash) ----
+
+/// What a reader in a fatal signal's handler could count on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CrashView {
+    /// Nobody changed the ring while it was read: it was read exactly.
+    Whole,
+    /// The ring may have been in the middle of a change (the crashed thread was storing a line
+    /// or held the lock, or another thread held it past the patience given): a line may be
+    /// missing or torn.
+    MayBeIncomplete,
+}
+
+impl<T> SharedRing<T> {
+    /// Runs `f` on the ring from a fatal signal's handler, on whatever thread the signal hit.
+    ///
+    /// Async-signal-safe: it allocates nothing and never waits on a lock. The lock is only
+    /// *tried*, for up to `patience` (a thread that holds it to take or give back lines lets go
+    /// within microseconds; the crashed thread itself never will); then, from a thread other
+    /// than the owner, the owner is waited for as in [`SharedRing::with_lock`], for up to
+    /// `patience` again. On the owner thread, a line that was being stored when the signal came
+    /// can never be finished. In each of those cases the ring is read anyway and `f` is told
+    /// [`CrashView::MayBeIncomplete`].
+    pub(crate) fn read_in_crash<R>(&self, patience: Duration, f: impl FnOnce(&T, CrashView) -> R) -> R {
+        let on_owner = this_thread_is(self.owner_thread);
+        let guard = try_lock_within(&self.lock, patience);
+        let mut view = if guard.is_some() { CrashView::Whole } else { CrashView::MayBeIncomplete };
+        let mut _wanted = None;
+        if on_owner {
+            // Stores of this thread are seen by its own handler in program order.
+            if self.pushing.load(Ordering::Relaxed) {
+                view = CrashView::MayBeIncomplete;
+            }
+        } else if guard.is_some() {
+            self.wanted.store(true, Ordering::Relaxed);
+            _wanted = Some(Clear(&self.wanted));
+            heavy_barrier(self.kind);
+            let deadline = Instant::now() + patience;
+            while self.pushing.load(Ordering::Acquire) {
+                if Instant::now() >= deadline {
+                    view = CrashView::MayBeIncomplete;
+                    break;
+                }
+                thread::yield_now();
+            }
+        }
+        // SAFETY: with `Whole`, as in `with_lock`: the lock is held and the owner is out of its
+        // section (or is this thread, outside it). Otherwise the ring may be changing or torn;
+        // the process is about to die, the caller was told, and guards against what a torn ring
+        // can do (see runtime::crash).
+        f(unsafe { &*self.ring.get() }, view)
+    }
+}
+
+/// Tries `lock` until it is had or `patience` has passed, without ever blocking on it.
+fn try_lock_within(lock: &Mutex<()>, patience: Duration) -> Option<parking_lot::MutexGuard<'_, ()>> {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(guard) = lock.try_lock() {
+            return Some(guard);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::yield_now();
+    }
+}
+
+fn this_thread() -> libc::pthread_t {
+    // SAFETY: pthread_self only reads the calling thread's own descriptor.
+    unsafe { libc::pthread_self() }
+}
+
+/// Whether the calling thread is `thread` (async-signal-safe, unlike `thread::current`).
+fn this_thread_is(thread: libc::pthread_t) -> bool {
+    // SAFETY: pthread_equal compares two thread ids and touches no memory.
+    unsafe { libc::pthread_equal(this_thread(), thread) != 0 }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,7 +282,7 @@ mod tests {
         const LINES: u64 = 300_000;
         for n in 0..LINES {
             let line = format!("{n}\n");
-            shared.with_owner(|ring| ring.push(line.as_bytes()));
+            shared.with_owner(|ring| ring.push(line.as_bytes(), 0));
         }
         done.store(true, Ordering::Release);
         let seen = taker.join().expect("taker");
@@ -212,5 +298,86 @@ mod tests {
     #[test]
     fn fence_protocol_keeps_lines_whole() {
         owner_and_other_thread_never_lose_or_share_a_line(BarrierKind::Fence);
+    }
+
+    fn numbers(ring: &Ring) -> Vec<u64> {
+        ring.iter()
+            .map(|line| {
+                let text = String::from_utf8(line.to_vec()).expect("utf8");
+                assert!(text.ends_with('\n'), "a whole line: {text:?}");
+                text.trim_end().parse().expect("a whole number")
+            })
+            .collect()
+    }
+
+    /// A crash reader on another thread while the owner stores lines at full speed: it never
+    /// catches a line half stored, and it says the ring was whole.
+    #[test]
+    fn a_crash_reader_on_another_thread_waits_for_the_line_being_stored() {
+        let shared = Arc::new(SharedRing::new(Ring::new(Limit::Lines(1000))));
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (shared, done) = (Arc::clone(&shared), Arc::clone(&done));
+            thread::spawn(move || {
+                let mut reads = 0;
+                while !done.load(Ordering::Acquire) {
+                    let (view, seen) = shared.read_in_crash(Duration::from_secs(5), |ring, view| (view, numbers(ring)));
+                    assert_eq!(view, CrashView::Whole);
+                    assert!(seen.windows(2).all(|w| w[1] == w[0] + 1), "in order, none missing");
+                    reads += 1;
+                    thread::sleep(Duration::from_micros(50));
+                }
+                reads
+            })
+        };
+        for n in 0..50_000u64 {
+            let line = format!("{n}\n");
+            shared.with_owner(|ring| ring.push(line.as_bytes(), 0));
+        }
+        done.store(true, Ordering::Release);
+        assert!(reader.join().expect("reader") > 0);
+    }
+
+    /// A lock held by another thread (or by the crashed thread) is not waited for beyond the
+    /// patience: the ring is read anyway, marked.
+    #[test]
+    fn a_crash_reader_does_not_wait_for_a_held_lock() {
+        let shared = Arc::new(SharedRing::new(Ring::new(Limit::Lines(10))));
+        shared.with_owner(|ring| ring.push(b"1\n", 0));
+        let (held, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let holder = {
+            let shared = Arc::clone(&shared);
+            let (held, release) = (held.0, release.1);
+            thread::spawn(move || {
+                shared.with_lock(|_| {
+                    held.send(()).expect("send");
+                    let _ = release.recv();
+                })
+            })
+        };
+        held.1.recv().expect("held");
+        let started = Instant::now();
+        let (view, seen) = shared.read_in_crash(Duration::from_millis(50), |ring, view| (view, numbers(ring)));
+        assert_eq!((view, seen), (CrashView::MayBeIncomplete, vec![1]));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        release.0.send(()).expect("release");
+        holder.join().expect("holder");
+        assert_eq!(shared.read_in_crash(Duration::ZERO, |_, view| view), CrashView::Whole);
+    }
+
+    /// The owner thread interrupted while storing a line (a signal handler runs on top of it):
+    /// the line can never be finished, so the read is marked.
+    #[test]
+    fn a_crash_on_the_owner_while_it_stores_a_line_is_marked() {
+        let shared = SharedRing::new(Ring::new(Limit::Lines(10)));
+        shared.with_owner(|ring| ring.push(b"1\n", 0));
+        assert_eq!(shared.read_in_crash(Duration::ZERO, |_, view| view), CrashView::Whole);
+        // What a handler sees when the signal comes inside the owner's section (the section's
+        // ring is not touched again once the "handler" has run).
+        let view = shared.with_owner(|_| shared.read_in_crash(Duration::ZERO, |ring, view| (view, numbers(ring))));
+        assert_eq!(view, (CrashView::MayBeIncomplete, vec![1]));
+        // And inside the lock the owner itself holds (a dump taking the lines).
+        let view = shared.with_lock(|_| shared.read_in_crash(Duration::from_millis(20), |_, view| view));
+        assert_eq!(view, CrashView::MayBeIncomplete);
     }
 }

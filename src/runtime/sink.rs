@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::auto_dump::LevelTrigger;
 use super::dump_file::{self, DumpError, Prepared};
 use super::reports;
 use super::shared_ring::SharedRing;
@@ -19,6 +20,8 @@ pub(crate) struct Sink {
     /// Prosody's `prosody.paths`, for `{paths.*}`.
     paths: Vec<(String, String)>,
     recorder: SharedRing<Recorder>,
+    /// `dump_on`'s state (see `auto_dump`).
+    pub(crate) level_trigger: LevelTrigger,
 }
 
 /// A dump that was started: its file, its lines, and whether they are still being written.
@@ -35,22 +38,22 @@ static DUMP_COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 impl Sink {
     pub(crate) fn new(options: SinkOptions, paths: Vec<(String, String)>) -> Self {
         let recorder = SharedRing::new(Recorder::new(options.limit));
-        Sink { options, paths, recorder }
+        Sink { options, paths, recorder, level_trigger: LevelTrigger::default() }
     }
 
     /// Stores one finished line (timestamp, source, level, message, newline). Only for the
     /// thread that made the sink (see `shared_ring`).
     #[inline]
-    pub(crate) fn push(&self, line: &[u8]) {
-        self.recorder.with_owner(|r| r.ring.push(line));
+    pub(crate) fn push(&self, line: &[u8], time: u32) {
+        self.recorder.with_owner(|r| r.ring.push(line, time));
     }
 
     /// Lets `write` put a line straight into the ring's free space, and stores it if `write`
     /// returns its length. Only for the thread that made the sink. False: nothing stored
     /// (no room left in the current chunk, `write` declined, or a line the limit must cut).
     #[inline]
-    pub(crate) fn push_in_place(&self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
-        self.recorder.with_owner(|r| r.ring.write_in_place(write))
+    pub(crate) fn push_in_place(&self, time: u32, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        self.recorder.with_owner(|r| r.ring.write_in_place(time, write))
     }
 
     /// (lines, bytes of text) held now.
@@ -87,8 +90,21 @@ impl Sink {
         let admission = writer::admit(origin).ok_or(DumpError::ShuttingDown)?;
         let time = now_seconds();
         let path = self.path_for(DUMP_COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed), time);
-        let batch = self.recorder.with_lock(Recorder::take);
-        let prepared = match dump_file::prepare(&path, time, batch.lines.text_bytes()) {
+        super::crash::refresh(); // dump_on_crash: the next dump's {count} (see runtime::crash)
+        let path = crate::pure::dump_names::dump_name(path, self.options.retention.compress); // compress: the suffix
+        let mut batch = self.recorder.with_lock(Recorder::take);
+        if let Some(max_age) = self.options.retention.max_age {
+            let cutoff = time.saturating_sub(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX));
+            batch.lines.drop_older_than(u32::try_from(cutoff).unwrap_or(0));
+        }
+        let notes = self.notes();
+        let prepared = match dump_file::prepare_as(
+            &path,
+            time,
+            batch.lines.text_bytes(),
+            notes.as_bytes(),
+            self.options.retention.compress,
+        ) {
             Ok(p) => p,
             Err(e) => {
                 self.recorder.with_lock(|r| r.give_back(batch));
@@ -111,6 +127,15 @@ impl Sink {
         Ok(Dumped { path, lines, in_background })
     }
 
+    /// The notice lines after the dump header: only when there is something to say, so that a
+    /// plain dump stays byte for byte the Lua module's.
+    fn notes(&self) -> String {
+        match self.level_trigger.take_suppressed() {
+            0 => String::new(),
+            n => format!("-- {n} more dump_on triggers were suppressed by dump_cooldown since the previous dump --\n"),
+        }
+    }
+
     /// [`Sink::dump`] for threads that cannot log: a failure to start is reported too.
     pub(crate) fn dump_and_report(self: &Arc<Self>, origin: DumpOrigin, reason: &str) {
         if let Err(e) = self.dump(origin, reason) {
@@ -123,7 +148,9 @@ impl Sink {
         let path = prepared.path.clone();
         match prepared.write(&batch.lines) {
             Ok(()) => {
-                reports::push("info", format!("Dumped {} buffered lines to {path} ({reason})", batch.lines.lines()))
+                reports::push("info", format!("Dumped {} buffered lines to {path} ({reason})", batch.lines.lines()));
+                // keep_dumps (retention): delete this sink's older dump files.
+                super::retention::after_dump(&self.options, &self.paths, &path);
             }
             Err(e) => {
                 report_failure(&e, reason);
@@ -137,6 +164,33 @@ impl Sink {
     pub(crate) fn for_tests() -> Self {
         Sink::new(SinkOptions::parse(|_| crate::pure::options::OptValue::Absent, &[]).0, Vec::new())
     }
+}
+
+// ---- For runtime::crash (`dump_on_crash`): what a fatal signal's handler needs ----
+impl Sink {
+    /// The file a dump would go to with these `{pid}`, `{count}` and `{time}`, without the
+    /// suffix of `compress` (a dump from a signal handler cannot be compressed).
+    pub(crate) fn crash_path(&self, pid: u32, count: u64, time: i64) -> String {
+        match &self.options.target {
+            Target::File(name) => name.clone(),
+            Target::Template(t) => template::render(t, &Values { pid, count, time, paths: self.paths.clone() }),
+        }
+    }
+
+    /// Reads the buffered lines from a fatal signal's handler, never blocking (see
+    /// [`SharedRing::read_in_crash`]).
+    pub(crate) fn read_in_crash<R>(
+        &self,
+        patience: std::time::Duration,
+        f: impl FnOnce(&crate::pure::ring::Ring, super::shared_ring::CrashView) -> R,
+    ) -> R {
+        self.recorder.read_in_crash(patience, |r, view| f(&r.ring, view))
+    }
+}
+
+/// The `{count}` the next dump will have.
+pub(crate) fn next_count() -> u64 {
+    DUMP_COUNT.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Reports a dump that failed where Lua cannot be told directly.
@@ -170,7 +224,7 @@ mod tests {
     fn dump_empties_and_failed_dump_keeps_lines() {
         let dir = TestDir::new("sink");
         let good = sink_with(&dir, "{paths.data}/dump-{pid}.log", 100);
-        good.push(b"a\n");
+        good.push(b"a\n", 0);
         let done = good.dump(DumpOrigin::LuaThread, "test").expect("dump");
         assert!(done.in_background);
         assert!(writer::wait_idle(Duration::from_secs(5)));
@@ -179,9 +233,9 @@ mod tests {
         assert_eq!(good.usage(), (0, 0));
 
         let bad = sink_with(&dir, "{paths.data}/missing/dump.log", 100);
-        bad.push(b"kept\n");
+        bad.push(b"kept\n", 0);
         assert!(bad.dump(DumpOrigin::LuaThread, "test").is_err());
-        bad.push(b"later\n");
+        bad.push(b"later\n", 0);
         assert_eq!(bad.text(), b"kept\nlater\n");
     }
 
@@ -190,10 +244,10 @@ mod tests {
         let dir = TestDir::new("sink-order");
         let failing = sink_with(&dir, "/dev/full", 4);
         for n in 1..=5 {
-            failing.push(format!("{n}\n").as_bytes());
+            failing.push(format!("{n}\n").as_bytes(), 0);
             let _ = failing.dump(DumpOrigin::LuaThread, "test");
         }
-        failing.push(b"6\n");
+        failing.push(b"6\n", 0);
         assert!(writer::wait_idle(Duration::from_secs(5)));
         assert_eq!(failing.text(), b"3\n4\n5\n6\n");
     }

@@ -1,5 +1,5 @@
-//! Native threads: every one is named, blocks every signal (so it never takes one meant for
-//! Prosody's handlers), survives a panic in the work it is given, and is started again in a
+//! Native threads: every one is named, blocks every signal but the fatal ones (so it never
+//! takes one meant for Prosody's handlers), survives a panic in the work it is given, and is started again in a
 //! forked child, since threads do not survive `fork` (Prosody 0.12's `-D` forks after modules
 //! load).
 

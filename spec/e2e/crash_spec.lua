@@ -1,0 +1,225 @@
+-- End to end: dump_on_crash in real Prosody 0.12 and 13. A fatal signal (kill -SEGV, kill -ABRT,
+-- a real fault in the Lua thread, abort() in C) appends each sink's buffer to its dump file as
+-- one whole dump, and Prosody still dies by that very signal.
+--
+-- spec/helpers/prosody.lua starts Prosody in the background, which loses its exit status; here
+-- it runs under a small shell script that writes the status to a file (a shell reports death by
+-- a signal as 128 + its number) and turns core files off. The instance it makes is a helper
+-- instance all the same (commands, files, cleanup).
+local prosody = require "spec.helpers.prosody";
+local dumps = require "spec.helpers.dumps";
+
+local root = os.getenv("PWD");
+local deps = os.getenv("DEPS") or (root .. "/.deps");
+local plugins = os.getenv("E2E_PLUGIN_DIR") or (root .. "/target/e2e-plugins");
+local tmpdir = os.getenv("TMPDIR");
+if tmpdir == nil or tmpdir == "" then tmpdir = "/tmp"; end
+local launchers = {
+	["0.12"] = "lua5.4 " .. deps .. "/prosody012/usr/bin/prosody";
+	["13"] = "lua5.4 " .. deps .. "/prosody13/usr/bin/prosody";
+};
+local extra_modules = { ["0.12"] = '"posix", ', ["13"] = "" };
+
+local SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGSEGV = 4, 6, 7, 8, 11;
+local FATAL = { SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGSEGV };
+
+-- Faults of the real kind, fired by events: calling the address of a data object (libc's
+-- `stdin`, not executable) is a SIGSEGV from the kernel in the Lua thread; abort() is what a C
+-- library does when it finds its heap broken.
+local crash_plugin = [[
+module:set_global();
+module:hook_global("e2e/fault", function ()
+	package.loadlib("libc.so.6", "stdin")();
+end);
+module:hook_global("e2e/abort", function ()
+	package.loadlib("libc.so.6", "abort")();
+end);
+]];
+
+local function sh(command)
+	assert(os.execute(command), command);
+end
+
+local function write(path, text)
+	local f = assert(io.open(path, "w"));
+	f:write(text);
+	f:close();
+end
+
+-- Starts Prosody `version` with `log_config` (as for prosody.start) under the status script.
+local function start(version, log_config)
+	local dir = io.popen(("mktemp -d '%s/lrb-crash-XXXXXX'"):format(tmpdir)):read("l");
+	local self = setmetatable({ version = version, dir = dir, data = dir .. "/data" }, prosody);
+	sh(("mkdir -p %s %s/certs %s/plugins"):format(self.data, dir, dir));
+	write(dir .. "/plugins/mod_e2e_crash.lua", crash_plugin);
+	self.c2s_port, self.s2s_port = prosody.free_ports(2);
+	log_config = log_config:gsub("%$DATA", self.data):gsub("%$DIR", dir);
+	self.config = dir .. "/prosody.cfg.lua";
+	write(self.config, ([[
+run_as_root = true
+pidfile = "%s/prosody.pid"
+data_path = "%s"
+certificates = "%s/certs"
+plugin_paths = { "%s", "%s/spec/e2e/plugins", "%s/plugins" }
+c2s_ports = { %d }
+c2s_interfaces = { "127.0.0.1" }
+s2s_ports = { %d }
+s2s_interfaces = { "127.0.0.1" }
+http_ports = {}
+https_ports = {}
+modules_enabled = { %s"log_ringbuffer", "e2e_control", "e2e_crash" }
+log = %s
+VirtualHost "localhost"
+]]):format(dir, self.data, dir, plugins, root, dir, self.c2s_port, self.s2s_port, extra_modules[version],
+		log_config));
+	-- The script's PID goes to launched.pid for scripts/run-e2e.sh, as the helper does.
+	write(dir .. "/run.sh", ([[
+echo $$ >> %s/launched.pid
+ulimit -c 0
+cd %s
+%s -F --config %s > %s/stdout 2>&1
+echo $? > %s/status.tmp && mv %s/status.tmp %s/status
+]]):format(dir, dir, launchers[version], self.config, dir, dir, dir, dir));
+	sh(("sh %s/run.sh > /dev/null 2>&1 &"):format(dir));
+	self.pid = prosody.wait_for(function ()
+		local pid = prosody.read(dir .. "/prosody.pid");
+		return pid and pid:match("%d+");
+	end, 15, "Prosody " .. version .. " to start (see " .. dir .. "/stdout)");
+	local f = assert(io.open(dir .. "/launched.pid", "a"));
+	f:write(self.pid, "\n");
+	f:close();
+	self:command("log info e2e started");
+	return self;
+end
+
+-- Hands control commands to mod_e2e_control without waiting for them (the last one crashes).
+local function send(server, ...)
+	write(server.data .. "/control.tmp", table.concat({ ... }, "\n") .. "\n");
+	assert(os.rename(server.data .. "/control.tmp", server.data .. "/control"));
+end
+
+-- Waits for Prosody to be gone; returns its exit status as the shell saw it.
+local function exit_status(server)
+	return tonumber(prosody.wait_for(function ()
+		local status = prosody.read(server.dir .. "/status");
+		return status and status:match("%d+");
+	end, 30, "Prosody to end"));
+end
+
+-- The signals of `set` ("SigCgt", "SigBlk") in /proc/<pid>/status (the main thread's for SigBlk).
+local function signal_set(server, set)
+	local status = assert(prosody.read("/proc/" .. server.pid .. "/status"));
+	local mask = tonumber(assert(status:match("\n" .. set .. ":%s*(%x+)")), 16);
+	local found = {};
+	for _, n in ipairs(FATAL) do
+		if (mask >> (n - 1)) & 1 == 1 then table.insert(found, n); end
+	end
+	return found;
+end
+
+-- The only dump in data file `name`: its lines (header and footer left out by dumps.parse).
+local function only_dump(server, name)
+	local list = dumps.parse(server:file(name));
+	assert.equal(1, #list);
+	return list[1];
+end
+
+local one_sink = [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", event = "e2e/dump", filename_template = "$DATA/crash-{pid}-{count}.log" };
+}]];
+
+for _, version in ipairs(prosody.versions()) do
+	describe("in Prosody " .. version .. ", a fatal signal", function ()
+		local server;
+		after_each(function ()
+			if server then server:cleanup(); end
+			server = nil;
+		end);
+
+		it("sent with kill -SEGV dumps every sink, and Prosody dies by SIGSEGV", function ()
+			server = start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", event = "e2e/dump", filename_template = "$DATA/crash-{pid}-{count}.log" };
+	{ to = "ringbuffer", level = "info", lines = 3, event = "e2e/dump", filename = "$DATA/second.log" };
+	{ to = "ringbuffer", event = "e2e/dump", dump_on_crash = false, filename = "$DATA/off.log" };
+}]]);
+			-- Handled, and not blocked in the main thread (Prosody 13 blocks the signals it reads
+			-- through signalfd, none of these).
+			assert.same(FATAL, signal_set(server, "SigCgt"));
+			assert.same({}, signal_set(server, "SigBlk"));
+			server:command("log debug crash-line 1", "log info crash-line 2", "log warn crash-line 3");
+			server:signal("SEGV");
+			assert.equal(128 + SIGSEGV, exit_status(server));
+			local lines = only_dump(server, ("crash-%s-0.log"):format(server.pid));
+			for i = 1, 3 do
+				assert.equal(1, dumps.count_matching(lines, "crash%-line " .. i .. "$"));
+			end
+			assert.matches("^%-%- Fatal signal SIGSEGV, sent by PID %d+ %-%-$", lines[#lines]);
+			assert.matches("crash%-line 3$", lines[#lines - 1]);
+			assert.equal(0, dumps.count_matching(lines, "may be incomplete"));
+			-- The other sink: its own limit and level, and its own file.
+			local second = only_dump(server, "second.log");
+			assert.equal(4, #second);
+			assert.matches("crash%-line 2$", second[2]);
+			assert.matches("crash%-line 3$", second[3]);
+			assert.matches("^%-%- Fatal signal SIGSEGV", second[4]);
+			assert.is_nil(server:file("off.log"));
+			assert.falsy(prosody.read(server.dir .. "/stdout"):find("panicked", 1, true));
+		end);
+
+		it("sent with kill -ABRT dumps after the last dump's {count}, and Prosody dies by SIGABRT", function ()
+			server = start(version, one_sink);
+			server:command("log debug before-dump", "fire e2e/dump");
+			server:wait_for_log("Dumped");
+			server:command("log debug after-dump");
+			server:signal("ABRT");
+			assert.equal(128 + SIGABRT, exit_status(server));
+			local lines = only_dump(server, ("crash-%s-1.log"):format(server.pid));
+			assert.equal(1, dumps.count_matching(lines, "after%-dump$"));
+			assert.equal(0, dumps.count_matching(lines, "before%-dump$"));
+			assert.matches("^%-%- Fatal signal SIGABRT, sent by PID %d+ %-%-$", lines[#lines]);
+			assert.equal(1, #dumps.parse(server:file(("crash-%s-0.log"):format(server.pid))));
+		end);
+
+		it("from a real fault in the Lua thread dumps, and Prosody dies by SIGSEGV", function ()
+			server = start(version, one_sink);
+			send(server, "log debug before-fault", "fire e2e/fault");
+			assert.equal(128 + SIGSEGV, exit_status(server));
+			local lines = only_dump(server, ("crash-%s-0.log"):format(server.pid));
+			assert.equal(1, dumps.count_matching(lines, "before%-fault$"));
+			assert.equal("-- Fatal signal SIGSEGV --", lines[#lines]);
+		end);
+
+		it("from abort() in C dumps, and Prosody dies by SIGABRT", function ()
+			server = start(version, one_sink);
+			send(server, "log debug before-abort", "fire e2e/abort");
+			assert.equal(128 + SIGABRT, exit_status(server));
+			local lines = only_dump(server, ("crash-%s-0.log"):format(server.pid));
+			assert.equal(1, dumps.count_matching(lines, "before%-abort$"));
+			assert.equal("-- Fatal signal SIGABRT, raised by this process --", lines[#lines]);
+		end);
+
+		it("with dump_on_crash = false everywhere is not handled: no dump, the same death", function ()
+			server = start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", event = "e2e/dump", dump_on_crash = false, filename = "$DATA/off.log" };
+}]]);
+			assert.same({}, signal_set(server, "SigCgt"));
+			server:command("log debug not-dumped");
+			server:signal("SEGV");
+			assert.equal(128 + SIGSEGV, exit_status(server));
+			assert.is_nil(server:file("off.log"));
+		end);
+
+		it("after the module is unloaded is not handled any more", function ()
+			server = start(version, one_sink);
+			assert.same(FATAL, signal_set(server, "SigCgt"));
+			server:command("unload_module log_ringbuffer");
+			prosody.wait_for(function () return #signal_set(server, "SigCgt") == 0; end, 10, "the handlers to go");
+			server:signal("ABRT");
+			assert.equal(128 + SIGABRT, exit_status(server));
+			assert.same({}, server:files("^crash%-"));
+		end);
+	end);
+end

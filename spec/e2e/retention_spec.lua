@@ -1,0 +1,173 @@
+-- End to end: bounded disk use in real Prosody 0.12 and 13: `keep_dumps` keeps the newest N
+-- files a sink's template made and touches nothing else; `compress` writes gzip/zstd dumps that
+-- the real `gzip` and `zstd` commands decompress to exactly the plain dump's bytes.
+local prosody = require "spec.helpers.prosody";
+local dumps = require "spec.helpers.dumps";
+
+local function sh(command)
+	assert(os.execute(command), command);
+end
+
+-- Names in `dir` (recursively, relative to it), sorted.
+local function listing(dir)
+	local names = {};
+	for name in io.popen(("cd %s && find . -mindepth 1 | sed 's|^\\./||'"):format(dir)):lines() do
+		table.insert(names, name);
+	end
+	table.sort(names);
+	return names;
+end
+
+-- The output of `command` (stderr discarded); nil if it failed.
+local function output(command)
+	local pipe = io.popen(command .. " 2>/dev/null");
+	local text = pipe:read("a");
+	local ok = pipe:close();
+	return ok and text or nil;
+end
+
+-- A compressed file decompressed by the real tool, or nil while it is not whole yet.
+local tools = { gz = "gzip -dc", zst = "zstd -dcq" };
+local function decompressed(path)
+	return output(("%s %s"):format(tools[path:match("%.(%a+)$")], path));
+end
+
+for _, version in ipairs(prosody.versions()) do
+	describe("in Prosody " .. version, function ()
+		describe("keep_dumps", function ()
+			local server;
+			setup(function ()
+				server = prosody.start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", keep_dumps = 3, event = "e2e/keep", timestamps = false,
+		filename_template = "{paths.data}/dumps/keep-{pid}-{count}.log" };
+	{ to = "ringbuffer", keep_dumps = 2, compress = "gzip", event = "e2e/keep-gz", timestamps = false,
+		filename_template = "{paths.data}/dumps/gz-{count}.log" };
+}]]);
+			end);
+			teardown(function () if server then server:cleanup(); end end);
+
+			it("after 10 dumps leaves exactly the newest 3 files, and nothing else is touched", function ()
+				local dir = server.data .. "/dumps";
+				sh("mkdir -p " .. dir .. "/sub");
+				-- Decoys: names the template does not make, a matching name in a subfolder, and
+				-- a file of the other sink; all older than every dump.
+				local decoys = { "keep-1-1.log.bak", "keep-x-1.log", "keep--1.log", "keep-1-1.txt", "other-1-1.log",
+					"traceback-1-1.log", "sub/keep-1-1.log", "gz-1.log.zst.old" };
+				for _, name in ipairs(decoys) do
+					sh(("echo decoy > %s/%s && touch -d '1 hour ago' %s/%s"):format(dir, name, dir, name));
+				end
+				for i = 1, 10 do
+					server:command("log debug keep-line " .. i, "fire e2e/keep");
+					prosody.wait_for(function ()
+						return select(2, server:log():gsub("Dumped %d+ buffered lines to [^\n]*/keep%-", "")) >= i;
+					end, 10, "dump " .. i);
+				end
+				local kept = prosody.wait_for(function ()
+					local ours = {};
+					for _, name in ipairs(listing(dir)) do
+						if name:match("^keep%-" .. server.pid .. "%-%d+%.log$") then table.insert(ours, name); end
+					end
+					return #ours == 3 and ours;
+				end, 10, "the older dumps to be deleted");
+				-- The newest three: the lines of dumps 8, 9 and 10, one dump each.
+				local seen = {};
+				for _, name in ipairs(kept) do
+					local list = dumps.parse(prosody.read(dir .. "/" .. name));
+					assert.equal(1, #list);
+					assert.equal(1, dumps.count_matching(list[1], "keep%-line %d+$"));
+					for _, line in ipairs(list[1]) do
+						table.insert(seen, tonumber(line:match("keep%-line (%d+)$")));
+					end
+				end
+				table.sort(seen);
+				assert.same({ 8, 9, 10 }, seen);
+				local expected = { "sub" };
+				for _, name in ipairs(decoys) do table.insert(expected, name); end
+				for _, name in ipairs(kept) do table.insert(expected, name); end
+				table.sort(expected);
+				assert.same(expected, listing(dir));
+				for _, name in ipairs(decoys) do
+					assert.equal("decoy\n", prosody.read(dir .. "/" .. name));
+				end
+				assert.truthy(server:log():find("Deleted 1 old dump file(s) (keep_dumps = 3): " .. dir .. "/keep-", 1, true));
+			end);
+
+			it("counts the template's compressed and plain files alike", function ()
+				local dir = server.data .. "/dumps";
+				-- An earlier uncompressed dump of the same template, and a foreign .gz.
+				sh(("echo old > %s/gz-1000.log && touch -d '1 hour ago' %s/gz-1000.log"):format(dir, dir));
+				sh(("echo foreign > %s/gz-x.log.gz"):format(dir));
+				for i = 1, 3 do
+					server:command("log debug gz-line " .. i, "fire e2e/keep-gz");
+					prosody.wait_for(function ()
+						return select(2, server:log():gsub("Dumped %d+ buffered lines to [^\n]*/gz%-%d+%.log%.gz", "")) >= i;
+					end, 10, "compressed dump " .. i);
+				end
+				local ours = prosody.wait_for(function ()
+					local found = {};
+					for _, name in ipairs(listing(dir)) do
+						local base = name:gsub("%.gz$", ""):gsub("%.zst$", "");
+						if base:match("^gz%-%d+%.log$") then table.insert(found, name); end
+					end
+					return #found == 2 and found;
+				end, 10, "the older gz dumps to be deleted");
+				local seen = {};
+				for _, name in ipairs(ours) do
+					assert.truthy(name:match("^gz%-%d+%.log%.gz$"), name);
+					local list = dumps.parse(decompressed(dir .. "/" .. name));
+					assert.equal(1, dumps.count_matching(list[1], "gz%-line %d+$"));
+					for _, line in ipairs(list[1]) do
+						table.insert(seen, tonumber(line:match("gz%-line (%d+)$")));
+					end
+				end
+				table.sort(seen);
+				assert.same({ 2, 3 }, seen);
+				assert.equal("foreign\n", prosody.read(dir .. "/gz-x.log.gz"));
+			end);
+		end);
+
+		describe("compress", function ()
+			it("gives dumps that gzip and zstd decompress to the plain dump's bytes, two dumps in one file", function ()
+				local server = prosody.start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", size = 8*1024*1024, event = "e2e/same", timestamps = false, filename = "$DATA/plain.log" };
+	{ to = "ringbuffer", size = 8*1024*1024, event = "e2e/same", timestamps = false, filename = "$DATA/same.log", compress = "zstd" };
+	{ to = "ringbuffer", size = 8*1024*1024, event = "e2e/same", timestamps = false, filename = "$DATA/same.log", compress = "gzip" };
+}]]);
+				finally(function () server:cleanup(); end);
+				server:command("spam 30000 first-dump 80");
+				server:wait_for_log("first-dump done");
+				server:command("log debug non-ASCII \226\130\172 text", "fire e2e/same");
+				dumps.wait_for(server, "plain.log", 1);
+				server:command("spam 5000 second-dump", "log info second-dump-fired");
+				server:wait_for_log("second-dump done");
+				server:command("fire e2e/same");
+				local plain = dumps.wait_for(server, "plain.log", 2) and server:file("plain.log");
+				-- Only the headers' times may differ (each sink reads the clock itself).
+				local function normalised(text)
+					return (text:gsub("(%-%- Dumping log buffer at )[^\n]*", "%1T"));
+				end
+				assert.equal(2, #dumps.parse(plain));
+				for suffix, magic in pairs({ zst = "\40\181\47\253", gz = "\31\139" }) do
+					local path = server.data .. "/same.log." .. suffix;
+					local text = prosody.wait_for(function ()
+						local t = decompressed(path);
+						local ok, list = pcall(dumps.parse, t);
+						return ok and #list == 2 and t;
+					end, 15, "two dumps in " .. path);
+					local raw = prosody.read(path);
+					assert.equal(magic, raw:sub(1, #magic));
+					assert.truthy(#raw * 5 < #plain, suffix .. " compresses");
+					assert.equal(#plain, #text);
+					assert.equal(normalised(plain), normalised(text));
+					assert.truthy(server:log():find("Dumped %d+ buffered lines to " .. path:gsub("%p", "%%%0") .. " %(e2e/same%)"));
+				end
+				-- Two members or frames: each decompresses on its own to one dump.
+				local frames = output("zstd -lv " .. server.data .. "/same.log.zst");
+				assert.truthy(frames and frames:find("# Zstandard Frames: 2", 1, true), frames);
+				assert.is_nil(prosody.read(server.data .. "/same.log"));
+			end);
+		end);
+	end);
+end

@@ -1,0 +1,547 @@
+//! Which files are a sink's dumps: `filename_template` read as a pattern, for `keep_dumps`, and
+//! the names of compressed dumps (`compress`).
+//!
+//! The pattern is the template rendered the way `template::render` renders it, except that the
+//! values that change from dump to dump or from process to process become wildcards of the
+//! right kind: `{count}`, `{time}` and `{pid}` any run of digits, `{time|yyyymmdd}` exactly 8
+//! digits, `{time|hhmmss}` exactly 6. Everything else is literal and must be there exactly:
+//! the text between variables, `{paths.*}` as rendered, unknown variables as written. A
+//! name matches if it is such a rendering, optionally followed by `.gz` or `.zst` (the same
+//! template's dumps while `compress` was on). Wildcards must all be in the file name: the
+//! folder is one fixed folder.
+//!
+//! The renderer is restated here rather than shared (`template` stays untouched); a test
+//! renders many templates with many values and checks that the pattern matches every result.
+
+use std::cmp::Ordering;
+use std::time::SystemTime;
+
+use super::date::DateFormat;
+use super::options::{Compression, Retention, Target};
+
+/// Suffixes a dump file of a template may carry (see the module doc).
+const SUFFIXES: [&str; 2] = [".gz", ".zst"];
+
+/// One part of a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    /// Text that must be there exactly.
+    Literal(String),
+    /// ASCII digits: exactly `len` of them, or at least one.
+    Digits { len: Option<usize> },
+}
+
+/// The file names one template makes, in one folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NamePattern {
+    /// The folder, as the template renders it (empty: the current folder).
+    pub(crate) dir: String,
+    name: Vec<Piece>,
+}
+
+/// What a template says about the files it makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// Each dump gets a file of its own (`{count}` or `{time}` in the file name).
+    PerDump(NamePattern),
+    /// Every dump of a process goes to the same file (no `{count}` or `{time}`).
+    Shared,
+    /// A variable is in the folder part: the files are not in one folder.
+    VaryingFolder,
+}
+
+/// A value as the pattern sees it.
+#[derive(Debug, Clone, PartialEq)]
+enum Sym {
+    /// `{pid}`, `{count}`, `{time}`, maybe through date filters: digits.
+    Number { per_dump: bool, len: Option<usize> },
+    /// A known text (`{paths.*}`, or a date filter of one).
+    Text(String),
+    /// The `paths` table itself.
+    Paths,
+}
+
+/// Mirrors `template::Values::lookup`.
+fn lookup(name: &str, paths: &[(String, String)]) -> Option<Sym> {
+    let direct = match name {
+        "pid" => Some(Sym::Number { per_dump: false, len: None }),
+        "count" | "time" => Some(Sym::Number { per_dump: true, len: None }),
+        "paths" => Some(Sym::Paths),
+        _ => None,
+    };
+    if direct.is_some() || !name[1..].contains('.') {
+        return direct;
+    }
+    let mut words = name.split('.').filter(|w| !w.is_empty());
+    match (words.next(), words.next(), words.next()) {
+        (Some("paths"), Some(key), None) => paths.iter().find(|(k, _)| k == key).map(|(_, v)| Sym::Text(v.clone())),
+        _ => None,
+    }
+}
+
+/// Mirrors `template::apply_filter`.
+fn apply_filter(filter: &str, value: Sym) -> Sym {
+    let (pattern, digits) = match filter {
+        "yyyymmdd" => ("%Y%m%d", 8),
+        "hhmmss" => ("%H%M%S", 6),
+        _ => return value,
+    };
+    match value {
+        Sym::Number { per_dump, .. } => Sym::Number { per_dump, len: Some(digits) },
+        Sym::Text(s) => match s.trim().parse::<i64>() {
+            Ok(time) => {
+                let mut out = Vec::new();
+                if let Ok(format) = DateFormat::new(pattern) {
+                    format.render(time, &mut out);
+                }
+                Sym::Text(String::from_utf8_lossy(&out).into_owned())
+            }
+            Err(_) => Sym::Text(s),
+        },
+        Sym::Paths => Sym::Paths,
+    }
+}
+
+fn is_name_start(c: u8) -> bool {
+    c.is_ascii_alphabetic() || c == b'_'
+}
+
+fn is_name_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'.'
+}
+
+/// Mirrors `template::match_name`.
+fn match_name(block: &str, at: usize) -> Option<(&str, Option<u8>, usize)> {
+    let bytes = block.as_bytes();
+    if !bytes.get(at).copied().is_some_and(is_name_start) {
+        return None;
+    }
+    let mut end = at + 1;
+    while bytes.get(end).copied().is_some_and(is_name_char) {
+        end += 1;
+    }
+    let name = &block[at..end];
+    let mut pos = end;
+    if bytes.get(pos) == Some(&b'!') {
+        pos += 1;
+    }
+    let opt = bytes.get(pos).copied().filter(u8::is_ascii_punctuation);
+    if opt.is_some() {
+        pos += 1;
+    }
+    Some((name, opt, pos))
+}
+
+/// Mirrors `template::balanced_end`.
+fn balanced_end(bytes: &[u8], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, &b) in bytes.iter().enumerate().skip(open) {
+        match b {
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Pieces being collected, with adjacent literals joined.
+#[derive(Default)]
+struct Pieces {
+    list: Vec<Piece>,
+    per_dump: bool,
+}
+
+impl Pieces {
+    fn literal(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        if let Some(Piece::Literal(last)) = self.list.last_mut() {
+            last.push_str(text);
+        } else {
+            self.list.push(Piece::Literal(text.to_string()));
+        }
+    }
+}
+
+/// Mirrors `template::render`.
+fn collect(template: &str, paths: &[(String, String)], out: &mut Pieces) {
+    let bytes = template.as_bytes();
+    let mut i = 0;
+    let mut copied = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'{' {
+            if let Some(close) = balanced_end(bytes, i) {
+                out.literal(&template[copied..i]);
+                if !collect_block(&template[i + 1..close], paths, out) {
+                    out.literal(&template[i..=close]);
+                }
+                i = close + 1;
+                copied = i;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.literal(&template[copied..]);
+}
+
+/// Mirrors `template::render_block`; false: the block stays as written.
+fn collect_block(block: &str, paths: &[(String, String)], out: &mut Pieces) -> bool {
+    let Some((name, mut opt, mut next)) = match_name(block, 0) else { return false };
+    let mut value = lookup(name, paths);
+    while opt == Some(b'|') {
+        let Some((filter, filter_opt, after)) = match_name(block, next) else {
+            opt = None;
+            break;
+        };
+        value = value.map(|v| apply_filter(filter, v));
+        opt = filter_opt;
+        next = after;
+    }
+    let truthy = value.is_some();
+    let rest = &block[next..];
+    match opt {
+        Some(b'#') | Some(b'%') => {}
+        Some(b'&') if truthy => collect(rest, paths, out),
+        Some(b'~') if !truthy => collect(rest, paths, out),
+        Some(b'&') | Some(b'~') => {}
+        Some(b'?') if !truthy => collect(rest, paths, out),
+        _ => match value {
+            None => return false,
+            Some(Sym::Number { per_dump, len }) => {
+                out.per_dump |= per_dump;
+                out.list.push(Piece::Digits { len });
+            }
+            Some(Sym::Text(s)) => out.literal(&s),
+            Some(Sym::Paths) => out.literal("table"),
+        },
+    }
+    true
+}
+
+/// Reads `template` (with Prosody's `paths`) as the pattern of the files it makes.
+pub(crate) fn shape(template: &str, paths: &[(String, String)]) -> Shape {
+    let mut pieces = Pieces::default();
+    collect(template, paths, &mut pieces);
+    if !pieces.per_dump {
+        return Shape::Shared;
+    }
+    // The folder ends at the last '/', which must come after every wildcard.
+    let Some(last) = pieces.list.iter().rposition(|p| matches!(p, Piece::Literal(t) if t.contains('/'))) else {
+        return Shape::PerDump(NamePattern { dir: String::new(), name: pieces.list });
+    };
+    if pieces.list[..last].iter().any(|p| matches!(p, Piece::Digits { .. })) {
+        return Shape::VaryingFolder;
+    }
+    let mut dir = String::new();
+    for piece in &pieces.list[..last] {
+        if let Piece::Literal(text) = piece {
+            dir.push_str(text);
+        }
+    }
+    let Piece::Literal(split) = &pieces.list[last] else { return Shape::VaryingFolder };
+    let slash = split.rfind('/').unwrap_or(0);
+    dir.push_str(&split[..slash]);
+    if dir.is_empty() {
+        dir.push('/');
+    }
+    let mut name = Vec::new();
+    if slash + 1 < split.len() {
+        name.push(Piece::Literal(split[slash + 1..].to_string()));
+    }
+    name.extend(pieces.list[last + 1..].iter().cloned());
+    Shape::PerDump(NamePattern { dir, name })
+}
+
+impl NamePattern {
+    /// Whether `name` (a file name, no folder) is one this template makes, compressed or not.
+    pub(crate) fn matches_name(&self, name: &str) -> bool {
+        matches(&self.name, name.as_bytes())
+            || SUFFIXES.iter().any(|s| name.strip_suffix(s).is_some_and(|n| matches(&self.name, n.as_bytes())))
+    }
+}
+
+/// Whether `pieces` match all of `text`: the positions each piece can end at, piece by piece.
+fn matches(pieces: &[Piece], text: &[u8]) -> bool {
+    let mut at = vec![false; text.len() + 1];
+    at[0] = true;
+    for piece in pieces {
+        let mut next = vec![false; text.len() + 1];
+        for start in (0..=text.len()).filter(|&i| at[i]) {
+            match piece {
+                Piece::Literal(lit) => {
+                    if text[start..].starts_with(lit.as_bytes()) {
+                        next[start + lit.len()] = true;
+                    }
+                }
+                Piece::Digits { len } => {
+                    let run = text[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+                    match len {
+                        Some(n) if *n <= run => next[start + n] = true,
+                        Some(_) => {}
+                        None => (1..=run).for_each(|n| next[start + n] = true),
+                    }
+                }
+            }
+        }
+        at = next;
+    }
+    at[text.len()]
+}
+
+/// The warning for Prosody's log when `keep_dumps` is set but can have no effect, because the
+/// dumps do not get files of their own; `None` when it is unset or works. For the sink's config
+/// problems (a warning), where Prosody's `paths` are known (`lua::binding::new_sink`).
+pub(crate) fn keep_dumps_warning(target: &Target, retention: &Retention, paths: &[(String, String)]) -> Option<String> {
+    let keep = retention.keep_dumps?;
+    let why = match target {
+        Target::File(name) => format!("'filename' ({name:?}) sends every dump to the same file"),
+        Target::Template(template) => match shape(template, paths) {
+            Shape::PerDump(_) => return None,
+            Shape::Shared => format!(
+                "filename_template {template:?} gives every dump of a process the same file (it has no {{count}} or {{time}})"
+            ),
+            Shape::VaryingFolder => format!(
+                "filename_template {template:?} has variables in its folder part (only the file name may vary)"
+            ),
+        },
+    };
+    Some(format!(
+        "Option 'keep_dumps' ({keep}) has no effect: {why}; use a filename_template whose file name has {{count}} or {{time}}, such as \"{{paths.data}}/ringbuffer-logs-{{pid}}-{{count}}.log\""
+    ))
+}
+
+/// Names that mean Prosody's own standard output or error (no file is made for them).
+pub(crate) fn is_standard_stream(path: &str) -> bool {
+    matches!(path, "/dev/stdout" | "/proc/self/fd/1" | "/dev/fd/1" | "/dev/stderr" | "/proc/self/fd/2" | "/dev/fd/2")
+}
+
+/// The name a dump is written to: the rendered name, plus `.gz` or `.zst` when compressed
+/// (standard streams keep their names).
+pub(crate) fn dump_name(rendered: String, compress: Option<Compression>) -> String {
+    match compress {
+        Some(codec) if !is_standard_stream(&rendered) => rendered + codec.suffix(),
+        _ => rendered,
+    }
+}
+
+/// Compares names with runs of digits compared by value (`d-9` before `d-10`), then bytewise.
+pub(crate) fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < x.len() && j < y.len() {
+        if x[i].is_ascii_digit() && y[j].is_ascii_digit() {
+            let run = |s: &[u8], k: usize| k + s[k..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let (ei, ej) = (run(x, i), run(y, j));
+            let trim = |s: &[u8]| {
+                let zeros = s.iter().take_while(|&&c| c == b'0').count();
+                s[zeros..].to_vec()
+            };
+            let (p, q) = (trim(&x[i..ei]), trim(&y[j..ej]));
+            let by_value = p.len().cmp(&q.len()).then_with(|| p.cmp(&q));
+            if by_value != Ordering::Equal {
+                return by_value;
+            }
+            (i, j) = (ei, ej);
+        } else {
+            if x[i] != y[j] {
+                return x[i].cmp(&y[j]);
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    (x.len() - i).cmp(&(y.len() - j)).then_with(|| x.cmp(y))
+}
+
+/// Which of a sink's files (`files`: name and modification time) to delete so that `keep`
+/// remain: `current`, the file just dumped to, always stays and counts as the newest; of the
+/// others the newest `keep - 1` stay, by modification time, then name.
+pub(crate) fn to_delete(files: &[(String, SystemTime)], current: &str, keep: usize) -> Vec<String> {
+    let mut others: Vec<&(String, SystemTime)> = files.iter().filter(|(name, _)| name != current).collect();
+    others.sort_by(|(a, ta), (b, tb)| ta.cmp(tb).then_with(|| natural_cmp(a, b)));
+    let stay = keep.saturating_sub(1);
+    let doomed = others.len().saturating_sub(stay);
+    others[..doomed].iter().map(|(name, _)| name.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pure::template::{render, Values};
+    use std::time::Duration;
+
+    fn paths() -> Vec<(String, String)> {
+        vec![("data".into(), "/var/lib/prosody".into()), ("config".into(), "/etc/prosody".into())]
+    }
+
+    fn pattern(template: &str) -> NamePattern {
+        match shape(template, &paths()) {
+            Shape::PerDump(p) => p,
+            other => panic!("{template}: {other:?}"),
+        }
+    }
+
+    /// Whether the full `path` is one the pattern makes.
+    fn matches_path(p: &NamePattern, path: &str) -> bool {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let dir = if dir.is_empty() && path.starts_with('/') { "/" } else { dir };
+        dir == p.dir && p.matches_name(name)
+    }
+
+    #[test]
+    fn the_default_template() {
+        let p = pattern("{paths.data}/ringbuffer-logs-{pid}-{count}.log");
+        assert_eq!(p.dir, "/var/lib/prosody");
+        for name in ["ringbuffer-logs-1-0.log", "ringbuffer-logs-4242-17.log", "ringbuffer-logs-1-0.log.zst"] {
+            assert!(p.matches_name(name), "{name}");
+        }
+        for name in [
+            "ringbuffer-logs-1-0.log.bak",
+            "ringbuffer-logs--0.log",
+            "ringbuffer-logs-1-0.txt",
+            "ringbuffer-logs-1-x.log",
+            "ringbuffer-logs-1-0.log.gz.gz",
+            "ringbuffer-logs-1-0-1.log",
+            "xringbuffer-logs-1-0.log",
+            "ringbuffer-logs-1-0.log.xz",
+            "traceback-1-0.log",
+            "ringbuffer-logs-1- 0.log",
+            "ringbuffer-logs-1-+0.log",
+        ] {
+            assert!(!p.matches_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn date_filters_are_fixed_width_digits() {
+        let p = pattern("{paths.data}/dump-{time|yyyymmdd}-{time|hhmmss}.log");
+        assert!(p.matches_name("dump-20261122-101500.log"));
+        assert!(!p.matches_name("dump-2026112-101500.log"));
+        assert!(!p.matches_name("dump-20261122-1015000.log"));
+        assert!(!p.matches_name("dump-2026-11-22-101500.log"));
+    }
+
+    #[test]
+    fn literal_parts_are_exact_and_special_characters_are_plain() {
+        let p = pattern("/tmp/a*b?[c] (d)-{count}.log");
+        assert!(p.matches_name("a*b?[c] (d)-3.log"));
+        assert!(!p.matches_name("aXb?[c] (d)-3.log"));
+        assert!(!p.matches_name("a*bX[c] (d)-3.log"));
+        let p = pattern("/tmp/{nope}-{count}-{paths.nope}");
+        assert!(p.matches_name("{nope}-3-{paths.nope}"));
+        assert!(!p.matches_name("x-3-{paths.nope}"));
+    }
+
+    #[test]
+    fn adjacent_wildcards_and_no_folder() {
+        let p = pattern("{pid}{count}");
+        assert_eq!(p.dir, "");
+        assert!(p.matches_name("12") && p.matches_name("1234.gz"));
+        assert!(!p.matches_name("1") && !p.matches_name("1a2"));
+        assert_eq!(pattern("/{count}").dir, "/");
+    }
+
+    #[test]
+    fn shapes() {
+        for shared in ["{paths.data}/fixed.log", "{paths.data}/d-{pid}.log", "{count#}x.log", "/t/{count~{count}}"] {
+            assert_eq!(shape(shared, &paths()), Shape::Shared, "{shared}");
+        }
+        assert_eq!(shape("/t/{count}/x.log", &paths()), Shape::VaryingFolder);
+        assert_eq!(shape("/t/{time|yyyymmdd}/{count}.log", &paths()), Shape::VaryingFolder);
+        assert!(matches!(shape("/t/{nope?{count}}.log", &paths()), Shape::PerDump(_)));
+        assert!(matches!(shape("/t/{paths.data&{count}}.log", &paths()), Shape::PerDump(_)));
+        // A '/' inside a literal path value is folder, not file name.
+        let p = pattern("{paths.data}-{count}");
+        assert_eq!(p.dir, "/var/lib");
+        assert!(p.matches_name("prosody-5"));
+    }
+
+    /// The pattern matches whatever `template::render` makes, with any values.
+    #[test]
+    fn every_rendering_matches_its_pattern() {
+        std::env::set_var("TZ", "UTC");
+        let templates = [
+            "{paths.data}/ringbuffer-logs-{pid}-{count}.log",
+            "{paths.data}/traceback-{pid}-{count}.log",
+            "/tmp/d-{time}.log",
+            "/tmp/d-{time|yyyymmdd}-{time|hhmmss}-{count}.log",
+            "/tmp/d-{time|yyyymmdd|hhmmss}-{count|bogus}.log",
+            "/tmp/{count|yyyymmdd}{pid|hhmmss}",
+            "/tmp/d-{nope?x{count}y}-{pid&p{pid}}-{count~never}-{count#gone}-{count%gone}.log",
+            "/tmp/{paths}-{paths.config}-{paths.}-{paths.data.x}-{count!}-{count!?z}.log",
+            "/tmp/{count}{pid}{time}",
+            "/tmp/{{count}}-{count}-{-}{ 1}-{count",
+            "/tmp/{paths.config|yyyymmdd}-{count}",
+            "relative-{count}.log",
+            "{count}",
+        ];
+        let values = [(1, 0, 0), (4242, 7, 1_790_000_000), (4_194_304, 123_456_789, 253_402_300_799)];
+        for template in templates {
+            let p = pattern(template);
+            for (pid, count, time) in values {
+                let rendered = render(template, &Values { pid, count, time, paths: paths() });
+                assert!(matches_path(&p, &rendered), "{template} -> {rendered}: {p:?}");
+                for suffix in SUFFIXES {
+                    assert!(matches_path(&p, &format!("{rendered}{suffix}")));
+                }
+                assert!(!matches_path(&p, &format!("{rendered}.1")), "{rendered}");
+                assert!(!matches_path(&p, &format!("x{rendered}")), "{rendered}");
+            }
+        }
+    }
+
+    #[test]
+    fn keep_dumps_warns_when_it_cannot_work() {
+        let retention = |keep| Retention { keep_dumps: keep, compress: None, max_age: None };
+        let template = |t: &str| Target::Template(t.into());
+        assert_eq!(keep_dumps_warning(&template("/t/{pid}.log"), &retention(None), &[]), None);
+        assert_eq!(keep_dumps_warning(&template("/t/{count}.log"), &retention(Some(3)), &[]), None);
+        for target in [Target::File("/t/x.log".into()), template("/t/{pid}.log"), template("/t/{count}/x.log")] {
+            let text = keep_dumps_warning(&target, &retention(Some(3)), &[]).expect("a warning");
+            assert!(text.starts_with("Option 'keep_dumps' (3) has no effect: "), "{text}");
+        }
+    }
+
+    #[test]
+    fn compressed_names() {
+        assert_eq!(dump_name("/t/x.log".into(), Some(Compression::Zstd)), "/t/x.log.zst");
+        assert_eq!(dump_name("/t/x.log".into(), Some(Compression::Gzip)), "/t/x.log.gz");
+        assert_eq!(dump_name("/t/x.log".into(), None), "/t/x.log");
+        assert_eq!(dump_name("/dev/stderr".into(), Some(Compression::Gzip)), "/dev/stderr");
+    }
+
+    #[test]
+    fn natural_order() {
+        let mut names = vec!["d-10.log", "d-9.log", "d-010.log.gz", "d-1.log", "d-a.log", "d-2.log.zst"];
+        names.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(names, ["d-1.log", "d-2.log.zst", "d-9.log", "d-10.log", "d-010.log.gz", "d-a.log"]);
+        assert_eq!(natural_cmp("d-010.log", "d-10.log"), Ordering::Less);
+    }
+
+    #[test]
+    fn deletes_the_oldest_and_never_the_current_file() {
+        let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let files: Vec<(String, SystemTime)> = (0..10).map(|n| (format!("d-{n}.log"), at(100 + n))).collect();
+        let doomed = to_delete(&files, "d-9.log", 3);
+        assert_eq!(doomed, (0..7).map(|n| format!("d-{n}.log")).collect::<Vec<_>>());
+        // Same time: by name, numbers by value.
+        let tied: Vec<(String, SystemTime)> = (8..12).map(|n| (format!("d-{n}.log"), at(5))).collect();
+        assert_eq!(to_delete(&tied, "d-11.log", 2), ["d-8.log", "d-9.log"]);
+        // The current file stays even if its time says it is old (clock set back).
+        let mut skewed = files.clone();
+        skewed.push(("d-new.log".into(), at(1)));
+        let doomed = to_delete(&skewed, "d-new.log", 3);
+        assert_eq!(doomed.len(), 8);
+        assert!(!doomed.contains(&"d-new.log".to_string()));
+        assert!(to_delete(&files, "d-9.log", 100).is_empty());
+        assert_eq!(to_delete(&files, "d-9.log", 1).len(), 9);
+    }
+}
