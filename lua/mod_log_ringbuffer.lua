@@ -59,10 +59,31 @@ local by_event = {};
 local report_timer;
 
 -- Outcomes of dumps written by native threads, logged here since only this thread may log.
+-- A failing sink shows in Prosody's module status (the shell's module:info()) until its dumps
+-- work again.
+local failing_status;
+local function update_status()
+	local failing;
+	for i, record in ipairs(live) do
+		local last_error = record.handle:last_error();
+		if last_error then
+			failing = ("Dumps of ringbuffer sink #%d are failing: %s"):format(i, last_error);
+			break;
+		end
+	end
+	if failing and failing ~= failing_status then
+		module:set_status("error", failing, true);
+	elseif not failing and failing_status then
+		module:set_status("info", "Dumps are working again", true);
+	end
+	failing_status = failing;
+end
+
 local function log_reports()
 	for _, report in ipairs(native.take_reports()) do
 		module:log(report.level, "%s", report.text);
 	end
+	update_status();
 end
 
 local function has_native_triggers()
@@ -73,10 +94,12 @@ local function has_native_triggers()
 end
 
 local function poll_reports()
+	-- Asked first: when none is in flight, every outcome is reported by the time we look.
+	local busy = native.dumps_in_flight() > 0;
 	log_reports();
 	local err = native.rearm_after_fork();
 	if err then module:log("error", "Native signal triggers stopped: %s", err); end
-	if native.dumps_in_flight() > 0 then
+	if busy then
 		return 0.05;
 	elseif has_native_triggers() then
 		return 1;
@@ -305,11 +328,20 @@ local function shell_dump()
 	return true, "Dumping " .. table.concat(started, ", ");
 end
 
+local function shell_time(t)
+	return t and os.date("%Y-%m-%d %H:%M:%S", t) or "-";
+end
+
 local function shell_status()
 	local out = {};
 	for i, record in ipairs(live) do
-		local lines, bytes = record.handle:usage();
-		table.insert(out, ("#%d: %d lines, %d bytes buffered"):format(i, lines, bytes));
+		local s = record.handle:status();
+		table.insert(out, ("#%d: %d lines, %d bytes buffered (%s = %d), %d dropped since the last dump"):format(
+			i, s.lines, s.bytes, s.bound, s.limit, s.dropped));
+		table.insert(out, ("    oldest %s, newest %s; triggers: %s"):format(shell_time(s.oldest), shell_time(s.newest),
+			#s.triggers > 0 and table.concat(s.triggers, ", ") or "none"));
+		local last = s.last_path and ("; last to %s: %s"):format(s.last_path, s.last_error or "ok") or "";
+		table.insert(out, ("    dumps: %d done, %d failed%s"):format(s.dumps, s.failed, last));
 	end
 	return true, #out > 0 and table.concat(out, "\n") or "No ringbuffer sinks are configured";
 end

@@ -50,6 +50,29 @@ for _, version in ipairs(prosody.versions()) do
 			end);
 		end);
 
+		describe("loss accounting", function ()
+			it("says after the header how many lines were dropped since the previous dump", function ()
+				local server = prosody.start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", lines = 10, event = "e2e/dump", filename = "$DATA/loss.log" };
+}]]);
+				finally(function () server:cleanup(); end);
+				local commands = {};
+				for i = 1, 25 do table.insert(commands, "log debug loss-line " .. i); end
+				table.insert(commands, "fire e2e/dump");
+				server:command(table.unpack(commands));
+				local list = dumps.wait_for(server, "loss.log");
+				assert.equal(10, #list[1]);
+				-- Prosody's own lines since the start count too: at least the 15 logged here.
+				local dropped = tonumber(list[1].notes[1]:match("^%-%- (%d+) older lines were dropped since the previous dump %-%-$"));
+				assert.truthy(dropped and dropped >= 15, list[1].notes[1]);
+				server:wait_for_log(("; %d older lines had been dropped since the previous dump"):format(dropped));
+				server:command("log debug after-1", "log debug after-2", "fire e2e/dump");
+				list = dumps.wait_for(server, "loss.log", 2);
+				assert.same({}, list[2].notes, "nothing was dropped: the dump is the Lua module's");
+			end);
+		end);
+
 		describe("max_age", function ()
 			it("leaves older lines out of dumps", function ()
 				local server = prosody.start(version, [[{

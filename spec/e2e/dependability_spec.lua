@@ -133,6 +133,43 @@ for _, version in ipairs(prosody.versions()) do
 			end);
 		end);
 
+		describe("failing dumps", function ()
+			local server;
+			setup(function ()
+				server = prosody.start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", event = "e2e/sub", filename_template = "{paths.data}/sub/x.log" };
+	{ to = "ringbuffer", event = "e2e/full", filename = "/dev/full" };
+}]]);
+			end);
+			teardown(function () if server then server:cleanup(); end end);
+
+			local function module_status()
+				return server:shell("module:info('log_ringbuffer')"):match("status: (%[%a+%] [^\n]*)");
+			end
+
+			it("show in Prosody's module status until dumps work again, and in ringbuffer:status()", function ()
+				server:command("log debug sub-line", "fire e2e/sub");
+				prosody.wait_for(function ()
+					return (module_status() or ""):find("[error] Dumps of ringbuffer sink #1 are failing: Unable to open output file: "
+						.. server.data .. "/sub/x.log: No such file or directory", 1, true);
+				end, 10, "the error status");
+				assert(os.execute("mkdir " .. server.data .. "/sub"));
+				server:command("fire e2e/sub");
+				prosody.wait_for(function () return module_status() == "[info] Dumps are working again"; end, 10, "the status to clear");
+				server:command("fire e2e/full");
+				prosody.wait_for(function ()
+					return (module_status() or ""):find("[error] Dumps of ringbuffer sink #2 are failing: Unable to write dump: /dev/full", 1, true);
+				end, 10, "the error status");
+				local status = server:shell("ringbuffer:status()");
+				assert.truthy(status:find("#1: %d+ lines, %d+ bytes buffered %(size = 102400%), 0 dropped since the last dump"), status);
+				assert.truthy(status:find("dumps: 1 done, 1 failed; last to " .. server.data .. "/sub/x.log: ok", 1, true), status);
+				assert.truthy(status:find("#2: %d+ lines, %d+ bytes buffered %(size = 102400%)"), status);
+				assert.truthy(status:find("dumps: 0 done, 1 failed; last to /dev/full: Unable to write dump", 1, true), status);
+				assert.truthy(status:find("triggers: event e2e/full, dump_on_crash", 1, true), status);
+			end);
+		end);
+
 		describe("a signal storm while logging at full speed", function ()
 			local server;
 			setup(function ()

@@ -6,8 +6,10 @@ local dumps = {};
 local header_pattern = "^%-%- Dumping log buffer at %a%a%a %d%d %d%d:%d%d:%d%d  %-%-$";
 dumps.stamp_pattern = "^%a%a%a %d%d %d%d:%d%d:%d%d ";
 
--- The dumps in a file: each a list of its lines (header and footer excluded). Fails on a
--- malformed header, a dump inside another, or an unfinished dump.
+-- The dumps in a file: each a list of its lines (header and footer excluded; the notice lines
+-- right after the header, such as "-- 12 older lines were dropped since the previous dump --",
+-- go to the list's `notes`). Fails on a malformed header, a dump inside another, or an
+-- unfinished dump.
 function dumps.parse(text)
 	local list, current = {}, nil;
 	assert(text, "dump file missing");
@@ -15,10 +17,12 @@ function dumps.parse(text)
 		if line:match("^%-%- Dumping log buffer at ") then
 			assert(line:match(header_pattern), "bad header: " .. line);
 			assert(current == nil, "dump started inside another dump");
-			current = {};
+			current = { notes = {} };
 		elseif line == "-- End of dump --" then
 			table.insert(list, (assert(current, "footer without header")));
 			current = nil;
+		elseif current and #current == 0 and line:match("^%-%- .* %-%-$") then
+			table.insert(current.notes, line);
 		elseif current then
 			table.insert(current, line);
 		end

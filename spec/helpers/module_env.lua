@@ -10,6 +10,7 @@ function env.new_module()
 	local m = { logged = {}, hooks = {}, timers = {}, shared_tables = {}, items = {} };
 	-- luacheck: ignore 212/self
 	function m:set_global() end
+	function m:set_status(status_type, message) self.status = { status_type, message }; end
 	function m:get_option_number(_, default) return default; end
 	function m:log(level, fmt, ...)
 		table.insert(self.logged, { level = level, text = format(fmt, ...) });

@@ -17,6 +17,7 @@ use super::upvalues::{sink_closure, SinkUpvalues};
 use crate::pure::dump_names;
 use crate::pure::format::FormatCache;
 use crate::pure::options::{OptValue, Problem, Severity, SinkOptions};
+use crate::pure::ring::Limit;
 use crate::pure::signal_names::Trigger;
 use crate::runtime::sink::{DumpOrigin, Sink};
 use crate::runtime::{auto_dump, crash, os, reports, signals, writer};
@@ -92,7 +93,63 @@ impl UserData for Handle {
         methods.add_method("dump_on_exit", |_, this, ()| Ok(this.sink().options.auto.on_exit));
         // Lines and bytes held now.
         methods.add_method("usage", |_, this, ()| Ok(this.sink().usage()));
+        // Why the last dump failed (nil if it worked, or none was made): cheap, for polling.
+        methods
+            .add_method("last_error", |_, this, ()| Ok(this.sink().outcomes().last.and_then(|(_, failure)| failure)));
+        // What the admin shell's status shows: a table (see runtime::sink::Status).
+        methods.add_method("status", |lua, this, ()| {
+            let sink = this.sink();
+            let status = sink.status();
+            let t = lua.create_table()?;
+            let (bound, limit) = match sink.options.limit {
+                Limit::Bytes(n) => ("size", n),
+                Limit::Lines(n) => ("lines", n),
+            };
+            t.set("bound", bound)?;
+            t.set("limit", limit)?;
+            t.set("lines", status.lines)?;
+            t.set("bytes", status.bytes)?;
+            t.set("dropped", status.dropped)?;
+            t.set("oldest", status.oldest)?;
+            t.set("newest", status.newest)?;
+            t.set("dumps", status.outcomes.done)?;
+            t.set("failed", status.outcomes.failed)?;
+            if let Some((path, failure)) = status.outcomes.last {
+                t.set("last_path", path)?;
+                t.set("last_error", failure)?;
+            }
+            t.set("triggers", lua.create_sequence_from(trigger_names(&sink.options))?)?;
+            Ok(t)
+        });
     }
+}
+
+/// The triggers of a sink as the config names them.
+fn trigger_names(options: &SinkOptions) -> Vec<String> {
+    let mut names: Vec<String> = options
+        .triggers
+        .iter()
+        .map(|t| match t {
+            Trigger::Event(name) => format!("event {name}"),
+            Trigger::Signal(_, name) => format!("signal {name}"),
+        })
+        .collect();
+    let auto = &options.auto;
+    if let Some(level) = auto.on_level {
+        names.push(format!(
+            "dump_on {} (after {}s, cooldown {}s)",
+            level.name(),
+            auto.after.as_secs_f64(),
+            auto.cooldown.as_secs_f64()
+        ));
+    }
+    if auto.on_exit {
+        names.push("dump_on_exit".into());
+    }
+    if auto.on_crash {
+        names.push("dump_on_crash".into());
+    }
+    names
 }
 
 fn opt_value(value: Value) -> OptValue {

@@ -14,6 +14,9 @@ use super::ring::{Limit, Ring};
 pub(crate) struct Batch {
     pub(crate) number: u64,
     pub(crate) lines: Ring,
+    /// Lines dropped (by the limit, or as too old) since the previous batch was taken and not
+    /// yet reported by a dump that succeeded: a dump says so after its header.
+    pub(crate) dropped: u64,
 }
 
 #[derive(Debug)]
@@ -25,11 +28,22 @@ pub(crate) struct Recorder {
     returned: Vec<(u64, usize)>,
     /// ...as of this many lines dropped by the ring (the limit drops the oldest first).
     dropped_when_returned: u64,
+    /// `ring.dropped()` when the last batch was taken.
+    dropped_when_taken: u64,
+    /// Drops counted into batches whose dumps failed: the next batch reports them.
+    unreported: u64,
 }
 
 impl Recorder {
     pub(crate) fn new(limit: Limit) -> Self {
-        Recorder { ring: Ring::new(limit), next_batch: 0, returned: Vec::new(), dropped_when_returned: 0 }
+        Recorder {
+            ring: Ring::new(limit),
+            next_batch: 0,
+            returned: Vec::new(),
+            dropped_when_returned: 0,
+            dropped_when_taken: 0,
+            unreported: 0,
+        }
     }
 
     /// Takes every line out for a dump.
@@ -37,11 +51,21 @@ impl Recorder {
         self.returned.clear();
         let number = self.next_batch;
         self.next_batch += 1;
-        Batch { number, lines: self.ring.take() }
+        let lines = self.ring.take();
+        let dropped_now = self.ring.dropped();
+        let dropped = std::mem::take(&mut self.unreported) + (dropped_now - self.dropped_when_taken);
+        self.dropped_when_taken = dropped_now;
+        Batch { number, lines, dropped }
+    }
+
+    /// Lines dropped since the last batch was taken, with those of failed dumps.
+    pub(crate) fn dropped_since_take(&self) -> u64 {
+        self.unreported + (self.ring.dropped() - self.dropped_when_taken)
     }
 
     /// Puts the lines of a failed dump back where they belong.
     pub(crate) fn give_back(&mut self, batch: Batch) {
+        self.unreported += batch.dropped;
         self.forget_dropped();
         let position = self.returned.iter().take_while(|(n, _)| *n < batch.number).map(|(_, lines)| lines).sum();
         let index = self.returned.partition_point(|(n, _)| *n < batch.number);
@@ -113,6 +137,25 @@ mod tests {
         push_all(&mut recorder, &["7", "8", "9"]);
         recorder.give_back(third);
         assert_eq!(contents(&recorder), ["6", "7", "8", "9"]);
+    }
+
+    #[test]
+    fn each_dump_learns_what_was_dropped_since_the_last_one_that_worked() {
+        let mut recorder = Recorder::new(Limit::Lines(2));
+        push_all(&mut recorder, &["1", "2", "3", "4", "5"]);
+        let first = recorder.take();
+        assert_eq!(first.dropped, 3);
+        push_all(&mut recorder, &["6"]);
+        assert_eq!(recorder.take().dropped, 0);
+        push_all(&mut recorder, &["7", "8", "9"]);
+        let failed = recorder.take();
+        assert_eq!(failed.dropped, 1);
+        recorder.give_back(failed);
+        push_all(&mut recorder, &["10"]);
+        // The failed dump's drop, and the line its give-back pushed out since.
+        let next = recorder.take();
+        assert_eq!(next.dropped, 2);
+        assert_eq!(next.lines.lines(), 2);
     }
 
     #[test]

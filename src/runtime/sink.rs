@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use super::auto_dump::LevelTrigger;
 use super::dump_file::{self, DumpError, Prepared};
 use super::reports;
@@ -22,6 +24,29 @@ pub(crate) struct Sink {
     recorder: SharedRing<Recorder>,
     /// `dump_on`'s state (see `auto_dump`).
     pub(crate) level_trigger: LevelTrigger,
+    outcomes: Mutex<Outcomes>,
+}
+
+/// How this sink's dumps went, for the admin shell and Prosody's module status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Outcomes {
+    pub(crate) done: u64,
+    pub(crate) failed: u64,
+    /// The last dump's file, and why it failed (`None`: it worked).
+    pub(crate) last: Option<(String, Option<String>)>,
+}
+
+/// What the admin shell's `ringbuffer:status()` shows of a sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Status {
+    pub(crate) lines: usize,
+    pub(crate) bytes: usize,
+    /// Lines dropped since the last dump that worked.
+    pub(crate) dropped: u64,
+    /// Unix times of the oldest and the newest line held.
+    pub(crate) oldest: Option<u32>,
+    pub(crate) newest: Option<u32>,
+    pub(crate) outcomes: Outcomes,
 }
 
 /// A dump that was started: its file, its lines, and whether they are still being written.
@@ -38,7 +63,7 @@ static DUMP_COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 impl Sink {
     pub(crate) fn new(options: SinkOptions, paths: Vec<(String, String)>) -> Self {
         let recorder = SharedRing::new(Recorder::new(options.limit));
-        Sink { options, paths, recorder, level_trigger: LevelTrigger::default() }
+        Sink { options, paths, recorder, level_trigger: LevelTrigger::default(), outcomes: Mutex::default() }
     }
 
     /// Stores one finished line (timestamp, source, level, message, newline). Only for the
@@ -59,6 +84,30 @@ impl Sink {
     /// (lines, bytes of text) held now.
     pub(crate) fn usage(&self) -> (usize, usize) {
         self.recorder.with_lock(|r| (r.ring.lines(), r.ring.text_bytes()))
+    }
+
+    /// See [`Status`]. Reads every line's time (milliseconds for a large ring).
+    pub(crate) fn status(&self) -> Status {
+        let (lines, bytes, dropped, oldest, newest) = self.recorder.with_lock(|r| {
+            let times = r.ring.iter().map(|line| line.time);
+            let (oldest, newest) = times.fold((None, None), |(first, _), t| (first.or(Some(t)), Some(t)));
+            (r.ring.lines(), r.ring.text_bytes(), r.dropped_since_take(), oldest, newest)
+        });
+        Status { lines, bytes, dropped, oldest, newest, outcomes: self.outcomes.lock().clone() }
+    }
+
+    /// How the dumps went so far.
+    pub(crate) fn outcomes(&self) -> Outcomes {
+        self.outcomes.lock().clone()
+    }
+
+    fn record_outcome(&self, path: &str, failure: Option<&DumpError>) {
+        let mut outcomes = self.outcomes.lock();
+        match failure {
+            None => outcomes.done += 1,
+            Some(_) => outcomes.failed += 1,
+        }
+        outcomes.last = Some((path.to_string(), failure.map(|e| e.to_string())));
     }
 
     /// The buffered lines, oldest first, without emptying the buffer.
@@ -95,9 +144,9 @@ impl Sink {
         let mut batch = self.recorder.with_lock(Recorder::take);
         if let Some(max_age) = self.options.retention.max_age {
             let cutoff = time.saturating_sub(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX));
-            batch.lines.drop_older_than(u32::try_from(cutoff).unwrap_or(0));
+            batch.dropped += batch.lines.drop_older_than(u32::try_from(cutoff).unwrap_or(0)) as u64;
         }
-        let notes = self.notes();
+        let notes = self.notes(batch.dropped);
         let prepared = match dump_file::prepare_as(
             &path,
             time,
@@ -108,6 +157,7 @@ impl Sink {
             Ok(p) => p,
             Err(e) => {
                 self.recorder.with_lock(|r| r.give_back(batch));
+                self.record_outcome(&path, Some(&e));
                 return Err(e);
             }
         };
@@ -128,12 +178,21 @@ impl Sink {
     }
 
     /// The notice lines after the dump header: only when there is something to say, so that a
-    /// plain dump stays byte for byte the Lua module's.
-    fn notes(&self) -> String {
-        match self.level_trigger.take_suppressed() {
-            0 => String::new(),
-            n => format!("-- {n} more dump_on triggers were suppressed by dump_cooldown since the previous dump --\n"),
+    /// dump that lost nothing stays byte for byte the Lua module's.
+    fn notes(&self, dropped: u64) -> String {
+        let mut notes = String::new();
+        if dropped > 0 {
+            notes += &format!("-- {dropped} older lines were dropped since the previous dump --\n");
         }
+        match self.level_trigger.take_suppressed() {
+            0 => {}
+            n => {
+                notes += &format!(
+                    "-- {n} more dump_on triggers were suppressed by dump_cooldown since the previous dump --\n"
+                )
+            }
+        }
+        notes
     }
 
     /// [`Sink::dump`] for threads that cannot log: a failure to start is reported too.
@@ -148,13 +207,20 @@ impl Sink {
         let path = prepared.path.clone();
         match prepared.write(&batch.lines) {
             Ok(()) => {
-                reports::push("info", format!("Dumped {} buffered lines to {path} ({reason})", batch.lines.lines()));
+                let dropped = match batch.dropped {
+                    0 => String::new(),
+                    n => format!("; {n} older lines had been dropped since the previous dump"),
+                };
+                let text = format!("Dumped {} buffered lines to {path} ({reason}){dropped}", batch.lines.lines());
+                reports::push("info", text);
+                self.record_outcome(&path, None);
                 // keep_dumps (retention): delete this sink's older dump files.
                 super::retention::after_dump(&self.options, &self.paths, &path);
             }
             Err(e) => {
                 report_failure(&e, reason);
                 self.recorder.with_lock(|r| r.give_back(batch));
+                self.record_outcome(&path, Some(&e));
             }
         }
         drop(flight);
