@@ -18,6 +18,7 @@ use std::time::SystemTime;
 
 use super::date::DateFormat;
 use super::options::{Compression, Retention, Target};
+use super::template::{balanced_end, match_name};
 
 /// Suffixes a dump file of a template may carry (see the module doc).
 const SUFFIXES: [&str; 2] = [".gz", ".zst"];
@@ -100,54 +101,6 @@ fn apply_filter(filter: &str, value: Sym) -> Sym {
         },
         Sym::Paths => Sym::Paths,
     }
-}
-
-fn is_name_start(c: u8) -> bool {
-    c.is_ascii_alphabetic() || c == b'_'
-}
-
-fn is_name_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_' || c == b'.'
-}
-
-/// Mirrors `template::match_name`.
-fn match_name(block: &str, at: usize) -> Option<(&str, Option<u8>, usize)> {
-    let bytes = block.as_bytes();
-    if !bytes.get(at).copied().is_some_and(is_name_start) {
-        return None;
-    }
-    let mut end = at + 1;
-    while bytes.get(end).copied().is_some_and(is_name_char) {
-        end += 1;
-    }
-    let name = &block[at..end];
-    let mut pos = end;
-    if bytes.get(pos) == Some(&b'!') {
-        pos += 1;
-    }
-    let opt = bytes.get(pos).copied().filter(u8::is_ascii_punctuation);
-    if opt.is_some() {
-        pos += 1;
-    }
-    Some((name, opt, pos))
-}
-
-/// Mirrors `template::balanced_end`.
-fn balanced_end(bytes: &[u8], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (i, &b) in bytes.iter().enumerate().skip(open) {
-        match b {
-            b'{' => depth += 1,
-            b'}' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(i);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 /// Pieces being collected, with adjacent literals joined.

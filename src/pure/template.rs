@@ -82,7 +82,7 @@ fn is_name_char(c: u8) -> bool {
 }
 
 /// Matches `^([%a_][%w_.]*)(!?)(%p?)()` at `at`: (name, position after name, option, next).
-fn match_name(block: &str, at: usize) -> Option<(&str, Option<u8>, usize)> {
+pub(crate) fn match_name(block: &str, at: usize) -> Option<(&str, Option<u8>, usize)> {
     let bytes = block.as_bytes();
     if !bytes.get(at).copied().is_some_and(is_name_start) {
         return None;
@@ -104,7 +104,7 @@ fn match_name(block: &str, at: usize) -> Option<(&str, Option<u8>, usize)> {
 }
 
 /// Finds the `}` that balances the `{` at `open`, like Lua's `%b{}`.
-fn balanced_end(bytes: &[u8], open: usize) -> Option<usize> {
+pub(crate) fn balanced_end(bytes: &[u8], open: usize) -> Option<usize> {
     let mut depth = 0usize;
     for (i, &b) in bytes.iter().enumerate().skip(open) {
         match b {
