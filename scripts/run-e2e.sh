@@ -31,7 +31,8 @@ ours() {
 # shellcheck disable=SC2317
 cleanup() {
 	local status=$? pids _
-	trap - EXIT INT TERM
+	trap - EXIT
+	trap "" INT TERM # a second Ctrl-C or TERM must not cut the cleanup short
 	if [ -n "$busted_pid" ]; then # interrupted: stop busted's process group (it re-runs itself)
 		kill -TERM -- "-$busted_pid" 2>/dev/null
 		wait "$busted_pid" 2>/dev/null
