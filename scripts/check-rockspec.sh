@@ -128,8 +128,14 @@ for attempt in 1 2 3; do
 	stop_prosody
 done
 [ -n "$ready" ] || fail "no free ports for Prosody after 3 attempts"
-grep -q "$tree/lib/lua/5.4/log_ringbuffer_native.so" "/proc/$pid/maps" \
-	|| fail "Prosody did not load log_ringbuffer_native.so from the rocks tree"
+# Listening on c2s does not mean every global module is loaded yet (Prosody 13 may load
+# log_ringbuffer after mod_c2s): wait for the library to be mapped.
+loaded=
+for _ in $(seq 100); do
+	grep -qs "$tree/lib/lua/5.4/log_ringbuffer_native.so" "/proc/$pid/maps" && { loaded=1; break; }
+	sleep 0.1
+done
+[ -n "$loaded" ] || fail "Prosody did not load log_ringbuffer_native.so from the rocks tree"
 sleep 0.5
 
 # 3. SIGUSR2 must produce a complete dump in the data directory.
