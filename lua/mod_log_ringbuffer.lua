@@ -10,6 +10,8 @@ local loggingmanager = require "core.loggingmanager";
 local logger = require "util.logger";
 local format = require "util.format".format;
 local stanza_mt = require "util.stanza".stanza_mt;
+local async = require "util.async";
+local promise = require "util.promise";
 
 local native_name = "log_ringbuffer_native";
 
@@ -54,6 +56,11 @@ local live = {};
 -- The logging reload in progress: { claimed = its records in maker-call order, taken = the
 -- same as a set, previous = `live` before it }.
 local pass;
+-- What the admin shell and the statistics call a live sink: its name, or its position.
+local function label(i, record)
+	return record.name or tostring(i);
+end
+
 -- Event name -> records it dumps.
 local by_event = {};
 local report_timer;
@@ -113,8 +120,8 @@ local function watch_reports()
 	end
 end
 
-local function dump(record, reason)
-	local ok, result, lines = record.handle:dump(reason);
+local function dump(record, reason, to)
+	local ok, result, lines = record.handle:dump(reason, to);
 	if not ok then
 		module:log("error", "%s", result);
 	end
@@ -246,6 +253,15 @@ local function new_record(handle, sink, problems)
 	return record;
 end
 
+-- The `name` option: how the admin shell and the statistics call a sink (default: its position).
+local function sink_name(name)
+	if name ~= nil and (type(name) ~= "string" or name == "" or name:match("^%d+$")) then
+		module:log("error", "Option 'name' of a ringbuffer sink must be a word that is not a number; ignored");
+		return nil;
+	end
+	return name;
+end
+
 local function ringbuffer_sink_maker(sink_config)
 	if pass and logger_was_reset() then
 		finish_pass(); -- a new reload began before the last one was settled
@@ -267,6 +283,7 @@ local function ringbuffer_sink_maker(sink_config)
 		end
 	end
 	record = record or new_record(handle, sink, problems);
+	record.name = sink_name(sink_config.name);
 	table.insert(pass.claimed, record);
 	pass.taken[record] = true;
 	return record.sink;
@@ -305,27 +322,212 @@ module:hook_global("server-stopped", function ()
 	log_reports();
 end);
 
--- Admin shell, all of it: ringbuffer:dump() and ringbuffer:status(). The section goes into the
--- shell's environment, which is all 0.12 knows; the same handlers are also offered as
--- shell-command items, which 13's shell turns into `prosodyctl shell ringbuffer status` and
--- `help ringbuffer` (a Prosody without that feature keeps the items unused).
-local function shell_dump()
-	if #live == 0 then
-		return false, "No ringbuffer sinks are configured";
+-- Statistics (module:metric), published on Prosody's collection.
+-- The sinks count natively; each collection copies their counts into metric families labelled
+-- by sink. A counter is advanced by what its sink counted since the last collection (the record
+-- remembers, across logging and module reloads; the families outlive a module reload), so it
+-- never goes back: a replaced sink adds to its label, a renamed one goes on under its new label.
+-- util.openmetrics cannot remove a label: the gauges are cleared first, so a sink that went away
+-- shows 0 lines and bytes held, and its counters keep their last values.
+local captured_lines = module:metric("counter", "captured", "lines", "Lines stored by a ringbuffer sink", { "sink" });
+local dropped_lines = module:metric("counter", "dropped", "lines",
+	"Lines a ringbuffer sink lost to its size/lines limit or max_age", { "sink" });
+local held_lines = module:metric("gauge", "held", "lines", "Lines a ringbuffer sink holds", { "sink" });
+local held_bytes = module:metric("gauge", "held", "bytes", "Bytes of text a ringbuffer sink holds", { "sink" });
+local dumps_total = module:metric("counter", "dumps", "", "Dumps of a ringbuffer sink by outcome", { "sink", "outcome" });
+
+module:hook_global("stats-update", function ()
+	settle();
+	held_lines:clear();
+	held_bytes:clear();
+	for i, record in ipairs(live) do
+		local sink, now = label(i, record), record.handle:counters();
+		local before = record.published or { captured = 0, dropped = 0, dumps_done = 0, dumps_failed = 0 };
+		captured_lines:with_labels(sink):add(now.captured - before.captured);
+		dropped_lines:with_labels(sink):add(now.dropped - before.dropped);
+		dumps_total:with_labels(sink, "ok"):add(now.dumps_done - before.dumps_done);
+		dumps_total:with_labels(sink, "failed"):add(now.dumps_failed - before.dumps_failed);
+		held_lines:with_labels(sink):set(now.lines);
+		held_bytes:with_labels(sink):set(now.bytes);
+		record.published = now;
 	end
-	local started, failed = {}, {};
-	for _, record in ipairs(live) do
-		local ok, result, lines = dump(record, "admin shell");
-		if ok then
-			table.insert(started, ("%d lines to %s"):format(lines, result));
-		else
-			table.insert(failed, result);
+end);
+
+-- Admin shell, all of it: ringbuffer:status(), tail(), grep(), dump(), clear(), pause() and
+-- resume(). The section goes into the shell's environment, which is all 0.12 knows; the same
+-- handlers are also offered as shell-command items, which 13's shell turns into `prosodyctl
+-- shell ringbuffer tail 50 --source mod_s2s` and `help ringbuffer` (a Prosody without that
+-- feature keeps the items unused). tail, grep and a dump that keeps the buffer read a snapshot
+-- on a native thread; the command answers with a promise, which both shells wait for.
+
+-- The live sinks a command applies to: all of them, or the one `which` names (name or position).
+local function shell_sinks(which)
+	if #live == 0 then
+		return nil, "No ringbuffer sinks are configured";
+	end
+	local chosen, labels = {}, {};
+	for i, record in ipairs(live) do
+		local name = label(i, record);
+		table.insert(labels, name);
+		if which == nil or tostring(which) == name or tostring(which) == tostring(i) then
+			table.insert(chosen, { label = name, record = record });
 		end
 	end
-	if #failed > 0 then
-		return false, table.concat(failed, "\n");
+	if #chosen == 0 then
+		return nil, ("There is no ringbuffer sink %q; the sinks are: %s"):format(tostring(which), table.concat(labels, ", "));
 	end
-	return true, "Dumping " .. table.concat(started, ", ");
+	return chosen;
+end
+
+local read_fields = { level = true, source = true, since = true, limit = true, sink = true };
+local dump_fields = { level = true, source = true, since = true, sink = true, keep = true, to = true };
+
+local function field_list(fields)
+	local names = {};
+	for name in pairs(fields) do table.insert(names, name); end
+	table.sort(names);
+	return table.concat(names, ", ");
+end
+
+-- A filter table as given (nil: none). Number keys are the positional arguments that 13's
+-- command line also puts there.
+local function shell_filter(filter, fields)
+	if filter == nil then
+		return {};
+	elseif type(filter) ~= "table" then
+		return nil, ("The filter must be a table, e.g. { level = \"warn\", source = \"mod_s2s\" }; fields: %s")
+			:format(field_list(fields));
+	end
+	for key in pairs(filter) do
+		if type(key) ~= "number" and not fields[key] then
+			return nil, ("Unknown filter field %q; the fields are: %s"):format(tostring(key), field_list(fields));
+		end
+	end
+	return filter;
+end
+
+-- Resolves with the answers of native queries, in order, once every one has answered.
+local function answers_of(queries)
+	return promise.new(function (resolve)
+		local answers, left = {}, #queries;
+		module:add_timer(0, function ()
+			for i, query in ipairs(queries) do
+				if not answers[i] then
+					local ok, value = query:result();
+					if ok ~= nil then
+						answers[i], left = { ok = ok, value = value }, left - 1;
+					end
+				end
+			end
+			if left > 0 then return 0.01; end
+			resolve(answers);
+		end);
+	end);
+end
+
+-- Where a command's lines go: the shell's print (0.12 and 13), or the answer text.
+local function shell_printer(self)
+	local session = type(self) == "table" and self.session;
+	if session and session.print then
+		return session.print, nil;
+	end
+	local collected = {};
+	return function (text) table.insert(collected, text); end, collected;
+end
+
+-- tail and grep: the newest `limit` lines that pass, from each chosen sink.
+local function shell_read(self, pattern, filter, default_limit)
+	local sinks, err = shell_sinks(filter.sink);
+	if not sinks then return false, err; end
+	local limit = filter.limit or default_limit;
+	local queries = {};
+	for i, chosen in ipairs(sinks) do
+		local query, problem = chosen.record.handle:scan(filter, pattern, limit);
+		if not query then return false, problem; end
+		queries[i] = query;
+	end
+	local print, collected = shell_printer(self);
+	return answers_of(queries):next(function (answers)
+		local shown, matched = 0, 0;
+		for i, answer in ipairs(answers) do
+			if not answer.ok then error(answer.value, 0); end
+			local found = answer.value;
+			if #sinks > 1 then print(("== sink %s =="):format(sinks[i].label)); end
+			if found.matched > #found.lines then
+				print(("… %d more lines (limit = %d; up to %d)"):format(found.matched - #found.lines, limit, native.max_limit));
+			end
+			for _, line in ipairs(found.lines) do print(line); end
+			shown, matched = shown + #found.lines, matched + found.matched;
+		end
+		local summary = ("%d of %d matching lines shown"):format(shown, matched);
+		if collected and #collected > 0 then
+			summary = table.concat(collected, "\n") .. "\n" .. summary;
+		end
+		return summary;
+	end);
+end
+
+local function shell_tail(self, n, filter)
+	local checked, err = shell_filter(filter, read_fields);
+	if not checked then return false, err; end
+	if n ~= nil and checked.limit ~= nil then
+		return false, "Give the number of lines once: tail(n) or { limit = n }";
+	end
+	if n ~= nil then
+		checked.limit = n;
+	end
+	return shell_read(self, nil, checked, 20);
+end
+
+local function shell_grep(self, pattern, filter)
+	if type(pattern) ~= "string" or pattern == "" then
+		return false, "grep needs a regular expression, e.g. ringbuffer:grep(\"c2s%x+\", { level = \"warn\" })";
+	end
+	local checked, err = shell_filter(filter, read_fields);
+	if not checked then return false, err; end
+	return shell_read(self, pattern, checked, 100);
+end
+
+local function shell_dump(self, filter) -- luacheck: ignore 212/self
+	local checked, err = shell_filter(filter, dump_fields);
+	if not checked then return false, err; end
+	if checked.keep ~= nil and type(checked.keep) ~= "boolean" then
+		return false, "keep must be true or false";
+	elseif checked.to ~= nil and (type(checked.to) ~= "string" or checked.to == "") then
+		return false, "to must be the path of a file";
+	end
+	local sinks, problem = shell_sinks(checked.sink);
+	if not sinks then return false, problem; end
+	local filtered = checked.level ~= nil or checked.source ~= nil or checked.since ~= nil;
+	if not (checked.keep or filtered) then
+		local started, failed = {}, {};
+		for _, chosen in ipairs(sinks) do
+			local ok, result, lines = dump(chosen.record, "admin shell", checked.to);
+			table.insert(ok and started or failed, ok and ("%d lines to %s"):format(lines, result) or result);
+		end
+		if #failed > 0 then return false, table.concat(failed, "\n"); end
+		return true, "Dumping " .. table.concat(started, ", ");
+	end
+	-- A copy, filtered or whole: the buffer keeps its lines.
+	local queries = {};
+	for i, chosen in ipairs(sinks) do
+		local query, why = chosen.record.handle:dump_copy("admin shell", checked, checked.to);
+		if not query then return false, why; end
+		queries[i] = query;
+	end
+	return answers_of(queries):next(function (answers)
+		log_reports();
+		local done, failed = {}, {};
+		for _, answer in ipairs(answers) do
+			if answer.ok then
+				table.insert(done, ("%d lines to %s"):format(answer.value.lines, answer.value.path));
+			else
+				table.insert(failed, answer.value);
+			end
+		end
+		if #failed > 0 then error(table.concat(failed, "\n"), 0); end
+		return "Dumped a copy of " .. table.concat(done, ", ") .. "; the buffer keeps its lines";
+	end);
 end
 
 local function shell_time(t)
@@ -336,31 +538,78 @@ local function shell_status()
 	local out = {};
 	for i, record in ipairs(live) do
 		local s = record.handle:status();
-		table.insert(out, ("#%d: %d lines, %d bytes buffered (%s = %d), %d dropped since the last dump"):format(
-			i, s.lines, s.bytes, s.bound, s.limit, s.dropped));
+		local name = record.name and (" " .. record.name) or "";
+		table.insert(out, ("#%d%s: %d lines, %d bytes buffered (%s = %d), %d dropped since the last dump"):format(
+			i, name, s.lines, s.bytes, s.bound, s.limit, s.dropped));
 		table.insert(out, ("    oldest %s, newest %s; triggers: %s"):format(shell_time(s.oldest), shell_time(s.newest),
 			#s.triggers > 0 and table.concat(s.triggers, ", ") or "none"));
 		local last = s.last_path and ("; last to %s: %s"):format(s.last_path, s.last_error or "ok") or "";
 		table.insert(out, ("    dumps: %d done, %d failed%s"):format(s.dumps, s.failed, last));
+		if s.paused then
+			table.insert(out, "    capture is paused (ringbuffer:resume() to go on)");
+		end
 	end
 	return true, #out > 0 and table.concat(out, "\n") or "No ringbuffer sinks are configured";
 end
 
+-- clear, pause and resume: of the sink `which` names (or { sink = ... }), or of all.
+local function for_sinks(verb, act)
+	return function (_, which)
+		if type(which) == "table" then
+			local checked, err = shell_filter(which, { sink = true });
+			if not checked then return false, err; end
+			which = checked.sink;
+		end
+		local sinks, err = shell_sinks(which);
+		if not sinks then return false, err; end
+		local labels = {};
+		for _, chosen in ipairs(sinks) do
+			act(chosen.record.handle);
+			table.insert(labels, chosen.label);
+		end
+		return true, ("%s ringbuffer sink%s %s"):format(verb, #labels > 1 and "s" or "", table.concat(labels, ", "));
+	end;
+end
+
+local filter_flags = {
+	value_params = { level = true, source = true, since = true, limit = true, sink = true, to = true };
+	kv_params = { keep = true };
+	stop_on_positional = false;
+};
+
+local sink_arg = { name = "sink", type = "string" };
 local shell_commands = {
-	{ name = "dump", desc = "Dump every ringbuffer sink to its file now", run = shell_dump };
-	{ name = "status", desc = "Show how many lines and bytes each ringbuffer sink holds", run = shell_status };
+	{ name = "status", desc = "Show what each ringbuffer sink holds, its triggers and its dumps", run = shell_status };
+	{ name = "tail", desc = "Show the newest n lines (default 20) without removing them; filter: level, source, since, limit, sink",
+		args = { { name = "n", type = "number" } }, flags = filter_flags, run = shell_tail };
+	{ name = "grep", desc = "Show the newest lines matching a regular expression; filter: level, source, since, limit, sink",
+		args = { { name = "pattern", type = "string" } }, flags = filter_flags, run = shell_grep };
+	{ name = "dump", desc = "Dump now; with keep = true or a filter (level, source, since) a copy, and to = path elsewhere",
+		flags = filter_flags, run = shell_dump };
+	{ name = "clear", desc = "Empty a sink's buffer (or all) without dumping it", args = { sink_arg },
+		run = for_sinks("Cleared", function (handle) handle:clear(); end) };
+	{ name = "pause", desc = "Stop capturing lines into a sink (or all)", args = { sink_arg },
+		run = for_sinks("Paused", function (handle) handle:pause(); end) };
+	{ name = "resume", desc = "Capture lines into a paused sink (or all) again", args = { sink_arg },
+		run = for_sinks("Resumed", function (handle) handle:resume(); end) };
 };
 
 local shell_section = {};
 for _, command in ipairs(shell_commands) do
-	-- Called as ringbuffer:<name>(); never raises into the shell.
-	command.handler = function (self) -- luacheck: ignore 212/self
+	-- Called as ringbuffer:<name>(...); never raises into the shell.
+	command.handler = function (self, ...)
+		local args = table.pack(...);
 		local ok, success, text = pcall(function ()
 			settle();
-			return command.run();
+			return command.run(self, table.unpack(args, 1, args.n));
 		end);
 		if not ok then
 			return false, ("ringbuffer:%s() failed: %s"):format(command.name, tostring(success));
+		end
+		-- The shell runs commands in an async runner: wait there, so both versions print "OK:".
+		if promise.is_promise(success) and async.ready() then
+			local answer, err = async.wait_for(success);
+			return answer ~= nil, answer or tostring(err);
 		end
 		return success, text;
 	end;
@@ -372,10 +621,11 @@ shell_env.ringbuffer = shell_section;
 for _, command in ipairs(shell_commands) do
 	module:add_item("shell-command", {
 		section = "ringbuffer";
-		section_desc = "Dump and inspect the in-memory log buffers of mod_log_ringbuffer";
+		section_desc = "Look inside and dump the in-memory log buffers of mod_log_ringbuffer";
 		name = command.name;
 		desc = command.desc;
-		args = {};
+		args = command.args or {};
+		flags = command.flags;
 		handler = command.handler;
 	});
 end

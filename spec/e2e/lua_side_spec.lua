@@ -5,30 +5,6 @@ local prosody = require "spec.helpers.prosody";
 local dump_files = require "spec.helpers.dumps";
 local parse_dumps, count_matching = dump_files.parse, dump_files.count_matching;
 
--- The prosodyctl command of a version, exactly as the helper runs it (the helper keeps its
--- launchers in the upvalue `versions` of prosody.shell).
-local function ctl(version)
-	for i = 1, math.huge do
-		local name, value = debug.getupvalue(prosody.shell, i);
-		if name == nil then break; end
-		if name == "versions" then return assert(value[version], version).ctl; end
-	end
-	error("spec.helpers.prosody no longer keeps its launchers in prosody.shell's upvalue 'versions'");
-end
-
--- Runs prosodyctl against the instance's config with the given arguments (each passed as one
--- argument); returns its output and exit code.
-local function run_ctl(server, ...)
-	local args = {};
-	for i, arg in ipairs({ ... }) do args[i] = ("%q"):format(arg); end
-	local pipe = io.popen(("cd %s && timeout 20 %s --config %s %s 2>&1; echo \"exit=$?\""):format(
-		server.dir, ctl(server.version), server.config, table.concat(args, " ")));
-	local output = pipe:read("a");
-	pipe:close();
-	local code = tonumber(output:match("exit=(%d+)\n$"));
-	return output:gsub("exit=%d+\n$", ""), code;
-end
-
 -- A pattern for a dumped line whose message is `text`.
 local function message(text)
 	return "\t" .. text:gsub("%p", "%%%0") .. "$";
@@ -256,17 +232,17 @@ for _, version in ipairs(prosody.versions()) do
 
 			if version ~= "0.12" then
 				it("is a command section on 13: prosodyctl shell ringbuffer status, help", function ()
-					local output, code = run_ctl(server, "shell", "ringbuffer", "status");
+					local output, code = server:ctl("shell", "ringbuffer", "status");
 					assert.equal(0, code, output);
 					assert.truthy(output:find("#1: %d+ lines, %d+ bytes buffered"), output);
-					output = run_ctl(server, "shell", "ringbuffer", "dump");
+					output = server:ctl("shell", "ringbuffer", "dump");
 					assert.truthy(output:find("Dumping %d+ lines to "), output);
-					output = run_ctl(server, "shell", "help", "ringbuffer");
+					output = server:ctl("shell", "help", "ringbuffer");
 					assert.truthy(output:find("Dump and inspect the in-memory log buffers", 1, true), output);
 					assert.truthy(output:find("ringbuffer status", 1, true), output);
 					assert.truthy(output:find("Show how many lines and bytes each ringbuffer sink holds", 1, true), output);
 					assert.truthy(output:find("ringbuffer dump", 1, true), output);
-					output = run_ctl(server, "shell", "help");
+					output = server:ctl("shell", "help");
 					assert.truthy(output:find("\nringbuf[^\n]*| Dump and inspect the in%-memory log buffers"), output);
 				end);
 			end
@@ -327,7 +303,7 @@ for _, version in ipairs(prosody.versions()) do
 
 			it("refuses to run while a dump file's directory is missing", function ()
 				assert.is_nil(server:file("x.log")); -- the server itself creates nothing before a dump
-				local output, code = run_ctl(server, "shell", "ringbuffer:status()");
+				local output, code = server:ctl("shell", "ringbuffer:status()");
 				assert.equal(1, code, output);
 				assert.equal(table.concat({
 					"One of more of the Prosody log files are not",
@@ -342,7 +318,7 @@ for _, version in ipairs(prosody.versions()) do
 			it("creates each dump file empty, which the first dump makes 0600", function ()
 				os.remove(server.data .. "/x.log");
 				assert(os.execute("mkdir " .. server.data .. "/missing"));
-				local output, code = run_ctl(server, "shell", "ringbuffer:status()");
+				local output, code = server:ctl("shell", "ringbuffer:status()");
 				assert.equal(0, code, output);
 				for _, name in ipairs({ "x.log", "missing/y.log" }) do
 					assert.equal("", server:file(name));

@@ -24,6 +24,22 @@ function env.new_module()
 		return {};
 	end
 	function m:get_directory() return "./lua"; end
+	-- module:metric: families whose values are kept in `metrics[name][label values]`.
+	m.metrics = {};
+	function m:metric(_, name)
+		local values = {};
+		self.metrics[name] = values;
+		local family = {};
+		function family.with_labels(_, ...)
+			local key = table.concat({ ... }, ",");
+			return {
+				add = function (_, n) values[key] = (values[key] or 0) + n; end;
+				set = function (_, n) values[key] = n; end;
+			};
+		end
+		function family.clear() for key in pairs(values) do values[key] = nil; end end
+		return family;
+	end
 	function m:shared(name)
 		self.shared_tables[name] = self.shared_tables[name] or {};
 		return self.shared_tables[name];

@@ -148,6 +148,19 @@ function prosody:shell(command)
 	return output;
 end
 
+-- Runs prosodyctl against the instance's config, each argument passed as one; returns its
+-- output and exit code.
+function prosody:ctl(...)
+	local args = {};
+	for i, arg in ipairs({ ... }) do args[i] = ("%q"):format(arg); end
+	local pipe = io.popen(("cd %s && timeout 20 %s --config %s %s 2>&1; echo \"exit=$?\""):format(
+		self.dir, versions[self.version].ctl, self.config, table.concat(args, " ")));
+	local output = pipe:read("a");
+	pipe:close();
+	local code = tonumber(output:match("exit=(%d+)\n$"));
+	return (output:gsub("exit=%d+\n$", "")), code;
+end
+
 function prosody:signal(name)
 	assert(sh(("kill -%s %s"):format(name, self.pid)), "kill failed");
 end

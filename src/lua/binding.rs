@@ -31,6 +31,11 @@ impl Handle {
     pub(crate) fn sink(&self) -> &Arc<Sink> {
         &self.0.sink
     }
+
+    /// The Lua thread's side of the sink.
+    pub(crate) fn lua_sink(&self) -> &LuaSink {
+        &self.0
+    }
 }
 
 impl UserData for Handle {
@@ -40,9 +45,10 @@ impl UserData for Handle {
             Ok(this.sink().options.reload_key() == other.sink().options.reload_key())
         });
         // Starts a dump, written by the writer thread: `true, path, lines` or `nil, error` if
-        // the file cannot be opened. How the writing went is reported (take_reports).
-        methods.add_method("dump", |lua, this, reason: Option<String>| {
-            match this.sink().dump(DumpOrigin::LuaThread, reason.as_deref().unwrap_or("dump")) {
+        // the file cannot be opened. How the writing went is reported (take_reports). `to`: a
+        // file other than the configured one.
+        methods.add_method("dump", |lua, this, (reason, to): (Option<String>, Option<String>)| {
+            match this.sink().dump_to(DumpOrigin::LuaThread, reason.as_deref().unwrap_or("dump"), to.as_deref()) {
                 Ok(done) => (true, done.path, done.lines).into_lua_multi(lua),
                 Err(e) => (Value::Nil, e.to_string()).into_lua_multi(lua),
             }
@@ -119,8 +125,10 @@ impl UserData for Handle {
                 t.set("last_error", failure)?;
             }
             t.set("triggers", lua.create_sequence_from(trigger_names(&sink.options))?)?;
+            t.set("paused", this.lua_sink().paused.get())?;
             Ok(t)
         });
+        super::shell::add_methods(methods);
     }
 }
 
@@ -298,6 +306,7 @@ pub fn exports(lua: &Lua) -> Result<Table> {
     module.set("shut_down", lua.create_function(shut_down)?)?;
     module.set("pending_signals", lua.create_function(pending_signals)?)?;
     module.set("shutdown_wait", SHUTDOWN_WAIT.as_secs_f64())?;
+    module.set("max_limit", super::shell::MAX_LIMIT)?;
     // In the registry, once per Lua state: it is dropped only when the state closes, not when
     // the module table is collected after a `require` again.
     if lua.named_registry_value::<Option<AnyUserData>>(WAIT_AT_CLOSE)?.is_none() {

@@ -1,6 +1,7 @@
 //! The Lua binding: the only code that touches a `lua_State`.
 //!
 //! - `binding`: the module table Prosody's side requires, and the sink handle (safe, mlua);
+//! - `shell`: the admin shell's methods of the handle (filters, slow reads on a thread);
 //! - `testing`: a second entry point in the same library for specs and benchmarks;
 //! - `upvalues`: the sink closure's upvalues, defined once;
 //! - `sink_call`: the sink function Prosody calls for every line: one unsafe entry, then safe;
@@ -15,6 +16,7 @@
 mod binding;
 mod call;
 mod raw_stack;
+mod shell;
 mod sink_call;
 mod stanza;
 mod testing;

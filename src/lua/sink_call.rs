@@ -35,8 +35,10 @@ use mlua::ffi;
 use super::call::{CallArgs, LuaCall};
 use super::stanza;
 use super::upvalues::{Upvalue, STANZA_ANCHORS};
+use crate::pure::date::{self, StampSecond};
 use crate::pure::format::{self, Arg, ArgValues, Args, FastLine, FormatCache, FormatError};
 use crate::pure::level::Level;
+use crate::pure::ring::Meta;
 use crate::runtime::auto_dump;
 use crate::runtime::sink::Sink;
 
@@ -49,6 +51,8 @@ pub(crate) struct LuaSink {
     held_top: Cell<i64>,
     /// `dump_on`, kept here so that a sink without it pays one test of a local field per line.
     dump_on: Option<Level>,
+    /// Capture paused from the admin shell: lines are not stored.
+    pub(crate) paused: Cell<bool>,
 }
 
 /// Buffers reused from line to line, and the timestamp of the current second.
@@ -58,7 +62,8 @@ struct Scratch {
     simple: Vec<u8>,
     line: Vec<u8>,
     message: Vec<u8>,
-    stamp_second: Option<i64>,
+    /// The second `stamp` was made for (and where its fraction digits are, if it has any).
+    stamp_second: StampSecond,
     stamp: Vec<u8>,
     formats: FormatCache,
 }
@@ -70,7 +75,13 @@ impl LuaSink {
     /// The Lua side of `sink`.
     pub(crate) fn new(sink: Arc<Sink>) -> Self {
         let dump_on = sink.options.auto.on_level;
-        LuaSink { sink, scratch: RefCell::new(Scratch::default()), held_top: Cell::new(0), dump_on }
+        LuaSink {
+            sink,
+            scratch: RefCell::new(Scratch::default()),
+            held_top: Cell::new(0),
+            dump_on,
+            paused: Cell::new(false),
+        }
     }
 }
 
@@ -104,6 +115,9 @@ pub(crate) unsafe extern "C-unwind" fn sink_call(state: *mut ffi::lua_State) -> 
 }
 
 fn record(call: &mut LuaCall<'_>, this: &LuaSink) {
+    if this.paused.get() {
+        return;
+    }
     store(call, this);
     if let Some(trigger) = this.dump_on {
         check_trigger(call, this, trigger);
@@ -141,23 +155,42 @@ fn store(call: &mut LuaCall<'_>, this: &LuaSink) {
     let Scratch { simple, line, message, stamp_second, stamp, formats } = scratch;
 
     // Every line keeps the second it was logged at (for `max_age`), timestamps or not.
-    let now = crate::pure::date::now_seconds();
-    let time = u32::try_from(now).unwrap_or(0);
-    if let Some(date) = &this.sink.options.timestamps {
-        if *stamp_second != Some(now) {
-            let mut raw = Vec::new();
-            date.render(now, &mut raw);
-            stamp.clear();
-            if format::string_field(&raw, &mut Line::new(call, this, false).view(1), stamp).is_err() {
+    // A timestamp with fractions of a second (`%3N`) reads the precise clock, once, for both
+    // the stamp and that second; the text is made once a second and each line writes only its
+    // digits. Any other timestamp costs what it always did: `time()` and the cached text.
+    let timestamps = &this.sink.options.timestamps;
+    let now;
+    if let Some(date) = timestamps.as_ref().filter(|date| date.has_fraction()) {
+        let (second, nanos) = date::now_precise();
+        now = second;
+        if stamp_second.second != Some(now) {
+            let escape = |raw: &[u8], out: &mut Vec<u8>| {
+                format::string_field(raw, &mut Line::new(call, this, false).view(1), out).is_ok()
+            };
+            stamp_second.refresh(date, now, nanos, stamp, escape);
+        }
+        stamp_second.set_fraction(nanos, stamp);
+    } else {
+        now = date::now_seconds();
+        if let Some(date) = timestamps {
+            if stamp_second.second != Some(now) {
+                let mut raw = Vec::new();
+                date.render(now, &mut raw);
                 stamp.clear();
+                if format::string_field(&raw, &mut Line::new(call, this, false).view(1), stamp).is_err() {
+                    stamp.clear();
+                }
+                stamp_second.second = Some(now);
             }
-            *stamp_second = Some(now);
         }
     }
+    let time = u32::try_from(now).unwrap_or(0);
+    // The source begins after the timestamp (for the admin shell's filters).
+    let meta = Meta { time, source_at: u16::try_from(stamp.len()).unwrap_or(Meta::NO_SOURCE) };
     // The common line goes straight into the ring; if the ring's current chunk is too full
     // for it, into `simple` and then the ring; anything else takes the general path.
     let mut full = false;
-    let stored = this.sink.push_in_place(time, |room| {
+    let stored = this.sink.push_in_place(meta, |room| {
         let mut out = FastLine::new(room);
         let done = simple_line(call, stamp, formats, &mut out);
         full = out.is_full();
@@ -172,7 +205,7 @@ fn store(call: &mut LuaCall<'_>, this: &LuaSink) {
         }
         let mut out = FastLine::new(simple);
         if simple_line(call, stamp, formats, &mut out).is_some() {
-            this.sink.push(out.bytes(), time);
+            this.sink.push(out.bytes(), meta);
             return;
         }
     }
@@ -204,7 +237,7 @@ fn store(call: &mut LuaCall<'_>, this: &LuaSink) {
         }
     }
     line.push(b'\n');
-    this.sink.push(line, time);
+    this.sink.push(line, meta);
 }
 
 /// [`record_simple`] on the running call's arguments, read straight off the stack where

@@ -6,6 +6,7 @@ pub(crate) mod duration;
 pub mod format;
 pub(crate) mod level;
 pub(crate) mod options;
+pub(crate) mod query;
 pub(crate) mod recorder;
 pub(crate) mod ring;
 pub(crate) mod signal_names;

@@ -17,7 +17,8 @@ pub(crate) const DEFAULT_SIZE: usize = 100 * 1024;
 pub(crate) const MAX_SIZE: usize = 1 << 36;
 pub(crate) const MAX_LINES: usize = 1 << 28;
 pub(crate) const DEFAULT_TEMPLATE: &str = "{paths.data}/ringbuffer-logs-{pid}-{count}.log";
-const KNOWN: [&str; 18] = [
+/// "name" is read by the Lua side (the admin shell and the statistics name sinks by it).
+const KNOWN: [&str; 19] = [
     "to",
     "level",
     "levels",
@@ -36,6 +37,7 @@ const KNOWN: [&str; 18] = [
     "keep_dumps",
     "compress",
     "max_age",
+    "name",
 ];
 /// `dump_cooldown` when not given: an error storm gives one dump a minute.
 pub(crate) const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
@@ -224,7 +226,8 @@ impl<G: Fn(&str) -> OptValue> Reader<G> {
         match (self.get)("timestamps") {
             OptValue::Absent | OptValue::Bool(true) => default(),
             OptValue::Bool(false) => None,
-            OptValue::Str(s) => match DateFormat::new(&format!("{s} ")) {
+            // Line timestamps alone may show fractions of a second (`%3N`).
+            OptValue::Str(s) => match DateFormat::with_fractions(&format!("{s} ")) {
                 Ok(f) => Some(f),
                 Err(why) => {
                     self.bad("timestamps", &OptValue::Str(s), ACCEPTED, &format!("{why}; using the default format"));

@@ -1,10 +1,14 @@
 //! The ring: the newest whole log lines, bounded by bytes (`size`) or by count (`lines`).
 //!
-//! Lines are packed back to back into fixed-size chunks, each prefixed by its length and the
-//! unix time it was logged at (4 bytes each).
+//! Lines are packed back to back into fixed-size chunks, each prefixed by its length, the unix
+//! time it was logged at (4 bytes each) and where its source begins (2 bytes, after the
+//! timestamp), which the admin shell's filters read.
 //! Eviction always drops whole lines from the front, so a dump never starts with a torn line.
 //! Chunks are allocated as lines arrive and one emptied chunk is kept for reuse, so a full
-//! ring logs without allocating.
+//! ring logs without allocating. Only the last chunk is ever written ("open"); the full ones
+//! before it are sealed and shared, so that [`Ring::snapshot`] copies one chunk and counts
+//! references to the rest: a reader can take its time over a copy of a 64 MiB ring while the
+//! ring is locked for microseconds.
 //!
 //! Eviction is done in batches: the oldest lines stay stored until they are a chunk's worth
 //! (or 1/32 of `lines`) past the limit, and every reader ([`Ring::iter`], [`Ring::lines`],
@@ -14,15 +18,37 @@
 //! three chunks.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 const CHUNK: usize = 16 * 1024;
-/// Per line: its length, then the second it was logged (u32, little endian, both).
-const HEADER: usize = 8;
+/// Per line: its length and the second it was logged (u32), then where its source begins
+/// (u16), little endian.
+const HEADER: usize = 10;
+
+/// What a line's header keeps besides its length.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// The unix time (seconds) the line was logged at.
+    pub time: u32,
+    /// Bytes of timestamp before the line's source ([`Meta::NO_SOURCE`]: not known).
+    pub source_at: u16,
+}
+
+impl Meta {
+    /// `source_at` of a line whose start was cut off (or whose timestamp is absurdly long).
+    pub const NO_SOURCE: u16 = u16::MAX;
+}
+
+impl From<u32> for Meta {
+    fn from(time: u32) -> Self {
+        Meta { time, source_at: 0 }
+    }
+}
 
 /// What bounds the ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Limit {
-    /// Stored bytes, counting 4 bytes of bookkeeping per line.
+    /// Stored bytes, counting 10 bytes of bookkeeping per line.
     Bytes(usize),
     /// The newest N lines.
     Lines(usize),
@@ -34,8 +60,11 @@ pub const MIN_SIZE: usize = 64;
 #[derive(Debug)]
 pub struct Ring {
     limit: Limit,
-    chunks: VecDeque<Box<[u8]>>,
-    /// Offset of the first stored byte in `chunks[0]`.
+    /// The full chunks, oldest first; shared with snapshots.
+    sealed: VecDeque<Arc<Box<[u8]>>>,
+    /// The chunk after them, where lines are written.
+    open: Option<Box<[u8]>>,
+    /// Offset of the first stored byte in the first chunk.
     head: usize,
     /// Stored bytes, headers included.
     used: usize,
@@ -43,11 +72,58 @@ pub struct Ring {
     spare: Option<Box<[u8]>>,
     /// Lines dropped from the front so far (the limit, or [`Ring::clear`]).
     evicted: u64,
+    /// Lines stored so far (lines given back by [`Ring::insert`] not counted again).
+    stored: u64,
+    /// When the newest line was logged.
+    newest: u32,
 }
 
 impl Ring {
     pub fn new(limit: Limit) -> Self {
-        Ring { limit, chunks: VecDeque::new(), head: 0, used: 0, lines: 0, spare: None, evicted: 0 }
+        Ring {
+            limit,
+            sealed: VecDeque::new(),
+            open: None,
+            head: 0,
+            used: 0,
+            lines: 0,
+            spare: None,
+            evicted: 0,
+            stored: 0,
+            newest: 0,
+        }
+    }
+
+    /// A copy of the lines held, made without copying more than one chunk: the full chunks are
+    /// shared until the copy is dropped (chunks the ring frees meanwhile stay allocated till then).
+    pub fn snapshot(&self) -> Ring {
+        Ring { sealed: self.sealed.clone(), open: self.open.clone(), spare: None, ..*self }
+    }
+
+    pub fn limit(&self) -> Limit {
+        self.limit
+    }
+
+    /// Lines stored since the ring was made.
+    pub fn stored(&self) -> u64 {
+        self.stored
+    }
+
+    /// When the newest line held was logged.
+    pub fn newest_time(&self) -> Option<u32> {
+        (!self.is_empty()).then_some(self.newest)
+    }
+
+    fn chunk_count(&self) -> usize {
+        self.sealed.len() + usize::from(self.open.is_some())
+    }
+
+    /// Chunk `index`: a sealed one, or the open one after them.
+    fn chunk(&self, index: usize) -> &[u8] {
+        match self.sealed.get(index) {
+            Some(chunk) => chunk,
+            None => self.open.as_deref().unwrap_or(&[]),
+        }
     }
 
     /// The lines held.
@@ -65,38 +141,38 @@ impl Ring {
         self.lines == 0
     }
 
-    /// Stores one line logged at `time`, evicting the oldest whole lines as needed. A line
-    /// larger than a `Bytes` ring keeps its last bytes.
+    /// Stores one line, evicting the oldest whole lines as needed. A line larger than a `Bytes`
+    /// ring keeps its last bytes.
     #[inline]
-    pub fn push(&mut self, line: &[u8], time: u32) {
+    pub fn push(&mut self, line: &[u8], meta: impl Into<Meta>) {
+        let meta = meta.into();
         let len = line.len().min(u32::MAX as usize);
         let line = &line[..len];
         if let Limit::Bytes(size) = self.limit {
             if HEADER + len > size {
-                return self.push_tail_of(line, size, time);
+                return self.push_tail_of(line, size, meta);
             }
         }
-        // The usual case: the record fits in the last chunk, where the stored bytes end.
-        let in_place = self.write_in_place(time, |room| {
+        // The usual case: the record fits in the open chunk, where the stored bytes end.
+        let in_place = self.write_in_place(meta, |room| {
             room.get_mut(..len)?.copy_from_slice(line);
             Some(len)
         });
         if !in_place {
-            self.append(&header(len, time));
+            self.append(&header(len, meta));
             self.append(line);
-            self.lines += 1;
-            self.evict_in_batches();
+            self.stored_one(meta);
         }
     }
 
-    /// Lets `write` put a line straight into the free bytes at the end of the last chunk (empty
+    /// Lets `write` put a line straight into the free bytes at the end of the open chunk (empty
     /// when a new chunk would be needed), and stores it if `write` returns its length. False
     /// (nothing stored) if `write` declined, or for a line the limit says must be cut: use
     /// [`Ring::push`] then.
     #[inline]
-    pub fn write_in_place(&mut self, time: u32, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+    pub fn write_in_place(&mut self, meta: impl Into<Meta>, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
         let offset = (self.head + self.used) % CHUNK;
-        let (room, header) = match self.chunks.back_mut() {
+        let (room, header) = match self.open.as_deref_mut() {
             Some(chunk) if offset != 0 && offset + HEADER < CHUNK => {
                 let (header, room) = chunk[offset..].split_at_mut(HEADER);
                 (room, Some(header))
@@ -113,11 +189,19 @@ impl Ring {
         if len > room_len || !fits(len) {
             return false;
         }
-        header.copy_from_slice(&self::header(len, time));
+        let meta = meta.into();
+        header.copy_from_slice(&self::header(len, meta));
         self.used += HEADER + len;
-        self.lines += 1;
-        self.evict_in_batches();
+        self.stored_one(meta);
         true
+    }
+
+    #[inline]
+    fn stored_one(&mut self, meta: Meta) {
+        self.lines += 1;
+        self.stored += 1;
+        self.newest = meta.time;
+        self.evict_in_batches();
     }
 
     /// Whether the oldest line is beyond the limit, given the lines and bytes left out so far.
@@ -160,16 +244,19 @@ impl Ring {
 
     /// A line longer than the whole `Bytes` ring: it replaces everything, keeping its end.
     #[cold]
-    fn push_tail_of(&mut self, line: &[u8], size: usize, time: u32) {
+    fn push_tail_of(&mut self, line: &[u8], size: usize, meta: Meta) {
         self.clear();
-        self.push(&line[line.len() - (size - HEADER)..], time);
+        let meta = Meta { source_at: Meta::NO_SOURCE, ..meta };
+        self.push(&line[line.len() - (size - HEADER)..], meta);
     }
 
     /// Moves every line out, leaving this ring empty with the same limit.
     pub fn take(&mut self) -> Ring {
         self.evict();
         let mut taken = Ring::new(self.limit);
-        std::mem::swap(&mut taken.chunks, &mut self.chunks);
+        std::mem::swap(&mut taken.sealed, &mut self.sealed);
+        std::mem::swap(&mut taken.open, &mut self.open);
+        taken.newest = self.newest;
         taken.head = std::mem::take(&mut self.head);
         taken.used = std::mem::take(&mut self.used);
         taken.lines = std::mem::take(&mut self.lines);
@@ -179,14 +266,16 @@ impl Ring {
     /// Puts `batch` back after the first `position` lines (a dump that failed), then applies
     /// the limit, so the newest lines win.
     pub fn insert(&mut self, position: usize, batch: &Ring) {
+        let (stored, newest) = (self.stored, self.newest);
         let current = self.take();
         let mut lines = current.iter();
         for line in lines.by_ref().take(position).chain(batch.iter()) {
-            self.push(&line.to_vec(), line.time);
+            self.push(&line.to_vec(), line.meta);
         }
         for line in lines {
-            self.push(&line.to_vec(), line.time);
+            self.push(&line.to_vec(), line.meta);
         }
+        (self.stored, self.newest) = (stored, newest.max(batch.newest));
     }
 
     /// Lines dropped from the front since the ring was made, to respect the limit.
@@ -209,15 +298,25 @@ impl Ring {
     fn append(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             let end = self.head + self.used;
-            let (index, offset) = (end / CHUNK, end % CHUNK);
-            if index == self.chunks.len() {
-                let chunk = self.spare.take().unwrap_or_else(|| vec![0u8; CHUNK].into_boxed_slice());
-                self.chunks.push_back(chunk);
+            let offset = end % CHUNK;
+            if end / CHUNK == self.chunk_count() {
+                self.open_new_chunk();
             }
+            // The stored bytes always end in the open chunk.
+            let Some(open) = self.open.as_deref_mut() else { return };
             let n = bytes.len().min(CHUNK - offset);
-            self.chunks[index][offset..offset + n].copy_from_slice(&bytes[..n]);
+            open[offset..offset + n].copy_from_slice(&bytes[..n]);
             self.used += n;
             bytes = &bytes[n..];
+        }
+    }
+
+    /// Seals the open chunk and opens a new one after it.
+    #[cold]
+    fn open_new_chunk(&mut self) {
+        let chunk = self.spare.take().unwrap_or_else(|| vec![0u8; CHUNK].into_boxed_slice());
+        if let Some(full) = self.open.replace(chunk) {
+            self.sealed.push_back(Arc::new(full));
         }
     }
 
@@ -228,7 +327,7 @@ impl Ring {
         while done < buf.len() {
             let (index, at) = (pos / CHUNK, pos % CHUNK);
             let n = (buf.len() - done).min(CHUNK - at);
-            buf[done..done + n].copy_from_slice(&self.chunks[index][at..at + n]);
+            buf[done..done + n].copy_from_slice(&self.chunk(index)[at..at + n]);
             done += n;
             pos += n;
         }
@@ -238,17 +337,18 @@ impl Ring {
         self.header_at(offset).0 as usize
     }
 
-    /// The (length, time) of the line whose header starts `offset` bytes after the head.
-    fn header_at(&self, offset: usize) -> (u32, u32) {
+    /// The length and meta of the line whose header starts `offset` bytes after the head.
+    fn header_at(&self, offset: usize) -> (u32, Meta) {
         let mut header = [0u8; HEADER];
         let pos = self.head + offset;
         let (index, at) = (pos / CHUNK, pos % CHUNK);
-        match self.chunks.get(index).and_then(|chunk| chunk.get(at..at + HEADER)) {
+        match self.chunk(index).get(at..at + HEADER) {
             Some(bytes) => header.copy_from_slice(bytes),
             None => self.read_at(offset, &mut header),
         }
-        let [a, b, c, d, e, f, g, h] = header;
-        (u32::from_le_bytes([a, b, c, d]), u32::from_le_bytes([e, f, g, h]))
+        let [a, b, c, d, e, f, g, h, i, j] = header;
+        let meta = Meta { time: u32::from_le_bytes([e, f, g, h]), source_at: u16::from_le_bytes([i, j]) };
+        (u32::from_le_bytes([a, b, c, d]), meta)
     }
 
     /// Drops the lines logged before `time` from the front (lines are stored in the order they
@@ -256,7 +356,7 @@ impl Ring {
     pub fn drop_older_than(&mut self, time: u32) -> usize {
         self.evict();
         let mut dropped = 0;
-        while self.lines > 0 && self.header_at(0).1 < time {
+        while self.lines > 0 && self.header_at(0).1.time < time {
             self.pop_front();
             dropped += 1;
         }
@@ -269,7 +369,7 @@ impl Ring {
             return;
         }
         // The head is always inside the first chunk.
-        let len = match self.chunks.front().and_then(|chunk| chunk.get(self.head..self.head + HEADER)) {
+        let len = match self.chunk(0).get(self.head..self.head + HEADER) {
             Some(bytes) => u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize,
             None => self.line_len_at(0),
         };
@@ -286,11 +386,15 @@ impl Ring {
     /// Recycles the chunks the head has moved past.
     #[cold]
     fn release_front_chunks(&mut self) {
-        while self.head >= CHUNK || (self.used == 0 && !self.chunks.is_empty()) {
-            let Some(chunk) = self.chunks.pop_front() else {
-                break;
+        while self.head >= CHUNK || (self.used == 0 && self.chunk_count() > 0) {
+            // A sealed chunk a snapshot still shares is left to it.
+            let freed = match self.sealed.pop_front() {
+                Some(sealed) => Arc::try_unwrap(sealed).ok(),
+                None => self.open.take(),
             };
-            self.spare = Some(chunk);
+            if freed.is_some() {
+                self.spare = freed;
+            }
             self.head = self.head.saturating_sub(CHUNK);
         }
         if self.used == 0 {
@@ -299,12 +403,13 @@ impl Ring {
     }
 }
 
-/// A line's header: its length and time.
+/// A line's header: its length and meta.
 #[inline(always)]
-fn header(len: usize, time: u32) -> [u8; HEADER] {
+fn header(len: usize, meta: Meta) -> [u8; HEADER] {
     let [a, b, c, d] = (len as u32).to_le_bytes();
-    let [e, f, g, h] = time.to_le_bytes();
-    [a, b, c, d, e, f, g, h]
+    let [e, f, g, h] = meta.time.to_le_bytes();
+    let [i, j] = meta.source_at.to_le_bytes();
+    [a, b, c, d, e, f, g, h, i, j]
 }
 
 /// Iterator over the stored lines; each item is one or two slices (a line may span chunks).
@@ -315,12 +420,12 @@ pub struct Lines<'a> {
 }
 
 /// A stored line: its bytes, in at most a few contiguous pieces.
+#[derive(Clone, Copy)]
 pub struct Line<'a> {
     ring: &'a Ring,
     start: usize,
     len: usize,
-    /// The unix time (seconds) the line was logged at.
-    pub time: u32,
+    pub meta: Meta,
 }
 
 impl<'a> Line<'a> {
@@ -337,11 +442,11 @@ impl<'a> Line<'a> {
             let n = left.min(CHUNK - at);
             pos += n;
             left -= n;
-            Some(&ring.chunks[index][at..at + n])
+            Some(&ring.chunk(index)[at..at + n])
         })
     }
 
-    pub fn to_vec(&self) -> Vec<u8> {
+    pub fn to_vec(self) -> Vec<u8> {
         self.pieces().flat_map(|p| p.iter().copied()).collect()
     }
 }
@@ -353,9 +458,9 @@ impl<'a> Iterator for Lines<'a> {
         if self.remaining == 0 {
             return None;
         }
-        let (len, time) = self.ring.header_at(self.offset);
+        let (len, meta) = self.ring.header_at(self.offset);
         let len = len as usize;
-        let line = Line { ring: self.ring, start: self.offset + HEADER, len, time };
+        let line = Line { ring: self.ring, start: self.offset + HEADER, len, meta };
         self.offset += HEADER + len;
         self.remaining -= 1;
         Some(line)
@@ -379,7 +484,7 @@ mod tests {
         let lines = contents(&ring);
         assert_eq!(lines.last().map(String::as_str), Some("line number 099\n"));
         assert!(lines.iter().all(|l| l.starts_with("line number ")));
-        // 16 bytes + 8 of header each: two lines fit in 64.
+        // 16 bytes + 10 of header each: two lines fit in 64.
         assert_eq!(lines.len(), 2);
         assert_eq!((ring.lines(), ring.text_bytes()), (2, 32));
         // Stored but left out until a batch is due: a chunk's worth at most.
@@ -392,14 +497,14 @@ mod tests {
         for (text, time) in [("a\n", 100), ("b\n", 200), ("c\n", 300)] {
             ring.push(text.as_bytes(), time);
         }
-        assert_eq!(ring.iter().map(|l| l.time).collect::<Vec<_>>(), [100, 200, 300]);
+        assert_eq!(ring.iter().map(|l| l.meta.time).collect::<Vec<_>>(), [100, 200, 300]);
         assert_eq!(ring.drop_older_than(250), 2);
         assert_eq!(contents(&ring), ["c\n"]);
         assert_eq!(ring.dropped(), 2);
         let mut other = Ring::new(Limit::Lines(10));
         other.push(b"z\n", 50);
         ring.insert(0, &other);
-        assert_eq!(ring.iter().map(|l| l.time).collect::<Vec<_>>(), [50, 300], "kept through a give-back");
+        assert_eq!(ring.iter().map(|l| l.meta.time).collect::<Vec<_>>(), [50, 300], "kept through a give-back");
     }
 
     #[test]
@@ -417,7 +522,7 @@ mod tests {
         ring.push(b"short\n", 0);
         let long: Vec<u8> = (0..200u8).map(|i| b'a' + i % 26).collect();
         ring.push(&long, 0);
-        assert_eq!(contents(&ring), vec![String::from_utf8(long[long.len() - 56..].to_vec()).expect("utf8")]);
+        assert_eq!(contents(&ring), vec![String::from_utf8(long[long.len() - 54..].to_vec()).expect("utf8")]);
         ring.push(b"next\n", 0);
         assert_eq!(contents(&ring), vec!["next\n"]);
     }
@@ -430,7 +535,7 @@ mod tests {
             ring.push(&line, 0);
         }
         assert!(ring.iter().all(|l| l.to_vec() == line));
-        assert!(ring.chunks.len() <= 7);
+        assert!(ring.chunk_count() <= 7);
         assert!(ring.iter().any(|l| l.pieces().count() == 2));
     }
 
@@ -446,12 +551,12 @@ mod tests {
                 Some(text.len())
             }));
         }
-        // 12 bytes and an 8-byte header each: three fit in 64.
-        assert_eq!(contents(&ring), vec!["in place 17\n", "in place 18\n", "in place 19\n"]);
+        // 12 bytes and a 10-byte header each: two fit in 64.
+        assert_eq!(contents(&ring), vec!["in place 18\n", "in place 19\n"]);
         // Too long for the limit: refused, for push to cut; declined: nothing stored.
-        assert!(!ring.write_in_place(0, |_| Some(57)));
+        assert!(!ring.write_in_place(0, |_| Some(55)));
         assert!(!ring.write_in_place(0, |_| None));
-        assert_eq!(ring.lines(), 3);
+        assert_eq!(ring.lines(), 2);
     }
 
     #[test]
@@ -469,15 +574,37 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_stays_as_it_was_while_the_ring_moves_on() {
+        let mut ring = Ring::new(Limit::Bytes(4 * CHUNK));
+        let line = |i: u32| format!("{i:>60}\n");
+        for i in 0..2000 {
+            ring.push(line(i).as_bytes(), i);
+        }
+        let before = contents(&ring);
+        let snapshot = ring.snapshot();
+        for i in 2000..10_000 {
+            ring.push(line(i).as_bytes(), Meta { time: i, source_at: 3 });
+        }
+        assert_eq!(contents(&snapshot), before);
+        assert_eq!(snapshot.newest_time(), Some(1999));
+        let now = contents(&ring);
+        assert_eq!(now.last(), Some(&line(9999)));
+        assert!(now.iter().zip(now.iter().skip(1)).all(|(a, b)| a.trim() < b.trim() || a.len() < b.len()));
+        assert_eq!((ring.stored(), ring.newest_time()), (10_000, Some(9999)));
+        assert!(ring.iter().all(|l| l.meta.source_at == 3));
+        assert!(ring.chunk_count() <= 6, "chunks the snapshot shares are not counted as the ring's");
+    }
+
+    #[test]
     fn full_ring_reuses_its_chunks() {
         let mut ring = Ring::new(Limit::Bytes(4 * CHUNK));
         for i in 0..100_000 {
             ring.push(format!("{i:>40}\n").as_bytes(), 0);
         }
-        assert!(ring.chunks.len() <= 6);
+        assert!(ring.chunk_count() <= 6);
         assert!(ring.used <= 5 * CHUNK + 45);
         assert!(ring.text_bytes() + ring.lines() * HEADER <= 4 * CHUNK);
         ring.clear();
-        assert_eq!((ring.used, ring.lines, ring.chunks.len()), (0, 0, 0));
+        assert_eq!((ring.used, ring.lines, ring.chunk_count()), (0, 0, 0));
     }
 }

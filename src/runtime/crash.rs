@@ -798,7 +798,7 @@ fn write_lines(out: &mut Out<'_>, ring: &Ring, view: CrashView, cutoff: Option<u
             if out.failed {
                 return;
             }
-            if cutoff.is_some_and(|cutoff| line.time < cutoff) {
+            if cutoff.is_some_and(|cutoff| line.meta.time < cutoff) {
                 continue;
             }
             for piece in line.pieces() {
@@ -1119,7 +1119,7 @@ mod tests {
     fn child_mid_push() {
         let sink = child_sink();
         // The signal comes while this (the owner) thread is storing a line.
-        sink.push_in_place(0, |_| {
+        sink.push_in_place(0.into(), |_| {
             raise(libc::SIGSEGV);
             None
         });

@@ -1,6 +1,7 @@
 //! A sink: its options and its recorder, shared by the Lua thread (which logs and dumps) and
 //! the native signal thread (which dumps). The Lua side lives in `lua::sink_call`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -13,7 +14,9 @@ pub(crate) use super::writer::DumpOrigin;
 use super::writer::{self, Admission, InFlight, Lane};
 use crate::pure::date::now_seconds;
 use crate::pure::options::{SinkOptions, Target};
+use crate::pure::query::{self, Filter};
 use crate::pure::recorder::{Batch, Recorder};
+use crate::pure::ring::{Meta, Ring};
 use crate::pure::template::{self, Values};
 
 #[derive(Debug)]
@@ -25,6 +28,8 @@ pub(crate) struct Sink {
     /// `dump_on`'s state (see `auto_dump`).
     pub(crate) level_trigger: LevelTrigger,
     outcomes: Mutex<Outcomes>,
+    /// Lines left out of dumps as older than `max_age`.
+    aged_out: AtomicU64,
 }
 
 /// How this sink's dumps went, for the admin shell and Prosody's module status.
@@ -49,6 +54,28 @@ pub(crate) struct Status {
     pub(crate) outcomes: Outcomes,
 }
 
+/// What Prosody's statistics show of a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counters {
+    /// Lines stored since the sink was made.
+    pub(crate) captured: u64,
+    /// Lines lost to the limit or to `max_age` since the sink was made.
+    pub(crate) dropped: u64,
+    pub(crate) lines: usize,
+    pub(crate) bytes: usize,
+    pub(crate) dumps_done: u64,
+    pub(crate) dumps_failed: u64,
+}
+
+/// A dump that the admin shell asks for, which keeps the buffer (see [`Sink::dump_copy`]).
+#[derive(Debug, Default)]
+pub(crate) struct DumpRequest {
+    /// Only the lines that pass.
+    pub(crate) filter: Filter,
+    /// Write to this file instead of the configured one (uncompressed, no `keep_dumps`).
+    pub(crate) to: Option<String>,
+}
+
 /// A dump that was started: its file, its lines, and whether they are still being written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Dumped {
@@ -63,22 +90,30 @@ static DUMP_COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 impl Sink {
     pub(crate) fn new(options: SinkOptions, paths: Vec<(String, String)>) -> Self {
         let recorder = SharedRing::new(Recorder::new(options.limit));
-        Sink { options, paths, recorder, level_trigger: LevelTrigger::default(), outcomes: Mutex::default() }
+        Sink {
+            options,
+            paths,
+            recorder,
+            level_trigger: LevelTrigger::default(),
+            outcomes: Mutex::default(),
+            aged_out: AtomicU64::new(0),
+        }
     }
 
     /// Stores one finished line (timestamp, source, level, message, newline). Only for the
     /// thread that made the sink (see `shared_ring`).
     #[inline]
-    pub(crate) fn push(&self, line: &[u8], time: u32) {
-        self.recorder.with_owner(|r| r.ring.push(line, time));
+    pub(crate) fn push(&self, line: &[u8], meta: impl Into<Meta>) {
+        let meta = meta.into();
+        self.recorder.with_owner(|r| r.ring.push(line, meta));
     }
 
     /// Lets `write` put a line straight into the ring's free space, and stores it if `write`
     /// returns its length. Only for the thread that made the sink. False: nothing stored
     /// (no room left in the current chunk, `write` declined, or a line the limit must cut).
     #[inline]
-    pub(crate) fn push_in_place(&self, time: u32, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
-        self.recorder.with_owner(|r| r.ring.write_in_place(time, write))
+    pub(crate) fn push_in_place(&self, meta: Meta, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        self.recorder.with_owner(|r| r.ring.write_in_place(meta, write))
     }
 
     /// (lines, bytes of text) held now.
@@ -86,14 +121,36 @@ impl Sink {
         self.recorder.with_lock(|r| (r.ring.lines(), r.ring.text_bytes()))
     }
 
-    /// See [`Status`]. Reads every line's time (milliseconds for a large ring).
+    /// See [`Status`].
     pub(crate) fn status(&self) -> Status {
         let (lines, bytes, dropped, oldest, newest) = self.recorder.with_lock(|r| {
-            let times = r.ring.iter().map(|line| line.time);
-            let (oldest, newest) = times.fold((None, None), |(first, _), t| (first.or(Some(t)), Some(t)));
-            (r.ring.lines(), r.ring.text_bytes(), r.dropped_since_take(), oldest, newest)
+            let oldest = r.ring.iter().next().map(|line| line.meta.time);
+            (r.ring.lines(), r.ring.text_bytes(), r.dropped_since_take(), oldest, r.ring.newest_time())
         });
         Status { lines, bytes, dropped, oldest, newest, outcomes: self.outcomes.lock().clone() }
+    }
+
+    /// See [`Counters`].
+    pub(crate) fn counters(&self) -> Counters {
+        let outcomes = self.outcomes();
+        self.recorder.with_lock(|r| Counters {
+            captured: r.ring.stored(),
+            dropped: r.ring.dropped() + self.aged_out.load(Ordering::Relaxed),
+            lines: r.ring.lines(),
+            bytes: r.ring.text_bytes(),
+            dumps_done: outcomes.done,
+            dumps_failed: outcomes.failed,
+        })
+    }
+
+    /// A copy of the lines held, for reading at leisure (see [`Ring::snapshot`]).
+    pub(crate) fn snapshot(&self) -> Ring {
+        self.recorder.with_lock(|r| r.ring.snapshot())
+    }
+
+    /// Empties the buffer without dumping it.
+    pub(crate) fn clear(&self) {
+        self.recorder.with_lock(|r| drop(r.take()));
     }
 
     /// How the dumps went so far.
@@ -136,24 +193,27 @@ impl Sink {
     /// down). If the dump fails, its lines go back where they belong (see `recorder`). The
     /// outcome of the writing is reported (see `reports`).
     pub(crate) fn dump(self: &Arc<Self>, origin: DumpOrigin, reason: &str) -> Result<Dumped, DumpError> {
+        self.dump_to(origin, reason, None)
+    }
+
+    /// [`Sink::dump`], to the file `to` (uncompressed, no `keep_dumps`) if given.
+    pub(crate) fn dump_to(
+        self: &Arc<Self>,
+        origin: DumpOrigin,
+        reason: &str,
+        to: Option<&str>,
+    ) -> Result<Dumped, DumpError> {
         let admission = writer::admit(origin).ok_or(DumpError::ShuttingDown)?;
         let time = now_seconds();
-        let path = self.path_for(DUMP_COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed), time);
-        super::crash::refresh(); // dump_on_crash: the next dump's {count} (see runtime::crash)
-        let path = crate::pure::dump_names::dump_name(path, self.options.retention.compress); // compress: the suffix
+        let (path, compress) = self.target_of(to, time);
         let mut batch = self.recorder.with_lock(Recorder::take);
-        if let Some(max_age) = self.options.retention.max_age {
-            let cutoff = time.saturating_sub(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX));
-            batch.dropped += batch.lines.drop_older_than(u32::try_from(cutoff).unwrap_or(0)) as u64;
+        if let Some(cutoff) = self.max_age_cutoff(time) {
+            let aged = batch.lines.drop_older_than(cutoff) as u64;
+            self.aged_out.fetch_add(aged, Ordering::Relaxed);
+            batch.dropped += aged;
         }
         let notes = self.notes(batch.dropped);
-        let prepared = match dump_file::prepare_as(
-            &path,
-            time,
-            batch.lines.text_bytes(),
-            notes.as_bytes(),
-            self.options.retention.compress,
-        ) {
+        let prepared = match dump_file::prepare_as(&path, time, batch.lines.text_bytes(), notes.as_bytes(), compress) {
             Ok(p) => p,
             Err(e) => {
                 self.recorder.with_lock(|r| r.give_back(batch));
@@ -165,16 +225,69 @@ impl Sink {
         let in_background = match admission {
             Admission::Background(flight) => {
                 let lane = if prepared.is_regular_file() { Lane::Files } else { Lane::Stream(path.clone()) };
-                let (sink, reason) = (Arc::clone(self), reason.to_string());
-                writer::submit(lane, Box::new(move || sink.finish(prepared, batch, &reason, flight)));
+                let (sink, reason, configured) = (Arc::clone(self), reason.to_string(), to.is_none());
+                writer::submit(lane, Box::new(move || sink.finish(prepared, batch, &reason, configured, flight)));
                 true
             }
             Admission::Now(flight) => {
-                self.finish(prepared, batch, reason, flight);
+                self.finish(prepared, batch, reason, to.is_none(), flight);
                 false
             }
         };
         Ok(Dumped { path, lines, in_background })
+    }
+
+    /// Where a dump made at `time` goes, and how compressed: `to`, as it is, or the configured
+    /// file (taking the next `{count}`).
+    fn target_of(&self, to: Option<&str>, time: i64) -> (String, Option<crate::pure::options::Compression>) {
+        if let Some(path) = to {
+            return (path.to_string(), None);
+        }
+        let path = self.path_for(DUMP_COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed), time);
+        super::crash::refresh(); // dump_on_crash: the next dump's {count} (see runtime::crash)
+        let compress = self.options.retention.compress;
+        (crate::pure::dump_names::dump_name(path, compress), compress) // compress: the suffix
+    }
+
+    /// The time before which lines are too old to dump (`max_age`).
+    fn max_age_cutoff(&self, now: i64) -> Option<u32> {
+        let max_age = self.options.retention.max_age?;
+        let cutoff = now.saturating_sub(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX));
+        Some(u32::try_from(cutoff).unwrap_or(0))
+    }
+
+    /// Writes a copy of the lines that pass `request`'s filter (all of them if it has none),
+    /// leaving the buffer as it is. Runs on the calling thread from start to end: for a thread
+    /// of its own (see `inspect`), since filtering a large buffer takes a while. With
+    /// `request.to`, the copy goes there instead of the configured file.
+    pub(crate) fn dump_copy(&self, reason: &str, request: &DumpRequest, flight: InFlight) -> Result<Dumped, DumpError> {
+        let time = now_seconds();
+        let (path, compress) = self.target_of(request.to.as_deref(), time);
+        let mut filter = request.filter.clone();
+        if let Some(cutoff) = self.max_age_cutoff(time) {
+            filter.since = Some(filter.since.map_or(cutoff, |since| since.max(cutoff)));
+        }
+        let lines = query::select(&self.snapshot(), &filter);
+        let notes = match request.filter.is_empty() {
+            true => String::new(),
+            false => format!("-- Only the lines with {} --\n", request.filter.describe()),
+        };
+        let written = dump_file::prepare_as(&path, time, lines.text_bytes(), notes.as_bytes(), compress)
+            .and_then(|prepared| prepared.write(&lines));
+        self.record_outcome(&path, written.as_ref().err());
+        drop(flight);
+        let count = lines.lines();
+        match written {
+            Ok(()) => {
+                let kept = "; the buffer keeps its lines";
+                reports::push("info", format!("Dumped a copy of {count} buffered lines to {path} ({reason}){kept}"));
+                if request.to.is_none() {
+                    super::retention::after_dump(&self.options, &self.paths, &path);
+                }
+                Ok(Dumped { path, lines: count, in_background: false })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The notice lines after the dump header: only when there is something to say, so that a
@@ -203,7 +316,7 @@ impl Sink {
     }
 
     /// Writes a prepared dump and reports how it went; a failed dump's lines go back.
-    fn finish(&self, prepared: Prepared, batch: Batch, reason: &str, flight: InFlight) {
+    fn finish(&self, prepared: Prepared, batch: Batch, reason: &str, configured: bool, flight: InFlight) {
         let path = prepared.path.clone();
         match prepared.write(&batch.lines) {
             Ok(()) => {
@@ -215,7 +328,9 @@ impl Sink {
                 reports::push("info", text);
                 self.record_outcome(&path, None);
                 // keep_dumps (retention): delete this sink's older dump files.
-                super::retention::after_dump(&self.options, &self.paths, &path);
+                if configured {
+                    super::retention::after_dump(&self.options, &self.paths, &path);
+                }
             }
             Err(e) => {
                 report_failure(&e, reason);
@@ -303,6 +418,37 @@ mod tests {
         assert!(bad.dump(DumpOrigin::LuaThread, "test").is_err());
         bad.push(b"later\n", 0);
         assert_eq!(bad.text(), b"kept\nlater\n");
+    }
+
+    #[test]
+    fn a_filtered_copy_keeps_the_buffer_and_counters_add_up() {
+        let dir = TestDir::new("sink-copy");
+        let sink = sink_with(&dir, "{paths.data}/dump.log", 3);
+        for (source, level) in [("c2s1", "debug"), ("mod_s2s", "error"), ("c2s1", "info"), ("c2s2", "warn")] {
+            sink.push(format!("{source}\t{level}\tmsg\n").as_bytes(), Meta { time: 7, source_at: 0 });
+        }
+        let request = DumpRequest {
+            filter: Filter { source: Some("c2s*".into()), ..Filter::default() },
+            to: Some(dir.file("copy.log")),
+        };
+        let flight = match writer::admit(DumpOrigin::LuaThread) {
+            Some(Admission::Background(f) | Admission::Now(f)) => f,
+            None => panic!("not admitted"),
+        };
+        let done = sink.dump_copy("test", &request, flight).expect("copy");
+        assert_eq!((done.path.as_str(), done.lines), (dir.file("copy.log").as_str(), 2));
+        let text = std::fs::read_to_string(dir.file("copy.log")).expect("read");
+        assert!(
+            text.contains(" --\n-- Only the lines with source c2s* --\nc2s1\tinfo\tmsg\nc2s2\twarn\tmsg\n-- End"),
+            "{text}"
+        );
+        assert_eq!(sink.usage().0, 3, "the buffer keeps its lines");
+        let counters = sink.counters();
+        assert_eq!((counters.captured, counters.dropped, counters.lines), (4, 1, 3));
+        assert_eq!((counters.dumps_done, counters.dumps_failed), (1, 0));
+        sink.clear();
+        assert_eq!(sink.usage(), (0, 0));
+        assert_eq!(sink.status().dropped, 0, "cleared lines are not counted as dropped");
     }
 
     #[test]

@@ -1,0 +1,185 @@
+//! The admin shell's native side, as methods of a sink's handle: pause, resume, clear, the
+//! statistics counters, and the slow reads (`scan` for `tail`/`grep`, `dump_copy` for a dump
+//! that keeps the buffer). A slow read runs on a thread of its own over a snapshot and gives a
+//! `Query` that the shell polls with `query:result()`. Bad arguments are answered with
+//! `nil, message`, never raised.
+
+use mlua::{IntoLuaMulti, Lua, MultiValue, Table, UserData, UserDataMethods, Value};
+
+use super::binding::Handle;
+use crate::pure::date::now_seconds;
+use crate::pure::duration;
+use crate::pure::level::Level;
+use crate::pure::query::{self, Filter, Found};
+use crate::runtime::inspect::{self, Pending};
+use crate::runtime::sink::{DumpRequest, Dumped};
+use crate::runtime::writer::{self, Admission, DumpOrigin};
+
+/// The most lines one `tail`/`grep` answer carries.
+pub(crate) const MAX_LIMIT: usize = 10_000;
+
+pub(crate) fn add_methods<M: UserDataMethods<Handle>>(methods: &mut M) {
+    methods.add_method("pause", |_, this, ()| {
+        this.lua_sink().paused.set(true);
+        Ok(())
+    });
+    methods.add_method("resume", |_, this, ()| {
+        this.lua_sink().paused.set(false);
+        Ok(())
+    });
+    methods.add_method("paused", |_, this, ()| Ok(this.lua_sink().paused.get()));
+    methods.add_method("clear", |_, this, ()| {
+        this.sink().clear();
+        Ok(())
+    });
+    methods.add_method("counters", |lua, this, ()| {
+        let c = this.sink().counters();
+        let t = lua.create_table()?;
+        t.set("captured", c.captured)?;
+        t.set("dropped", c.dropped)?;
+        t.set("lines", c.lines)?;
+        t.set("bytes", c.bytes)?;
+        t.set("dumps_done", c.dumps_done)?;
+        t.set("dumps_failed", c.dumps_failed)?;
+        Ok(t)
+    });
+    // scan(filter, pattern, limit): the newest `limit` lines that pass.
+    methods.add_method("scan", |lua, this, (filter, pattern, limit): (Option<Table>, Option<String>, Value)| {
+        let started = filter_from(filter, pattern.as_deref()).and_then(|filter| {
+            let limit = limit_from(limit)?;
+            let snapshot = this.sink().snapshot();
+            inspect::run("ringbuffer-scan", move || Ok(Answer::Found(query::newest(&snapshot, &filter, limit))))
+        });
+        answer_or_error(lua, started)
+    });
+    // dump_copy(reason, filter, to): writes a copy of the lines that pass, leaving the buffer.
+    methods.add_method("dump_copy", |lua, this, (reason, filter, to): (String, Option<Table>, Option<String>)| {
+        let started = filter_from(filter, None).and_then(|filter| {
+            let request = DumpRequest { filter, to };
+            let sink = std::sync::Arc::clone(this.sink());
+            let dump = move |flight| sink.dump_copy(&reason, &request, flight).map(Answer::Dumped);
+            match writer::admit(DumpOrigin::LuaThread) {
+                Some(Admission::Background(flight)) => {
+                    inspect::run("ringbuffer-copy", move || dump(flight).map_err(|e| e.to_string()))
+                }
+                // Shutting down: written now, before Prosody exits.
+                Some(Admission::Now(flight)) => Ok(Pending::ready(dump(flight).map_err(|e| e.to_string()))),
+                None => Err("Prosody is shutting down".into()),
+            }
+        });
+        answer_or_error(lua, started)
+    });
+}
+
+/// What a slow read gives.
+enum Answer {
+    Found(Found),
+    Dumped(Dumped),
+}
+
+/// A slow read in progress, for the shell to poll.
+struct Query(Pending<Answer>);
+
+impl UserData for Query {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        // nil while running; then `true, result` or `false, error`, once.
+        methods.add_method("result", |lua, this, ()| match this.0.take() {
+            None => Ok(MultiValue::new()),
+            Some(Err(e)) => (false, e).into_lua_multi(lua),
+            Some(Ok(answer)) => (true, answer_table(lua, answer)?).into_lua_multi(lua),
+        });
+    }
+}
+
+fn answer_table(lua: &Lua, answer: Answer) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    match answer {
+        Answer::Found(found) => {
+            let lines = lua.create_table_with_capacity(found.lines.len(), 0)?;
+            for line in &found.lines {
+                lines.push(lua.create_string(line.strip_suffix(b"\n").unwrap_or(line))?)?;
+            }
+            t.set("lines", lines)?;
+            t.set("matched", found.matched)?;
+            t.set("scanned", found.scanned)?;
+        }
+        Answer::Dumped(dumped) => {
+            t.set("path", dumped.path)?;
+            t.set("lines", dumped.lines)?;
+        }
+    }
+    Ok(t)
+}
+
+fn answer_or_error(lua: &Lua, started: Result<Pending<Answer>, String>) -> mlua::Result<MultiValue> {
+    match started {
+        Ok(pending) => lua.create_userdata(Query(pending))?.into_lua_multi(lua),
+        Err(e) => (Value::Nil, e).into_lua_multi(lua),
+    }
+}
+
+/// The filter a shell command gives: `{ level =, source =, since = }` and a `grep` pattern.
+fn filter_from(table: Option<Table>, pattern: Option<&str>) -> Result<Filter, String> {
+    let mut filter = Filter::default();
+    if let Some(pattern) = pattern {
+        filter.pattern = Some(query::pattern(pattern)?);
+    }
+    let Some(table) = table else { return Ok(filter) };
+    let field = |name: &str| table.raw_get::<Value>(name).unwrap_or(Value::Nil);
+    filter.min_level =
+        match field("level") {
+            Value::Nil => None,
+            Value::String(s) => Some(Level::from_name(&s.to_string_lossy()).ok_or_else(|| {
+                format!("level must be one of debug, info, warn, error (not '{}')", s.to_string_lossy())
+            })?),
+            other => return Err(format!("level must be a level name, not a {}", other.type_name())),
+        };
+    filter.source = match field("source") {
+        Value::Nil => None,
+        Value::String(s) if !s.as_bytes().is_empty() => Some(s.to_string_lossy()),
+        other => return Err(format!("source must be a non-empty name or glob, not {}", shown(&other))),
+    };
+    filter.since = match field("since") {
+        Value::Nil => None,
+        given => {
+            let span = match &given {
+                Value::Integer(n) => duration::from_seconds(*n as f64),
+                Value::Number(n) => duration::from_seconds(*n),
+                Value::String(s) => duration::from_text(&s.to_string_lossy()),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                format!(
+                    "since must be seconds or a span like \"30s\", \"5m\", \"2h\" (up to a year), not {}",
+                    shown(&given)
+                )
+            })?;
+            let cutoff = now_seconds().saturating_sub(i64::try_from(span.as_secs()).unwrap_or(i64::MAX));
+            Some(u32::try_from(cutoff.max(0)).unwrap_or(u32::MAX))
+        }
+    };
+    Ok(filter)
+}
+
+/// How many lines an answer may carry: 1 to [`MAX_LIMIT`].
+fn limit_from(value: Value) -> Result<usize, String> {
+    let n = match &value {
+        Value::Integer(n) => Some(*n),
+        Value::Number(n) if n.fract() == 0.0 => Some(*n as i64),
+        Value::String(s) => s.to_string_lossy().trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if (1..=MAX_LIMIT as i64).contains(&n) => Ok(n as usize),
+        _ => Err(format!("the number of lines must be a whole number from 1 to {MAX_LIMIT}, not {}", shown(&value))),
+    }
+}
+
+fn shown(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("'{}'", s.to_string_lossy()),
+        Value::Integer(n) => n.to_string(),
+        Value::Number(n) => n.to_string(),
+        other => format!("a {}", other.type_name()),
+    }
+}
