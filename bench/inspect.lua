@@ -122,5 +122,5 @@ for r = 1, 5 do
 end
 os.remove(path);
 
-print(("{ lines = %d, bytes = %d, dump = %.6f, reads = { %s } }"):format(lines, bytes, median(dumps),
+print(("return { lines = %d, bytes = %d, dump = %.6f, reads = { %s } }"):format(lines, bytes, median(dumps),
 	table.concat(results, ", ")));

@@ -571,8 +571,13 @@ local function for_sinks(verb, act)
 	end;
 end
 
-local filter_flags = {
-	value_params = { level = true, source = true, since = true, limit = true, sink = true, to = true };
+-- 13's command line: the filter fields as options (`--source mod_s2s`, `--keep`).
+local read_flags = {
+	value_params = { level = true, source = true, since = true, limit = true, sink = true };
+	stop_on_positional = false;
+};
+local dump_flags = {
+	value_params = { level = true, source = true, since = true, sink = true, to = true };
 	kv_params = { keep = true };
 	stop_on_positional = false;
 };
@@ -581,11 +586,11 @@ local sink_arg = { name = "sink", type = "string" };
 local shell_commands = {
 	{ name = "status", desc = "Show what each ringbuffer sink holds, its triggers and its dumps", run = shell_status };
 	{ name = "tail", desc = "Show the newest n lines (default 20) without removing them; filter: level, source, since, limit, sink",
-		args = { { name = "n", type = "number" } }, flags = filter_flags, run = shell_tail };
+		args = { { name = "n", type = "number" } }, flags = read_flags, run = shell_tail };
 	{ name = "grep", desc = "Show the newest lines matching a regular expression; filter: level, source, since, limit, sink",
-		args = { { name = "pattern", type = "string" } }, flags = filter_flags, run = shell_grep };
+		args = { { name = "pattern", type = "string" } }, flags = read_flags, run = shell_grep };
 	{ name = "dump", desc = "Dump now; with keep = true or a filter (level, source, since) a copy, and to = path elsewhere",
-		flags = filter_flags, run = shell_dump };
+		flags = dump_flags, run = shell_dump };
 	{ name = "clear", desc = "Empty a sink's buffer (or all) without dumping it", args = { sink_arg },
 		run = for_sinks("Cleared", function (handle) handle:clear(); end) };
 	{ name = "pause", desc = "Stop capturing lines into a sink (or all)", args = { sink_arg },

@@ -238,12 +238,12 @@ for _, version in ipairs(prosody.versions()) do
 					output = server:ctl("shell", "ringbuffer", "dump");
 					assert.truthy(output:find("Dumping %d+ lines to "), output);
 					output = server:ctl("shell", "help", "ringbuffer");
-					assert.truthy(output:find("Dump and inspect the in-memory log buffers", 1, true), output);
+					assert.truthy(output:find("Look inside and dump the in-memory log buffers", 1, true), output);
 					assert.truthy(output:find("ringbuffer status", 1, true), output);
-					assert.truthy(output:find("Show how many lines and bytes each ringbuffer sink holds", 1, true), output);
+					assert.truthy(output:find("Show what each ringbuffer sink holds, its triggers and its dumps", 1, true), output);
 					assert.truthy(output:find("ringbuffer dump", 1, true), output);
 					output = server:ctl("shell", "help");
-					assert.truthy(output:find("\nringbuf[^\n]*| Dump and inspect the in%-memory log buffers"), output);
+					assert.truthy(output:find("\nringbuf[^\n]*| Look inside and dump the in%-memory log buffers"), output);
 				end);
 			end
 		end);

@@ -175,6 +175,8 @@ for _, version in ipairs(prosody.versions()) do
 				assert.truthy(output:find("OK: Dumped a copy of 2 lines to ", 1, true), output);
 				output = server:ctl("shell", "ringbuffer", "tail", "--colour", "red");
 				assert.truthy(output:find("Unknown parameter: --colour", 1, true), output);
+				output = server:ctl("shell", "ringbuffer", "grep", "x", "--keep");
+				assert.truthy(output:find("Unknown parameter: --keep", 1, true), output);
 				output = server:ctl("shell", "help", "ringbuffer");
 				for _, command in ipairs({ "status", "tail", "grep", "dump", "clear", "pause", "resume" }) do
 					assert.truthy(output:find("ringbuffer " .. command, 1, true), output);

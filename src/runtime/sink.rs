@@ -275,19 +275,17 @@ impl Sink {
         let written = dump_file::prepare_as(&path, time, lines.text_bytes(), notes.as_bytes(), compress)
             .and_then(|prepared| prepared.write(&lines));
         self.record_outcome(&path, written.as_ref().err());
-        drop(flight);
         let count = lines.lines();
-        match written {
-            Ok(()) => {
-                let kept = "; the buffer keeps its lines";
-                reports::push("info", format!("Dumped a copy of {count} buffered lines to {path} ({reason}){kept}"));
-                if request.to.is_none() {
-                    super::retention::after_dump(&self.options, &self.paths, &path);
-                }
-                Ok(Dumped { path, lines: count, in_background: false })
+        if written.is_ok() {
+            let text =
+                format!("Dumped a copy of {count} buffered lines to {path} ({reason}); the buffer keeps its lines");
+            reports::push("info", text);
+            if request.to.is_none() {
+                super::retention::after_dump(&self.options, &self.paths, &path);
             }
-            Err(e) => Err(e),
         }
+        drop(flight); // only now: shutdown waits for the report and the retention too
+        written.map(|()| Dumped { path, lines: count, in_background: false })
     }
 
     /// The notice lines after the dump header: only when there is something to say, so that a
