@@ -11,7 +11,7 @@ PLUGIN_DIR ?= $(CURDIR)/target/plugins
 LIB := target/release/liblog_ringbuffer_native.so
 export DEPS
 
-.PHONY: all build deps install-plugin check lint test-rust test-lua test-e2e test-rockspec fuzz soak demo bench clean
+.PHONY: all build deps install-plugin rock check lint test-rust test-lua test-e2e test-rockspec test-install test-install-all deb test-deb fuzz soak demo bench clean
 
 all: build
 
@@ -28,6 +28,16 @@ install-plugin: build
 	mkdir -p $(PLUGIN_DIR)/mod_log_ringbuffer
 	install -m 0644 lua/mod_log_ringbuffer.lua $(PLUGIN_DIR)/mod_log_ringbuffer/mod_log_ringbuffer.lua
 	install -m 0755 $(LIB) $(PLUGIN_DIR)/mod_log_ringbuffer/log_ringbuffer_native.so
+
+# target/rocks/: a luarocks repository with a source rock that builds offline (the crates vendored
+# into it) and its manifest, for `prosodyctl install --server=file://$(CURDIR)/target/rocks mod_log_ringbuffer`.
+rock:
+	scripts/make-rock.sh
+
+# target/debian/prosody-mod-log-ringbuffer_<version>-1_<arch>.deb: the module in Debian Prosody's
+# own plugin directory, /usr/lib/prosody/modules/mod_log_ringbuffer/ (no plugin_paths needed).
+deb: build
+	scripts/make-deb.sh
 
 lint: deps
 	$(CARGO) fmt --check
@@ -56,6 +66,26 @@ test-rockspec: deps
 	scripts/check-rockspec.sh "$(LUA) $(PROSODY012)/usr/bin/prosody"
 	scripts/check-rockspec.sh "$(LUA) $(PROSODY13)/usr/bin/prosody"
 
+# prosodyctl install, built offline, loaded and dumping, then prosodyctl remove: on 0.12 from
+# `make rock`'s repository, on 13 from the .src.rock file (each install is a whole release build,
+# so each way is tested once: `make test-install-all` does both ways on both versions).
+test-install: deps
+	$(MAKE) rock
+	INSTALL_SOURCES=server scripts/check-install.sh "$(LUA) $(PROSODY012)/usr/bin/prosody"
+	INSTALL_SOURCES=file scripts/check-install.sh "$(LUA) $(PROSODY13)/usr/bin/prosody"
+
+test-install-all: deps
+	$(MAKE) rock
+	scripts/check-install.sh "$(LUA) $(PROSODY012)/usr/bin/prosody"
+	scripts/check-install.sh "$(LUA) $(PROSODY13)/usr/bin/prosody"
+
+# dpkg -i of `make deb`'s package into a throwaway root with its own dpkg database (the machine's
+# is not touched), loaded and dumping in each Prosody version, then dpkg -r and -P.
+test-deb: deps
+	$(MAKE) deb
+	scripts/check-deb.sh "$(LUA) $(PROSODY012)/usr/bin/prosody"
+	scripts/check-deb.sh "$(LUA) $(PROSODY13)/usr/bin/prosody"
+
 # cargo-fuzz on the formatter and the template renderer; the stable compiler is told to allow
 # the sanitizer flags. `make fuzz FUZZ_SECONDS=600` for a real run; make check runs a smoke test.
 FUZZ_SECONDS ?= 15
@@ -71,6 +101,8 @@ check: deps
 	$(MAKE) test-lua
 	$(MAKE) test-e2e
 	$(MAKE) test-rockspec
+	$(MAKE) test-install
+	$(MAKE) test-deb
 	$(MAKE) fuzz
 
 demo: deps

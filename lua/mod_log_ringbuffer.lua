@@ -18,34 +18,64 @@ local native_name = "log_ringbuffer_native";
 -- Accepted for compatibility with the Lua module; dumps are no longer written in chunks.
 module:get_option_number("log_ringbuffer_chunk_size", 16384);
 
--- The native library sits beside this file (plugin folder), in the luarocks tree this file was
--- installed into (Prosody does not add that tree's lib/ to package.cpath), or on package.cpath.
+-- Where the native library can be, from what Prosody tells the module about itself (no path is
+-- guessed), in this order:
+-- 1. beside this file (`module.path`): a plugin folder (`make install-plugin`);
+-- 2. when this file is in the installer tree (`prosody.paths.installer`, the luarocks tree that
+--    `prosodyctl install` fills; modulemanager tells such modules apart the same way): that
+--    tree's lib/lua/<version>/, which Prosody does not add to package.cpath;
+-- 3. when this file is `<tree>/share/lua/<version>/<file>` (luarocks make --tree <tree>, with
+--    <tree>/share/lua/<version> or <tree> in plugin_paths): <tree>/lib/lua/<version>/;
+-- 4. package.cpath, through require.
+local function native_candidates()
+	local lua_version = _VERSION:match("%d+%.%d+");
+	local file_name = native_name .. ".so";
+	local lib_dir = "/lib/lua/" .. lua_version .. "/";
+	local candidates, seen = {}, {};
+	local function add(path, where)
+		if not seen[path] then
+			seen[path] = true;
+			table.insert(candidates, { path = path, where = where });
+		end
+	end
+	local file = module.path;
+	if not file then return candidates; end
+	add((file:match("^(.*)/[^/]*$") or ".") .. "/" .. file_name, "beside " .. file);
+	local installer = prosody.paths and prosody.paths.installer;
+	if installer and file:sub(1, #installer + 1) == installer .. "/" then
+		add(installer .. lib_dir .. file_name, "in the installer tree " .. installer);
+	end
+	local tree = file:match("^(.*)/share/lua/" .. (lua_version:gsub("%.", "%%.")) .. "/[^/]*$");
+	if tree then
+		add(tree .. lib_dir .. file_name, "in the luarocks tree " .. tree);
+	end
+	return candidates;
+end
+
 local function load_native()
 	if package.loaded[native_name] then
 		return package.loaded[native_name];
 	end
-	local dir = module:get_directory();
-	local lua_version = _VERSION:match("%d+%.%d+");
-	local problems = {};
-	for _, path in ipairs({
-		dir .. "/" .. native_name .. ".so";
-		dir .. "/../../../lib/lua/" .. lua_version .. "/" .. native_name .. ".so";
-	}) do
-		local open, err, stage = package.loadlib(path, "luaopen_" .. native_name);
+	local tried = {};
+	for _, candidate in ipairs(native_candidates()) do
+		local open, err = package.loadlib(candidate.path, "luaopen_" .. native_name);
 		if open then
 			local lib = open();
 			package.loaded[native_name] = lib;
 			return lib;
-		elseif stage ~= "open" or not err:find("No such file", 1, true) then
-			table.insert(problems, err);
 		end
+		err = tostring(err);
+		if not err:find(candidate.path, 1, true) then
+			err = candidate.path .. ": " .. err;
+		end
+		table.insert(tried, candidate.where .. ": " .. err);
 	end
 	local ok, lib = pcall(require, native_name);
 	if ok then
 		return lib;
 	end
-	table.insert(problems, lib);
-	error("cannot load the native library " .. native_name .. ".so: " .. table.concat(problems, "; "));
+	table.insert(tried, "package.cpath: " .. tostring(lib));
+	error("cannot load the native library " .. native_name .. ".so; tried: " .. table.concat(tried, "; "));
 end
 
 local native = load_native();

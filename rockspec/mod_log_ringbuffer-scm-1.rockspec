@@ -1,13 +1,20 @@
--- LuaRocks spec: builds the native library with cargo and installs it next to the Prosody module.
+-- LuaRocks spec of the working tree: builds the native library with cargo and installs it next to
+-- the Prosody module.
 -- Local use:  luarocks --lua-version 5.4 --tree <tree> make rockspec/mod_log_ringbuffer-scm-1.rockspec
--- then add "<tree>/share/lua/5.4" to Prosody's plugin_paths; the module finds the library in
--- "<tree>/lib/lua/5.4" on its own (Prosody does not put that directory on package.cpath).
+-- (from the tree's root), then add "<tree>/share/lua/5.4" to Prosody's plugin_paths; the module
+-- finds the library in "<tree>/lib/lua/5.4" on its own (Prosody does not put that directory on
+-- package.cpath).
+-- A rock to install anywhere else (luarocks install, prosodyctl install) comes from `make rock`:
+-- scripts/make-rock.sh turns this file into a versioned rockspec whose source is a tarball of
+-- this tree with the crates vendored, and packs both into a .src.rock that builds offline.
 rockspec_format = "3.0"
 package = "mod_log_ringbuffer"
 version = "scm-1"
 
+-- The working tree this file is in: `luarocks make` builds the directory it runs in and never
+-- fetches source.url, so this one is not packed (`make rock` replaces it with a tarball's URL).
 source = {
-	url = "git+https://example.org/mod_log_ringbuffer.git", -- placeholder
+	url = "file://.",
 }
 
 description = {
@@ -25,9 +32,12 @@ dependencies = {
 
 build = {
 	type = "command",
-	-- Offline: crates must already be in ~/.cargo (run `cargo fetch` once otherwise).
+	-- Offline, with the versions in Cargo.lock: from the working tree the crates must already be
+	-- in ~/.cargo (run `cargo fetch` once otherwise); in a rock from `make rock`, its
+	-- .cargo/config.toml points cargo at the crates vendored into it. The target dir is named so
+	-- that a CARGO_TARGET_DIR in the environment does not move the library away from the copy.
 	-- install.lib keeps the file name, so give the library its module name first.
-	build_command = "cargo build --release --offline && cp target/release/liblog_ringbuffer_native.so log_ringbuffer_native.so",
+	build_command = "cargo build --release --offline --locked --target-dir target && cp target/release/liblog_ringbuffer_native.so log_ringbuffer_native.so",
 	install = {
 		lua = { mod_log_ringbuffer = "lua/mod_log_ringbuffer.lua" },
 		lib = { log_ringbuffer_native = "log_ringbuffer_native.so" },

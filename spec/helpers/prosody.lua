@@ -63,14 +63,19 @@ local function record_pid(dir, pid)
 	end
 end
 
--- Waits until `check()` returns a true value (which it returns), or fails after `timeout` seconds.
+-- Waits until `check()` returns a true value (which it returns), or fails after `timeout` seconds
+-- in which it checked at least every 50 ms. (A machine that stalls, e.g. a VM whose CPU time is
+-- throttled, can let the whole timeout pass between two checks: time alone would then give up
+-- after one look.)
 function prosody.wait_for(check, timeout, what)
-	local deadline = os.time() + (timeout or 10);
+	timeout = timeout or 10;
+	local deadline, checks = os.time() + timeout, 0;
 	repeat
 		local result = check();
 		if result then return result; end
+		checks = checks + 1;
 		sleep(0.05);
-	until os.time() > deadline;
+	until os.time() > deadline and checks >= timeout * 10;
 	error("timed out waiting for " .. (what or "a condition"), 2);
 end
 

@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# Checks `prosodyctl install` end to end with the rock repository `make rock` writes
+# (target/rocks): a real prosodyctl installs the module into a throwaway installer tree, building
+# it from the source rock with cargo kept offline and with no crates of its own (an empty
+# CARGO_HOME: only the crates vendored into the rock can be used); a real Prosody then loads it
+# from that tree and dumps the ring buffer on SIGUSR2; `prosodyctl remove` takes it out again.
+# Done twice: from the repository (--server=file://...), then from the .src.rock file itself.
+#
+# Usage: scripts/check-install.sh [PROSODY_LAUNCHER]
+#   scripts/check-install.sh                                             # Prosody 0.12 from .deps
+#   scripts/check-install.sh "lua5.4 .deps/prosody13/usr/bin/prosody"   # Prosody 13
+# prosodyctl is the one beside the launcher's prosody script. Environment: ROCKS (default
+# target/rocks), INSTALL_SOURCES ("server file", the default, or either one alone).
+# Prosody listens on free 127.0.0.1 ports the kernel picks, so several checks can run at once.
+# Everything lives in one temp dir, removed at the end; only the Prosody started here is stopped.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+cd "$(dirname "$0")/.."
+NAME=mod_log_ringbuffer
+DEPS=${DEPS:-$PWD/.deps}
+ROCKS=$(realpath -m "${ROCKS:-target/rocks}")
+read -r -a sources <<<"${INSTALL_SOURCES:-server file}"
+
+read -r -a launcher <<<"${1:-lua5.4 $DEPS/prosody012/usr/bin/prosody}"
+[ ${#launcher[@]} -gt 0 ] || { echo "check-install: empty Prosody launcher" >&2; exit 2; }
+# prosodyctl: the launcher with its last word, the prosody script, swapped for the one beside it.
+ctl=("${launcher[@]}")
+last=${ctl[${#ctl[@]}-1]}
+[[ $last == *prosody ]] || { echo "check-install: launcher '${launcher[*]}' does not end in prosody" >&2; exit 2; }
+ctl[${#ctl[@]}-1]=${last}ctl
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/check-install.XXXXXX")
+pid=
+ctl_group=
+
+cleanup() {
+	local status=$?
+	trap - EXIT
+	trap "" INT TERM # a second signal must not cut the cleanup short
+	if [ -n "$ctl_group" ] && kill -0 -- "-$ctl_group" 2>/dev/null; then
+		kill -TERM -- "-$ctl_group" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 -- "-$ctl_group" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL -- "-$ctl_group" 2>/dev/null || true
+		wait "$ctl_group" 2>/dev/null || true
+	fi
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	fi
+	rm -rf "$tmp"
+	exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+fail() {
+	echo "check-install: FAIL: $*" >&2
+	if [ -s "$tmp/prosodyctl.out" ]; then
+		echo "---- last prosodyctl output (last 40 lines) ----" >&2
+		tail -n 40 "$tmp/prosodyctl.out" >&2
+	fi
+	if [ -f "$tmp/prosody.log" ]; then
+		echo "---- prosody.log (last 40 lines) ----" >&2
+		tail -n 40 "$tmp/prosody.log" >&2
+	fi
+	if [ -s "$tmp/prosody.out" ]; then
+		echo "---- prosody stdout/stderr (last 40 lines) ----" >&2
+		tail -n 40 "$tmp/prosody.out" >&2
+	fi
+	exit 1
+}
+
+# The repository: a manifest and one source rock (scripts/make-rock.sh writes both).
+[ -f "$ROCKS/manifest" ] || fail "no luarocks manifest in $ROCKS: run 'make rock' first"
+mapfile -t rocks < <(find "$ROCKS" -maxdepth 1 -name "$NAME-*.src.rock")
+[ ${#rocks[@]} -eq 1 ] || fail "expected one $NAME-*.src.rock in $ROCKS, found ${#rocks[@]}"
+rock=${rocks[0]}
+rock_version=$(basename "$rock" .src.rock)
+rock_version=${rock_version#"$NAME"-}
+
+# Which Prosody is this? 0.12 needs mod_posix for the pidfile and signals; 13 does both itself.
+version=$(prosody_version "${launcher[@]}")
+[ -n "$version" ] || fail "Prosody launcher '${launcher[*]}' not found"
+case $version in
+	0.*) modules='"log_ringbuffer", "posix"' ;;
+	*) modules='"log_ringbuffer"' ;;
+esac
+echo "check-install: Prosody $version via '${launcher[*]}', prosodyctl '${ctl[*]}', rock $(basename "$rock")"
+
+# The installer tree is `installer_plugin_path` (default: custom_plugins in the launcher's own
+# data dir, not data_path), so the config names one in the temp dir.
+tree=$tmp/data/custom_plugins
+mkdir -p "$tmp/data" "$tmp/certs" "$tmp/cargo-home" "$tmp/luarocks-tmp"
+write_config() {
+	cat >"$tmp/prosody.cfg.lua" <<EOF
+run_as_root = true
+pidfile = "$tmp/prosody.pid"
+data_path = "$tmp/data"
+installer_plugin_path = "$tree"
+certificates = "$tmp/certs"
+interfaces = { "127.0.0.1" }
+c2s_ports = { ${C2S_PORT:-0} }
+c2s_interfaces = { "127.0.0.1" }
+s2s_ports = { ${S2S_PORT:-0} }
+s2s_interfaces = { "127.0.0.1" }
+http_ports = {}
+https_ports = {}
+modules_enabled = { $modules }
+log = {
+	{ levels = { min = "info" }, to = "file", filename = "$tmp/prosody.log" };
+	{ to = "ringbuffer", signal = "SIGUSR2", filename_template = "{paths.data}/rb-{pid}-{count}.log" };
+}
+VirtualHost "localhost"
+EOF
+}
+write_config
+
+# luarocks (run by prosodyctl) sees this repository only, never a remote one; cargo (run by the
+# rock's build) may not use the network and has no crates of its own.
+cat >"$tmp/luarocks-config.lua" <<EOF
+rocks_servers = { "file://$ROCKS" }
+local_cache = "$tmp/luarocks-cache"
+EOF
+# prosodyctl sets HOME to the data dir before it runs luarocks: a rustup-managed cargo must be told
+# where rustup keeps its toolchains (README says so too).
+rustup_env=()
+if [ -z "${RUSTUP_HOME:-}" ] && [ -d "${HOME:-/nonexistent}/.rustup" ]; then
+	rustup_env=(RUSTUP_HOME="$HOME/.rustup")
+fi
+# prosodyctl runs luarocks, which runs cargo and its compilers: all of them in a process group of
+# their own (setsid), waited for with `wait` so that a signal to this script is handled at once,
+# and the whole group, recorded here, is stopped by the cleanup.
+run_ctl() {
+	local status=0
+	setsid env LUAROCKS_CONFIG="$tmp/luarocks-config.lua" CARGO_NET_OFFLINE=true CARGO_HOME="$tmp/cargo-home" \
+		"${rustup_env[@]}" TMPDIR="$tmp/luarocks-tmp" "${ctl[@]}" --config "$tmp/prosody.cfg.lua" "$@" </dev/null &
+	ctl_group=$!
+	wait "$ctl_group" || status=$?
+	ctl_group=
+	return "$status"
+}
+
+installed_files=(
+	"share/lua/5.4/$NAME.lua"
+	"lib/lua/5.4/log_ringbuffer_native.so"
+	"lib/luarocks/rocks-5.4/$NAME/$rock_version"
+)
+
+stop_prosody() {
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$pid" 2>/dev/null && fail "Prosody still running 10 s after SIGTERM"
+	wait "$pid" 2>/dev/null || true
+	pid=
+}
+
+# Starts Prosody on free ports (picked again if another process takes one between the pick and
+# Prosody's bind), waits until it has mapped the library from the installer tree, dumps with
+# SIGUSR2, checks the dump and stops it.
+run_prosody() {
+	local ready='' loaded='' dump='' attempt
+	for attempt in 1 2 3; do
+		read -r C2S_PORT S2S_PORT < <(free_ports 2)
+		write_config
+		rm -f "$tmp/prosody.log" "$tmp/prosody.pid"
+		"${launcher[@]}" -F --config "$tmp/prosody.cfg.lua" >"$tmp/prosody.out" 2>&1 </dev/null &
+		pid=$!
+		for _ in $(seq 150); do
+			kill -0 "$pid" 2>/dev/null || fail "Prosody exited during startup"
+			if [ "$(cat "$tmp/prosody.pid" 2>/dev/null)" = "$pid" ] \
+				&& grep -q "Activated service 'c2s' on \[127.0.0.1\]:$C2S_PORT" "$tmp/prosody.log" 2>/dev/null; then
+				ready=1
+				break
+			fi
+			grep -qs "Failed to open server port" "$tmp/prosody.log" && break
+			sleep 0.1
+		done
+		[ -z "$ready" ] || break
+		grep -qs "Failed to open server port" "$tmp/prosody.log" || fail "Prosody did not start within 15 s"
+		echo "check-install: port $C2S_PORT or $S2S_PORT was taken meanwhile (attempt $attempt), trying others"
+		stop_prosody
+	done
+	[ -n "$ready" ] || fail "no free ports for Prosody after 3 attempts"
+	# Global modules may load after c2s listens (13): wait for the library to be mapped.
+	for _ in $(seq 100); do
+		grep -qs "$tree/lib/lua/5.4/log_ringbuffer_native.so" "/proc/$pid/maps" && { loaded=1; break; }
+		grep -qs "cannot load the native library" "$tmp/prosody.log" && break
+		sleep 0.1
+	done
+	[ -n "$loaded" ] || fail "Prosody did not load log_ringbuffer_native.so from the installer tree $tree"
+	echo "check-install: Prosody (PID $pid) mapped $tree/lib/lua/5.4/log_ringbuffer_native.so"
+	sleep 0.5
+
+	kill -USR2 "$pid"
+	for _ in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || fail "Prosody died on SIGUSR2"
+		dump=$(find "$tmp/data" -maxdepth 1 -name "rb-$pid-*.log" -print -quit)
+		if [ -n "$dump" ] && grep -q -- "^-- End of dump --\$" "$dump"; then break; fi
+		dump=
+		sleep 0.1
+	done
+	[ -n "$dump" ] || fail "no complete dump file rb-$pid-*.log in the data directory after SIGUSR2"
+	head -n 1 "$dump" | grep -q -- "^-- Dumping log buffer at " || fail "dump $dump lacks the '-- Dumping log buffer at' header"
+	[ "$(tail -n 2 "$dump" | head -n 1)" = "-- End of dump --" ] || fail "dump $dump does not end with '-- End of dump --'"
+	[ "$(grep -c -- "^-- Dumping log buffer at " "$dump")" -eq 1 ] || fail "dump $dump holds more than one dump"
+	[ "$(wc -l <"$dump")" -gt 3 ] || fail "dump $dump holds no log lines"
+	grep -q $'\tinfo\t' "$dump" || fail "dump $dump holds no info lines"
+	echo "check-install: SIGUSR2 wrote $(basename "$dump") ($(wc -l <"$dump") lines, header and end marker in place)"
+	rm -f "$dump"
+
+	stop_prosody
+	if grep -q "cannot load the native library\|mod_log_ringbuffer.*error\|Error initializing module 'log_ringbuffer'" "$tmp/prosody.log"; then
+		fail "mod_log_ringbuffer logged errors"
+	fi
+}
+
+# check_install <what to install> <how messages name it> [more prosodyctl install arguments]
+check_install() {
+	local what=$1 how=$2 f left
+	shift 2
+	rm -rf "$tree"
+	run_ctl install "$@" "$what" >"$tmp/prosodyctl.out" 2>&1 || fail "prosodyctl install $how exited $?"
+	for f in "${installed_files[@]}"; do
+		[ -e "$tree/$f" ] || fail "prosodyctl install $how did not create $tree/$f"
+	done
+	# The library was built here from the rock, not copied from anywhere.
+	grep -q "Compiling mlua" "$tmp/prosodyctl.out" || fail "prosodyctl install $how did not compile the crates"
+	if grep -q "Downloading\|Downloaded \|Updating .*index" "$tmp/prosodyctl.out"; then
+		fail "cargo reached for the network during prosodyctl install $how"
+	fi
+	[ -z "$(find "$tmp/cargo-home" -mindepth 1 -path "*/registry/*" -print -quit)" ] \
+		|| fail "cargo put crates into its (empty) CARGO_HOME: the vendored ones were not used"
+	grep -q "^$NAME $rock_version is now installed in $tree" "$tmp/prosodyctl.out" \
+		|| fail "luarocks did not report $NAME $rock_version installed in $tree"
+	grep -E "^(Installing|$NAME $rock_version is now installed)" "$tmp/prosodyctl.out" | sed 's/^/  prosodyctl: /'
+	echo "check-install: prosodyctl install $how built and installed $NAME $rock_version into $tree, offline"
+
+	run_prosody
+
+	run_ctl remove "$NAME" >"$tmp/prosodyctl.out" 2>&1 || fail "prosodyctl remove $NAME exited $?"
+	grep -E "^(Removing|Removal successful)" "$tmp/prosodyctl.out" | sed 's/^/  prosodyctl: /'
+	for f in "${installed_files[@]}"; do
+		[ ! -e "$tree/$f" ] || fail "prosodyctl remove $NAME left $tree/$f"
+	done
+	left=$(find "$tree" -name "*ringbuffer*" | head -n 5)
+	[ -z "$left" ] || fail "prosodyctl remove $NAME left: $left"
+	echo "check-install: prosodyctl remove $NAME removed every file it installed"
+}
+
+for source in "${sources[@]}"; do
+	case $source in
+		server) check_install "$NAME" "--server=file://$ROCKS $NAME" "--server=file://$ROCKS" ;;
+		file) check_install "$rock" "$(basename "$rock")" ;;
+		*) fail "unknown INSTALL_SOURCES entry '$source' (server or file)" ;;
+	esac
+done
+echo "check-install: OK (Prosody $version)"
