@@ -24,46 +24,9 @@ DOC_DIR=usr/share/doc/$PACKAGE
 read -r -a launcher <<<"${1:-lua5.4 $DEPS/prosody012/usr/bin/prosody}"
 [ ${#launcher[@]} -gt 0 ] || { echo "check-deb: empty Prosody launcher" >&2; exit 2; }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/check-deb.XXXXXX")
-pid=
-
-cleanup() {
-	local status=$?
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
-	rm -rf "$tmp"
-	exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-fail() {
-	echo "check-deb: FAIL: $*" >&2
-	if [ -f "$tmp/prosody.log" ]; then
-		echo "---- prosody.log (last 40 lines) ----" >&2
-		tail -n 40 "$tmp/prosody.log" >&2
-	fi
-	if [ -s "$tmp/prosody.out" ]; then
-		echo "---- prosody stdout/stderr (last 40 lines) ----" >&2
-		tail -n 40 "$tmp/prosody.out" >&2
-	fi
-	exit 1
-}
-
+init_check check-deb
 [ -f "$DEB" ] || fail "$DEB not found: run 'make deb' first"
-
-# Which Prosody is this? 0.12 needs mod_posix for the pidfile and signals; 13 does both itself.
-version=$(prosody_version "${launcher[@]}")
-[ -n "$version" ] || fail "Prosody launcher '${launcher[*]}' not found"
-case $version in
-	0.*) modules='"log_ringbuffer", "posix"' ;;
-	*) modules='"log_ringbuffer"' ;;
-esac
+find_prosody "${launcher[@]}"
 # The Debian version of that Prosody package (its changelog, beside the unpacked tree), for the
 # stand-in entry in the throwaway dpkg database below.
 script=${launcher[-1]}
@@ -149,94 +112,20 @@ echo "check-deb: installed /$PLUGIN_DIR/{mod_log_ringbuffer.lua,log_ringbuffer_n
 # 3. Prosody with the module as installed. On a real system /usr/lib/prosody/modules is Prosody's
 # built-in plugin directory (CFG_PLUGINDIR of Debian's /usr/bin/prosody), searched with no config
 # line; here the throwaway root's copy of that directory stands in for it, named in plugin_paths.
-mkdir -p "$tmp/data" "$tmp/certs"
-write_config() {
-	cat >"$tmp/prosody.cfg.lua" <<EOF
-run_as_root = true
-pidfile = "$tmp/prosody.pid"
-data_path = "$tmp/data"
-certificates = "$tmp/certs"
--- Stands in for /usr/lib/prosody/modules, which Debian's Prosody searches by itself.
-plugin_paths = { "$root/usr/lib/prosody/modules" }
-interfaces = { "127.0.0.1" }
-c2s_ports = { $C2S_PORT }
-c2s_interfaces = { "127.0.0.1" }
-s2s_ports = { $S2S_PORT }
-s2s_interfaces = { "127.0.0.1" }
-http_ports = {}
-https_ports = {}
-modules_enabled = { $modules }
-log = {
-	{ levels = { min = "info" }, to = "file", filename = "$tmp/prosody.log" };
-	{ to = "ringbuffer", signal = "SIGUSR2", filename_template = "{paths.data}/rb-{pid}-{count}.log" };
-}
-VirtualHost "localhost"
-EOF
-}
-
-stop_prosody() {
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-	pid=
-}
-
-ready=
-for attempt in 1 2 3; do
-	read -r C2S_PORT S2S_PORT < <(free_ports 2)
-	write_config
-	rm -f "$tmp/prosody.log" "$tmp/prosody.pid"
-	"${launcher[@]}" -F --config "$tmp/prosody.cfg.lua" >"$tmp/prosody.out" 2>&1 </dev/null &
-	pid=$!
-	# Ready once the pidfile names our process and c2s listens.
-	for _ in $(seq 150); do
-		kill -0 "$pid" 2>/dev/null || fail "Prosody exited during startup"
-		if [ "$(cat "$tmp/prosody.pid" 2>/dev/null)" = "$pid" ] \
-			&& grep -q "Activated service 'c2s' on \[127.0.0.1\]:$C2S_PORT" "$tmp/prosody.log" 2>/dev/null; then
-			ready=1
-			break
-		fi
-		grep -qs "Failed to open server port" "$tmp/prosody.log" && break
-		sleep 0.1
-	done
-	[ -z "$ready" ] || break
-	grep -qs "Failed to open server port" "$tmp/prosody.log" || fail "Prosody did not start within 15 s"
-	echo "check-deb: port $C2S_PORT or $S2S_PORT was taken meanwhile (attempt $attempt), trying others"
-	stop_prosody
-done
-[ -n "$ready" ] || fail "no free ports for Prosody after 3 attempts"
-# The library mapped must be the one dpkg installed (Prosody 13 may load global modules after c2s).
-loaded=
-for _ in $(seq 100); do
-	grep -qs "$root/$PLUGIN_DIR/log_ringbuffer_native.so" "/proc/$pid/maps" && { loaded=1; break; }
-	sleep 0.1
-done
-[ -n "$loaded" ] || fail "Prosody did not load /$PLUGIN_DIR/log_ringbuffer_native.so from the installed package"
-sleep 0.5
+plugin_config="-- Stands in for /usr/lib/prosody/modules, which Debian's Prosody searches by itself.
+plugin_paths = { \"$root/usr/lib/prosody/modules\" }"
+start_prosody "$plugin_config" "${launcher[@]}"
+# The library mapped must be the one dpkg installed.
+wait_for_library "$root/$PLUGIN_DIR/log_ringbuffer_native.so" \
+	"/$PLUGIN_DIR/log_ringbuffer_native.so from the installed package"
 
 # SIGUSR2 must produce a complete dump in the data directory.
-kill -USR2 "$pid"
-dump=
-for _ in $(seq 100); do
-	kill -0 "$pid" 2>/dev/null || fail "Prosody died on SIGUSR2"
-	dump=$(find "$tmp/data" -maxdepth 1 -name "rb-$pid-*.log" -print -quit)
-	if [ -n "$dump" ] && grep -q -- "^-- End of dump --\$" "$dump"; then break; fi
-	dump=
-	sleep 0.1
-done
-[ -n "$dump" ] || fail "no complete dump file rb-$pid-*.log in the data directory after SIGUSR2"
-head -n 1 "$dump" | grep -q -- "^-- Dumping log buffer at " || fail "dump $dump lacks the '-- Dumping log buffer at' header"
+dump_on_sigusr2
 [ "$(wc -l <"$dump")" -gt 2 ] || fail "dump $dump holds no log lines"
 echo "check-deb: SIGUSR2 wrote $(basename "$dump") ($(wc -l <"$dump") lines)"
 
-kill -TERM "$pid"
-for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$pid" 2>/dev/null && fail "Prosody still running 10 s after SIGTERM"
-wait "$pid" 2>/dev/null || true
-pid=
-grep -q "mod_log_ringbuffer.*error\|cannot load the native library" "$tmp/prosody.log" \
-	&& fail "mod_log_ringbuffer logged errors"
+stop_prosody
+check_prosody_log
 
 # 4. dpkg -r, then -P: every file of the package gone, Prosody's plugin directory left in place.
 run_dpkg -r "$PACKAGE" >"$tmp/dpkg.out" 2>&1 || { cat "$tmp/dpkg.out" >&2; fail "dpkg -r $PACKAGE"; }

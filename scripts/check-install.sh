@@ -31,49 +31,8 @@ last=${ctl[${#ctl[@]}-1]}
 [[ $last == *prosody ]] || { echo "check-install: launcher '${launcher[*]}' does not end in prosody" >&2; exit 2; }
 ctl[${#ctl[@]}-1]=${last}ctl
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/check-install.XXXXXX")
-pid=
-ctl_group=
-
-cleanup() {
-	local status=$?
-	trap - EXIT
-	trap "" INT TERM # a second signal must not cut the cleanup short
-	if [ -n "$ctl_group" ] && kill -0 -- "-$ctl_group" 2>/dev/null; then
-		kill -TERM -- "-$ctl_group" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 -- "-$ctl_group" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL -- "-$ctl_group" 2>/dev/null || true
-		wait "$ctl_group" 2>/dev/null || true
-	fi
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
-	rm -rf "$tmp"
-	exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-fail() {
-	echo "check-install: FAIL: $*" >&2
-	if [ -s "$tmp/prosodyctl.out" ]; then
-		echo "---- last prosodyctl output (last 40 lines) ----" >&2
-		tail -n 40 "$tmp/prosodyctl.out" >&2
-	fi
-	if [ -f "$tmp/prosody.log" ]; then
-		echo "---- prosody.log (last 40 lines) ----" >&2
-		tail -n 40 "$tmp/prosody.log" >&2
-	fi
-	if [ -s "$tmp/prosody.out" ]; then
-		echo "---- prosody stdout/stderr (last 40 lines) ----" >&2
-		tail -n 40 "$tmp/prosody.out" >&2
-	fi
-	exit 1
-}
+init_check check-install
+fail_show=("$tmp/prosodyctl.out" "last prosodyctl output")
 
 # The repository: a manifest and one source rock (scripts/make-rock.sh writes both).
 [ -f "$ROCKS/manifest" ] || fail "no luarocks manifest in $ROCKS: run 'make rock' first"
@@ -83,42 +42,15 @@ rock=${rocks[0]}
 rock_version=$(basename "$rock" .src.rock)
 rock_version=${rock_version#"$NAME"-}
 
-# Which Prosody is this? 0.12 needs mod_posix for the pidfile and signals; 13 does both itself.
-version=$(prosody_version "${launcher[@]}")
-[ -n "$version" ] || fail "Prosody launcher '${launcher[*]}' not found"
-case $version in
-	0.*) modules='"log_ringbuffer", "posix"' ;;
-	*) modules='"log_ringbuffer"' ;;
-esac
+find_prosody "${launcher[@]}"
 echo "check-install: Prosody $version via '${launcher[*]}', prosodyctl '${ctl[*]}', rock $(basename "$rock")"
 
 # The installer tree is `installer_plugin_path` (default: custom_plugins in the launcher's own
 # data dir, not data_path), so the config names one in the temp dir.
 tree=$tmp/data/custom_plugins
-mkdir -p "$tmp/data" "$tmp/certs" "$tmp/cargo-home" "$tmp/luarocks-tmp"
-write_config() {
-	cat >"$tmp/prosody.cfg.lua" <<EOF
-run_as_root = true
-pidfile = "$tmp/prosody.pid"
-data_path = "$tmp/data"
-installer_plugin_path = "$tree"
-certificates = "$tmp/certs"
-interfaces = { "127.0.0.1" }
-c2s_ports = { ${C2S_PORT:-0} }
-c2s_interfaces = { "127.0.0.1" }
-s2s_ports = { ${S2S_PORT:-0} }
-s2s_interfaces = { "127.0.0.1" }
-http_ports = {}
-https_ports = {}
-modules_enabled = { $modules }
-log = {
-	{ levels = { min = "info" }, to = "file", filename = "$tmp/prosody.log" };
-	{ to = "ringbuffer", signal = "SIGUSR2", filename_template = "{paths.data}/rb-{pid}-{count}.log" };
-}
-VirtualHost "localhost"
-EOF
-}
-write_config
+plugin_config="installer_plugin_path = \"$tree\""
+mkdir -p "$tmp/cargo-home" "$tmp/luarocks-tmp"
+write_prosody_config "$plugin_config"
 
 # luarocks (run by prosodyctl) sees this repository only, never a remote one; cargo (run by the
 # rock's build) may not use the network and has no crates of its own.
@@ -134,14 +66,14 @@ if [ -z "${RUSTUP_HOME:-}" ] && [ -d "${HOME:-/nonexistent}/.rustup" ]; then
 fi
 # prosodyctl runs luarocks, which runs cargo and its compilers: all of them in a process group of
 # their own (setsid), waited for with `wait` so that a signal to this script is handled at once,
-# and the whole group, recorded here, is stopped by the cleanup.
+# and the whole group, recorded in $group, is stopped by the cleanup (scripts/lib.sh).
 run_ctl() {
 	local status=0
 	setsid env LUAROCKS_CONFIG="$tmp/luarocks-config.lua" CARGO_NET_OFFLINE=true CARGO_HOME="$tmp/cargo-home" \
 		"${rustup_env[@]}" TMPDIR="$tmp/luarocks-tmp" "${ctl[@]}" --config "$tmp/prosody.cfg.lua" "$@" </dev/null &
-	ctl_group=$!
-	wait "$ctl_group" || status=$?
-	ctl_group=
+	group=$!
+	wait "$group" || status=$?
+	group=
 	return "$status"
 }
 
@@ -151,61 +83,15 @@ installed_files=(
 	"lib/luarocks/rocks-5.4/$NAME/$rock_version"
 )
 
-stop_prosody() {
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	kill -0 "$pid" 2>/dev/null && fail "Prosody still running 10 s after SIGTERM"
-	wait "$pid" 2>/dev/null || true
-	pid=
-}
-
-# Starts Prosody on free ports (picked again if another process takes one between the pick and
-# Prosody's bind), waits until it has mapped the library from the installer tree, dumps with
-# SIGUSR2, checks the dump and stops it.
+# Starts Prosody on free ports, waits until it has mapped the library from the installer tree,
+# dumps with SIGUSR2, checks the dump and stops it.
 run_prosody() {
-	local ready='' loaded='' dump='' attempt
-	for attempt in 1 2 3; do
-		read -r C2S_PORT S2S_PORT < <(free_ports 2)
-		write_config
-		rm -f "$tmp/prosody.log" "$tmp/prosody.pid"
-		"${launcher[@]}" -F --config "$tmp/prosody.cfg.lua" >"$tmp/prosody.out" 2>&1 </dev/null &
-		pid=$!
-		for _ in $(seq 150); do
-			kill -0 "$pid" 2>/dev/null || fail "Prosody exited during startup"
-			if [ "$(cat "$tmp/prosody.pid" 2>/dev/null)" = "$pid" ] \
-				&& grep -q "Activated service 'c2s' on \[127.0.0.1\]:$C2S_PORT" "$tmp/prosody.log" 2>/dev/null; then
-				ready=1
-				break
-			fi
-			grep -qs "Failed to open server port" "$tmp/prosody.log" && break
-			sleep 0.1
-		done
-		[ -z "$ready" ] || break
-		grep -qs "Failed to open server port" "$tmp/prosody.log" || fail "Prosody did not start within 15 s"
-		echo "check-install: port $C2S_PORT or $S2S_PORT was taken meanwhile (attempt $attempt), trying others"
-		stop_prosody
-	done
-	[ -n "$ready" ] || fail "no free ports for Prosody after 3 attempts"
-	# Global modules may load after c2s listens (13): wait for the library to be mapped.
-	for _ in $(seq 100); do
-		grep -qs "$tree/lib/lua/5.4/log_ringbuffer_native.so" "/proc/$pid/maps" && { loaded=1; break; }
-		grep -qs "cannot load the native library" "$tmp/prosody.log" && break
-		sleep 0.1
-	done
-	[ -n "$loaded" ] || fail "Prosody did not load log_ringbuffer_native.so from the installer tree $tree"
+	start_prosody "$plugin_config" "${launcher[@]}"
+	wait_for_library "$tree/lib/lua/5.4/log_ringbuffer_native.so" \
+		"log_ringbuffer_native.so from the installer tree $tree"
 	echo "check-install: Prosody (PID $pid) mapped $tree/lib/lua/5.4/log_ringbuffer_native.so"
-	sleep 0.5
 
-	kill -USR2 "$pid"
-	for _ in $(seq 100); do
-		kill -0 "$pid" 2>/dev/null || fail "Prosody died on SIGUSR2"
-		dump=$(find "$tmp/data" -maxdepth 1 -name "rb-$pid-*.log" -print -quit)
-		if [ -n "$dump" ] && grep -q -- "^-- End of dump --\$" "$dump"; then break; fi
-		dump=
-		sleep 0.1
-	done
-	[ -n "$dump" ] || fail "no complete dump file rb-$pid-*.log in the data directory after SIGUSR2"
-	head -n 1 "$dump" | grep -q -- "^-- Dumping log buffer at " || fail "dump $dump lacks the '-- Dumping log buffer at' header"
+	dump_on_sigusr2
 	[ "$(tail -n 2 "$dump" | head -n 1)" = "-- End of dump --" ] || fail "dump $dump does not end with '-- End of dump --'"
 	[ "$(grep -c -- "^-- Dumping log buffer at " "$dump")" -eq 1 ] || fail "dump $dump holds more than one dump"
 	[ "$(wc -l <"$dump")" -gt 3 ] || fail "dump $dump holds no log lines"
@@ -214,7 +100,8 @@ run_prosody() {
 	rm -f "$dump"
 
 	stop_prosody
-	if grep -q "cannot load the native library\|mod_log_ringbuffer.*error\|Error initializing module 'log_ringbuffer'" "$tmp/prosody.log"; then
+	check_prosody_log
+	if grep -q "Error initializing module 'log_ringbuffer'" "$tmp/prosody.log"; then
 		fail "mod_log_ringbuffer logged errors"
 	fi
 }
