@@ -20,6 +20,7 @@ fi
 "${CARGO:-cargo}" build --release --quiet
 
 "${LUA:-lua5.4}" bench/bench.lua
+"${LUA:-lua5.4}" bench/forward.lua # forwarding to a throwaway rsyslogd against a file dump (prints only)
 
 end=$(date +%s%N)
 echo

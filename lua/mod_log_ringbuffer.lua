@@ -12,6 +12,9 @@ local format = require "util.format".format;
 local stanza_mt = require "util.stanza".stanza_mt;
 local async = require "util.async";
 local promise = require "util.promise";
+-- Lua 5.1 and LuaJIT have neither table.pack nor table.unpack.
+local pack = table.pack or function (...) return { n = select("#", ...), ... }; end;
+local unpack = table.unpack or _G.unpack; -- luacheck: ignore 143
 
 local native_name = "log_ringbuffer_native";
 
@@ -337,6 +340,9 @@ end
 -- At shutdown: sinks with dump_on_exit dump, a SIGUSR1/SIGUSR2 that arrived as the main loop
 -- stopped (it stays pending on Prosody 13) is honoured, and every dump in flight is finished.
 module:hook_global("server-stopped", function ()
+	-- Shutdown begins first: native threads start no new dumps, and these are written at once,
+	-- so a forward that fails falls back to the sink's file (there is no next dump).
+	native.shut_down(0);
 	for _, record in ipairs(live) do
 		if record.handle:dump_on_exit() then
 			dump(record, "dump_on_exit");
@@ -575,6 +581,9 @@ local function shell_status()
 			#s.triggers > 0 and table.concat(s.triggers, ", ") or "none"));
 		local last = s.last_path and ("; last to %s: %s"):format(s.last_path, s.last_error or "ok") or "";
 		table.insert(out, ("    dumps: %d done, %d failed%s"):format(s.dumps, s.failed, last));
+		if s.forward or s.format ~= "plain" then
+			table.insert(out, ("    format %s%s"):format(s.format, s.forward and (", forwarded to " .. s.forward) or ""));
+		end
 		if s.paused then
 			table.insert(out, "    capture is paused (ringbuffer:resume() to go on)");
 		end
@@ -633,10 +642,10 @@ local shell_section = {};
 for _, command in ipairs(shell_commands) do
 	-- Called as ringbuffer:<name>(...); never raises into the shell.
 	command.handler = function (self, ...)
-		local args = table.pack(...);
+		local args = pack(...);
 		local ok, success, text = pcall(function ()
 			settle();
-			return command.run(self, table.unpack(args, 1, args.n));
+			return command.run(self, unpack(args, 1, args.n));
 		end);
 		if not ok then
 			return false, ("ringbuffer:%s() failed: %s"):format(command.name, tostring(success));

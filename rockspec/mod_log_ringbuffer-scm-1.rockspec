@@ -26,8 +26,10 @@ file on a signal or event. Load it in Prosody as module "log_ringbuffer".]],
 	labels = { "prosody", "logging", "xmpp" },
 }
 
+-- Every Lua Prosody 0.12 runs on (13 needs 5.3 or 5.4): the library is built for the one
+-- luarocks targets (below).
 dependencies = {
-	"lua >= 5.4, < 5.5",
+	"lua >= 5.1, < 5.5",
 }
 
 build = {
@@ -36,8 +38,10 @@ build = {
 	-- in ~/.cargo (run `cargo fetch` once otherwise); in a rock from `make rock`, its
 	-- .cargo/config.toml points cargo at the crates vendored into it. The target dir is named so
 	-- that a CARGO_TARGET_DIR in the environment does not move the library away from the copy.
+	-- The Lua feature (lua51 ... lua54, luajit) is the one of the interpreter luarocks targets,
+	-- $(LUA) (luarocks passes no Lua version to a command build; `--lua-version 5.3` picks it).
 	-- install.lib keeps the file name, so give the library its module name first.
-	build_command = "cargo build --release --offline --locked --target-dir target && cp target/release/liblog_ringbuffer_native.so log_ringbuffer_native.so",
+	build_command = [[cargo build --release --offline --locked --target-dir target --no-default-features --features "module `'$(LUA)' -e 'print(jit and "luajit" or "lua" .. _VERSION:sub(5):gsub("%.", ""))'`" && cp target/release/liblog_ringbuffer_native.so log_ringbuffer_native.so]],
 	install = {
 		lua = { mod_log_ringbuffer = "lua/mod_log_ringbuffer.lua" },
 		lib = { log_ringbuffer_native = "log_ringbuffer_native.so" },

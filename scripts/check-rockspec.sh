@@ -31,7 +31,10 @@ luarocks --lua-version 5.4 --tree "$tree" make "$ROCKSPEC" >"$tmp/luarocks.log" 
 for f in share/lua/5.4/mod_log_ringbuffer.lua lib/lua/5.4/log_ringbuffer_native.so; do
 	[ -f "$tree/$f" ] || fail "luarocks did not install $f"
 done
-echo "check-rockspec: luarocks make installed the module and the native library"
+# luarocks exports CC=gcc to the build: when target/release was built without CC set (`make
+# build`), cargo reruns zstd-sys's build script and rebuilds the crates above it (a minute).
+compiled=$(grep -c "^ *Compiling " "$tmp/luarocks.log" || true)
+echo "check-rockspec: luarocks make installed the module and the native library (cargo compiled $compiled crates)"
 
 # 2. Run Prosody with the module loaded from the tree, on free ports.
 start_prosody "plugin_paths = { \"$tree/share/lua/5.4\" }" "${launcher[@]}"

@@ -6,6 +6,8 @@
 # - Prosody 0.12 (the machine's default suite) and 13 (<codename>-backports) are downloaded with
 #   `apt-get download` and unpacked with `dpkg -x` into $DEPS/prosody012 and $DEPS/prosody13,
 #   their launchers pointed at the unpacked trees; run them as `lua5.4 $DEPS/prosody012/usr/bin/prosody`;
+# - rsyslog and rsyslog-gnutls (the forwarding specs' collector) are unpacked the same way into
+#   $DEPS/rsyslog: installing them would start a system rsyslog;
 # - if no <codename>-backports suite is configured, it is added, on the Debian mirror the machine's
 #   apt sources already use, in /etc/apt/sources.list.d/mod_log_ringbuffer-<codename>-backports.list
 #   (a backports suite is never preferred by apt over the default one: nothing else changes).
@@ -22,9 +24,13 @@ esac
 
 # Build and test tools, then what Prosody 0.12 and 13 need to run (their Depends without
 # adduser/ssl-cert, which only the packaged service uses, plus the recommended lua-unbound; the
-# lua5.4-* names in them are provided by these packages).
+# lua5.4-* names in them are provided by these packages), then the libraries of the forwarding
+# specs' syslog collector (rsyslog itself is unpacked, not installed: see unpack_rsyslog), their
+# JSON reader and certificate maker.
 packages=(lua5.4 liblua5.4-dev lua-busted lua-check luarocks pkg-config
-	lua-expat lua-filesystem lua-sec lua-socket lua-bitop lua-unbound libicu72 libssl3)
+	lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev luajit libluajit-5.1-dev
+	lua-expat lua-filesystem lua-sec lua-socket lua-bitop lua-unbound libicu72 libssl3
+	libestr0 libfastjson4 libgnutls30 lua-cjson openssl)
 
 # shellcheck disable=SC1091
 codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
@@ -119,28 +125,48 @@ prosody_version() {
 	apt-cache madison prosody 2>/dev/null | awk -F'|' -v p="$1" '{ gsub(/ /, "", $2) } index($2, p) == 1 { print $2; exit }'
 }
 
+# Downloads the packages named after $1 (`name` or `name=version`) and unpacks them all into $1,
+# replacing it. Fails (status 1) if apt cannot download them.
+download_and_unpack() {
+	local dest=$1 download=$DEPS/download deb
+	shift
+	rm -rf "$download"
+	mkdir -p "$download"
+	# As root apt downloads unsandboxed anyway; say so instead of warning about it.
+	(cd "$download" && apt-get download -qq -o APT::Sandbox::User=root "$@") || return 1
+	echo "setup: unpacking $* into $dest"
+	rm -rf "$dest.new"
+	for deb in "$download"/*.deb; do
+		dpkg -x "$deb" "$dest.new"
+	done
+	rm -rf "$dest" "$download"
+	mv "$dest.new" "$dest"
+}
+
 # Downloads the newest Prosody $1* .deb and unpacks it into $2 (replacing it).
 unpack_prosody() {
-	local prefix=$1 dest=$2 version download attempt
-	download=$DEPS/download
+	local prefix=$1 dest=$2 version attempt
 	for attempt in 1 2; do
 		version=$(prosody_version "$prefix")
-		if [ -n "$version" ]; then
-			rm -rf "$download"
-			mkdir -p "$download"
-			# As root apt downloads unsandboxed anyway; say so instead of warning about it.
-			if (cd "$download" && apt-get download -qq -o APT::Sandbox::User=root "prosody=$version"); then
-				echo "setup: unpacking Prosody $version into $dest"
-				rm -rf "$dest.new"
-				dpkg -x "$download"/prosody_*.deb "$dest.new"
-				rm -rf "$dest" "$download"
-				mv "$dest.new" "$dest"
-				return 0
-			fi
+		if [ -n "$version" ] && download_and_unpack "$dest" "prosody=$version"; then
+			return 0
 		fi
 		[ "$attempt" = 2 ] || [ -n "$updated" ] || apt_update
 	done
 	echo "setup: could not download a Prosody $prefix* package (apt-cache madison prosody)" >&2
+	exit 1
+}
+
+# rsyslog and rsyslog-gnutls of the default suite, unpacked into $1 for spec/helpers/rsyslog.lua's
+# throwaway collector: installing the package would start (and on systemd hosts enable) a system
+# rsyslog, or replace the syslog daemon the machine has.
+unpack_rsyslog() {
+	local attempt
+	for attempt in 1 2; do
+		download_and_unpack "$1" rsyslog rsyslog-gnutls && return 0
+		[ "$attempt" = 2 ] || [ -n "$updated" ] || apt_update
+	done
+	echo "setup: could not download the rsyslog and rsyslog-gnutls packages" >&2
 	exit 1
 }
 
@@ -184,6 +210,7 @@ fi
 
 [ -f "$DEPS/prosody012/usr/bin/prosody" ] || unpack_prosody 0.12. "$DEPS/prosody012"
 [ -f "$DEPS/prosody13/usr/bin/prosody" ] || unpack_prosody 13. "$DEPS/prosody13"
+[ -x "$DEPS/rsyslog/usr/sbin/rsyslogd" ] || unpack_rsyslog "$DEPS/rsyslog"
 point_launchers "$DEPS/prosody012"
 point_launchers "$DEPS/prosody13"
 

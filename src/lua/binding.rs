@@ -11,14 +11,15 @@ use std::sync::Arc;
 use mlua::{AnyUserData, Function, IntoLuaMulti, LightUserData, Lua, Result, Table, UserData, UserDataMethods, Value};
 
 use super::call::probe_call;
-use super::raw_stack::{self, Decision};
 use super::sink_call::LuaSink;
+use super::stack_path::{self, Decision};
 use super::upvalues::{sink_closure, SinkUpvalues};
 use crate::pure::dump_names;
 use crate::pure::format::FormatCache;
 use crate::pure::options::{OptValue, Problem, Severity, SinkOptions};
 use crate::pure::ring::Limit;
 use crate::pure::signal_names::Trigger;
+use crate::runtime::forward::Forwarder;
 use crate::runtime::sink::{DumpOrigin, Sink};
 use crate::runtime::{auto_dump, crash, os, reports, signals, writer};
 use std::time::Duration;
@@ -126,6 +127,8 @@ impl UserData for Handle {
             }
             t.set("triggers", lua.create_sequence_from(trigger_names(&sink.options))?)?;
             t.set("paused", this.lua_sink().paused.get())?;
+            t.set("format", sink.options.output.format.name())?;
+            t.set("forward", sink.forwards_to())?;
             Ok(t)
         });
         super::shell::add_methods(methods);
@@ -194,8 +197,16 @@ fn new_sink(
     if let Some(text) = dump_names::keep_dumps_warning(&options.target, &options.retention, &path_list) {
         problems.push(Problem { severity: Severity::Warning, text });
     }
+    // `forward`: a host that does not resolve or a CA file that does not load is a config error
+    // like the others, and the sink dumps to its file.
+    let forwarder = Forwarder::new(&options.output).unwrap_or_else(|why| {
+        let target = options.output.forward.as_ref().map(ToString::to_string).unwrap_or_default();
+        let text = format!("Invalid value for option 'forward': {target:?}: {why}; dumps go to the file instead");
+        problems.push(Problem { severity: Severity::Error, text });
+        None
+    });
     settle_stack_path(lua);
-    let state = Rc::new(LuaSink::new(Arc::new(Sink::new(options, path_list))));
+    let state = Rc::new(LuaSink::new(Arc::new(Sink::new(options, path_list).forwarding(forwarder))));
     let pointer = Rc::as_ptr(&state) as *const c_void;
     let handle = lua.create_userdata(Handle(state))?;
     let sink = sink_closure(
@@ -213,9 +224,9 @@ fn new_sink(
     Ok((handle, sink, problems))
 }
 
-/// Settles, once, how sinks read the Lua stack (see `raw_stack`).
+/// Settles, once, how sinks read the Lua stack (see `stack_path`).
 pub(crate) fn settle_stack_path(lua: &Lua) -> &'static Decision {
-    raw_stack::decide(|| probe_stack(lua).unwrap_or(false))
+    stack_path::decide(|| probe_stack(lua).unwrap_or(false))
 }
 
 /// Runs `raw_stack`'s check with one value of every kind it reads, and a table.

@@ -25,13 +25,14 @@ use std::ptr::NonNull;
 use mlua::ffi;
 
 use super::raw_stack::{self, Frame, Running};
-use crate::pure::format::{Arg, ArgValues, FormatError};
+use super::stack_path;
+use crate::pure::format::{Arg, ArgValues, FormatError, INTEGER_SUBTYPE};
 
 /// Free slots Lua guarantees a C function on entry (`LUA_MINSTACK`, lua.h).
 const MIN_STACK: c_int = ffi::LUA_MINSTACK;
-/// Upvalue pseudo-indices Lua 5.4 accepts (`MAXUPVAL`, lfunc.h), past the last a closure has
-/// reading as nil.
-const MAX_UPVALUES: c_int = 255;
+/// Upvalue pseudo-indices the Lua accepts (`MAXUPVAL`, lfunc.h, in 5.2 to 5.4;
+/// `LUAI_MAXUPVALUES`, luaconf.h, in 5.1 and LuaJIT), past the last a closure has reading as nil.
+const MAX_UPVALUES: c_int = if cfg!(any(feature = "lua51", feature = "luajit")) { 60 } else { 255 };
 
 /// The running call: see the module documentation.
 pub(crate) struct LuaCall<'call> {
@@ -40,7 +41,7 @@ pub(crate) struct LuaCall<'call> {
     top: c_int,
     /// Indices up to this one can be pushed to without `lua_checkstack`.
     capacity: c_int,
-    /// The running function as read directly at entry, where [`raw_stack::direct`] allows;
+    /// The running function as read directly at entry, where [`stack_path::direct`] allows;
     /// forgotten by every operation after which the stack may have moved: growing it, and
     /// anything that may run Lua code or the collector (which may shrink it). Pushing within
     /// the room does not move it.
@@ -55,10 +56,10 @@ impl LuaCall<'_> {
     /// # Safety
     /// `state` must be the state Lua passed to the C function now running, with nothing pushed
     /// or popped since, and that function must not return to Lua before `with` does. Lua must
-    /// be the 5.4 this library was built for.
+    /// be the one this library was built for.
     #[inline(always)]
     pub(crate) unsafe fn with<R>(state: *mut ffi::lua_State, f: impl for<'call> FnOnce(LuaCall<'call>) -> R) -> R {
-        let (top, running) = if raw_stack::direct() {
+        let (top, running) = if stack_path::direct() {
             // SAFETY: `direct` only once the running Lua was identified (raw_stack); the caller
             // vouches that `state` is running this C function.
             let (running, top) = unsafe { Running::read(state) };
@@ -95,7 +96,7 @@ impl<'call> LuaCall<'call> {
         } else if index > ffi::LUA_REGISTRYINDEX {
             (index < 0 && -index <= self.top).then_some(self.top + 1 + index)
         } else {
-            (index == ffi::LUA_REGISTRYINDEX || ffi::LUA_REGISTRYINDEX - index <= MAX_UPVALUES).then_some(index)
+            (index == ffi::LUA_REGISTRYINDEX || is_upvalue_index(index)).then_some(index)
         }
     }
 
@@ -119,7 +120,7 @@ impl<'call> LuaCall<'call> {
     }
 
     /// The values on the stack (the call's arguments, and whatever it pushed), read in place,
-    /// when [`raw_stack::direct`] allows and the stack has not moved since the call began.
+    /// when [`stack_path::direct`] allows and the stack has not moved since the call began.
     #[inline(always)]
     pub(crate) fn frame(&self) -> Option<Frame<'_>> {
         // SAFETY: `running` was read on the direct path (the running Lua was identified and the
@@ -193,8 +194,10 @@ impl<'call> LuaCall<'call> {
             }
             ffi::LUA_TNUMBER => {
                 // SAFETY: a valid state, a valid index holding a number; these convert nothing.
+                // Only 5.3 and 5.4 have integers: mlua's `lua_isinteger` for the others says
+                // whether a float holds a whole number, which is not what the formatter asks.
                 unsafe {
-                    if ffi::lua_isinteger(l, index) != 0 {
+                    if INTEGER_SUBTYPE && ffi::lua_isinteger(l, index) != 0 {
                         Arg::Int(ffi::lua_tointegerx(l, index, std::ptr::null_mut()))
                     } else {
                         Arg::Float(ffi::lua_tonumberx(l, index, std::ptr::null_mut()))
@@ -441,10 +444,12 @@ impl<'s> Value<'s> {
     }
 }
 
-/// Whether `index` is an upvalue pseudo-index (always acceptable to the C API).
+/// Whether `index` is an upvalue pseudo-index (always acceptable to the C API). 5.1 and LuaJIT
+/// have two other pseudo-indices (`LUA_ENVIRONINDEX`, `LUA_GLOBALSINDEX`) between the registry
+/// and the first upvalue.
 #[inline(always)]
 fn is_upvalue_index(index: c_int) -> bool {
-    index < ffi::LUA_REGISTRYINDEX && ffi::LUA_REGISTRYINDEX - index <= MAX_UPVALUES
+    (ffi::lua_upvalueindex(MAX_UPVALUES)..=ffi::lua_upvalueindex(1)).contains(&index)
 }
 
 impl LuaCall<'_> {

@@ -6,18 +6,25 @@
 //! - `upvalues`: the sink closure's upvalues, defined once;
 //! - `sink_call`: the sink function Prosody calls for every line: one unsafe entry, then safe;
 //! - `call`: the raw layer over the C API: one running call as a context with safe methods;
-//! - `raw_stack`: the raw layer over Lua 5.4's internals: the direct stack reader, and the
-//!   once-only decision (exact release via `lua_ident`, then a probe) whether to use it;
+//! - `stack_path`: the once-only decision how the per-line path reads the stack;
+//! - `raw_stack`: the raw layer over Lua 5.4's internals: the direct stack reader and how the
+//!   running Lua is identified (exact release via `lua_ident`) before it may be used. Built
+//!   for Lua 5.4 only; for any other Lua, `raw_stack_none` stands in, with no reader at all;
 //! - `stanza`: native `tostring` of util.stanza objects, on the call context.
 
 // Without the `module` feature (cargo test) nothing calls the entry points.
 #![cfg_attr(not(feature = "module"), allow(dead_code))]
 
+#[cfg(not(any(feature = "lua51", feature = "lua52", feature = "lua53", feature = "lua54", feature = "luajit")))]
+compile_error!("choose the Lua to build for: one of the features lua51, lua52, lua53, lua54, luajit");
+
 mod binding;
 mod call;
+#[cfg_attr(not(feature = "lua54"), path = "raw_stack_none.rs")]
 mod raw_stack;
 mod shell;
 mod sink_call;
+mod stack_path;
 mod stanza;
 mod testing;
 mod upvalues;

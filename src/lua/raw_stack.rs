@@ -1,13 +1,16 @@
 //! The raw layer under the per-line path: reads the arguments of the running C function
-//! straight out of Lua 5.4's internal structures, and decides once whether that may be done.
+//! straight out of Lua 5.4's internal structures, and tells whether the running Lua is one it
+//! may be used with.
 //!
 //! The sink reads six or so values for every log line. Through the C API (`lua_type`, then
 //! `lua_tolstring` or `lua_tointegerx`: an out-of-line call each) that alone costs about 0.7
 //! times what Prosody's logger spends on a whole call to an empty sink, more than formatting and
 //! storing the line together. Read here, a value costs a few loads.
 //!
-//! The structures are not a public interface, so nothing here touches them unless [`decide`]
-//! has settled on it, in this order, each step before any dereference of Lua's memory:
+//! Built for Lua 5.4 only (`raw_stack_none.rs` stands in for any other Lua). The structures are
+//! not a public interface, so nothing here touches them unless
+//! [`stack_path::decide`](super::stack_path::decide) has settled on it, in this order, each step
+//! before any dereference of Lua's memory:
 //! 1. `LOG_RINGBUFFER_STACK=api` in the environment (read once) forces the C API;
 //! 2. the target must have 64-bit pointers;
 //! 3. the running Lua must be one of the releases in [`VERIFIED`], told by its exported
@@ -234,68 +237,29 @@ impl<'call> ArgValues<'call> for Frame<'call> {
     }
 }
 
-/// How the per-line path reads the Lua stack here, and why.
-#[derive(Debug, Clone)]
-pub(crate) struct Decision {
-    /// Straight off the stack ([`Frame`]); through the C API otherwise.
-    pub(crate) direct: bool,
-    /// `LOG_RINGBUFFER_STACK=api` forced the C API.
-    pub(crate) forced: bool,
-    /// The running Lua as its `lua_ident` names it ("Lua 5.4.4"), if it could be read.
-    pub(crate) lua: Option<String>,
-    /// Why the C API is used (empty for the direct path).
-    pub(crate) reason: String,
-}
-
-/// The environment variable that forces the C API path: `LOG_RINGBUFFER_STACK=api`.
-pub(crate) const FORCE_VARIABLE: &str = "LOG_RINGBUFFER_STACK";
-
 static IDENTIFIED: OnceLock<Identity> = OnceLock::new();
-static DECISION: OnceLock<Decision> = OnceLock::new();
 
 /// The running Lua, told by its `lua_ident`.
 #[derive(Debug, Clone)]
-struct Identity {
+pub(super) struct Identity {
     /// "Lua 5.4.4" or whatever the Lua says of itself.
-    release: Option<String>,
+    pub(super) release: Option<String>,
     /// One of [`VERIFIED`], the same Lua as the API this library calls, 64-bit pointers.
-    verified: bool,
-    why_not: String,
+    pub(super) verified: bool,
+    /// Why not, if not.
+    pub(super) why_not: String,
 }
 
-/// Whether the running Lua is one whose layout this file states (set once by [`decide`]
-/// before the probe runs). Nothing in this file may dereference Lua's memory unless it is.
+/// The running Lua, identified the first time this is called (by
+/// [`stack_path::decide`](super::stack_path::decide), before the probe runs).
+pub(super) fn identity() -> &'static Identity {
+    IDENTIFIED.get_or_init(identify)
+}
+
+/// Whether the running Lua is one whose layout this file states (known once [`identity`] was
+/// called). Nothing in this file may dereference Lua's memory unless it is.
 pub(super) fn identified() -> bool {
     IDENTIFIED.get().is_some_and(|id| id.verified)
-}
-
-/// Whether the per-line path reads the stack directly: settled once by [`decide`]; false until
-/// then.
-#[inline(always)]
-pub(crate) fn direct() -> bool {
-    DECISION.get().is_some_and(|d| d.direct)
-}
-
-/// Settles, the first time it is called, how the per-line path reads the stack: see the module
-/// documentation for the steps. `probe` must call [`probe_call`](super::call::probe_call) as a
-/// C closure over a light userdata, with arguments of every kind, and return its result; it runs
-/// only if the running Lua is identified.
-pub(crate) fn decide(probe: impl FnOnce() -> bool) -> &'static Decision {
-    DECISION.get_or_init(|| {
-        let forced = std::env::var_os(FORCE_VARIABLE).is_some_and(|v| v == "api");
-        let id = IDENTIFIED.get_or_init(identify);
-        let release = id.release.clone();
-        let api = |reason: String| Decision { direct: false, forced, lua: release.clone(), reason };
-        if forced {
-            api(format!("forced by {FORCE_VARIABLE}=api"))
-        } else if !id.verified {
-            api(id.why_not.clone())
-        } else if !probe() {
-            api("the stack reader disagreed with the C API in the probe".into())
-        } else {
-            Decision { direct: true, forced, lua: release.clone(), reason: String::new() }
-        }
-    })
 }
 
 fn identify() -> Identity {

@@ -6,10 +6,11 @@
 use mlua::{Lua, Result, Table, UserDataRef};
 
 use super::binding::{settle_stack_path, Handle};
-use super::raw_stack::FORCE_VARIABLE;
+use super::stack_path::FORCE_VARIABLE;
+use crate::pure::format::LUA_NAME;
 use crate::runtime::shared_ring;
 
-/// The testing table: `peek(handle)`, `version`, `per_line()`.
+/// The testing table: `peek(handle)`, `version`, `built_for`, `per_line()`.
 pub(crate) fn exports(lua: &Lua) -> Result<Table> {
     let module = lua.create_table()?;
     // The buffered text of a sink, left in place.
@@ -18,6 +19,8 @@ pub(crate) fn exports(lua: &Lua) -> Result<Table> {
         lua.create_function(|lua, handle: UserDataRef<Handle>| lua.create_string(handle.sink().text()))?,
     )?;
     module.set("version", env!("CARGO_PKG_VERSION"))?;
+    // The Lua the library was built for ("Lua 5.3", "LuaJIT"): the one whose printing it follows.
+    module.set("built_for", LUA_NAME)?;
     // How the per-line path runs here (the benchmark prints it): how arguments are read (settled
     // here if no sink did yet) and whether the ring lock uses membarrier.
     module.set(

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use super::date::{DateFormat, DEFAULT_TIMESTAMP};
 use super::duration;
+use super::forward_target::{self, ForwardTarget, Transport};
 use super::level::Level;
+use super::records::{Format, FACILITIES, PRECISE_STAMP};
 use super::ring::{Limit, MIN_SIZE};
 use super::signal_names::{self, Trigger};
 
@@ -18,7 +20,7 @@ pub(crate) const MAX_SIZE: usize = 1 << 36;
 pub(crate) const MAX_LINES: usize = 1 << 28;
 pub(crate) const DEFAULT_TEMPLATE: &str = "{paths.data}/ringbuffer-logs-{pid}-{count}.log";
 /// "name" is read by the Lua side (the admin shell and the statistics name sinks by it).
-const KNOWN: [&str; 19] = [
+const KNOWN: [&str; 24] = [
     "to",
     "level",
     "levels",
@@ -38,6 +40,11 @@ const KNOWN: [&str; 19] = [
     "compress",
     "max_age",
     "name",
+    "format",
+    "forward",
+    "forward_ca_file",
+    "syslog_name",
+    "syslog_facility",
 ];
 /// `dump_cooldown` when not given: an error storm gives one dump a minute.
 pub(crate) const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
@@ -151,6 +158,24 @@ pub(crate) struct Retention {
     pub(crate) max_age: Option<Duration>,
 }
 
+/// How dumps are written and where they are forwarded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Output {
+    /// `format`.
+    pub(crate) format: Format,
+    /// `forward`: dumps go there instead of the file.
+    pub(crate) forward: Option<ForwardTarget>,
+    /// `forward_ca_file`: the CA certificates a `tls://` collector is checked against.
+    pub(crate) ca_file: Option<String>,
+    /// `syslog_name`: RFC 5424's APP-NAME.
+    pub(crate) app_name: String,
+    /// `syslog_facility`, as its number.
+    pub(crate) facility: u8,
+}
+
+/// The system's CA certificates on Debian, for `tls://` without `forward_ca_file`.
+pub(crate) const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// What identifies "the same sink" across a logging reload: two sinks whose options give equal
 /// keys can hand their buffered lines over. Every option is part of it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -162,6 +187,7 @@ pub(crate) struct ReloadKey {
     triggers: Vec<Trigger>,
     auto: AutoDump,
     retention: Retention,
+    output: Output,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -175,6 +201,7 @@ pub(crate) struct SinkOptions {
     pub(crate) triggers: Vec<Trigger>,
     pub(crate) auto: AutoDump,
     pub(crate) retention: Retention,
+    pub(crate) output: Output,
 }
 
 /// Collects problems while the options are read.
@@ -402,12 +429,81 @@ impl<G: Fn(&str) -> OptValue> Reader<G> {
     }
 }
 
+impl<G: Fn(&str) -> OptValue> Reader<G> {
+    fn format(&mut self) -> Format {
+        match (self.get)("format") {
+            OptValue::Absent => Format::Plain,
+            OptValue::Str(name) if Format::from_name(&name).is_some() => Format::from_name(&name).unwrap_or_default(),
+            v => {
+                self.bad("format", &v, Format::NAMES, "writing plain lines");
+                Format::Plain
+            }
+        }
+    }
+
+    fn forward(&mut self) -> Option<ForwardTarget> {
+        const FALLBACK: &str = "dumps go to the file instead";
+        match (self.get)("forward") {
+            OptValue::Absent => None,
+            OptValue::Str(text) => match ForwardTarget::parse(&text) {
+                Ok(target) => Some(target),
+                Err(why) => {
+                    self.bad("forward", &OptValue::Str(text), forward_target::ACCEPTED, &format!("{why}; {FALLBACK}"));
+                    None
+                }
+            },
+            v => {
+                self.bad("forward", &v, forward_target::ACCEPTED, FALLBACK);
+                None
+            }
+        }
+    }
+
+    fn output(&mut self) -> Output {
+        let format = self.format();
+        let mut forward = self.forward();
+        let ca_file = self.path("forward_ca_file");
+        if let Some(target) = forward.as_ref().filter(|t| t.transport == Transport::Tls) {
+            if ca_file.is_none() && !std::path::Path::new(SYSTEM_CA_FILE).exists() {
+                let value = OptValue::Str(target.to_string());
+                let why = format!("no 'forward_ca_file' given and no {SYSTEM_CA_FILE}; dumps go to the file instead");
+                self.bad("forward", &value, "a tls:// collector with CA certificates to check it", &why);
+                forward = None;
+            }
+        }
+        let app_name = match (self.get)("syslog_name") {
+            OptValue::Absent => "prosody".to_string(),
+            OptValue::Str(s) if !s.is_empty() && s.bytes().all(|b| (33..=126).contains(&b)) && s.len() <= 48 => s,
+            v => {
+                self.bad("syslog_name", &v, "a name of up to 48 printable ASCII characters", "using \"prosody\"");
+                "prosody".to_string()
+            }
+        };
+        let facility = match (self.get)("syslog_facility") {
+            OptValue::Absent => 3,
+            OptValue::Str(s) if FACILITIES.iter().any(|(name, _)| *name == s) => {
+                FACILITIES.iter().find(|(name, _)| *name == s).map_or(3, |(_, n)| *n)
+            }
+            v => {
+                self.bad(
+                    "syslog_facility",
+                    &v,
+                    "a syslog facility such as \"daemon\" or \"local0\"",
+                    "using \"daemon\"",
+                );
+                3
+            }
+        };
+        Output { format, forward, ca_file, app_name, facility }
+    }
+}
+
 impl SinkOptions {
     /// Reads the options through `get` (`keys`: every key the entry has); reports problems and
     /// uses defaults for bad values.
     pub(crate) fn parse(get: impl Fn(&str) -> OptValue, keys: &[String]) -> (SinkOptions, Vec<Problem>) {
         let mut reader = Reader { get, problems: Vec::new() };
-        let options = SinkOptions {
+        let mut options = SinkOptions {
             limit: reader.limit(),
             timestamps: reader.timestamps(),
             target: reader.target(),
@@ -415,7 +511,18 @@ impl SinkOptions {
             triggers: reader.triggers(),
             auto: reader.auto_dump(),
             retention: reader.retention(),
+            output: reader.output(),
         };
+        if options.output.format.precise_time() && (reader.get)("timestamps") != OptValue::Absent {
+            let text = format!(
+                "Option 'timestamps' is not used with format = \"{}\": lines keep their time in UTC with microseconds",
+                options.output.format.name()
+            );
+            reader.problems.push(Problem { severity: Severity::Warning, text });
+        }
+        if options.output.format.precise_time() {
+            options.timestamps = DateFormat::with_fractions(PRECISE_STAMP).ok();
+        }
         reader.unknown_keys(keys);
         (options, reader.problems)
     }
@@ -430,6 +537,7 @@ impl SinkOptions {
             triggers: self.triggers.clone(),
             auto: self.auto.clone(),
             retention: self.retention.clone(),
+            output: self.output.clone(),
         }
     }
 }

@@ -17,6 +17,21 @@ pub(crate) struct Batch {
     /// Lines dropped (by the limit, or as too old) since the previous batch was taken and not
     /// yet reported by a dump that succeeded: a dump says so after its header.
     pub(crate) dropped: u64,
+    /// The dump's id, if its records carry one (see `records`): a failed dump's lines keep it
+    /// until they are taken again...
+    pub(crate) id: Option<String>,
+    /// ...and that batch then says, oldest first, how many of its first lines each failed dump
+    /// had sent before (by id).
+    pub(crate) resent: Vec<(String, usize)>,
+}
+
+/// A failed batch given back: its number, how many of its lines are still at the front of the
+/// ring, and its id.
+#[derive(Debug)]
+struct Returned {
+    number: u64,
+    lines: usize,
+    id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -25,7 +40,7 @@ pub(crate) struct Recorder {
     next_batch: u64,
     /// The batches given back since the last take, in batch order, with how many of their
     /// lines are still at the front of the ring...
-    returned: Vec<(u64, usize)>,
+    returned: Vec<Returned>,
     /// ...as of this many lines dropped by the ring (the limit drops the oldest first).
     dropped_when_returned: u64,
     /// `ring.dropped()` when the last batch was taken.
@@ -48,14 +63,15 @@ impl Recorder {
 
     /// Takes every line out for a dump.
     pub(crate) fn take(&mut self) -> Batch {
-        self.returned.clear();
+        self.forget_dropped();
+        let resent = self.returned.drain(..).filter_map(|r| Some((r.id?, r.lines))).collect();
         let number = self.next_batch;
         self.next_batch += 1;
         let lines = self.ring.take();
         let dropped_now = self.ring.dropped();
         let dropped = std::mem::take(&mut self.unreported) + (dropped_now - self.dropped_when_taken);
         self.dropped_when_taken = dropped_now;
-        Batch { number, lines, dropped }
+        Batch { number, lines, dropped, id: None, resent }
     }
 
     /// Lines dropped since the last batch was taken, with those of failed dumps.
@@ -67,9 +83,9 @@ impl Recorder {
     pub(crate) fn give_back(&mut self, batch: Batch) {
         self.unreported += batch.dropped;
         self.forget_dropped();
-        let position = self.returned.iter().take_while(|(n, _)| *n < batch.number).map(|(_, lines)| lines).sum();
-        let index = self.returned.partition_point(|(n, _)| *n < batch.number);
-        self.returned.insert(index, (batch.number, batch.lines.lines()));
+        let position = self.returned.iter().take_while(|r| r.number < batch.number).map(|r| r.lines).sum();
+        let index = self.returned.partition_point(|r| r.number < batch.number);
+        self.returned.insert(index, Returned { number: batch.number, lines: batch.lines.lines(), id: batch.id });
         self.ring.insert(position, &batch.lines);
         self.forget_dropped();
     }
@@ -79,12 +95,12 @@ impl Recorder {
         let dropped = self.ring.dropped();
         let mut gone = (dropped - self.dropped_when_returned) as usize;
         self.dropped_when_returned = dropped;
-        for (_, lines) in &mut self.returned {
-            let here = gone.min(*lines);
-            *lines -= here;
+        for returned in &mut self.returned {
+            let here = gone.min(returned.lines);
+            returned.lines -= here;
             gone -= here;
         }
-        self.returned.retain(|(_, lines)| *lines > 0);
+        self.returned.retain(|r| r.lines > 0);
     }
 }
 
@@ -169,5 +185,20 @@ mod tests {
         push_all(&mut recorder, &["4", "5", "6"]);
         recorder.give_back(first);
         assert_eq!(contents(&recorder), ["4", "5", "6"]);
+    }
+
+    #[test]
+    fn the_next_batch_says_which_failed_dumps_it_sends_again() {
+        let mut recorder = Recorder::new(Limit::Lines(4));
+        push_all(&mut recorder, &["1", "2", "3"]);
+        let mut failed = recorder.take();
+        failed.id = Some("9-1".into());
+        push_all(&mut recorder, &["4"]);
+        recorder.give_back(failed);
+        push_all(&mut recorder, &["5"]); // the limit drops "1"
+        let next = recorder.take();
+        assert_eq!(next.resent, [("9-1".to_string(), 2)]);
+        assert_eq!(next.lines.lines(), 4);
+        assert!(recorder.take().resent.is_empty(), "said once");
     }
 }

@@ -45,11 +45,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::dump_file::FOOTER;
 use super::os::{self, Disposition};
 use super::shared_ring::CrashView;
 use super::sink::{self, Sink};
 use crate::pure::date::{now_seconds, DateFormat};
+use crate::pure::records::FOOTER;
 use crate::pure::ring::Ring;
 
 /// The signals that dump, by index in the handler's tables.

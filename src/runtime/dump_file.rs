@@ -21,6 +21,9 @@
 //! the dumps one after the other. Compressed dumps into regular files are written one at a time;
 //! one that fails is cut back to the file's length before it, so the file never holds a broken
 //! member.
+//!
+//! A `json` or `rfc5424` dump (see `records`) has no length known in advance either: it is
+//! appended the same way, uncompressed or not.
 
 use std::fmt;
 use std::fs::{File, OpenOptions, Permissions};
@@ -31,16 +34,17 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use parking_lot::Mutex;
 
 use super::os;
-use crate::pure::date::{DateFormat, DEFAULT_TIMESTAMP};
 use crate::pure::options::Compression;
+use crate::pure::records::{self, Format, Framing, Wire};
 use crate::pure::ring::Ring;
 
 /// Held while a dump's place in its file is settled (not while opening or writing).
 static RESERVING: Mutex<()> = Mutex::new(());
 
-/// Held while a compressed dump is written into a regular file, so that two of them (the
-/// files lane's and one written at once during shutdown) never interleave.
-static COMPRESSING: Mutex<()> = Mutex::new(());
+/// Held while a dump of unknown length (compressed, or formatted) is appended to a regular
+/// file, so that two of them (the files lane's and one written at once during shutdown) never
+/// interleave.
+static APPENDING: Mutex<()> = Mutex::new(());
 
 /// zstd's level: its default, several hundred MB/s of log text.
 const ZSTD_LEVEL: i32 = 3;
@@ -59,6 +63,8 @@ pub(crate) enum DumpError {
     Write { path: String, error: io::Error },
     /// Shutdown had begun before this (native) dump could start; nothing was taken.
     ShuttingDown,
+    /// The collector of `forward` did not get the whole dump.
+    Forward { target: String, id: String, error: io::Error },
 }
 
 impl fmt::Display for DumpError {
@@ -68,6 +74,9 @@ impl fmt::Display for DumpError {
             DumpError::Open { path, error } => write!(f, "Unable to open output file: {path}: {}", describe(error)),
             DumpError::Write { path, error } => write!(f, "Unable to write dump: {path}: {}", describe(error)),
             DumpError::ShuttingDown => write!(f, "Not dumping: Prosody is shutting down"),
+            DumpError::Forward { target, id, error } => {
+                write!(f, "Could not forward dump {id} to {target}: {}", super::forward::describe(error))
+            }
         }
     }
 }
@@ -115,20 +124,6 @@ fn open(path: &str) -> io::Result<File> {
     Ok(file)
 }
 
-/// The dump header for a dump made at `time`.
-pub(crate) fn header(time: i64) -> Vec<u8> {
-    let mut stamp = Vec::new();
-    if let Ok(format) = DateFormat::new(DEFAULT_TIMESTAMP) {
-        format.render(time, &mut stamp);
-    }
-    let mut header = b"-- Dumping log buffer at ".to_vec();
-    header.extend_from_slice(&stamp);
-    header.extend_from_slice(b" --\n");
-    header
-}
-
-pub(crate) const FOOTER: &[u8] = b"-- End of dump --\n\n";
-
 /// Where one dump's bytes go.
 #[derive(Debug)]
 enum Destination {
@@ -136,48 +131,47 @@ enum Destination {
     Region { file: File, offset: u64, len: u64 },
     /// Anything else (a pipe, a device, Prosody's stdout): written in order.
     Stream(File),
-    /// A compressed dump, written in order; `regular`: into a regular file (see the module doc).
-    Compressed { file: File, codec: Compression, regular: bool },
+    /// A dump of unknown length (compressed, or not plain), written in order; `regular`: into a
+    /// regular file, at its end (see the module doc).
+    Appended { file: File, codec: Option<Compression>, regular: bool },
 }
 
 /// A dump whose file is open and whose place in it is settled.
 #[derive(Debug)]
 pub(crate) struct Prepared {
     pub(crate) path: String,
-    header: Vec<u8>,
+    framing: Framing,
     destination: Destination,
 }
 
 /// Opens the dump file for a dump of `text_bytes` of lines made at `time` and settles where
-/// it goes; `notes` (whole lines, may be empty) follow the header. Quick: the lines themselves
-/// are written by [`Prepared::write`]. (Sinks use [`prepare_as`].)
+/// it goes; `notes` follow the header. Quick: the lines themselves are written by
+/// [`Prepared::write`]. (Sinks use [`prepare_as`].)
 #[cfg(test)]
-pub(crate) fn prepare(path: &str, time: i64, text_bytes: usize, notes: &[u8]) -> Result<Prepared, DumpError> {
-    prepare_as(path, time, text_bytes, notes, None)
+pub(crate) fn prepare(path: &str, time: i64, text_bytes: usize, notes: &[&str]) -> Result<Prepared, DumpError> {
+    prepare_as(path, tests::plain(time, notes), text_bytes, None)
 }
 
-/// [`prepare`] for a dump compressed with `compress` (`path` is the name with its suffix).
+/// Opens the dump file for the dump `framing` describes, of `text_bytes` of lines, compressed
+/// with `compress` (`path` is the name with its suffix), and settles where it goes.
 pub(crate) fn prepare_as(
     path: &str,
-    time: i64,
+    framing: Framing,
     text_bytes: usize,
-    notes: &[u8],
     compress: Option<Compression>,
 ) -> Result<Prepared, DumpError> {
-    let mut header = header(time);
-    header.extend_from_slice(notes);
     let file = open(path).map_err(|error| DumpError::Open { path: path.into(), error })?;
     let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
-    let destination = if let Some(codec) = compress {
-        Destination::Compressed { file, codec, regular }
+    let destination = if compress.is_some() || (regular && framing.format != Format::Plain) {
+        Destination::Appended { file, codec: compress, regular }
     } else if regular {
-        let len = (header.len() + text_bytes + FOOTER.len()) as u64;
+        let len = records::plain_len(&framing, text_bytes) as u64;
         let offset = reserve(&file, len).map_err(|error| DumpError::Write { path: path.into(), error })?;
         Destination::Region { file, offset, len }
     } else {
         Destination::Stream(file)
     };
-    Ok(Prepared { path: path.to_string(), header, destination })
+    Ok(Prepared { path: path.to_string(), framing, destination })
 }
 
 /// Reserves and allocates `len` bytes at the end of `file`; returns where they start.
@@ -204,18 +198,18 @@ fn give_back(file: &File, offset: u64, len: u64) -> bool {
 impl Prepared {
     /// Whether the dump goes into a regular file (else a pipe or device, by path).
     pub(crate) fn is_regular_file(&self) -> bool {
-        matches!(self.destination, Destination::Region { .. } | Destination::Compressed { regular: true, .. })
+        matches!(self.destination, Destination::Region { .. } | Destination::Appended { regular: true, .. })
     }
 
     /// Writes header, lines and footer. On failure the region is cut off or marked as failed
     /// (see the module doc); a stream just stops, without the footer; a compressed dump in a
     /// regular file is cut back.
     pub(crate) fn write(self, lines: &Ring) -> Result<(), DumpError> {
-        let Prepared { path, header, destination } = self;
+        let Prepared { path, framing, destination } = self;
         let result = match destination {
-            Destination::Stream(file) => write_stream(file, &header, lines),
+            Destination::Stream(file) => write_stream(file, &framing, lines),
             Destination::Region { file, offset, len } => {
-                let written = write_region(&file, offset, &header, lines);
+                let written = write_region(&file, offset, &framing, lines);
                 if let Err(e) = &written {
                     if !give_back(&file, offset, len) {
                         mark_failed(&file, offset, len, e);
@@ -223,31 +217,24 @@ impl Prepared {
                 }
                 written
             }
-            Destination::Compressed { file, codec, regular: true } => {
-                write_compressed_file(&file, codec, &header, lines, u64::MAX)
-            }
-            Destination::Compressed { file, codec, regular: false } => encode(codec, file, &header, lines),
+            Destination::Appended { file, codec, regular: true } => append(&file, codec, &framing, lines, u64::MAX),
+            Destination::Appended { file, codec: Some(codec), regular: false } => encode(codec, file, &framing, lines),
+            Destination::Appended { file, codec: None, regular: false } => write_stream(file, &framing, lines),
         };
         result.map_err(|error| DumpError::Write { path, error })
     }
 }
 
-fn write_stream(file: File, header: &[u8], lines: &Ring) -> io::Result<()> {
+fn write_stream(file: File, framing: &Framing, lines: &Ring) -> io::Result<()> {
     let mut out = io::BufWriter::with_capacity(256 * 1024, file);
-    out.write_all(header)?;
-    for line in lines.iter() {
-        for piece in line.pieces() {
-            out.write_all(piece)?;
-        }
-    }
-    out.write_all(FOOTER)?;
+    records::write(framing, Wire::File, lines, |bytes| out.write_all(bytes))?;
     out.flush()
 }
 
 /// Writes the dump at `offset` in large pieces: lines are gathered into a buffer first.
-fn write_region(file: &File, offset: u64, header: &[u8], lines: &Ring) -> io::Result<()> {
+fn write_region(file: &File, offset: u64, framing: &Framing, lines: &Ring) -> io::Result<()> {
     const BUFFER: usize = 1024 * 1024;
-    let mut buffer = Vec::with_capacity(BUFFER.min(header.len() + FOOTER.len() + lines.text_bytes()));
+    let mut buffer = Vec::with_capacity(BUFFER.min(records::plain_len(framing, lines.text_bytes())));
     let mut at = offset;
     let mut flush = |buffer: &mut Vec<u8>| -> io::Result<()> {
         file.write_all_at(buffer, at)?;
@@ -255,27 +242,31 @@ fn write_region(file: &File, offset: u64, header: &[u8], lines: &Ring) -> io::Re
         buffer.clear();
         Ok(())
     };
-    buffer.extend_from_slice(header);
-    for line in lines.iter() {
-        for piece in line.pieces() {
-            if buffer.len() + piece.len() > BUFFER {
-                flush(&mut buffer)?;
-            }
-            buffer.extend_from_slice(piece);
+    records::write(framing, Wire::File, lines, |piece| {
+        if buffer.len() + piece.len() > BUFFER {
+            flush(&mut buffer)?;
         }
-    }
-    buffer.extend_from_slice(FOOTER);
+        buffer.extend_from_slice(piece);
+        Ok::<_, io::Error>(())
+    })?;
     flush(&mut buffer)
 }
 
-/// Writes a compressed dump at the end of a regular file; on failure cuts the file back to its
-/// length before (unless something else was appended meanwhile). `limit`: the offset writing
-/// may not pass (tests make writes fail with it).
-fn write_compressed_file(file: &File, codec: Compression, header: &[u8], lines: &Ring, limit: u64) -> io::Result<()> {
-    let _one_at_a_time = COMPRESSING.lock();
+/// Appends a dump (compressed with `codec`, if given) at the end of a regular file; on failure
+/// cuts the file back to its length before (unless something else was appended meanwhile).
+/// `limit`: the offset writing may not pass (tests make writes fail with it).
+fn append(file: &File, codec: Option<Compression>, framing: &Framing, lines: &Ring, limit: u64) -> io::Result<()> {
+    let _one_at_a_time = APPENDING.lock();
     let start = file.metadata()?.len();
     let mut out = Appender { file, at: start, reached: start, limit };
-    let result = encode(codec, &mut out, header, lines);
+    let result = match codec {
+        Some(codec) => encode(codec, &mut out, framing, lines),
+        None => {
+            let mut buffered = io::BufWriter::with_capacity(COMPRESS_BUFFER, &mut out);
+            records::write(framing, Wire::File, lines, |bytes| buffered.write_all(bytes))
+                .and_then(|()| buffered.flush())
+        }
+    };
     if result.is_err() {
         let _serialised = RESERVING.lock();
         if file.metadata().is_ok_and(|m| m.len() <= out.reached) {
@@ -312,35 +303,30 @@ impl Write for Appender<'_> {
     }
 }
 
-/// Compresses header, lines and footer into `out` as one gzip member or zstd frame, with
-/// fixed buffers whatever the dump's size.
-fn encode<W: Write>(codec: Compression, out: W, header: &[u8], lines: &Ring) -> io::Result<()> {
+/// Compresses the dump into `out` as one gzip member or zstd frame, with fixed buffers
+/// whatever the dump's size.
+fn encode<W: Write>(codec: Compression, out: W, framing: &Framing, lines: &Ring) -> io::Result<()> {
     let out = io::BufWriter::with_capacity(COMPRESS_BUFFER, out);
     match codec {
         Compression::Gzip => {
             let encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(GZIP_LEVEL));
-            feed(encoder, header, lines)?.finish()?.flush()
+            feed(encoder, framing, lines)?.finish()?.flush()
         }
         Compression::Zstd => {
             let mut encoder = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
             encoder.include_checksum(true)?;
-            let text: usize = lines.iter().map(|line| line.pieces().map(<[u8]>::len).sum::<usize>()).sum();
-            encoder.set_pledged_src_size(Some((header.len() + text + FOOTER.len()) as u64))?;
-            feed(encoder, header, lines)?.finish()?.flush()
+            if framing.format == Format::Plain {
+                encoder.set_pledged_src_size(Some(records::plain_len(framing, lines.text_bytes()) as u64))?;
+            }
+            feed(encoder, framing, lines)?.finish()?.flush()
         }
     }
 }
 
-/// Writes header, lines and footer into `encoder` in large pieces; gives it back to be finished.
-fn feed<E: Write>(encoder: E, header: &[u8], lines: &Ring) -> io::Result<E> {
+/// Writes the dump into `encoder` in large pieces; gives it back to be finished.
+fn feed<E: Write>(encoder: E, framing: &Framing, lines: &Ring) -> io::Result<E> {
     let mut input = io::BufWriter::with_capacity(COMPRESS_BUFFER, encoder);
-    input.write_all(header)?;
-    for line in lines.iter() {
-        for piece in line.pieces() {
-            input.write_all(piece)?;
-        }
-    }
-    input.write_all(FOOTER)?;
+    records::write(framing, Wire::File, lines, |bytes| input.write_all(bytes))?;
     input.into_inner().map_err(io::IntoInnerError::into_error)
 }
 
@@ -374,12 +360,29 @@ fn mark_failed(file: &File, offset: u64, len: u64, error: &io::Error) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pure::records::{Identity, FOOTER};
     use crate::pure::ring::Limit;
     use crate::runtime::test_dir::TestDir;
 
+    /// A plain dump's framing.
+    pub(crate) fn plain(time: i64, notes: &[&str]) -> Framing {
+        Framing {
+            format: Format::Plain,
+            time,
+            notes: notes.iter().map(|n| n.to_string()).collect(),
+            id: String::new(),
+            reason: String::new(),
+            identity: Identity { hostname: String::new(), app_name: String::new(), pid: 0, facility: 3 },
+        }
+    }
+
+    fn header(time: i64) -> Vec<u8> {
+        records::plain_header(time)
+    }
+
     /// Appends one dump of `lines` to `path`, now.
     fn write_dump(path: &str, time: i64, lines: &Ring) -> Result<(), DumpError> {
-        prepare(path, time, lines.text_bytes(), b"")?.write(lines)
+        prepare(path, time, lines.text_bytes(), &[])?.write(lines)
     }
 
     fn ring_of(lines: &[&str]) -> Ring {
@@ -433,7 +436,7 @@ mod tests {
         assert!(matches!(err, Err(DumpError::Open { .. })));
         assert!(!std::path::Path::new(&target).exists());
         for path in ["/dev/stderr", "/proc/self/fd/2"] {
-            assert!(prepare(path, 0, 0, b"").expect(path).is_regular_file() == is_regular("/proc/self/fd/2"));
+            assert!(prepare(path, 0, 0, &[]).expect(path).is_regular_file() == is_regular("/proc/self/fd/2"));
         }
     }
 
@@ -447,7 +450,7 @@ mod tests {
         let fifo = dir.file("fifo");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
         assert!(made.success());
-        let err = prepare(&fifo, 0, 0, b"").expect_err("no reader");
+        let err = prepare(&fifo, 0, 0, &[]).expect_err("no reader");
         assert_eq!(
             err.to_string(),
             format!("Unable to open output file: {fifo}: no process has this FIFO open for reading")
@@ -465,7 +468,7 @@ mod tests {
         let dir = TestDir::new("marked");
         let path = dir.file("d.log");
         let lines = ring_of(&["one\n", "two\n"]);
-        let failing = prepare(&path, 0, lines.text_bytes(), b"").expect("prepare");
+        let failing = prepare(&path, 0, lines.text_bytes(), &[]).expect("prepare");
         write_dump(&path, 0, &ring_of(&["later\n"])).expect("second dump");
         let Destination::Region { file, offset, len } = &failing.destination else { panic!("a region") };
         mark_failed(file, *offset, *len, &io::Error::from_raw_os_error(libc::EIO));
@@ -506,30 +509,30 @@ mod tests {
         ring
     }
 
-    fn compressed_dump(path: &str, codec: Compression, notes: &[u8], lines: &Ring) -> Result<(), DumpError> {
-        prepare_as(path, 0, lines.text_bytes(), notes, Some(codec))?.write(lines)
+    fn compressed_dump(path: &str, codec: Compression, notes: &[&str], lines: &Ring) -> Result<(), DumpError> {
+        prepare_as(path, plain(0, notes), lines.text_bytes(), Some(codec))?.write(lines)
     }
 
     #[test]
     fn a_compressed_dump_decompresses_to_the_plain_bytes_and_appends_a_member() {
         let dir = TestDir::new("compressed");
-        let plain = dir.file("plain.log");
+        let plain_path = dir.file("plain.log");
         let first = ring_of(&["one\n", "two\n"]);
         let second = noisy_ring(3000);
-        write_dump(&plain, 0, &first).expect("plain dump");
-        prepare(&plain, 0, second.text_bytes(), b"-- a notice --\n")
+        write_dump(&plain_path, 0, &first).expect("plain dump");
+        prepare(&plain_path, 0, second.text_bytes(), &["a notice"])
             .expect("prepare")
             .write(&second)
             .expect("plain dump");
-        let expected = std::fs::read(&plain).expect("read");
+        let expected = std::fs::read(&plain_path).expect("read");
         for codec in [Compression::Gzip, Compression::Zstd] {
             let path = dir.file(&format!("c.log{}", codec.suffix()));
-            let prepared = prepare_as(&path, 0, first.text_bytes(), b"", Some(codec)).expect("prepare");
+            let prepared = prepare_as(&path, plain(0, &[]), first.text_bytes(), Some(codec)).expect("prepare");
             assert!(prepared.is_regular_file(), "written on the files lane");
             prepared.write(&first).expect("first dump");
             let once = std::fs::read(&path).expect("read");
             assert_eq!(decompress(codec, &once), expected[..header(0).len() + 8 + FOOTER.len()]);
-            compressed_dump(&path, codec, b"-- a notice --\n", &second).expect("second dump");
+            compressed_dump(&path, codec, &["a notice"], &second).expect("second dump");
             let twice = std::fs::read(&path).expect("read");
             assert!(twice.starts_with(&once), "the second dump is appended");
             assert!(twice.len() < expected.len(), "{codec:?} compresses");
@@ -544,7 +547,7 @@ mod tests {
         let lines = ring_of(&["streamed\n"]);
         for codec in [Compression::Gzip, Compression::Zstd] {
             let mut out = Vec::new();
-            encode(codec, &mut out, &header(0), &lines).expect("encode");
+            encode(codec, &mut out, &plain(0, &[]), &lines).expect("encode");
             let mut expected = header(0);
             expected.extend_from_slice(b"streamed\n");
             expected.extend_from_slice(FOOTER);
@@ -558,11 +561,11 @@ mod tests {
         let lines = noisy_ring(4000); // about 1.6 MB: several pieces reach the file before the end
         for codec in [Compression::Gzip, Compression::Zstd] {
             let path = dir.file(&format!("f.log{}", codec.suffix()));
-            compressed_dump(&path, codec, b"", &ring_of(&["before\n"])).expect("first dump");
+            compressed_dump(&path, codec, &[], &ring_of(&["before\n"])).expect("first dump");
             let before = std::fs::read(&path).expect("read");
             let full = {
                 let probe = dir.file("probe");
-                compressed_dump(&probe, codec, b"", &lines).expect("probe dump");
+                compressed_dump(&probe, codec, &[], &lines).expect("probe dump");
                 let len = std::fs::metadata(&probe).expect("meta").len();
                 std::fs::remove_file(&probe).expect("rm");
                 len
@@ -570,13 +573,13 @@ mod tests {
             let start = before.len() as u64;
             for room in [0, 1, 4096, full / 3, full - 1] {
                 let file = OpenOptions::new().write(true).open(&path).expect("open");
-                let err = write_compressed_file(&file, codec, &header(0), &lines, start + room)
+                let err = append(&file, Some(codec), &plain(0, &[]), &lines, start + room)
                     .expect_err("a write past the limit fails");
                 assert_eq!(err.raw_os_error(), Some(libc::EFBIG), "{codec:?} {room}");
                 assert_eq!(std::fs::read(&path).expect("read"), before, "{codec:?} with room for {room} bytes");
             }
             let file = OpenOptions::new().write(true).open(&path).expect("open");
-            write_compressed_file(&file, codec, &header(0), &lines, start + full).expect("exactly enough room");
+            append(&file, Some(codec), &plain(0, &[]), &lines, start + full).expect("exactly enough room");
             let text = decompress(codec, &std::fs::read(&path).expect("read"));
             let dumped = header(0).len() + lines.text_bytes() + FOOTER.len();
             assert_eq!(text.len(), decompress(codec, &before).len() + dumped);

@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 
 use super::auto_dump::LevelTrigger;
 use super::dump_file::{self, DumpError, Prepared};
+use super::forward::{self, Forwarder};
 use super::reports;
 use super::shared_ring::SharedRing;
 pub(crate) use super::writer::DumpOrigin;
@@ -16,6 +17,7 @@ use crate::pure::date::now_seconds;
 use crate::pure::options::{SinkOptions, Target};
 use crate::pure::query::{self, Filter};
 use crate::pure::recorder::{Batch, Recorder};
+use crate::pure::records::{Framing, Identity};
 use crate::pure::ring::{Meta, Ring};
 use crate::pure::template::{self, Values};
 
@@ -30,6 +32,8 @@ pub(crate) struct Sink {
     outcomes: Mutex<Outcomes>,
     /// Lines left out of dumps as older than `max_age`.
     aged_out: AtomicU64,
+    /// `forward`: where dumps go instead of the file.
+    forwarder: Option<Forwarder>,
 }
 
 /// How this sink's dumps went, for the admin shell and Prosody's module status.
@@ -85,7 +89,7 @@ pub(crate) struct Dumped {
 }
 
 /// `{count}`: dump attempts of the whole process, starting at 0.
-static DUMP_COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static DUMP_COUNT: AtomicU64 = AtomicU64::new(0);
 
 impl Sink {
     pub(crate) fn new(options: SinkOptions, paths: Vec<(String, String)>) -> Self {
@@ -97,7 +101,14 @@ impl Sink {
             level_trigger: LevelTrigger::default(),
             outcomes: Mutex::default(),
             aged_out: AtomicU64::new(0),
+            forwarder: None,
         }
+    }
+
+    /// This sink, forwarding its dumps with `forwarder` (see `forward`).
+    pub(crate) fn forwarding(mut self, forwarder: Option<Forwarder>) -> Self {
+        self.forwarder = forwarder;
+        self
     }
 
     /// Stores one finished line (timestamp, source, level, message, newline). Only for the
@@ -114,6 +125,11 @@ impl Sink {
     #[inline]
     pub(crate) fn push_in_place(&self, meta: Meta, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
         self.recorder.with_owner(|r| r.ring.write_in_place(meta, write))
+    }
+
+    /// The collector dumps are forwarded to, if any.
+    pub(crate) fn forwards_to(&self) -> Option<String> {
+        self.forwarder.as_ref().map(|f| f.target.to_string())
     }
 
     /// (lines, bytes of text) held now.
@@ -205,15 +221,36 @@ impl Sink {
     ) -> Result<Dumped, DumpError> {
         let admission = writer::admit(origin).ok_or(DumpError::ShuttingDown)?;
         let time = now_seconds();
-        let (path, compress) = self.target_of(to, time);
+        let forwarder = self.forwarder.as_ref().filter(|_| to.is_none());
+        let count = count_for(to);
+        let (path, compress) = match forwarder {
+            Some(forwarder) => (forwarder.target.to_string(), None),
+            None => self.target_of(to, count, time),
+        };
         let mut batch = self.recorder.with_lock(Recorder::take);
         if let Some(cutoff) = self.max_age_cutoff(time) {
             let aged = batch.lines.drop_older_than(cutoff) as u64;
             self.aged_out.fetch_add(aged, Ordering::Relaxed);
             batch.dropped += aged;
         }
-        let notes = self.notes(batch.dropped);
-        let prepared = match dump_file::prepare_as(&path, time, batch.lines.text_bytes(), notes.as_bytes(), compress) {
+        let framing = self.framing(time, self.notes(&batch), count, reason);
+        let lines = batch.lines.lines();
+        if forwarder.is_some() {
+            batch.id = Some(framing.id.clone());
+            let (lane, sink) = (Lane::Stream(path.clone()), Arc::clone(self));
+            let in_background = match admission {
+                Admission::Background(flight) => {
+                    writer::submit(lane, Box::new(move || sink.finish_forward(framing, batch, flight, false)));
+                    true
+                }
+                Admission::Now(flight) => {
+                    self.finish_forward(framing, batch, flight, true);
+                    false
+                }
+            };
+            return Ok(Dumped { path, lines, in_background });
+        }
+        let prepared = match dump_file::prepare_as(&path, framing, batch.lines.text_bytes(), compress) {
             Ok(p) => p,
             Err(e) => {
                 self.recorder.with_lock(|r| r.give_back(batch));
@@ -221,7 +258,6 @@ impl Sink {
                 return Err(e);
             }
         };
-        let lines = batch.lines.lines();
         let in_background = match admission {
             Admission::Background(flight) => {
                 let lane = if prepared.is_regular_file() { Lane::Files } else { Lane::Stream(path.clone()) };
@@ -237,14 +273,37 @@ impl Sink {
         Ok(Dumped { path, lines, in_background })
     }
 
+    /// What a dump numbered `count` ({count}) writes besides its lines.
+    fn framing(&self, time: i64, notes: Vec<String>, count: u64, reason: &str) -> Framing {
+        let output = &self.options.output;
+        let pid = std::process::id();
+        Framing {
+            format: output.format,
+            time,
+            notes,
+            id: format!("{pid}-{count}"),
+            reason: reason.to_string(),
+            identity: Identity {
+                hostname: forward::hostname(),
+                app_name: output.app_name.clone(),
+                pid,
+                facility: output.facility,
+            },
+        }
+    }
+
     /// Where a dump made at `time` goes, and how compressed: `to`, as it is, or the configured
     /// file (taking the next `{count}`).
-    fn target_of(&self, to: Option<&str>, time: i64) -> (String, Option<crate::pure::options::Compression>) {
+    fn target_of(
+        &self,
+        to: Option<&str>,
+        count: u64,
+        time: i64,
+    ) -> (String, Option<crate::pure::options::Compression>) {
         if let Some(path) = to {
             return (path.to_string(), None);
         }
-        let path = self.path_for(DUMP_COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed), time);
-        super::crash::refresh(); // dump_on_crash: the next dump's {count} (see runtime::crash)
+        let path = self.path_for(count, time);
         let compress = self.options.retention.compress;
         (crate::pure::dump_names::dump_name(path, compress), compress) // compress: the suffix
     }
@@ -262,25 +321,37 @@ impl Sink {
     /// `request.to`, the copy goes there instead of the configured file.
     pub(crate) fn dump_copy(&self, reason: &str, request: &DumpRequest, flight: InFlight) -> Result<Dumped, DumpError> {
         let time = now_seconds();
-        let (path, compress) = self.target_of(request.to.as_deref(), time);
+        let count = count_for(request.to.as_deref());
+        let forwarder = self.forwarder.as_ref().filter(|_| request.to.is_none());
+        let (path, compress) = match forwarder {
+            Some(forwarder) => (forwarder.target.to_string(), None),
+            None => self.target_of(request.to.as_deref(), count, time),
+        };
         let mut filter = request.filter.clone();
         if let Some(cutoff) = self.max_age_cutoff(time) {
             filter.since = Some(filter.since.map_or(cutoff, |since| since.max(cutoff)));
         }
         let lines = query::select(&self.snapshot(), &filter);
         let notes = match request.filter.is_empty() {
-            true => String::new(),
-            false => format!("-- Only the lines with {} --\n", request.filter.describe()),
+            true => Vec::new(),
+            false => vec![format!("Only the lines with {}", request.filter.describe())],
         };
-        let written = dump_file::prepare_as(&path, time, lines.text_bytes(), notes.as_bytes(), compress)
-            .and_then(|prepared| prepared.write(&lines));
+        let framing = self.framing(time, notes, count, reason);
+        let written = match forwarder {
+            Some(forwarder) => forwarder
+                .send(&framing, &lines, forward::IO_TIMEOUT)
+                .map_err(|error| DumpError::Forward { target: path.clone(), id: framing.id.clone(), error }),
+            None => dump_file::prepare_as(&path, framing, lines.text_bytes(), compress)
+                .and_then(|prepared| prepared.write(&lines)),
+        };
         self.record_outcome(&path, written.as_ref().err());
         let count = lines.lines();
         if written.is_ok() {
+            let done = if forwarder.is_some() { "Forwarded" } else { "Dumped" };
             let text =
-                format!("Dumped a copy of {count} buffered lines to {path} ({reason}); the buffer keeps its lines");
+                format!("{done} a copy of {count} buffered lines to {path} ({reason}); the buffer keeps its lines");
             reports::push("info", text);
-            if request.to.is_none() {
+            if request.to.is_none() && forwarder.is_none() {
                 super::retention::after_dump(&self.options, &self.paths, &path);
             }
         }
@@ -288,20 +359,20 @@ impl Sink {
         written.map(|()| Dumped { path, lines: count, in_background: false })
     }
 
-    /// The notice lines after the dump header: only when there is something to say, so that a
-    /// dump that lost nothing stays byte for byte the Lua module's.
-    fn notes(&self, dropped: u64) -> String {
-        let mut notes = String::new();
-        if dropped > 0 {
-            notes += &format!("-- {dropped} older lines were dropped since the previous dump --\n");
+    /// The notices after the dump header: only when there is something to say, so that a dump
+    /// that lost nothing stays byte for byte the Lua module's.
+    fn notes(&self, batch: &Batch) -> Vec<String> {
+        let mut notes = Vec::new();
+        for (id, lines) in &batch.resent {
+            notes.push(format!("The first {lines} lines were in dump {id}, which could not be forwarded: sent again"));
+        }
+        if batch.dropped > 0 {
+            notes.push(format!("{} older lines were dropped since the previous dump", batch.dropped));
         }
         match self.level_trigger.take_suppressed() {
             0 => {}
-            n => {
-                notes += &format!(
-                    "-- {n} more dump_on triggers were suppressed by dump_cooldown since the previous dump --\n"
-                )
-            }
+            n => notes
+                .push(format!("{n} more dump_on triggers were suppressed by dump_cooldown since the previous dump")),
         }
         notes
     }
@@ -339,6 +410,41 @@ impl Sink {
         drop(flight);
     }
 
+    /// Forwards a dump and reports how it went. A failed dump's lines go back for the next
+    /// dump; while shutting down (`last`) they are written to the sink's file instead, since
+    /// there will be no next dump.
+    fn finish_forward(&self, framing: Framing, batch: Batch, flight: InFlight, last: bool) {
+        let Some(forwarder) = &self.forwarder else { return };
+        let target = forwarder.target.to_string();
+        let reason = framing.reason.clone();
+        let timeout = if last { forward::SHUTDOWN_TIMEOUT } else { forward::IO_TIMEOUT };
+        match forwarder.send(&framing, &batch.lines, timeout) {
+            Ok(()) => {
+                let id = &framing.id;
+                let text =
+                    format!("Forwarded {} buffered lines to {target} ({reason}); dump {id}", batch.lines.lines());
+                reports::push("info", text);
+                self.record_outcome(&target, None);
+            }
+            Err(error) => {
+                let failure = DumpError::Forward { target: target.clone(), id: framing.id.clone(), error };
+                self.record_outcome(&target, Some(&failure));
+                if last {
+                    reports::push("error", format!("{failure} ({reason}); writing the lines to the sink's file"));
+                    let (path, compress) = self.target_of(None, count_for(None), framing.time);
+                    match dump_file::prepare_as(&path, framing, batch.lines.text_bytes(), compress) {
+                        Ok(prepared) => self.finish(prepared, batch, &reason, true, flight),
+                        Err(e) => report_failure(&e, &reason),
+                    }
+                    return;
+                }
+                report_failure(&failure, &reason);
+                self.recorder.with_lock(|r| r.give_back(batch));
+            }
+        }
+        drop(flight);
+    }
+
     #[cfg(test)]
     pub(crate) fn for_tests() -> Self {
         Sink::new(SinkOptions::parse(|_| crate::pure::options::OptValue::Absent, &[]).0, Vec::new())
@@ -367,9 +473,20 @@ impl Sink {
     }
 }
 
+/// The `{count}` of a dump to the configured file or collector (taking it), or to the one-off
+/// file `to` (which takes none).
+fn count_for(to: Option<&str>) -> u64 {
+    if to.is_some() {
+        return next_count();
+    }
+    let count = DUMP_COUNT.fetch_add(1, Ordering::Relaxed);
+    super::crash::refresh(); // dump_on_crash: the next dump's {count} (see runtime::crash)
+    count
+}
+
 /// The `{count}` the next dump will have.
 pub(crate) fn next_count() -> u64 {
-    DUMP_COUNT.load(std::sync::atomic::Ordering::Relaxed)
+    DUMP_COUNT.load(Ordering::Relaxed)
 }
 
 /// Reports a dump that failed where Lua cannot be told directly.
@@ -460,5 +577,47 @@ mod tests {
         failing.push(b"6\n", 0);
         assert!(writer::wait_idle(Duration::from_secs(5)));
         assert_eq!(failing.text(), b"3\n4\n5\n6\n");
+    }
+
+    #[test]
+    fn a_failed_forward_keeps_the_lines_and_the_next_dump_sends_them_again() {
+        use std::io::Read;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let target = format!("tcp://127.0.0.1:{port}");
+        let (options, problems) = SinkOptions::parse(
+            |k| match k {
+                "forward" => OptValue::Str(target.clone()),
+                "format" => OptValue::Str("rfc5424".into()),
+                _ => OptValue::Absent,
+            },
+            &[],
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let forwarder = Forwarder::new(&options.output).expect("valid");
+        let sink = Arc::new(Sink::new(options, Vec::new()).forwarding(forwarder));
+        sink.push(b"c2s1\tdebug\tfirst\n", Meta { time: 7, source_at: 0 });
+        let failed = sink.dump(DumpOrigin::LuaThread, "test").expect("started");
+        assert_eq!((failed.path.as_str(), failed.lines), (target.as_str(), 1));
+        assert!(writer::wait_idle(Duration::from_secs(10)));
+        assert_eq!(sink.usage().0, 1, "nobody listened: the line is kept");
+        assert_eq!(sink.outcomes().failed, 1);
+
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind again");
+        let reader = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut text = String::new();
+            stream.read_to_string(&mut text).expect("read");
+            text
+        });
+        sink.push(b"c2s1\tdebug\tsecond\n", Meta { time: 8, source_at: 0 });
+        sink.dump(DumpOrigin::LuaThread, "test").expect("started");
+        assert!(writer::wait_idle(Duration::from_secs(10)));
+        let text = reader.join().expect("reader");
+        let first_id = format!("{}-", std::process::id());
+        assert!(text.contains(&format!("] The first 1 lines were in dump {first_id}")), "{text}");
+        let (first, second) = (text.find("] first").expect("first"), text.find("] second").expect("second"));
+        assert!(first < second, "{text}");
+        assert_eq!(sink.usage().0, 0);
+        assert_eq!(sink.outcomes().done, 1);
     }
 }

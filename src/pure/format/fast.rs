@@ -6,7 +6,7 @@
 
 use super::compile::Piece;
 use super::copy::{copy_plain_raw, copy_raw};
-use super::rules::int_text;
+use super::numbers::{float_is_integer, float_prints_whole, int_text};
 use super::{Arg, ArgValues, Compiled};
 
 /// A format in the form [`format_simple`] runs: its literal text (`%%` already made `%`) and,
@@ -119,9 +119,9 @@ impl<'b> FastLine<'b> {
 }
 
 /// The common case in one pass, with no Lua at all: a format of plain literals, `%s`, `%d`
-/// and `%i`, and arguments that are plain strings, integers, booleans or nil, no more than the
-/// format uses. `None` when anything else turns up (or the buffer is full); `out` is then
-/// to be discarded.
+/// and `%i`, and arguments that are plain strings, integers (whole floats on a Lua without
+/// integers), booleans or nil, no more than the format uses. `None` when anything else turns
+/// up (or the buffer is full); `out` is then to be discarded.
 #[inline(always)]
 pub fn format_simple<'a, A: ArgValues<'a> + ?Sized>(
     compiled: &Compiled,
@@ -142,6 +142,10 @@ pub fn format_simple<'a, A: ArgValues<'a> + ?Sized>(
             Arg::Nil => out.trusted(b"(nil)")?,
             Arg::Bool(true) if string => out.trusted(b"true")?,
             Arg::Bool(false) if string => out.trusted(b"false")?,
+            // Only on a Lua without integers (the guards are false otherwise): every number is
+            // a float there, and whole ones print as integers (see `numbers`).
+            Arg::Float(n) if !string && float_is_integer(n) => out.int(n as i64)?,
+            Arg::Float(n) if string && float_prints_whole(n) => out.int(n as i64)?,
             _ => return None,
         }
     }

@@ -18,19 +18,24 @@
 //!   which checks and copies each string in the same pass and gives up, writing nothing that
 //!   counts, at the first byte that needs care. The fuzz target checks it against the general
 //!   path;
-//! - `copy`: the byte-level work under both: which bytes need care, and word-wise copying.
+//! - `copy`: the byte-level work under both: which bytes need care, and word-wise copying;
+//! - `numbers`: numbers as the Lua the library is built for prints them (5.1, 5.2 and LuaJIT
+//!   have no integers and print `3`, 5.3 and 5.4 print the float `3.0`).
 
 mod cache;
 mod compile;
 mod copy;
 mod fast;
+mod numbers;
 mod rules;
 
 pub(crate) use cache::FormatCache;
 pub use compile::Compiled;
 pub use fast::{format_simple, FastLine};
+pub(crate) use numbers::push_float;
+pub use numbers::{INTEGER_SUBTYPE, LUA_NAME};
 pub use rules::format_message;
-pub(crate) use rules::{push_float, sanitize_into, string_field};
+pub(crate) use rules::{sanitize_into, string_field};
 
 /// One log call argument, as seen without calling into Lua.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,9 +44,9 @@ pub enum Arg<'a> {
     Nil,
     /// `true` or `false`.
     Bool(bool),
-    /// A Lua integer.
+    /// A Lua integer (5.3 and 5.4 only).
     Int(i64),
-    /// A Lua float.
+    /// A Lua float: every number on a Lua without integers (see [`INTEGER_SUBTYPE`]).
     Float(f64),
     /// A Lua string's bytes.
     Str(&'a [u8]),

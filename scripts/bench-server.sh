@@ -1,0 +1,168 @@
+#!/bin/bash
+# `make bench-server`: what keeping debug capture on costs a real Prosody. Each Prosody version
+# (0.12 and 13, from make deps) runs on loopback, with accounts made by its own prosodyctl;
+# bench/loadgen (pre-built, pipelined stanzas after a real SASL login, bind and presence) routes
+# a fixed number of chat messages between CLIENTS logged-in users until every one has arrived.
+# Configurations, each a fresh Prosody, in rotating order within each of ROUNDS rounds:
+#   A  info and up to a file (the baseline)
+#   B  A + this module, debug into a RING_SIZE ring (full and evicting during the timed part)
+#   C  A + the upstream Lua module's algorithm (bench/upstream_sink.lua), RING_SIZE ring
+#   H  A + RING_SIZE bytes of Lua heap held and never logged into (C's heap without its work)
+#   D  A + debug to a file
+# Ratios to A are taken within each round; bench/server/report.lua prints their medians and
+# writes bench/server-results.md and bench/server-results.svg. Everything runs in a temp dir
+# that is removed however the script ends; only the processes started here are stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+LUA=${LUA:-lua5.4}
+DEPS=${DEPS:-$PWD/.deps}
+ROUNDS=${ROUNDS:-5}
+CLIENTS=${CLIENTS:-20}
+MESSAGES=${MESSAGES:-40000}
+WARMUP=${WARMUP:-6000}
+RING_SIZE=${RING_SIZE:-$((1024 * 1024))}
+read -r -a CONFIGS <<<"${CONFIGS:-A B C H D}"
+read -r -a VERSIONS <<<"${VERSIONS:-$DEPS/prosody012 $DEPS/prosody13}"
+# KEEP_DEBUG_LOGS=<dir>: copy each version's debug file of configuration D there (for a look).
+KEEP_DEBUG_LOGS=${KEEP_DEBUG_LOGS:-}
+# CALLGRIND_DIR=<dir>: run Prosody under callgrind, instrumented during the timed part only, and
+# keep callgrind-<version>-<config>-<round>.out there (instruction counts; wall times are void).
+CALLGRIND_DIR=${CALLGRIND_DIR:-}
+# GC_PROBE=1: with the collector stopped during the timed part (mod_bench_gcprobe), add
+# lua_bytes=<Lua heap allocated> to each result line. Timings are then void.
+GC_PROBE=${GC_PROBE:-}
+PASSWORD=bench-password
+LOADGEN=bench/loadgen/target/release/bench-loadgen
+start_time=$(date +%s)
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+
+init_check bench-server
+results=$tmp/results.tsv
+
+# The configuration for run $config (set by run_one) replaces lib.sh's ringbuffer-only one;
+# start_prosody calls this with its free ports.
+write_prosody_config() {
+	local extra='' sinks=''
+	mkdir -p "$data" "$tmp/certs"
+	case $config in
+		B) extra='"log_ringbuffer";'
+			sinks="{ levels = { min = \"debug\" }, to = \"ringbuffer\", size = $RING_SIZE, signal = \"SIGUSR2\" };" ;;
+		C) extra='"bench_upstream_sink";'
+			sinks="{ levels = { min = \"debug\" }, to = \"bench_upstream\", size = $RING_SIZE };" ;;
+		H) extra='"bench_heap";' ;;
+		D) sinks="{ levels = { min = \"debug\" }, to = \"file\", filename = \"$tmp/debug.log\" };" ;;
+	esac
+	[ -z "$GC_PROBE" ] || extra="$extra \"bench_gcprobe\";"
+	cat >"$tmp/prosody.cfg.lua" <<EOF
+run_as_root = true
+pidfile = "$tmp/prosody.pid"
+data_path = "$data"
+certificates = "$tmp/certs"
+plugin_paths = { "$tmp/plugins" }
+interfaces = { "127.0.0.1" }
+c2s_ports = { ${C2S_PORT:-0} }
+c2s_interfaces = { "127.0.0.1" }
+s2s_ports = { ${S2S_PORT:-0} }
+s2s_interfaces = { "127.0.0.1" }
+http_ports = {}
+https_ports = {}
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+bench_upstream_sink_file = "$PWD/bench/upstream_sink.lua"
+bench_heap_bytes = $RING_SIZE
+modules_enabled = { "roster", "saslauth", "ping", $modules $extra }
+log = {
+	{ levels = { min = "info" }, to = "file", filename = "$tmp/prosody.log" };
+	$sinks
+}
+VirtualHost "localhost"
+EOF
+}
+
+# Sets version, modules (0.12 needs mod_posix for its pidfile), data and launcher for tree $1.
+use_version() {
+	launcher=("$LUA" "$1/usr/bin/prosody")
+	if [ -n "$CALLGRIND_DIR" ]; then
+		launcher=(valgrind --tool=callgrind --instr-atstart=no "--callgrind-out-file=$tmp/callgrind.out" "${launcher[@]}")
+	fi
+	ctl=("$LUA" "$1/usr/bin/prosodyctl")
+	version=$(prosody_version "$LUA" "$1/usr/bin/prosody")
+	[ -n "$version" ] || fail "no Prosody in $1 (make deps)"
+	case $version in
+		0.*) modules='"posix";' ;;
+		*) modules='' ;;
+	esac
+	data=$tmp/data-$version
+}
+
+# Makes the CLIENTS accounts u0, u1, ... with the version's own prosodyctl.
+register_accounts() {
+	local i
+	config=A
+	write_prosody_config
+	for ((i = 0; i < CLIENTS; i++)); do
+		"${ctl[@]}" --config "$tmp/prosody.cfg.lua" register "u$i" localhost "$PASSWORD" >>"$tmp/prosodyctl.out" 2>&1 \
+			|| { fail_show=("$tmp/prosodyctl.out" "prosodyctl"); fail "prosodyctl register u$i failed"; }
+	done
+}
+
+# One run: Prosody $version with configuration $config, the load, one line of results.tsv.
+run_one() {
+	local round=$1 line count=()
+	config=$2
+	rm -f "$tmp/debug.log"
+	start_prosody "" "${launcher[@]}"
+	[ "$config" != B ] || wait_for_library log_ringbuffer_native "the module's native library"
+	[ "$config" != D ] || count=(--count-file "$tmp/debug.log")
+	[ -z "$GC_PROBE" ] || count+=(--before-timed "kill -USR1 $pid; sleep 1" --after-timed "kill -USR1 $pid; sleep 1")
+	[ -z "$CALLGRIND_DIR" ] || count+=(--before-timed "callgrind_control -i on $pid >/dev/null" \
+		--after-timed "callgrind_control -i off $pid >/dev/null")
+	line=$("$LOADGEN" --port "$C2S_PORT" --server-pid "$pid" --clients "$CLIENTS" --password "$PASSWORD" \
+		--messages "$MESSAGES" --warmup "$WARMUP" "${count[@]}" 2>"$tmp/loadgen.err") \
+		|| { fail_show=("$tmp/loadgen.err" "load generator"); fail "load generator failed ($version, $config)"; }
+	[ "$config" != B ] || check_prosody_log
+	if grep -q "mod_bench.*error\|Traceback" "$tmp/prosody.log"; then fail "Prosody logged errors ($version, $config)"; fi
+	if [ -n "$GC_PROBE" ]; then
+		line="$line lua_bytes=$(sed -n 's/.*gcprobe: \([0-9]*\) bytes.*/\1/p' "$tmp/prosody.log" | tail -n 1)"
+	fi
+	stop_prosody
+	[ -z "$CALLGRIND_DIR" ] || mv "$tmp/callgrind.out" "$CALLGRIND_DIR/callgrind-$version-$config-$round.out"
+	[ "$config" != D ] || [ -z "$KEEP_DEBUG_LOGS" ] || cp "$tmp/debug.log" "$KEEP_DEBUG_LOGS/debug-$version.log"
+	echo "$version $round $config ${line#result }" | tee -a "$results"
+}
+
+# MODULE_PLUGIN_DIR=<dir>: take the module from a plugin dir made earlier by `make install-plugin`
+# (e.g. of another checkout) instead of building this one.
+if [ -n "${MODULE_PLUGIN_DIR:-}" ]; then
+	mkdir -p "$tmp/plugins"
+	cp -r "$MODULE_PLUGIN_DIR/mod_log_ringbuffer" "$tmp/plugins/"
+else
+	echo "bench-server: building the module"
+	make --no-print-directory install-plugin PLUGIN_DIR="$tmp/plugins" >/dev/null
+fi
+echo "bench-server: building the load generator"
+"${CARGO:-cargo}" build --release --quiet --manifest-path bench/loadgen/Cargo.toml
+cp bench/server/mod_bench_*.lua "$tmp/plugins/"
+
+for tree in "${VERSIONS[@]}"; do
+	use_version "$tree"
+	echo "bench-server: Prosody $version: registering $CLIENTS accounts with prosodyctl"
+	register_accounts
+done
+
+echo "bench-server: $ROUNDS rounds x ${#VERSIONS[@]} versions x ${#CONFIGS[@]} configurations;" \
+	"$CLIENTS clients, $WARMUP warm-up + $MESSAGES timed messages per run, rings of $RING_SIZE bytes"
+for ((round = 1; round <= ROUNDS; round++)); do
+	for ((v = 0; v < ${#VERSIONS[@]}; v++)); do
+		use_version "${VERSIONS[(v + round) % ${#VERSIONS[@]}]}"
+		for ((c = 0; c < ${#CONFIGS[@]}; c++)); do
+			run_one "$round" "${CONFIGS[(c + round - 1) % ${#CONFIGS[@]}]}"
+		done
+	done
+done
+
+echo "bench-server: load average at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+"$LUA" bench/server/report.lua "$results" "$RING_SIZE" "$CLIENTS" "$(nproc)" "$(( $(date +%s) - start_time ))"
