@@ -3,7 +3,7 @@
 -- and a unix socket, from real Prosody 0.12 and 13. What rsyslog stored is compared with a kept
 -- copy of the same buffer that the admin shell wrote (`ringbuffer:dump({ keep = true, to = ... })`)
 -- while the sink was paused, so both hold exactly the same lines. Then: the collector stopped
--- and killed in the middle of a dump of several MB, restarted, and the lines arriving whole with
+-- and killed in the middle of a dump of 2 MB, restarted, and the lines arriving whole with
 -- the next dump; TLS with a CA that did not sign the collector's certificate; bad `forward`
 -- values.
 local prosody = require "spec.helpers.prosody";
@@ -431,7 +431,12 @@ describe("the rsyslog harness", function ()
 	end);
 end);
 
-for _, version in ipairs(prosody.versions()) do
+local versions = prosody.versions();
+for _, version in ipairs(versions) do
+	-- TCP, the formats, shutdown and bad values in every version; the other transports and the
+	-- collector killed mid-dump (which do not depend on Prosody's version) in the newest only,
+	-- to keep `make check` short.
+	local it_newest = version == versions[#versions] and it or pending;
 	describe("in Prosody " .. version .. ", forwarding to a real rsyslog", function ()
 		local collector, down, server, targets;
 		setup(function ()
@@ -487,7 +492,7 @@ for _, version in ipairs(prosody.versions()) do
 			server:shell([[ringbuffer:resume("tcp")]]);
 		end);
 
-		it("over TLS, verified, in the RFC 5424 format: each message is the file's line", function ()
+		it_newest("over TLS, verified, in the RFC 5424 format: each message is the file's line", function ()
 			server:command("spam 2000 tls-line 300", "log warn tls-warning", "log error tls-error");
 			server:wait_for_log("tls-line done");
 			local copy_path = server.dir .. "/tls-copy.log";
@@ -522,7 +527,7 @@ for _, version in ipairs(prosody.versions()) do
 			server:shell([[ringbuffer:resume("tls")]]);
 		end);
 
-		it("over TLS with a CA that did not sign the collector's certificate, fails and keeps the lines", function ()
+		it_newest("over TLS with a CA that did not sign the collector's certificate, fails and keeps the lines", function ()
 			server:command("log debug wrong-ca-line", "fire e2e/wrongca");
 			local id = prosody.wait_for(function () return expect.forward_failed(server:log(), targets.tls); end, 30,
 				"the failed TLS forward to be logged");
@@ -533,7 +538,7 @@ for _, version in ipairs(prosody.versions()) do
 			assert.truthy(server:alive());
 		end);
 
-		it("over UDP, in JSON: one datagram per record, each a JSON object", function ()
+		it_newest("over UDP, in JSON: one datagram per record, each a JSON object", function ()
 			server:command("spam 20 udp-line", "log info \"quoted\" \\ back\\slash é");
 			server:wait_for_log("udp-line done");
 			local copy_path = server.dir .. "/udp-copy.log";
@@ -560,7 +565,7 @@ for _, version in ipairs(prosody.versions()) do
 			server:shell([[ringbuffer:resume("udp")]]);
 		end);
 
-		it("over a unix socket, in syslog(3)'s local form, as /dev/log takes it", function ()
+		it_newest("over a unix socket, in syslog(3)'s local form, as /dev/log takes it", function ()
 			server:command("spam 20 unix-line");
 			server:wait_for_log("unix-line done");
 			local copy_path = server.dir .. "/unix-copy.log";
@@ -591,7 +596,7 @@ for _, version in ipairs(prosody.versions()) do
 			server:shell([[ringbuffer:resume("unix")]]);
 		end);
 
-		it("over a unix socket in the RFC 5424 format: BODY is the file's line from MSGID on", function ()
+		it_newest("over a unix socket in the RFC 5424 format: BODY is the file's line from MSGID on", function ()
 			local before = #collector:records("unix");
 			server:command("spam 20 unix5424-line");
 			server:wait_for_log("unix5424-line done");
@@ -629,14 +634,16 @@ for _, version in ipairs(prosody.versions()) do
 			server:shell([[ringbuffer:resume("unix5424")]]);
 		end);
 
-		it("survives the collector stopping in the middle of a dump of several MB, and resends it whole", function ()
+		it_newest("survives the collector stopping in the middle of a dump of 2 MB, and resends it whole", function ()
 			local target = targets.down;
-			server:command("spam 60000 down-line 400"); -- about 25 MB: more than the sockets can hold
+			-- About 2 MB. Whatever the sockets hold, bytes left unread when the collector dies reset the
+			-- connection, so the dump fails; a bigger dump only costs the spec time.
+			server:command("spam 5000 down-line 400");
 			prosody.wait_for(function () return server:log():find("down-line done", 1, true); end, 60, "the ring to fill");
 			local copy_path = server.dir .. "/down-copy.log";
 			kept_copy(server, "down", copy_path);
 			local copy = plain_lines(prosody.read(copy_path));
-			assert.equal(60000, count_matching(copy, "down%-line %d+$"));
+			assert.equal(5000, count_matching(copy, "down%-line %d+$"));
 
 			down:pause();
 			server:command("fire e2e/down");
