@@ -9,6 +9,7 @@
 #   C  A + the upstream Lua module's algorithm (bench/upstream_sink.lua), RING_SIZE ring
 #   H  A + RING_SIZE bytes of Lua heap held and never logged into (C's heap without its work)
 #   D  A + debug to a file
+#   N  A + a Lua sink that does nothing: what handing debug lines to any sink costs the server
 # Ratios to A are taken within each round; bench/server/report.lua prints their medians and
 # writes bench/server-results.md and bench/server-results.svg. Everything runs in a temp dir
 # that is removed however the script ends; only the processes started here are stopped.
@@ -19,17 +20,19 @@ cd "$(dirname "$0")/.."
 
 LUA=${LUA:-lua5.4}
 DEPS=${DEPS:-$PWD/.deps}
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-7}
 CLIENTS=${CLIENTS:-20}
 MESSAGES=${MESSAGES:-40000}
 WARMUP=${WARMUP:-6000}
 RING_SIZE=${RING_SIZE:-$((1024 * 1024))}
-read -r -a CONFIGS <<<"${CONFIGS:-A B C H D}"
+read -r -a CONFIGS <<<"${CONFIGS:-A B C H D N}"
 read -r -a VERSIONS <<<"${VERSIONS:-$DEPS/prosody012 $DEPS/prosody13}"
 # KEEP_DEBUG_LOGS=<dir>: copy each version's debug file of configuration D there (for a look).
 KEEP_DEBUG_LOGS=${KEEP_DEBUG_LOGS:-}
 # CALLGRIND_DIR=<dir>: run Prosody under callgrind, instrumented during the timed part only, and
-# keep callgrind-<version>-<config>-<round>.out there (instruction counts; wall times are void).
+# keep callgrind-<version>-<config>-<round>.out there; the summary then gives the instructions
+# per message and per debug line (counts that other processes cannot disturb; wall times are
+# void).
 CALLGRIND_DIR=${CALLGRIND_DIR:-}
 # GC_PROBE=1: with the collector stopped during the timed part (mod_bench_gcprobe), add
 # lua_bytes=<Lua heap allocated> to each result line. Timings are then void.
@@ -53,6 +56,8 @@ write_prosody_config() {
 		C) extra='"bench_upstream_sink";'
 			sinks="{ levels = { min = \"debug\" }, to = \"bench_upstream\", size = $RING_SIZE };" ;;
 		H) extra='"bench_heap";' ;;
+		N) extra='"bench_noop_sink";'
+			sinks="{ levels = { min = \"debug\" }, to = \"bench_noop\" };" ;;
 		D) sinks="{ levels = { min = \"debug\" }, to = \"file\", filename = \"$tmp/debug.log\" };" ;;
 	esac
 	[ -z "$GC_PROBE" ] || extra="$extra \"bench_gcprobe\";"
@@ -129,7 +134,11 @@ run_one() {
 		line="$line lua_bytes=$(sed -n 's/.*gcprobe: \([0-9]*\) bytes.*/\1/p' "$tmp/prosody.log" | tail -n 1)"
 	fi
 	stop_prosody
-	[ -z "$CALLGRIND_DIR" ] || mv "$tmp/callgrind.out" "$CALLGRIND_DIR/callgrind-$version-$config-$round.out"
+	if [ -n "$CALLGRIND_DIR" ]; then
+		local profile=$CALLGRIND_DIR/callgrind-$version-$config-$round.out
+		mv "$tmp/callgrind.out" "$profile"
+		line="$line instructions=$(sed -n 's/^totals: \([0-9]*\).*/\1/p' "$profile")"
+	fi
 	[ "$config" != D ] || [ -z "$KEEP_DEBUG_LOGS" ] || cp "$tmp/debug.log" "$KEEP_DEBUG_LOGS/debug-$version.log"
 	echo "$version $round $config ${line#result }" | tee -a "$results"
 }
