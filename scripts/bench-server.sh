@@ -10,6 +10,7 @@
 #   H  A + RING_SIZE bytes of Lua heap held and never logged into (C's heap without its work)
 #   D  A + debug to a file
 #   N  A + a Lua sink that does nothing: what handing debug lines to any sink costs the server
+#   P  B with capture paused (mod_bench_pause_ringbuffer): the native sink is called and returns
 # Ratios to A are taken within each round; bench/server/report.lua prints their medians and
 # writes bench/server-results.md and bench/server-results.svg. Everything runs in a temp dir
 # that is removed however the script ends; only the processes started here are stopped.
@@ -25,7 +26,7 @@ CLIENTS=${CLIENTS:-20}
 MESSAGES=${MESSAGES:-40000}
 WARMUP=${WARMUP:-6000}
 RING_SIZE=${RING_SIZE:-$((1024 * 1024))}
-read -r -a CONFIGS <<<"${CONFIGS:-A B C H D N}"
+read -r -a CONFIGS <<<"${CONFIGS:-A B C H D N P}"
 read -r -a VERSIONS <<<"${VERSIONS:-$DEPS/prosody012 $DEPS/prosody13}"
 # KEEP_DEBUG_LOGS=<dir>: copy each version's debug file of configuration D there (for a look).
 KEEP_DEBUG_LOGS=${KEEP_DEBUG_LOGS:-}
@@ -34,6 +35,11 @@ KEEP_DEBUG_LOGS=${KEEP_DEBUG_LOGS:-}
 # per message and per debug line (counts that other processes cannot disturb; wall times are
 # void).
 CALLGRIND_DIR=${CALLGRIND_DIR:-}
+# CALLGRIND_CACHE=1 (with CALLGRIND_DIR): valgrind's cache model as well, its first-level caches
+# as this CPU's and its last level as big as CALLGRIND_LL (default 524288 bytes, an L2 of the
+# machine these figures were made on); the summary adds the first-level cache misses per message.
+CALLGRIND_CACHE=${CALLGRIND_CACHE:-}
+CALLGRIND_LL=${CALLGRIND_LL:-524288}
 # GC_PROBE=1: with the collector stopped during the timed part (mod_bench_gcprobe), add
 # lua_bytes=<Lua heap allocated> to each result line. Timings are then void.
 GC_PROBE=${GC_PROBE:-}
@@ -44,6 +50,11 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
 init_check bench-server
 results=$tmp/results.tsv
+# Every ratio is taken against A, so A must run too.
+[[ " ${CONFIGS[*]} " == *" A "* ]] || fail "CONFIGS must include A, the baseline (got: ${CONFIGS[*]})"
+for config in "${CONFIGS[@]}"; do
+	[[ $config == [ABCHDNP] ]] || fail "unknown configuration '$config' in CONFIGS (A B C H D N P)"
+done
 
 # The configuration for run $config (set by run_one) replaces lib.sh's ringbuffer-only one;
 # start_prosody calls this with its free ports.
@@ -51,7 +62,8 @@ write_prosody_config() {
 	local extra='' sinks=''
 	mkdir -p "$data" "$tmp/certs"
 	case $config in
-		B) extra='"log_ringbuffer";'
+		B | P) extra='"log_ringbuffer";'
+			[ "$config" != P ] || extra="$extra \"bench_pause_ringbuffer\";"
 			sinks="{ levels = { min = \"debug\" }, to = \"ringbuffer\", size = $RING_SIZE, signal = \"SIGUSR2\" };" ;;
 		C) extra='"bench_upstream_sink";'
 			sinks="{ levels = { min = \"debug\" }, to = \"bench_upstream\", size = $RING_SIZE };" ;;
@@ -91,7 +103,10 @@ EOF
 use_version() {
 	launcher=("$LUA" "$1/usr/bin/prosody")
 	if [ -n "$CALLGRIND_DIR" ]; then
-		launcher=(valgrind --tool=callgrind --instr-atstart=no "--callgrind-out-file=$tmp/callgrind.out" "${launcher[@]}")
+		local cache=()
+		[ -z "$CALLGRIND_CACHE" ] || cache=(--cache-sim=yes "--LL=$CALLGRIND_LL,8,64")
+		launcher=(valgrind --tool=callgrind --instr-atstart=no "${cache[@]}" "--callgrind-out-file=$tmp/callgrind.out"
+			"${launcher[@]}")
 	fi
 	ctl=("$LUA" "$1/usr/bin/prosodyctl")
 	version=$(prosody_version "$LUA" "$1/usr/bin/prosody")
@@ -120,7 +135,7 @@ run_one() {
 	config=$2
 	rm -f "$tmp/debug.log"
 	start_prosody "" "${launcher[@]}"
-	[ "$config" != B ] || wait_for_library log_ringbuffer_native "the module's native library"
+	case $config in B | P) wait_for_library log_ringbuffer_native "the module's native library" ;; esac
 	[ "$config" != D ] || count=(--count-file "$tmp/debug.log")
 	[ -z "$GC_PROBE" ] || count+=(--before-timed "kill -USR1 $pid; sleep 1" --after-timed "kill -USR1 $pid; sleep 1")
 	[ -z "$CALLGRIND_DIR" ] || count+=(--before-timed "callgrind_control -i on $pid >/dev/null" \
@@ -128,7 +143,10 @@ run_one() {
 	line=$("$LOADGEN" --port "$C2S_PORT" --server-pid "$pid" --clients "$CLIENTS" --password "$PASSWORD" \
 		--messages "$MESSAGES" --warmup "$WARMUP" "${count[@]}" 2>"$tmp/loadgen.err") \
 		|| { fail_show=("$tmp/loadgen.err" "load generator"); fail "load generator failed ($version, $config)"; }
-	[ "$config" != B ] || check_prosody_log
+	case $config in B | P) check_prosody_log ;; esac
+	if [ "$config" = P ] && ! grep -q "Paused ringbuffer sink" "$tmp/prosody.log"; then
+		fail "configuration P: the ringbuffer sink was not paused ($version)"
+	fi
 	if grep -q "mod_bench.*error\|Traceback" "$tmp/prosody.log"; then fail "Prosody logged errors ($version, $config)"; fi
 	if [ -n "$GC_PROBE" ]; then
 		line="$line lua_bytes=$(sed -n 's/.*gcprobe: \([0-9]*\) bytes.*/\1/p' "$tmp/prosody.log" | tail -n 1)"
@@ -137,7 +155,12 @@ run_one() {
 	if [ -n "$CALLGRIND_DIR" ]; then
 		local profile=$CALLGRIND_DIR/callgrind-$version-$config-$round.out
 		mv "$tmp/callgrind.out" "$profile"
-		line="$line instructions=$(sed -n 's/^totals: \([0-9]*\).*/\1/p' "$profile")"
+		# The totals of the events recorded: Ir (instructions), and I1mr and D1mr with the cache model.
+		line="$line $(awk '/^events:/ { for (i = 2; i <= NF; i++) event[i] = $i }
+			/^totals:/ { for (i = 2; i <= NF; i++) {
+				name = event[i] == "Ir" ? "instructions" : event[i] == "I1mr" ? "i1_misses" : event[i] == "D1mr" ? "d1_read_misses" : ""
+				if (name != "") printf "%s=%s ", name, $i } }' "$profile")"
+		line=${line% }
 	fi
 	[ "$config" != D ] || [ -z "$KEEP_DEBUG_LOGS" ] || cp "$tmp/debug.log" "$KEEP_DEBUG_LOGS/debug-$version.log"
 	echo "$version $round $config ${line#result }" | tee -a "$results"

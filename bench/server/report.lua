@@ -17,6 +17,7 @@ local configs = {
 	{ key = "H", name = "H: A + C's ring as idle Lua heap (control)" };
 	{ key = "D", name = "D: A + debug to a file" };
 	{ key = "N", name = "N: A + a Lua sink doing nothing, debug" };
+	{ key = "P", name = "P: B with capture paused (the call alone)" };
 };
 
 -- runs[version][round][config] = { rate =, server_cpu =, ... }
@@ -163,22 +164,38 @@ for _, version in ipairs(versions) do
 		end
 	end
 
-	-- Instructions (CALLGRIND_DIR): per message, and what each configuration adds per debug line.
-	local function instructions(r, key)
+	-- Instructions (CALLGRIND_DIR), and with CALLGRIND_CACHE first-level cache misses: per message,
+	-- and what each configuration adds per message and per debug line.
+	local function per_message(r, key, field)
 		local run = r[key];
-		return run and run.instructions and run.instructions / run.messages;
+		return run and run[field] and run[field] / run.messages;
 	end
-	local base = median(per_round(version, function (r) return instructions(r, "A"); end));
+	local function added(config, field)
+		return median(per_round(version, function (r)
+			local here, there = per_message(r, config, field), per_message(r, "A", field);
+			return here and there and here - there;
+		end));
+	end
+	local base = median(per_round(version, function (r) return per_message(r, "A", "instructions"); end));
 	if base then
 		say(("  instructions per message during the timed part (callgrind, median): A %.0f"):format(base));
 		for _, config in ipairs(configs) do
-			local extra = median(per_round(version, function (r)
-				local here, there = instructions(r, config.key), instructions(r, "A");
-				return here and there and here - there;
-			end));
+			local extra = added(config.key, "instructions");
 			if config.key ~= "A" and extra then
 				say(("    %s: %+.0f per message (%+.2f%%)%s"):format(config.key, extra, extra / base * 100,
 					lines and (", %+.0f per debug line"):format(extra / lines) or ""));
+			end
+		end
+	end
+	local i1 = median(per_round(version, function (r) return per_message(r, "A", "i1_misses"); end));
+	local d1 = median(per_round(version, function (r) return per_message(r, "A", "d1_read_misses"); end));
+	if i1 and d1 then
+		say(("  first-level cache misses per message (valgrind's cache model, median): A %.1f instruction,"
+			.. " %.1f data read"):format(i1, d1));
+		for _, config in ipairs(configs) do
+			local extra_i1, extra_d1 = added(config.key, "i1_misses"), added(config.key, "d1_read_misses");
+			if config.key ~= "A" and extra_i1 and extra_d1 then
+				say(("    %s: %+.1f instruction, %+.1f data read per message"):format(config.key, extra_i1, extra_d1));
 			end
 		end
 	end
@@ -278,7 +295,7 @@ for _, line in ipairs({
 	"set multiplot layout 1,2 title \"Prosody routing chat messages between "
 		.. clients .. " c2s clients. A: info to a file; B: A + this module at debug;\\nC: A + the upstream Lua"
 		.. " algorithm at debug; H: A + C's ring as idle Lua heap; D: A + debug to a file;\\n"
-		.. "N: A + a Lua sink doing nothing at debug\"";
+		.. "N: A + a Lua sink doing nothing at debug; P: B with capture paused\"";
 	"set style data histogram";
 	"set style histogram clustered gap 1";
 	"set style fill solid 0.9 border -1";
