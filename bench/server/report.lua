@@ -61,6 +61,25 @@ local function range(list)
 	return lo, hi;
 end
 
+-- A confidence interval of at least 95% for the median, that assumes nothing about how the values
+-- spread: the k-th smallest and the k-th largest value, for the largest k with
+-- P(Binomial(n, 1/2) < k) <= 2.5%. Nil below 6 values, where no such k exists.
+local function median_interval(list)
+	local sorted = {};
+	for i, v in ipairs(list) do sorted[i] = v; end
+	table.sort(sorted);
+	local n = #sorted;
+	local k, below, choose = 0, 0, 1; -- below = P(X < k + 1) so far; choose = C(n, k)
+	while true do
+		below = below + choose / 2 ^ n;
+		if below > 0.025 then break; end
+		k = k + 1;
+		choose = choose * (n - k + 1) / k;
+	end
+	if k == 0 then return nil; end
+	return sorted[k], sorted[n - k + 1];
+end
+
 -- Values of `fn(round_runs)` over the rounds where it is not nil.
 local function per_round(version, fn)
 	local list = {};
@@ -114,8 +133,9 @@ for _, version in ipairs(versions) do
 			local lo, hi = range(ratios);
 			local s_lo, s_hi = range(server);
 			local g_lo, g_hi = range(generator);
+			local sure_lo, sure_hi = median_interval(ratios);
 			summary[version][config.key] = { rate = median(rates), ratio = median(ratios), lo = lo, hi = hi,
-				cpu_ratio = median(cpu_ratios) };
+				cpu_ratio = median(cpu_ratios), sure_lo = sure_lo, sure_hi = sure_hi };
 			say(("  %-44s %9.0f %8.3f (%.3f-%.3f) %8.3f (%.3f-%.3f) %5.0f-%3.0f%% %5.1f-%3.1f%%"):format(config.name,
 				median(rates), median(ratios) or 0, lo, hi, median(cpu_ratios), c_lo, c_hi, s_lo * 100, s_hi * 100,
 				g_lo * 100, g_hi * 100));
@@ -221,11 +241,24 @@ for _, version in ipairs(versions) do
 end
 
 say("");
+-- The verdict stands only where the run's spread allows it: met or not met when the median's 95%
+-- interval lies on one side of 0.99, not decided otherwise.
 for _, version in ipairs(versions) do
 	local b = summary[version].B;
 	if b and not void then
-		say(("Target, this module keeps >= 0.99 of A's messages/s on Prosody %s: %.3f, %s (by CPU time: %.3f)")
-			:format(version, b.ratio, b.ratio >= 0.99 and "met" or "NOT met", b.cpu_ratio));
+		local verdict;
+		if not b.sure_lo then
+			verdict = "not decided: too few rounds for a 95% interval of the median (6 at least)";
+		elseif b.sure_lo >= 0.99 then
+			verdict = ("met (95%% interval of the median %.3f-%.3f)"):format(b.sure_lo, b.sure_hi);
+		elseif b.sure_hi < 0.99 then
+			verdict = ("NOT met (95%% interval of the median %.3f-%.3f)"):format(b.sure_lo, b.sure_hi);
+		else
+			verdict = ("not decided by this run: the 95%% interval of the median, %.3f-%.3f, spans 0.99"
+				.. " (more ROUNDS, or a quieter machine)"):format(b.sure_lo, b.sure_hi);
+		end
+		say(("Target, this module keeps >= 0.99 of A's messages/s on Prosody %s: %.3f, %s; by CPU time %.3f")
+			:format(version, b.ratio, verdict, b.cpu_ratio));
 	end
 end
 say(("Whole run: %s s"):format(elapsed));
