@@ -61,8 +61,9 @@ lint: deps
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	luacheck lua spec bench
 
+# In a mount namespace of its own: tests mount small tmpfs filesystems to fill them up for real.
 test-rust: deps
-	$(CARGO) test --no-default-features --features $(LUA_FEATURE)
+	scripts/private-mounts.sh $(CARGO) test --no-default-features --features $(LUA_FEATURE)
 
 # The library built for Lua 5.1, 5.2, 5.3, LuaJIT and 5.4 (debug builds sharing one target dir),
 # each loaded by its own interpreter, formatting thousands of calls byte for byte as util.format

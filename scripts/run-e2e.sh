@@ -66,7 +66,9 @@ export TMPDIR=$run
 
 # In the background and in a process group of its own (setsid keeps the PID), so that a signal to
 # this script is handled at once and cleanup can stop busted and the lua5.4 it runs the specs in.
-setsid busted --lua="${LUA:-lua5.4}" "$@" spec/e2e &
+# In a mount namespace of its own, so that specs can make real faults (a full tmpfs, a read-only
+# remount) without touching the machine's mounts.
+setsid scripts/private-mounts.sh busted --lua="${LUA:-lua5.4}" "$@" spec/e2e &
 busted_pid=$!
 wait "$busted_pid"
 status=$?
