@@ -127,6 +127,89 @@ for _, version in ipairs(prosody.versions()) do
 			end);
 		end);
 
+		describe("keep_dumps under a burst", function ()
+			-- 40 dumps fired in one tick of the main loop, all queued on the writer lane at once.
+			-- A dump is *finished* when its "Dumped ... to X" report is logged. Required: exactly
+			-- the files of the 5 dumps finished last remain, each holding its dump whole; a file
+			-- is deleted only after its own dump finished and 5 newer dumps finished after it;
+			-- every file a report names is still there or was deleted that way.
+			it("keeps the newest 5 finished dumps whole and deletes no file before its dump is done", function ()
+				local server = prosody.start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", keep_dumps = 5, event = "e2e/burst", timestamps = false,
+		filename_template = "{paths.data}/burst/burst-{pid}-{count}.log" };
+}]]);
+				finally(function () server:cleanup(); end);
+				local dir = server.data .. "/burst";
+				sh("mkdir -p " .. dir);
+				local commands = {};
+				for i = 1, 40 do
+					table.insert(commands, "log debug burst-line " .. i);
+					table.insert(commands, "fire e2e/burst");
+				end
+				server:command(table.unpack(commands));
+				-- The reports in the order they were logged: { dumped = path } or { deleted = path }.
+				local function events()
+					local list = {};
+					for line in server:log():gmatch("[^\n]+") do
+						local dumped = line:match("Dumped %d+ buffered lines to (%S+) %(e2e/burst%)");
+						local deleted = line:match("Deleted %d+ old dump file%(s%) %(keep_dumps = 5%): (.*)$");
+						if dumped then table.insert(list, { dumped = dumped }); end
+						for path in (deleted or ""):gmatch("[^, ]+") do table.insert(list, { deleted = path }); end
+					end
+					return list;
+				end
+				local function count(list, kind)
+					local n = 0;
+					for _, event in ipairs(list) do if event[kind] then n = n + 1; end end
+					return n;
+				end
+				prosody.wait_for(function () return count(events(), "dumped") == 40; end, 30, "40 dumps to finish");
+				-- The last dump's keep_dumps pass comes right after its report.
+				local list = prosody.wait_for(function ()
+					local l = events();
+					return count(l, "deleted") >= 35 and l;
+				end, 10, "35 files to be deleted");
+				assert.equal(35, count(list, "deleted"));
+				local finished, deleted, order = {}, {}, {};
+				for at, event in ipairs(list) do
+					if event.dumped then
+						assert.is_nil(finished[event.dumped], "two dumps reported into " .. event.dumped);
+						table.insert(order, event.dumped);
+						finished[event.dumped] = #order;
+					else
+						local path = event.deleted;
+						assert.truthy(finished[path], "deleted before its dump finished: " .. path .. " (report " .. at .. ")");
+						assert.is_nil(deleted[path], "deleted twice: " .. path);
+						deleted[path] = true;
+						assert.truthy(#order - finished[path] >= 5,
+							("%s deleted after only %d newer dumps finished"):format(path, #order - finished[path]));
+					end
+				end
+				-- What remains: the files of the 5 dumps finished last, and nothing else.
+				local remaining = {};
+				for _, name in ipairs(listing(dir)) do table.insert(remaining, dir .. "/" .. name); end
+				local expected = { table.unpack(order, 36, 40) };
+				table.sort(expected);
+				assert.same(expected, remaining);
+				for _, path in ipairs(order) do
+					assert.equal(not deleted[path], prosody.read(path) ~= nil, path);
+				end
+				-- Their dumps are whole and hold burst lines 36 to 40, one each: the newest five.
+				local seen = {};
+				for _, path in ipairs(remaining) do
+					local parsed = dumps.parse(prosody.read(path));
+					assert.equal(1, #parsed, path);
+					assert.equal(1, dumps.count_matching(parsed[1], "burst%-line %d+$"), path);
+					for _, line in ipairs(parsed[1]) do
+						table.insert(seen, tonumber(line:match("burst%-line (%d+)$")));
+					end
+				end
+				table.sort(seen);
+				assert.same({ 36, 37, 38, 39, 40 }, seen);
+			end);
+		end);
+
 		describe("compress", function ()
 			it("gives dumps that gzip and zstd decompress to the plain dump's bytes, two dumps in one file", function ()
 				local server = prosody.start(version, [[{

@@ -314,15 +314,25 @@ pub(crate) fn natural_cmp(a: &str, b: &str) -> Ordering {
     (x.len() - i).cmp(&(y.len() - j)).then_with(|| x.cmp(y))
 }
 
-/// Which of a sink's files (`files`: name and modification time) to delete so that `keep`
-/// remain: `current`, the file just dumped to, always stays and counts as the newest; of the
-/// others the newest `keep - 1` stay, by modification time, then name.
-pub(crate) fn to_delete(files: &[(String, SystemTime)], current: &str, keep: usize) -> Vec<String> {
-    let mut others: Vec<&(String, SystemTime)> = files.iter().filter(|(name, _)| name != current).collect();
-    others.sort_by(|(a, ta), (b, tb)| ta.cmp(tb).then_with(|| natural_cmp(a, b)));
-    let stay = keep.saturating_sub(1);
-    let doomed = others.len().saturating_sub(stay);
-    others[..doomed].iter().map(|(name, _)| name.clone()).collect()
+/// How recent a dump file is, for `keep_dumps`. Files this process finished dumping to rank by
+/// the order those dumps finished, and after (newer than) every other file; other files (an
+/// earlier process's dumps, say) rank by modification time. File times alone cannot order the
+/// dumps: a burst of dumps leaves them equal, and a clock set back leaves them wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Recency {
+    /// Not a dump this process finished: the file's modification time.
+    Modified(SystemTime),
+    /// The file of the n-th dump this process finished (its latest one, if several).
+    Finished(u64),
+}
+
+/// Which of a sink's files (`files`: name and how recent) to delete so that the newest `keep`
+/// remain: all but the newest `keep`, by recency, then name (numbers by value); oldest first.
+pub(crate) fn to_delete(files: &[(String, Recency)], keep: usize) -> Vec<String> {
+    let mut files: Vec<&(String, Recency)> = files.iter().collect();
+    files.sort_by(|(a, ra), (b, rb)| ra.cmp(rb).then_with(|| natural_cmp(a, b)));
+    let doomed = files.len().saturating_sub(keep);
+    files[..doomed].iter().map(|(name, _)| name.clone()).collect()
 }
 
 #[cfg(test)]
@@ -480,21 +490,30 @@ mod tests {
     }
 
     #[test]
-    fn deletes_the_oldest_and_never_the_current_file() {
-        let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
-        let files: Vec<(String, SystemTime)> = (0..10).map(|n| (format!("d-{n}.log"), at(100 + n))).collect();
-        let doomed = to_delete(&files, "d-9.log", 3);
-        assert_eq!(doomed, (0..7).map(|n| format!("d-{n}.log")).collect::<Vec<_>>());
+    fn deletes_all_but_the_newest() {
+        let at = |s: u64| Recency::Modified(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        let files: Vec<(String, Recency)> = (0..10).map(|n| (format!("d-{n}.log"), at(100 + n))).collect();
+        assert_eq!(to_delete(&files, 3), (0..7).map(|n| format!("d-{n}.log")).collect::<Vec<_>>());
         // Same time: by name, numbers by value.
-        let tied: Vec<(String, SystemTime)> = (8..12).map(|n| (format!("d-{n}.log"), at(5))).collect();
-        assert_eq!(to_delete(&tied, "d-11.log", 2), ["d-8.log", "d-9.log"]);
-        // The current file stays even if its time says it is old (clock set back).
-        let mut skewed = files.clone();
-        skewed.push(("d-new.log".into(), at(1)));
-        let doomed = to_delete(&skewed, "d-new.log", 3);
-        assert_eq!(doomed.len(), 8);
-        assert!(!doomed.contains(&"d-new.log".to_string()));
-        assert!(to_delete(&files, "d-9.log", 100).is_empty());
-        assert_eq!(to_delete(&files, "d-9.log", 1).len(), 9);
+        let tied: Vec<(String, Recency)> = (8..12).map(|n| (format!("d-{n}.log"), at(5))).collect();
+        assert_eq!(to_delete(&tied, 2), ["d-8.log", "d-9.log"]);
+        assert!(to_delete(&files, 100).is_empty());
+        assert_eq!(to_delete(&files, 0).len(), 10);
+    }
+
+    #[test]
+    fn finished_dumps_rank_by_the_order_they_finished_after_every_other_file() {
+        let at = |s: u64| Recency::Modified(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        let files = vec![
+            // Finished in the order c, a, b, whatever their names and times say.
+            ("d-1.log".to_string(), Recency::Finished(7)),
+            ("d-2.log".to_string(), Recency::Finished(8)),
+            ("d-3.log".to_string(), Recency::Finished(6)),
+            // An earlier process's file with a time in the future (a clock set back since).
+            ("d-0.log".to_string(), at(u32::MAX.into())),
+            ("d-9.log".to_string(), at(1)),
+        ];
+        assert_eq!(to_delete(&files, 3), ["d-9.log", "d-0.log"]);
+        assert_eq!(to_delete(&files, 1), ["d-9.log", "d-0.log", "d-3.log", "d-1.log"]);
     }
 }

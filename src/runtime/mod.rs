@@ -5,6 +5,7 @@
 pub(crate) mod auto_dump;
 pub(crate) mod crash;
 pub(crate) mod dump_file;
+pub(crate) mod dump_ledger;
 pub(crate) mod forward;
 pub(crate) mod inspect;
 pub(crate) mod os;

@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 
 use super::auto_dump::LevelTrigger;
 use super::dump_file::{self, DumpError, Prepared};
+use super::dump_ledger;
 use super::forward::{self, Forwarder};
 use super::reports;
 use super::shared_ring::SharedRing;
@@ -250,6 +251,7 @@ impl Sink {
             };
             return Ok(Dumped { path, lines, in_background });
         }
+        let writing = dump_ledger::writing(&path); // keep_dumps leaves the file alone until dropped
         let prepared = match dump_file::prepare_as(&path, framing, batch.lines.text_bytes(), compress) {
             Ok(p) => p,
             Err(e) => {
@@ -262,11 +264,18 @@ impl Sink {
             Admission::Background(flight) => {
                 let lane = if prepared.is_regular_file() { Lane::Files } else { Lane::Stream(path.clone()) };
                 let (sink, reason, configured) = (Arc::clone(self), reason.to_string(), to.is_none());
-                writer::submit(lane, Box::new(move || sink.finish(prepared, batch, &reason, configured, flight)));
+                writer::submit(
+                    lane,
+                    Box::new(move || {
+                        sink.finish(prepared, batch, &reason, configured, flight);
+                        drop(writing);
+                    }),
+                );
                 true
             }
             Admission::Now(flight) => {
                 self.finish(prepared, batch, reason, to.is_none(), flight);
+                drop(writing);
                 false
             }
         };
@@ -337,6 +346,7 @@ impl Sink {
             false => vec![format!("Only the lines with {}", request.filter.describe())],
         };
         let framing = self.framing(time, notes, count, reason);
+        let writing = forwarder.is_none().then(|| dump_ledger::writing(&path));
         let written = match forwarder {
             Some(forwarder) => forwarder
                 .send(&framing, &lines, forward::IO_TIMEOUT)
@@ -355,6 +365,7 @@ impl Sink {
                 super::retention::after_dump(&self.options, &self.paths, &path);
             }
         }
+        drop(writing);
         drop(flight); // only now: shutdown waits for the report and the retention too
         written.map(|()| Dumped { path, lines: count, in_background: false })
     }
@@ -432,6 +443,7 @@ impl Sink {
                 if last {
                     reports::push("error", format!("{failure} ({reason}); writing the lines to the sink's file"));
                     let (path, compress) = self.target_of(None, count_for(None), framing.time);
+                    let _writing = dump_ledger::writing(&path);
                     match dump_file::prepare_as(&path, framing, batch.lines.text_bytes(), compress) {
                         Ok(prepared) => self.finish(prepared, batch, &reason, true, flight),
                         Err(e) => report_failure(&e, &reason),
