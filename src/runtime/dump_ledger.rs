@@ -13,13 +13,14 @@
 //! made under it is the `unlink` of a file `keep_dumps` deletes.
 //!
 //! Files are known by their path with repeated slashes and `.` components taken out, so that
-//! the path a dump was rendered to and the one a folder listing gives are the same key.
+//! the path a dump was rendered to (`d.log`, `/data//d.log`) and the one a listing of its
+//! folder gives (`./d.log`, `/data/d.log`) are the same key.
 //! Everything here is per process: a forked child starts with an empty ledger.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use parking_lot::Mutex;
 
@@ -44,7 +45,7 @@ static LEDGER: Mutex<PerProcess<Ledger>> = Mutex::new(PerProcess::new());
 
 /// The key of `path` (see the module doc).
 fn key(path: &Path) -> PathBuf {
-    path.components().collect()
+    path.components().filter(|c| *c != Component::CurDir).collect()
 }
 
 /// A dump going into a file: the file is not deleted while this lives.
@@ -175,6 +176,13 @@ mod tests {
         let gone = delete_unless_writing(Path::new(&a)).expect("not being written");
         assert_eq!(gone.expect_err("gone").kind(), io::ErrorKind::NotFound);
         assert_eq!(recency(&files[..1], Path::new(&b)), [Some(Recency::Modified(t))]);
+    }
+
+    #[test]
+    fn a_path_and_its_folder_listing_are_the_same_file() {
+        assert_eq!(key(Path::new("d-1.log")), key(&Path::new(".").join("d-1.log")));
+        assert_eq!(key(Path::new("/data//./d-1.log")), key(&Path::new("/data").join("d-1.log")));
+        assert_eq!(key(Path::new("a/./b/d.log")), PathBuf::from("a/b/d.log"));
     }
 
     #[test]

@@ -404,16 +404,24 @@ mod tests {
             file(&dir, &format!("d-{n}.log"), 10 - n);
         }
         let paths = [("data".to_string(), dir.path())];
-        let unset = SinkOptions::parse(|k| match k {
-            "filename_template" => OptValue::Str("{paths.data}/d-{count}.log".into()),
-            _ => OptValue::Absent,
-        }, &[]).0;
+        let unset = SinkOptions::parse(
+            |k| match k {
+                "filename_template" => OptValue::Str("{paths.data}/d-{count}.log".into()),
+                _ => OptValue::Absent,
+            },
+            &[],
+        )
+        .0;
         after_dump(&unset, &paths, &dir.file("d-2.log"));
-        let fixed = SinkOptions::parse(|k| match k {
-            "filename" => OptValue::Str(dir.file("d-2.log")),
-            "keep_dumps" => OptValue::Int(1),
-            _ => OptValue::Absent,
-        }, &[]).0;
+        let fixed = SinkOptions::parse(
+            |k| match k {
+                "filename" => OptValue::Str(dir.file("d-2.log")),
+                "keep_dumps" => OptValue::Int(1),
+                _ => OptValue::Absent,
+            },
+            &[],
+        )
+        .0;
         after_dump(&fixed, &paths, &dir.file("d-2.log"));
         let varying = sink(&dir, "{paths.data}/{count}/d-1.log", 1);
         after_dump(&varying.options, &paths, &dir.file("d-2.log"));
