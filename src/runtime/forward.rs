@@ -496,6 +496,41 @@ mod tests {
     }
 
     #[test]
+    fn a_collector_that_reads_everything_and_never_closes_gets_an_outcome_at_forward_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let collector = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut bytes = Vec::new();
+            stream.read_to_end(&mut bytes).expect("read");
+            let _ = finished.recv(); // keeps its end open
+            bytes.len()
+        });
+        let started = Instant::now();
+        let error = forwarder_to(port, Duration::from_secs(1)).send(&framing(), &lines(100)).expect_err("no close");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(3), "{took:?}");
+        assert!(error.to_string().contains("did not close the connection"), "{error}");
+        drop(done);
+        assert!(collector.join().expect("collector") > 0);
+    }
+
+    #[test]
+    fn a_unix_socket_nobody_reads_gets_an_outcome_at_forward_timeout() {
+        let dir = TestDir::new("forward-unix-stuck");
+        let path = dir.file("log.sock");
+        let _socket = UnixDatagram::bind(&path).expect("bind"); // never read: its queue fills
+        let mut output = output(&format!("unix://{path}"));
+        output.forward_timeout = Duration::from_millis(500);
+        let forwarder = Forwarder::new(&output).expect("ok").expect("some");
+        let started = Instant::now();
+        let error = forwarder.send(&framing(), &lines(5_000)).expect_err("stuck");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(error.to_string().contains("forward_timeout"), "{error}");
+    }
+
+    #[test]
     fn nobody_listening_is_an_error_at_once() {
         let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let forwarder = Forwarder::new(&output(&format!("tcp://127.0.0.1:{port}"))).expect("ok").expect("some");

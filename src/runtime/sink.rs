@@ -479,7 +479,7 @@ impl Sink {
                     let (path, compress) = self.target_of(None, count_for(None), framing.time);
                     match dump_file::prepare_as(&path, framing, batch.lines.text_bytes(), compress) {
                         Ok(prepared) => self.finish(prepared, batch, &reason, true, flight),
-                        Err(e) => report_failure(&e, &reason),
+                        Err(e) => reports::push("error", format!("{e} ({reason}); {} lines lost", batch.lines.lines())),
                     }
                     return;
                 }
