@@ -782,10 +782,11 @@ for _, version in ipairs(versions) do
 	end);
 
 	describe("in Prosody " .. version .. ", a collector that misbehaves", function ()
-		-- Every forward ends within the bounds the README gives, and no line is lost.
+		-- Every forward ends within the bounds the README gives, and no line is lost. In every
+		-- version: SIGTERM's path differs between 0.12 and 13.
 		local socket = require "socket";
 
-		it_newest("that never reads, at SIGTERM: the stuck forwards write their lines to the sink's file in time", function ()
+		it("that never reads, at SIGTERM: the stuck forwards write their lines to the sink's file in time", function ()
 			local collector, server = bad_collector.start("never-read"), nil;
 			finally(function ()
 				if server then server:cleanup(); end
@@ -823,7 +824,7 @@ for _, version in ipairs(versions) do
 			print(("  (shutdown with a stuck collector took %.1f s)"):format(took));
 		end);
 
-		it_newest("that half-closes at once and resets: the dump failed, and the next dump delivers its lines", function ()
+		it("that half-closes at once and resets: the dump failed, and the next dump delivers its lines", function ()
 			local collector, server = bad_collector.start("half-close-first"), nil;
 			finally(function ()
 				if server then server:cleanup(); end
