@@ -5,10 +5,12 @@
 -- while the sink was paused, so both hold exactly the same lines. Then: the collector stopped
 -- and killed in the middle of a dump of 2 MB, restarted, and the lines arriving whole with
 -- the next dump; TLS with a CA that did not sign the collector's certificate; bad `forward`
--- values.
+-- values. Against collectors that misbehave (spec/helpers/bad_collector.py): one that never
+-- reads while Prosody stops, one that half-closes at once and resets.
 local prosody = require "spec.helpers.prosody";
 local dump_files = require "spec.helpers.dumps";
 local rsyslog = require "spec.helpers.rsyslog";
+local bad_collector = require "spec.helpers.bad_collector";
 local cjson = require "cjson.safe";
 
 ------------------------------------------------------------------------------------------------
@@ -368,6 +370,18 @@ local function unread_bytes(port)
 		if local_address == wanted and st == "01" then total = total + tonumber(rx, 16); end
 	end
 	return total;
+end
+
+-- The messages of RFC 6587 octet-counted TCP bytes (`LEN SP MSG`...).
+local function octet_frames(bytes)
+	local list, at = {}, 1;
+	while at <= #bytes do
+		local len, start = bytes:match("^(%d+) ()", at);
+		assert(len, "bad framing at byte " .. at);
+		table.insert(list, bytes:sub(start, start + tonumber(len) - 1));
+		at = start + tonumber(len);
+	end
+	return list;
 end
 
 if not rsyslog.available() then
@@ -764,6 +778,83 @@ for _, version in ipairs(versions) do
 			assert.equal(1, #list);
 			assert.equal(1, dump_files.count_matching(list[1], "exit%-line$"));
 			assert.truthy(expect.forward_failed_at_exit(server:log(), target), server:log());
+		end);
+	end);
+
+	describe("in Prosody " .. version .. ", a collector that misbehaves", function ()
+		-- Every forward ends within the bounds the README gives, and no line is lost. In every
+		-- version: SIGTERM's path differs between 0.12 and 13.
+		local socket = require "socket";
+
+		it("that never reads, at SIGTERM: the stuck forwards write their lines to the sink's file in time", function ()
+			local collector, server = bad_collector.start("never-read"), nil;
+			finally(function ()
+				if server then server:cleanup(); end
+				collector:cleanup();
+			end);
+			local target = ("tcp://127.0.0.1:%d"):format(collector.port);
+			server = prosody.start(version, ([[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", name = "stuck", size = 16*1024*1024, event = "e2e/stuck", dump_on_exit = true, forward = %q,
+	  filename = "$DATA/stuck.log" };
+}]]):format(target));
+			server:command("spam 60000 stuck-line");
+			server:wait_for_log("stuck-line done");
+			-- Admitted before the shutdown: stuck with its bytes unread in the collector's socket.
+			server:command("fire e2e/stuck");
+			prosody.wait_for(function () return unread_bytes(collector.port) > 0; end, 30, "the forward to stall");
+			server:command("log debug exit-line", "log info exit-line logged");
+			server:wait_for_log("exit-line logged");
+			local started = socket.gettime();
+			server:stop();
+			local took = socket.gettime() - started;
+			assert.is_true(took < 10, ("Prosody took %.1f s to stop"):format(took));
+			local list = dump_files.parse(assert(server:file("stuck.log"), "no dump in the sink's file; Prosody's log:\n" .. server:log()));
+			local lines, exit_lines = 0, 0;
+			for _, dump in ipairs(list) do
+				lines = lines + dump_files.count_matching(dump, "stuck%-line %d+$");
+				exit_lines = exit_lines + dump_files.count_matching(dump, "exit%-line$");
+			end
+			assert.equal(60000, lines);
+			assert.equal(1, exit_lines);
+			local log = server:log();
+			local said = 0;
+			for _ in log:gmatch("Could not forward dump %S+ to [^\n]*Prosody is stopping[^\n]*writing the lines to the sink's file") do said = said + 1; end
+			assert.equal(2, said, log);
+			print(("  (shutdown with a stuck collector took %.1f s)"):format(took));
+		end);
+
+		it("that half-closes at once and resets: the dump failed, and the next dump delivers its lines", function ()
+			local collector, server = bad_collector.start("half-close-first"), nil;
+			finally(function ()
+				if server then server:cleanup(); end
+				collector:cleanup();
+			end);
+			local target = ("tcp://127.0.0.1:%d"):format(collector.port);
+			server = prosody.start(version, ([[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", name = "half", size = 16*1024*1024, event = "e2e/half", forward = %q, filename = "$DATA/half.log" };
+}]]):format(target));
+			server:command("spam 20000 half-line");
+			server:wait_for_log("half-line done");
+			server:command("fire e2e/half");
+			local failed = prosody.wait_for(function () return expect.forward_failed(server:log(), target); end, 30,
+				"the failed forward to be logged");
+			assert.falsy(expect.forwarded(server:log(), target), server:log());
+			server:command("fire e2e/half");
+			prosody.wait_for(function () return expect.forwarded(server:log(), target); end, 30, "the resend to be logged");
+			local received = collector:received();
+			local count, last = 0, 0;
+			for _, message in ipairs(octet_frames(received)) do
+				local n = tonumber(message:match("half%-line (%d+)$"));
+				if n then
+					assert.equal(last + 1, n, "in order");
+					count, last = count + 1, n;
+				end
+			end
+			assert.equal(20000, count);
+			assert.truthy(received:find(failed, 1, true), "the resend names dump " .. failed);
+			assert.truthy(no_dump_in(server, "half.log"));
 		end);
 	end);
 

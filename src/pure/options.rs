@@ -20,7 +20,7 @@ pub(crate) const MAX_SIZE: usize = 1 << 36;
 pub(crate) const MAX_LINES: usize = 1 << 28;
 pub(crate) const DEFAULT_TEMPLATE: &str = "{paths.data}/ringbuffer-logs-{pid}-{count}.log";
 /// "name" is read by the Lua side (the admin shell and the statistics name sinks by it).
-const KNOWN: [&str; 24] = [
+const KNOWN: [&str; 25] = [
     "to",
     "level",
     "levels",
@@ -43,6 +43,7 @@ const KNOWN: [&str; 24] = [
     "format",
     "forward",
     "forward_ca_file",
+    "forward_timeout",
     "syslog_name",
     "syslog_facility",
 ];
@@ -51,6 +52,11 @@ pub(crate) const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
 /// `dump_after` at most: the aftermath window is for the seconds after an error.
 pub(crate) const MAX_DUMP_AFTER: Duration = Duration::from_secs(3600);
 pub(crate) const MAX_KEEP_DUMPS: i64 = 100_000;
+/// `forward_timeout` when not given: the longest a forward may take, from connecting to the
+/// collector's close (a full 64 MiB ring needs about 0.6 MB/s to make it).
+pub(crate) const DEFAULT_FORWARD_TIMEOUT: Duration = Duration::from_secs(120);
+/// `forward_timeout` at most.
+pub(crate) const MAX_FORWARD_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// An option's value as the config file gave it.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,6 +173,8 @@ pub(crate) struct Output {
     pub(crate) forward: Option<ForwardTarget>,
     /// `forward_ca_file`: the CA certificates a `tls://` collector is checked against.
     pub(crate) ca_file: Option<String>,
+    /// `forward_timeout`: a forward that has not ended by then fails.
+    pub(crate) forward_timeout: Duration,
     /// `syslog_name`: RFC 5424's APP-NAME.
     pub(crate) app_name: String,
     /// `syslog_facility`, as its number.
@@ -463,6 +471,14 @@ impl<G: Fn(&str) -> OptValue> Reader<G> {
         let format = self.format();
         let mut forward = self.forward();
         let ca_file = self.path("forward_ca_file");
+        let forward_timeout = match self.duration("forward_timeout", DEFAULT_FORWARD_TIMEOUT, MAX_FORWARD_TIMEOUT) {
+            Duration::ZERO => {
+                let accepted = "more than 0 seconds";
+                self.bad("forward_timeout", &(self.get)("forward_timeout"), accepted, "using 120s");
+                DEFAULT_FORWARD_TIMEOUT
+            }
+            d => d,
+        };
         if let Some(target) = forward.as_ref().filter(|t| t.transport == Transport::Tls) {
             if ca_file.is_none() && !std::path::Path::new(SYSTEM_CA_FILE).exists() {
                 let value = OptValue::Str(target.to_string());
@@ -494,7 +510,7 @@ impl<G: Fn(&str) -> OptValue> Reader<G> {
                 3
             }
         };
-        Output { format, forward, ca_file, app_name, facility }
+        Output { format, forward, ca_file, forward_timeout, app_name, facility }
     }
 }
 
@@ -635,6 +651,16 @@ mod tests {
     }
 
     #[test]
+    fn forward_timeout_bounds_a_forward() {
+        assert_eq!(parse(&[]).0.output.forward_timeout, DEFAULT_FORWARD_TIMEOUT);
+        let (o, p) = parse(&[("forward_timeout", OptValue::Str("500ms".into()))]);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(o.output.forward_timeout, Duration::from_millis(500));
+        let (o, p) = parse(&[("forward_timeout", OptValue::Int(0))]);
+        assert_eq!((o.output.forward_timeout, p[0].text.contains("using 120s")), (DEFAULT_FORWARD_TIMEOUT, true));
+    }
+
+    #[test]
     fn one_signal_given_twice_is_one_trigger() {
         let (o, _) =
             parse(&[("signal", OptValue::Str("SIGUSR2".into())), ("event", OptValue::Str("signal/SIGUSR2".into()))]);
@@ -670,6 +696,9 @@ mod tests {
             ("keep_dumps", OptValue::Float(2.5)),
             ("compress", OptValue::Str("lz4".into())),
             ("max_age", OptValue::Str("soon".into())),
+            ("forward_timeout", OptValue::Int(0)),
+            ("forward_timeout", OptValue::Str("2h".into())),
+            ("forward_timeout", OptValue::Bool(true)),
         ] {
             let (o, p) = parse(&[(name, value.clone())]);
             assert_eq!(p.len(), 1, "{name} = {value:?}");

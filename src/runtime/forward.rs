@@ -5,28 +5,38 @@
 //! octet counting) and TLS (RFC 5425) each dump has a connection of its own. After the last
 //! message the connection is half-closed and the collector's close awaited: a collector that
 //! closes has read every byte, while one that died before reading them resets the connection,
-//! so the dump counts as failed and its lines are kept. Runs on a writer lane of its own per
-//! target, never on Prosody's thread.
+//! so the dump counts as failed and its lines are kept. A close counts only once the collector
+//! has taken every byte sent (the socket's unacknowledged bytes drained): one that closed its
+//! end without reading leaves them unacknowledged. Runs on a writer lane of its own per target,
+//! never on Prosody's thread.
+//!
+//! Every forward is bounded (see [`Clock`]): by `forward_timeout` from start to end, by
+//! [`IO_TIMEOUT`] without progress, and by shutdown's cut-off (see `writer`).
 
 use std::io::{self, BufWriter, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
+use super::{os, writer};
 use crate::pure::forward_target::{ForwardTarget, Transport};
 use crate::pure::options::{Output, SYSTEM_CA_FILE};
 use crate::pure::records::{self, Framing, Wire};
 use crate::pure::ring::Ring;
 
-/// How long connecting, one write, or the collector's close may take...
+/// How long a forward may go without progress (connecting, a write, the collector's close).
 pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(30);
-/// ...and while Prosody shuts down, which waits for it.
-pub(crate) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a socket call waits before the limits are looked at again: how soon a forward
+/// sees that shutdown has begun.
+const SLICE: Duration = Duration::from_millis(100);
+/// How often the socket's unacknowledged bytes are looked at after the collector's close.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// The largest datagram sent; longer messages are cut (RFC 5426 allows receivers to cut too).
 const MAX_DATAGRAM: usize = 65_507;
 
@@ -35,6 +45,8 @@ const MAX_DATAGRAM: usize = 65_507;
 pub(crate) struct Forwarder {
     pub(crate) target: ForwardTarget,
     tls: Option<Arc<ClientConfig>>,
+    /// `forward_timeout`.
+    timeout: Duration,
 }
 
 impl Forwarder {
@@ -49,18 +61,22 @@ impl Forwarder {
             Transport::Tls => Some(tls_config(output.ca_file.as_deref().unwrap_or(SYSTEM_CA_FILE))?),
             _ => None,
         };
-        Ok(Some(Forwarder { target, tls }))
+        Ok(Some(Forwarder { target, tls, timeout: output.forward_timeout }))
     }
 
-    /// Sends the dump's records, in order; `Err` if the collector may have missed any. Each
-    /// step (connecting, a write, the collector's close) may take up to `timeout`.
-    pub(crate) fn send(&self, framing: &Framing, lines: &Ring, timeout: Duration) -> io::Result<()> {
+    /// Sends the dump's records, in order; `Err` if the collector may have missed any, or if
+    /// it did not end within the limits (see [`Clock`]).
+    pub(crate) fn send(&self, framing: &Framing, lines: &Ring) -> io::Result<()> {
+        let mut clock = Clock::start(self.timeout);
         match self.target.transport {
             Transport::Unix => {
                 let socket = UnixDatagram::unbound()?;
-                socket.set_write_timeout(Some(timeout))?;
                 records::write(framing, Wire::Local, lines, |message| {
-                    socket.send_to(&message[..message.len().min(MAX_DATAGRAM)], &self.target.host).map(drop)
+                    let message = &message[..message.len().min(MAX_DATAGRAM)];
+                    clock.retry(|slice| {
+                        socket.set_write_timeout(Some(slice))?;
+                        socket.send_to(message, &self.target.host).map(drop)
+                    })
                 })
             }
             Transport::Udp => {
@@ -68,33 +84,153 @@ impl Forwarder {
                 let from: SocketAddr = if to.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
                 let socket = UdpSocket::bind(from)?;
                 socket.connect(to)?;
-                socket.set_write_timeout(Some(timeout))?;
                 records::write(framing, Wire::Network, lines, |message| {
-                    socket.send(&message[..message.len().min(MAX_DATAGRAM)]).map(drop)
+                    let message = &message[..message.len().min(MAX_DATAGRAM)];
+                    clock.retry(|slice| {
+                        socket.set_write_timeout(Some(slice))?;
+                        socket.send(message).map(drop)
+                    })
                 })
             }
             Transport::Tcp => {
-                let stream = connect(&self.target, timeout)?;
-                let mut out = BufWriter::with_capacity(256 * 1024, &stream);
+                let mut stream = Bounded { stream: connect(&self.target, &clock)?, clock };
+                let mut out = BufWriter::with_capacity(256 * 1024, &mut stream);
                 records::write(framing, Wire::Network, lines, |message| framed(&mut out, message))?;
                 out.flush()?;
                 drop(out);
-                stream.shutdown(Shutdown::Write)?;
-                await_close(&mut &stream)
+                stream.stream.shutdown(Shutdown::Write)?;
+                await_close(&mut stream)?;
+                stream.drained()
             }
             Transport::Tls => {
                 let config = self.tls.clone().ok_or_else(|| io::Error::other("no TLS settings"))?;
                 let name = ServerName::try_from(self.target.host.clone()).map_err(io::Error::other)?;
                 let connection = ClientConnection::new(config, name).map_err(io::Error::other)?;
-                let mut stream = StreamOwned::new(connection, connect(&self.target, timeout)?);
+                let socket = Bounded { stream: connect(&self.target, &clock)?, clock };
+                let mut stream = StreamOwned::new(connection, socket);
                 let mut out = BufWriter::with_capacity(256 * 1024, &mut stream);
                 records::write(framing, Wire::Network, lines, |message| framed(&mut out, message))?;
                 out.flush()?;
                 drop(out);
                 stream.conn.send_close_notify();
                 stream.flush()?;
-                stream.sock.shutdown(Shutdown::Write)?;
-                await_close(&mut stream)
+                stream.sock.stream.shutdown(Shutdown::Write)?;
+                await_close(&mut stream)?;
+                stream.sock.drained()
+            }
+        }
+    }
+}
+
+/// When a forward must give up: `forward_timeout` after it started, [`IO_TIMEOUT`] after its
+/// last progress, or at shutdown's cut-off (see `writer::shutdown_cut_off`), whichever comes
+/// first.
+struct Clock {
+    started: Instant,
+    timeout: Duration,
+    progress: Instant,
+}
+
+impl Clock {
+    fn start(timeout: Duration) -> Clock {
+        let now = Instant::now();
+        Clock { started: now, timeout, progress: now }
+    }
+
+    /// How long the next wait may take, or `TimedOut` saying which limit has passed.
+    fn remaining(&self) -> io::Result<Duration> {
+        let now = Instant::now();
+        let limits = [
+            (writer::shutdown_cut_off(), "Prosody is stopping and the forward did not end in time".to_string()),
+            (Some(self.started + self.timeout), format!("no outcome within forward_timeout ({:?})", self.timeout)),
+            (Some(self.progress + IO_TIMEOUT), format!("no progress for {} seconds", IO_TIMEOUT.as_secs())),
+        ];
+        let mut left = Duration::MAX;
+        for (limit, why) in limits {
+            let Some(limit) = limit else { continue };
+            match limit.checked_duration_since(now) {
+                Some(d) if !d.is_zero() => left = left.min(d),
+                _ => return Err(io::Error::new(io::ErrorKind::TimedOut, why)),
+            }
+        }
+        Ok(left)
+    }
+
+    /// Runs `attempt` with a timeout of at most [`SLICE`] until it does anything but time out,
+    /// or a limit passes.
+    fn retry<T>(&mut self, mut attempt: impl FnMut(Duration) -> io::Result<T>) -> io::Result<T> {
+        loop {
+            let slice = self.remaining()?.min(SLICE);
+            match attempt(slice) {
+                Ok(done) => {
+                    self.progress = Instant::now();
+                    return Ok(done);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A TCP connection whose reads and writes keep to a [`Clock`].
+struct Bounded {
+    stream: TcpStream,
+    clock: Clock,
+}
+
+impl Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Bounded { stream, clock } = self;
+        clock.retry(|slice| {
+            stream.set_read_timeout(Some(slice))?;
+            stream.read(buf)
+        })
+    }
+}
+
+impl Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Bounded { stream, clock } = self;
+        clock.retry(|slice| {
+            stream.set_write_timeout(Some(slice))?;
+            stream.write(buf)
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Bounded {
+    /// After the collector's close: every byte sent must have been taken. A collector that
+    /// closed its end without reading (`shutdown(SHUT_WR)` at accept) leaves them in the
+    /// socket, so its close is no answer; a reset, or bytes still there at the limit, fail.
+    fn drained(&mut self) -> io::Result<()> {
+        let mut last = usize::MAX;
+        loop {
+            if let Some(error) = self.stream.take_error()? {
+                return Err(error);
+            }
+            let left = os::unacknowledged_bytes(self.stream.as_fd())?;
+            if left == 0 {
+                return Ok(());
+            }
+            if left < last {
+                self.clock.progress = Instant::now();
+                last = left;
+            }
+            match self.clock.remaining() {
+                Ok(wait) => std::thread::sleep(wait.min(DRAIN_POLL)),
+                Err(e) => {
+                    let why = format!("the collector closed its end with {left} bytes not taken; {e}");
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, why));
+                }
             }
         }
     }
@@ -117,8 +253,9 @@ fn await_close(stream: &mut impl Read) -> io::Result<()> {
             // A TLS peer may end the connection without close_notify once it has read all.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "the collector did not close the connection"));
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                let why = format!("the collector did not close the connection: {e}");
+                return Err(io::Error::new(io::ErrorKind::TimedOut, why));
             }
             Err(e) => return Err(e),
         }
@@ -133,14 +270,12 @@ fn addresses(target: &ForwardTarget) -> io::Result<Vec<SocketAddr>> {
     }
 }
 
-/// A TCP connection to the first address of the target that answers.
-fn connect(target: &ForwardTarget, timeout: Duration) -> io::Result<TcpStream> {
+/// A TCP connection to the first address of the target that answers within `clock`'s limits.
+fn connect(target: &ForwardTarget, clock: &Clock) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
     for address in addresses(target)? {
-        match TcpStream::connect_timeout(&address, timeout) {
+        match TcpStream::connect_timeout(&address, clock.remaining()?) {
             Ok(stream) => {
-                stream.set_write_timeout(Some(timeout))?;
-                stream.set_read_timeout(Some(timeout))?;
                 stream.set_nodelay(false)?;
                 return Ok(stream);
             }
@@ -199,6 +334,7 @@ mod tests {
             format: Format::Rfc5424,
             forward: Some(ForwardTarget::parse(forward).expect("target")),
             ca_file: None,
+            forward_timeout: crate::pure::options::DEFAULT_FORWARD_TIMEOUT,
             app_name: "prosody".into(),
             facility: 3,
         }
@@ -246,7 +382,7 @@ mod tests {
             bytes
         });
         let forwarder = Forwarder::new(&output(&format!("tcp://127.0.0.1:{port}"))).expect("ok").expect("some");
-        forwarder.send(&framing(), &lines(3), IO_TIMEOUT).expect("sent");
+        forwarder.send(&framing(), &lines(3)).expect("sent");
         let got = frames(&reader.join().expect("reader"));
         assert_eq!(got.len(), 5, "begin, 3 lines, end: {got:?}");
         assert!(got[2].ends_with("c2s1 [ringbuffer@32473 dump=\"1-0\" seq=\"2\"] line 1"), "{}", got[2]);
@@ -263,15 +399,142 @@ mod tests {
             drop(stream);
         });
         let forwarder = Forwarder::new(&output(&format!("tcp://127.0.0.1:{port}"))).expect("ok").expect("some");
-        assert!(forwarder.send(&framing(), &lines(20_000), IO_TIMEOUT).is_err());
+        assert!(forwarder.send(&framing(), &lines(20_000)).is_err());
         closer.join().expect("closer");
+    }
+
+    fn forwarder_to(port: u16, timeout: Duration) -> Forwarder {
+        let mut output = output(&format!("tcp://127.0.0.1:{port}"));
+        output.forward_timeout = timeout;
+        Forwarder::new(&output).expect("ok").expect("some")
+    }
+
+    #[test]
+    fn a_collector_that_half_closes_at_once_and_resets_has_not_received_the_dump() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let collector = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            stream.shutdown(Shutdown::Write).expect("half-close");
+            // Reads nothing; closing with unread bytes then resets the connection.
+            let _ = finished.recv_timeout(Duration::from_millis(500));
+            drop(stream);
+        });
+        let started = Instant::now();
+        let error = forwarder_to(port, Duration::from_secs(20)).send(&framing(), &lines(20_000)).expect_err("lost");
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        assert!(matches!(error.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe), "{error}");
+        drop(done);
+        collector.join().expect("collector");
+    }
+
+    #[test]
+    fn a_collector_that_half_closes_and_never_reads_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let collector = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            stream.shutdown(Shutdown::Write).expect("half-close");
+            let _ = finished.recv();
+            drop(stream);
+        });
+        let started = Instant::now();
+        let error = forwarder_to(port, Duration::from_secs(1)).send(&framing(), &lines(20_000)).expect_err("lost");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(3), "{took:?}");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(error.to_string().contains("forward_timeout (1s)"), "{error}");
+        drop(done);
+        collector.join().expect("collector");
+    }
+
+    #[test]
+    fn a_small_dump_to_a_collector_that_half_closes_and_reads_nothing_is_not_delivered() {
+        // Small enough for the socket buffers: everything is written, the collector's close
+        // comes at once, and only the unacknowledged bytes tell that it took nothing... unless
+        // its kernel acknowledged them: then they sit in its receive buffer, and the dump is
+        // reported delivered (the limit stated in the README). 200 KB is over that buffer.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let collector = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            stream.shutdown(Shutdown::Write).expect("half-close");
+            let _ = finished.recv();
+            drop(stream);
+        });
+        let error = forwarder_to(port, Duration::from_millis(800)).send(&framing(), &lines(2_000)).expect_err("lost");
+        assert!(error.to_string().contains("bytes not taken"), "{error}");
+        drop(done);
+        collector.join().expect("collector");
+    }
+
+    #[test]
+    fn a_collector_that_trickles_and_never_closes_gets_an_outcome_at_forward_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let collector = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut byte = [0u8; 1];
+            // One byte every 50 ms: always some progress, never an end.
+            while finished.recv_timeout(Duration::from_millis(50)).is_err() {
+                if stream.read(&mut byte).unwrap_or(0) == 0 {
+                    break;
+                }
+            }
+        });
+        let started = Instant::now();
+        let error = forwarder_to(port, Duration::from_secs(1)).send(&framing(), &lines(20_000)).expect_err("stuck");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(3), "{took:?}");
+        assert!(error.to_string().contains("forward_timeout (1s)"), "{error}");
+        drop(done);
+        collector.join().expect("collector");
+    }
+
+    #[test]
+    fn a_collector_that_reads_everything_and_never_closes_gets_an_outcome_at_forward_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let collector = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut bytes = Vec::new();
+            stream.read_to_end(&mut bytes).expect("read");
+            let _ = finished.recv(); // keeps its end open
+            bytes.len()
+        });
+        let started = Instant::now();
+        let error = forwarder_to(port, Duration::from_secs(1)).send(&framing(), &lines(100)).expect_err("no close");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(3), "{took:?}");
+        assert!(error.to_string().contains("did not close the connection"), "{error}");
+        drop(done);
+        assert!(collector.join().expect("collector") > 0);
+    }
+
+    #[test]
+    fn a_unix_socket_nobody_reads_gets_an_outcome_at_forward_timeout() {
+        let dir = TestDir::new("forward-unix-stuck");
+        let path = dir.file("log.sock");
+        let _socket = UnixDatagram::bind(&path).expect("bind"); // never read: its queue fills
+        let mut output = output(&format!("unix://{path}"));
+        output.forward_timeout = Duration::from_millis(500);
+        let forwarder = Forwarder::new(&output).expect("ok").expect("some");
+        let started = Instant::now();
+        let error = forwarder.send(&framing(), &lines(5_000)).expect_err("stuck");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(error.to_string().contains("forward_timeout"), "{error}");
     }
 
     #[test]
     fn nobody_listening_is_an_error_at_once() {
         let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let forwarder = Forwarder::new(&output(&format!("tcp://127.0.0.1:{port}"))).expect("ok").expect("some");
-        let error = forwarder.send(&framing(), &lines(1), IO_TIMEOUT).expect_err("refused");
+        let error = forwarder.send(&framing(), &lines(1)).expect_err("refused");
         assert_eq!(describe(&error), "Connection refused");
     }
 
@@ -281,7 +544,7 @@ mod tests {
         let path = dir.file("log.sock");
         let socket = UnixDatagram::bind(&path).expect("bind");
         let forwarder = Forwarder::new(&output(&format!("unix://{path}"))).expect("ok").expect("some");
-        forwarder.send(&framing(), &lines(2), IO_TIMEOUT).expect("sent");
+        forwarder.send(&framing(), &lines(2)).expect("sent");
         let mut got = Vec::new();
         let mut buffer = [0u8; 4096];
         for _ in 0..4 {

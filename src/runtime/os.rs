@@ -1,7 +1,7 @@
 //! The few operating-system calls the runtime needs that the standard library does not offer:
 //! signal dispositions, blocking all signals on a thread, a descriptor's non-blocking flag,
-//! allocating a file region, and the C library's wording of an error. Every `unsafe` block of
-//! the runtime outside the ring's lock is here.
+//! allocating a file region, a TCP socket's unacknowledged bytes, and the C library's wording
+//! of an error. Every `unsafe` block of the runtime outside the ring's lock is here.
 
 use std::fs::File;
 use std::io;
@@ -102,6 +102,18 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Resu
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Bytes written to a TCP socket that the peer has not acknowledged yet (`SIOCOUTQ`, Linux's
+/// `TIOCOUTQ` on a socket): while any are left, the peer has not taken everything sent.
+pub(crate) fn unacknowledged_bytes(socket: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut queued: c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int into `queued`, a local that outlives the call, on a
+    // descriptor the caller keeps open.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(queued).unwrap_or(0))
 }
 
 /// Allocates `len` bytes of disk at `offset` (growing the file), so that writing them later

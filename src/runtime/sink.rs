@@ -1,6 +1,7 @@
 //! A sink: its options and its recorder, shared by the Lua thread (which logs and dumps) and
 //! the native signal thread (which dumps). The Lua side lives in `lua::sink_call`.
 
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -35,6 +36,17 @@ pub(crate) struct Sink {
     aged_out: AtomicU64,
     /// `forward`: where dumps go instead of the file.
     forwarder: Option<Forwarder>,
+    /// A forward waiting for its lane while the one before it runs: at most one per sink, so
+    /// what a stalled collector holds up stays bounded (see [`Sink::dump_to`]).
+    queued_forward: Mutex<Option<QueuedForward>>,
+}
+
+/// A forward admitted and not yet started.
+#[derive(Debug)]
+struct QueuedForward {
+    framing: Framing,
+    batch: Batch,
+    flight: InFlight,
 }
 
 /// How this sink's dumps went, for the admin shell and Prosody's module status.
@@ -103,6 +115,7 @@ impl Sink {
             outcomes: Mutex::default(),
             aged_out: AtomicU64::new(0),
             forwarder: None,
+            queued_forward: Mutex::new(None),
         }
     }
 
@@ -228,6 +241,14 @@ impl Sink {
             Some(forwarder) => (forwarder.target.to_string(), None),
             None => self.target_of(to, count, time),
         };
+        // Lock order: the queued forward, then the recorder (taken and let go inside).
+        let mut queued = forwarder.map(|_| self.queued_forward.lock());
+        // A forward still waiting behind another gives its lines back first (in their place,
+        // see `recorder`): this dump takes them along with the lines logged since.
+        let superseded = queued.as_mut().and_then(|slot| slot.take()).map(|older| {
+            self.recorder.with_lock(|r| r.give_back(older.batch));
+            (older.framing, older.flight)
+        });
         let mut batch = self.recorder.with_lock(Recorder::take);
         if let Some(cutoff) = self.max_age_cutoff(time) {
             let aged = batch.lines.drop_older_than(cutoff) as u64;
@@ -236,19 +257,33 @@ impl Sink {
         }
         let framing = self.framing(time, self.notes(&batch), count, reason);
         let lines = batch.lines.lines();
-        if forwarder.is_some() {
+        if let Some(mut queued) = queued {
             batch.id = Some(framing.id.clone());
             let (lane, sink) = (Lane::Stream(path.clone()), Arc::clone(self));
+            let new_id = framing.id.clone();
             let in_background = match admission {
                 Admission::Background(flight) => {
-                    writer::submit(lane, Box::new(move || sink.finish_forward(framing, batch, flight, false)));
+                    *queued = Some(QueuedForward { framing, batch, flight });
+                    drop(queued);
+                    // A superseded forward's job is still on the lane: it takes this one.
+                    if superseded.is_none() {
+                        writer::submit(lane, Box::new(move || sink.forward_queued()));
+                    }
                     true
                 }
                 Admission::Now(flight) => {
-                    self.finish_forward(framing, batch, flight, true);
+                    drop(queued);
+                    self.finish_forward(framing, batch, flight);
                     false
                 }
             };
+            if let Some((older, flight)) = superseded {
+                let why = format!("still waiting behind the forward before it; its lines went into dump {new_id}");
+                let failure = DumpError::Forward { target: path.clone(), id: older.id, error: io::Error::other(why) };
+                reports::push("warn", format!("{failure} ({})", older.reason));
+                self.record_outcome(&path, Some(&failure));
+                drop(flight);
+            }
             return Ok(Dumped { path, lines, in_background });
         }
         let writing = dump_ledger::writing(&path); // keep_dumps leaves the file alone until dropped
@@ -348,9 +383,11 @@ impl Sink {
         let framing = self.framing(time, notes, count, reason);
         let writing = forwarder.is_none().then(|| dump_ledger::writing(&path));
         let written = match forwarder {
-            Some(forwarder) => forwarder
-                .send(&framing, &lines, forward::IO_TIMEOUT)
-                .map_err(|error| DumpError::Forward { target: path.clone(), id: framing.id.clone(), error }),
+            Some(forwarder) => forwarder.send(&framing, &lines).map_err(|error| DumpError::Forward {
+                target: path.clone(),
+                id: framing.id.clone(),
+                error,
+            }),
             None => dump_file::prepare_as(&path, framing, lines.text_bytes(), compress)
                 .and_then(|prepared| prepared.write(&lines)),
         };
@@ -421,15 +458,23 @@ impl Sink {
         drop(flight);
     }
 
+    /// Runs on the forward lane: forwards this sink's queued dump, if a later one has not
+    /// taken its lines.
+    fn forward_queued(&self) {
+        let queued = self.queued_forward.lock().take();
+        if let Some(QueuedForward { framing, batch, flight }) = queued {
+            self.finish_forward(framing, batch, flight);
+        }
+    }
+
     /// Forwards a dump and reports how it went. A failed dump's lines go back for the next
-    /// dump; while shutting down (`last`) they are written to the sink's file instead, since
-    /// there will be no next dump.
-    fn finish_forward(&self, framing: Framing, batch: Batch, flight: InFlight, last: bool) {
+    /// dump; once shutdown has begun they are written to the sink's file instead, since there
+    /// will be no next dump (a forward still running then is cut short, see `writer`).
+    fn finish_forward(&self, framing: Framing, batch: Batch, flight: InFlight) {
         let Some(forwarder) = &self.forwarder else { return };
         let target = forwarder.target.to_string();
         let reason = framing.reason.clone();
-        let timeout = if last { forward::SHUTDOWN_TIMEOUT } else { forward::IO_TIMEOUT };
-        match forwarder.send(&framing, &batch.lines, timeout) {
+        match forwarder.send(&framing, &batch.lines) {
             Ok(()) => {
                 let id = &framing.id;
                 let text =
@@ -440,13 +485,13 @@ impl Sink {
             Err(error) => {
                 let failure = DumpError::Forward { target: target.clone(), id: framing.id.clone(), error };
                 self.record_outcome(&target, Some(&failure));
-                if last {
+                if writer::is_closing() {
                     reports::push("error", format!("{failure} ({reason}); writing the lines to the sink's file"));
                     let (path, compress) = self.target_of(None, count_for(None), framing.time);
                     let _writing = dump_ledger::writing(&path);
                     match dump_file::prepare_as(&path, framing, batch.lines.text_bytes(), compress) {
                         Ok(prepared) => self.finish(prepared, batch, &reason, true, flight),
-                        Err(e) => report_failure(&e, &reason),
+                        Err(e) => reports::push("error", format!("{e} ({reason}); {} lines lost", batch.lines.lines())),
                     }
                     return;
                 }
@@ -512,6 +557,7 @@ mod tests {
     use super::*;
     use crate::pure::options::OptValue;
     use crate::runtime::test_dir::TestDir;
+    use std::sync::mpsc;
     use std::time::Duration;
 
     fn sink_with(dir: &TestDir, template: &str, lines: i64) -> Arc<Sink> {
@@ -589,6 +635,140 @@ mod tests {
         failing.push(b"6\n", 0);
         assert!(writer::wait_idle(Duration::from_secs(5)));
         assert_eq!(failing.text(), b"3\n4\n5\n6\n");
+    }
+
+    fn forwarding_sink(dir: &TestDir, port: u16, timeout: &str) -> Arc<Sink> {
+        let (target, file, timeout) =
+            (format!("tcp://127.0.0.1:{port}"), dir.file("fallback.log"), timeout.to_string());
+        let (options, problems) = SinkOptions::parse(
+            |k| match k {
+                "forward" => OptValue::Str(target.clone()),
+                "filename" => OptValue::Str(file.clone()),
+                "forward_timeout" => OptValue::Str(timeout.clone()),
+                "lines" => OptValue::Int(1_000_000),
+                _ => OptValue::Absent,
+            },
+            &[],
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let forwarder = Forwarder::new(&options.output).expect("valid");
+        Arc::new(Sink::new(options, Vec::new()).forwarding(forwarder))
+    }
+
+    fn push_lines(sink: &Sink, tag: &str, count: usize) {
+        for n in 0..count {
+            sink.push(format!("c2s1\tdebug\t{tag}-{n}.\n").as_bytes(), Meta { time: 7, source_at: 0 });
+        }
+    }
+
+    /// A collector that accepts every connection and never reads (its thread lives until the
+    /// process ends); each accepted connection is told on the channel.
+    fn never_reading_collector() -> (u16, mpsc::Receiver<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (accepted_tx, accepted) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                held.push(stream);
+                let _ = accepted_tx.send(());
+            }
+        });
+        (port, accepted)
+    }
+
+    #[test]
+    fn dumps_behind_a_stuck_forward_are_bounded_and_their_lines_come_back_in_order() {
+        use std::io::Read;
+        let dir = TestDir::new("sink-queue");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (accepted_tx, accepted) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let collector = std::thread::spawn(move || {
+            let mut texts = Vec::new();
+            for n in 0..2 {
+                let (mut stream, _) = listener.accept().expect("accept");
+                accepted_tx.send(()).expect("told");
+                if n == 0 {
+                    released.recv().expect("released"); // stalls: reads nothing until then
+                }
+                let mut text = String::new();
+                stream.read_to_string(&mut text).expect("read");
+                texts.push(text);
+            }
+            texts
+        });
+        let sink = forwarding_sink(&dir, port, "120s");
+        push_lines(&sink, "a", 1000);
+        assert!(sink.dump(DumpOrigin::LuaThread, "first").expect("started").in_background);
+        accepted.recv_timeout(Duration::from_secs(10)).expect("the first forward connected");
+        for k in 0..20 {
+            push_lines(&sink, &format!("b{k}"), 100);
+            sink.dump(DumpOrigin::LuaThread, &format!("later {k}")).expect("started");
+        }
+        // One forward in flight, one waiting with the lines of all twenty: the other 19 gave
+        // theirs to the next.
+        let waiting = sink.queued_forward.lock().as_ref().map(|q| q.batch.lines.lines());
+        assert_eq!(waiting, Some(2000));
+        assert_eq!((sink.outcomes().failed, writer::in_flight() >= 2), (19, true));
+        release.send(()).expect("release");
+        assert!(writer::wait_idle(Duration::from_secs(20)));
+        let texts = collector.join().expect("collector");
+        assert_eq!(sink.outcomes().done, 2);
+        let later = &texts[1];
+        let mut at = 0;
+        for k in 0..20 {
+            for n in 0..100 {
+                let line = format!("\tb{k}-{n}.");
+                let found = later[at..].find(&line).unwrap_or_else(|| panic!("{line:?} in order"));
+                at += found + line.len();
+            }
+        }
+        assert_eq!(later.matches("\tb").count(), 2000, "each once");
+        assert!(later.contains("which could not be forwarded: sent again"), "the notice names the superseded dumps");
+        let _ = dir;
+    }
+
+    /// Run alone (shutdown is for the whole process) by
+    /// `a_forward_stuck_at_shutdown_writes_its_lines_to_the_sink_file`.
+    #[test]
+    #[ignore = "run by a_forward_stuck_at_shutdown_writes_its_lines_to_the_sink_file"]
+    fn stuck_forward_at_shutdown_alone() {
+        let dir = TestDir::new("sink-stuck-at-shutdown");
+        let (port, accepted) = never_reading_collector();
+        let sink = forwarding_sink(&dir, port, "120s");
+        push_lines(&sink, "first", 60_000);
+        sink.dump(DumpOrigin::LuaThread, "first").expect("started");
+        accepted.recv_timeout(Duration::from_secs(10)).expect("the forward connected");
+        push_lines(&sink, "second", 10);
+        sink.dump(DumpOrigin::LuaThread, "second").expect("started");
+        let started = std::time::Instant::now();
+        assert!(writer::shut_down(Duration::from_secs(10)), "every dump ended");
+        let took = started.elapsed();
+        eprintln!("shutdown with a stuck forward took {took:?}");
+        assert!(took >= writer::FORWARD_GRACE - Duration::from_millis(200), "{took:?}");
+        assert!(took < writer::FORWARD_GRACE + Duration::from_secs(3), "{took:?}");
+        let text = std::fs::read_to_string(dir.file("fallback.log")).expect("the sink's file");
+        assert_eq!(text.matches("\tfirst-").count(), 60_000, "every line of the stuck forward");
+        assert_eq!(text.matches("\tsecond-").count(), 10, "and of the one behind it");
+        assert!(text.find("\tfirst-59999.\n") < text.find("\tsecond-0.\n"));
+        let reports = super::reports::take();
+        let said = reports.iter().filter(|r| r.text.contains("writing the lines to the sink's file")).count();
+        assert_eq!(said, 2, "{reports:?}");
+        assert!(reports.iter().any(|r| r.text.contains("Prosody is stopping")), "{reports:?}");
+    }
+
+    #[test]
+    fn a_forward_stuck_at_shutdown_writes_its_lines_to_the_sink_file() {
+        let test = "runtime::sink::tests::stuck_forward_at_shutdown_alone";
+        let output = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", test, "--ignored", "--test-threads=1", "--nocapture"])
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        eprint!("{stderr}");
+        assert!(output.status.success(), "{}{stderr}", String::from_utf8_lossy(&output.stdout));
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! A dump is *in flight* from the moment it is admitted (before its lines are taken) until its
 //! bytes are written or it has failed. Shutdown first closes the door (native threads may not
 //! start new dumps after that; the Lua thread then writes its own dumps at once), then waits
-//! for the count to reach zero, so no dump is ever cut off by the exit.
+//! for the count to reach zero, so no dump is ever cut off by the exit. The one kind of dump
+//! that can take unbounded time, a forward to a collector that stalls, is cut short
+//! [`FORWARD_GRACE`] after shutdown begins (see [`shutdown_cut_off`]) and then writes its lines
+//! to the sink's file, well within that wait.
 //!
 //! Writing happens on *lanes*, one thread each: every dump into a regular file goes through
 //! the files lane (those writes never block for long), while each pipe or device gets a lane of
@@ -47,8 +50,14 @@ pub(crate) struct InFlight {
 #[derive(Default)]
 struct Flights {
     count: usize,
-    closing: bool,
+    /// When shutdown began.
+    closing_since: Option<Instant>,
 }
+
+/// How long a forward may go on once shutdown has begun; then it gives up and writes its lines
+/// to the sink's file. Half of the wait for dumps in flight at exit (10 s, `lua::binding`), so
+/// the file has the other half.
+pub(crate) const FORWARD_GRACE: Duration = Duration::from_secs(5);
 
 static FLIGHTS: Mutex<PerProcess<Flights>> = Mutex::new(PerProcess::new());
 static LANDED: Condvar = Condvar::new();
@@ -57,12 +66,13 @@ static LANDED: Condvar = Condvar::new();
 pub(crate) fn admit(origin: DumpOrigin) -> Option<Admission> {
     let mut flights = FLIGHTS.lock();
     let flights = flights.get_or_try(|| Ok::<_, ()>(Flights::default())).ok()?;
-    if flights.closing && origin == DumpOrigin::NativeThread {
+    let closing = flights.closing_since.is_some();
+    if closing && origin == DumpOrigin::NativeThread {
         return None;
     }
     flights.count += 1;
     let ticket = InFlight { pid: std::process::id() };
-    Some(if flights.closing { Admission::Now(ticket) } else { Admission::Background(ticket) })
+    Some(if closing { Admission::Now(ticket) } else { Admission::Background(ticket) })
 }
 
 impl Drop for InFlight {
@@ -103,9 +113,19 @@ pub(crate) fn wait_idle(timeout: Duration) -> bool {
 /// True if every one was written.
 pub(crate) fn shut_down(timeout: Duration) -> bool {
     if let Ok(flights) = FLIGHTS.lock().get_or_try(|| Ok::<_, ()>(Flights::default())) {
-        flights.closing = true;
+        flights.closing_since.get_or_insert_with(Instant::now);
     }
     wait_idle(timeout)
+}
+
+/// Whether shutdown has begun: a dump that fails now has no next dump to go into.
+pub(crate) fn is_closing() -> bool {
+    FLIGHTS.lock().get().is_some_and(|f| f.closing_since.is_some())
+}
+
+/// When forwards must give up: [`FORWARD_GRACE`] after shutdown began; `None` before.
+pub(crate) fn shutdown_cut_off() -> Option<Instant> {
+    FLIGHTS.lock().get().and_then(|f| f.closing_since).map(|since| since + FORWARD_GRACE)
 }
 
 /// Where a dump is written.
