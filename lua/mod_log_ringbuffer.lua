@@ -133,15 +133,35 @@ local function has_native_triggers()
 	return false;
 end
 
+-- Sinks a reload removed while their dump_on window was open: the native timer dumps them at
+-- the window's end, and the outcome is still to be logged.
+local lingering = {};
+-- Whether a dump_on window was open at the last look: its dump starts as it closes, so the
+-- reports are polled once more after that.
+local windows_were_open = false;
+
+local function windows_open()
+	for i = #lingering, 1, -1 do
+		if not lingering[i].handle:window_open() then table.remove(lingering, i); end
+	end
+	if #lingering > 0 then return true; end
+	for _, record in ipairs(live) do
+		if record.handle:window_open() then return true; end
+	end
+	return false;
+end
+
 local function poll_reports()
 	-- Asked first: when none is in flight, every outcome is reported by the time we look.
 	local busy = native.dumps_in_flight() > 0;
 	log_reports();
 	local err = native.rearm_after_fork();
 	if err then module:log("error", "Native signal triggers stopped: %s", err); end
+	local open, was_open = windows_open(), windows_were_open;
+	windows_were_open = open;
 	if busy then
 		return 0.05;
-	elseif has_native_triggers() then
+	elseif open or was_open or has_native_triggers() then
 		return 1;
 	end
 	report_timer = nil;
@@ -231,8 +251,12 @@ local function retire(records, kept, replaced)
 	for _, record in ipairs(records) do
 		if not (kept and kept[record]) then
 			disarm(record);
-			if not (replaced and replaced[record]) and not record.handle:window_open()
-				and record.handle:usage() > 0 then
+			-- A replaced sink's lines and open window are its successor's now.
+			local removed = not (replaced and replaced[record]);
+			if removed and record.handle:window_open() then
+				table.insert(lingering, record);
+				watch_reports();
+			elseif removed and record.handle:usage() > 0 then
 				dump(record, "its sink was removed by a config reload");
 			end
 		end

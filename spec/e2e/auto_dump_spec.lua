@@ -178,6 +178,28 @@ for _, version in ipairs(prosody.versions()) do
 			end);
 		end);
 
+		describe("a config reload that removes the sink", function ()
+			it("still dumps its open dump_on window, at the window's end", function ()
+				local server = prosody.start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", dump_on = "error", dump_after = 4, timestamps = false, filename = "$DATA/gone.log" }; -- GONE
+}]]);
+				finally(function () server:cleanup(); end);
+				server:command("log debug gone-before", "log error gone-error");
+				rewrite_config(server, "\n[^\n]*%-%- GONE\n", "\n");
+				sighup(server);
+				server:command("collect");
+				assert.is_nil(server:file("gone.log"), "the window (4 s) was still open at the reload");
+				local list = dumps.wait_for(server, "gone.log");
+				assert.equal(1, #list);
+				for _, marker in ipairs({ "\tgone%-before$", "\tgone%-error$" }) do
+					assert.equal(1, dumps.count_matching(list[1], marker), marker);
+				end
+				server:wait_for_log('(dump_on = "error")');
+				assert.falsy(server:log():find("(its sink was removed by a config reload)", 1, true));
+			end);
+		end);
+
 		describe("loss accounting", function ()
 			it("says after the header how many lines were dropped since the previous dump", function ()
 				local server = prosody.start(version, [[{

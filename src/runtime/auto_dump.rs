@@ -8,6 +8,7 @@
 //! ends, whatever logging reloads happen meanwhile. A reload that makes the sink anew hands the
 //! open window to the successor along with the lines ([`LevelTrigger::hand_over`]), and the
 //! dump then holds the successor's lines: what came before the reload, and after it.
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -243,5 +244,26 @@ mod tests {
         assert!(trigger.close(window));
         assert!(!trigger.close(window), "closed once");
         assert!(trigger.fire(start + Duration::from_secs(6), Duration::ZERO).is_some());
+    }
+
+    #[test]
+    fn a_window_handed_over_goes_on_in_the_successor_or_merges_with_its_own() {
+        let start = Instant::now();
+        let (old, new) = (LevelTrigger::default(), LevelTrigger::default());
+        let window = old.fire(start, Duration::ZERO).expect("opens");
+        assert!(old.fire(start, Duration::ZERO).is_none());
+        old.hand_over(&new);
+        assert!(!old.window_open() && new.window_open());
+        assert!(new.fire(start, Duration::ZERO).is_none(), "the window goes on: only counted");
+        assert_eq!(new.take_suppressed(), 2, "the predecessor's count and its own");
+        assert!(!old.close(window));
+        assert!(new.close(window));
+
+        let (old, new) = (LevelTrigger::default(), LevelTrigger::default());
+        let first = old.fire(start, Duration::ZERO).expect("opens");
+        let own = new.fire(start, Duration::ZERO).expect("opens");
+        old.hand_over(&new);
+        assert!(!new.close(first), "merged: the predecessor's window gives no dump of its own");
+        assert!(new.close(own), "the successor's window dumps both");
     }
 }

@@ -799,4 +799,28 @@ mod tests {
         let text = wait_for_dump(&dir.file("removed.log"));
         assert_eq!(dumped_lines(&text), ["before", "the error", "after"]);
     }
+
+    #[test]
+    fn a_window_merged_into_the_successors_own_gives_one_dump() {
+        let dir = TestDir::new("sink-window-merged");
+        let options = |after: f64| {
+            [
+                ("dump_on", OptValue::Str("error".into())),
+                ("dump_after", OptValue::Float(after)),
+                ("filename_template", OptValue::Str("{paths.data}/merged.log".into())),
+            ]
+        };
+        let old = sink_from(&dir, &options(0.1));
+        old.push(b"old error\n", 0);
+        super::super::auto_dump::line_at_trigger_level(&old);
+        let new = sink_from(&dir, &options(0.5));
+        new.push(b"new error\n", 0);
+        super::super::auto_dump::line_at_trigger_level(&new);
+        new.adopt(&old);
+        drop(old);
+        // The predecessor's window ends first (the timer handles it first) and gives no dump.
+        let text = wait_for_dump(&dir.file("merged.log"));
+        assert_eq!(dumped_lines(&text), ["old error", "new error"]);
+        assert_eq!(text.matches("-- End of dump --").count(), 1, "{text}");
+    }
 }
