@@ -265,9 +265,10 @@ end
 
 -- Which sink a reload made anew (its options changed) replaces which of the previous ones,
 -- in this order of preference: the one with the same `name`; else the first one that dumps to
--- the same place (`filename`, `filename_template` or `forward`); else the one at the same
--- position among the ringbuffer entries. Each side at most once; a sink kept as it was is no
--- successor.
+-- the same place (`filename`, `filename_template` or `forward`); else, in config order, the
+-- n-th sink left unpaired before the reload is replaced by the n-th one left unpaired after
+-- it. Each side at most once; a sink kept as it was is no successor. An old sink left over is
+-- removed.
 local function successors_of(previous, claimed, taken, fresh)
 	local successors, adopted = {}, {};
 	local function pair(old, new)
@@ -284,8 +285,14 @@ local function successors_of(previous, claimed, taken, fresh)
 	end
 	pair_all(function (old, new) return old.name ~= nil and new.name == old.name; end);
 	pair_all(function (old, new) return old.handle:same_target(new.handle); end);
-	for i, old in ipairs(previous) do
-		pair(old, claimed[i]);
+	local rest = {};
+	for _, new in ipairs(claimed) do
+		if fresh[new] and not adopted[new] then table.insert(rest, new); end
+	end
+	for _, old in ipairs(previous) do
+		if #rest > 0 and not taken[old] and not successors[old] then
+			pair(old, table.remove(rest, 1));
+		end
 	end
 	return successors;
 end

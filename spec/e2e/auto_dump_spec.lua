@@ -176,6 +176,30 @@ for _, version in ipairs(prosody.versions()) do
 					assert.equal(1, dumps.count_matching(list[1], marker), marker);
 				end
 			end);
+
+			it("pairs sinks by name, then the rest in config order, when their files change too", function ()
+				local server = prosody.start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", name = "alpha", levels = { "warn" }, event = "e2e/dump", timestamps = false, filename = "$DATA/alpha-1.log" };
+	{ to = "ringbuffer", event = "e2e/dump", timestamps = false, filename = "$DATA/beta-1.log" };
+}]]);
+				finally(function () server:cleanup(); end);
+				server:command("log warn paired-warn", "log debug paired-debug");
+				local alpha = '\n[^\n]*name = "alpha"[^\n]*\n';
+				local alpha_line = prosody.read(server.config):match(alpha);
+				rewrite_config(server, alpha, "\n");
+				rewrite_config(server, "beta%-1", "beta-2");
+				rewrite_config(server, "\n}\n", alpha_line:gsub("alpha%-1", "alpha-2") .. "}\n");
+				sighup(server);
+				server:command("collect", "fire e2e/dump");
+				local alpha_dumps = dumps.wait_for(server, "alpha-2.log");
+				local beta_dumps = dumps.wait_for(server, "beta-2.log");
+				assert.equal(1, dumps.count_matching(alpha_dumps[1], "\tpaired%-warn$"));
+				assert.equal(0, dumps.count_matching(alpha_dumps[1], "\tpaired%-debug$"));
+				assert.equal(1, dumps.count_matching(beta_dumps[1], "\tpaired%-warn$"));
+				assert.equal(1, dumps.count_matching(beta_dumps[1], "\tpaired%-debug$"));
+				assert.same({}, server:files("%-1%.log$"), "nothing was removed");
+			end);
 		end);
 
 		describe("a config reload that removes the sink", function ()
