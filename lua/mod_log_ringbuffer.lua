@@ -87,7 +87,7 @@ local native = load_native();
 -- Each record: { handle = native handle, sink = the function Prosody calls }.
 local live = {};
 -- The logging reload in progress: { claimed = its records in maker-call order, taken = the
--- same as a set, previous = `live` before it }.
+-- same as a set, fresh = those of them made anew, previous = `live` before it }.
 local pass;
 -- What the admin shell and the statistics call a live sink: its name, or its position.
 local function label(i, record)
@@ -133,15 +133,35 @@ local function has_native_triggers()
 	return false;
 end
 
+-- Sinks a reload removed while their dump_on window was open: the native timer dumps them at
+-- the window's end, and the outcome is still to be logged.
+local lingering = {};
+-- Whether a dump_on window was open at the last look: its dump starts as it closes, so the
+-- reports are polled once more after that.
+local windows_were_open = false;
+
+local function windows_open()
+	for i = #lingering, 1, -1 do
+		if not lingering[i].handle:window_open() then table.remove(lingering, i); end
+	end
+	if #lingering > 0 then return true; end
+	for _, record in ipairs(live) do
+		if record.handle:window_open() then return true; end
+	end
+	return false;
+end
+
 local function poll_reports()
 	-- Asked first: when none is in flight, every outcome is reported by the time we look.
 	local busy = native.dumps_in_flight() > 0;
 	log_reports();
 	local err = native.rearm_after_fork();
 	if err then module:log("error", "Native signal triggers stopped: %s", err); end
+	local open, was_open = windows_open(), windows_were_open;
+	windows_were_open = open;
 	if busy then
 		return 0.05;
-	elseif has_native_triggers() then
+	elseif open or was_open or has_native_triggers() then
 		return 1;
 	end
 	report_timer = nil;
@@ -224,16 +244,68 @@ local function attach_probe()
 end
 attach_probe(); -- from now on (a reloaded module continues the state it restores)
 
-local function retire(records, kept)
+-- Takes sinks out of service. A sink that no successor replaces (the reload removed it) dumps
+-- what it holds, so that no line vanishes: at the end of its open dump_on window if it has one
+-- (the native timer keeps it until then), else now.
+local function retire(records, kept, replaced)
 	for _, record in ipairs(records) do
 		if not (kept and kept[record]) then
 			disarm(record);
+			-- A replaced sink's lines and open window are its successor's now.
+			local removed = not (replaced and replaced[record]);
+			if removed and record.handle:window_open() then
+				table.insert(lingering, record);
+				watch_reports();
+			elseif removed and record.handle:usage() > 0 then
+				dump(record, "its sink was removed by a config reload");
+			end
 		end
 	end
 end
 
+-- Which sink a reload made anew (its options changed) replaces which of the previous ones,
+-- in this order of preference: the one with the same `name`; else the first one that dumps to
+-- the same place (`filename`, `filename_template` or `forward`); else, in config order, the
+-- n-th sink left unpaired before the reload is replaced by the n-th one left unpaired after
+-- it. Each side at most once; a sink kept as it was is no successor. An old sink left over is
+-- removed.
+local function successors_of(previous, claimed, taken, fresh)
+	local successors, adopted = {}, {};
+	local function pair(old, new)
+		if new and fresh[new] and not adopted[new] and not taken[old] and not successors[old] then
+			successors[old], adopted[new] = new, true;
+		end
+	end
+	local function pair_all(matches)
+		for _, old in ipairs(previous) do
+			for _, new in ipairs(claimed) do
+				if not successors[old] and matches(old, new) then pair(old, new); end
+			end
+		end
+	end
+	pair_all(function (old, new) return old.name ~= nil and new.name == old.name; end);
+	pair_all(function (old, new) return old.handle:same_target(new.handle); end);
+	local rest = {};
+	for _, new in ipairs(claimed) do
+		if fresh[new] and not adopted[new] then table.insert(rest, new); end
+	end
+	for _, old in ipairs(previous) do
+		if #rest > 0 and not taken[old] and not successors[old] then
+			pair(old, table.remove(rest, 1));
+		end
+	end
+	return successors;
+end
+
 local function finish_pass()
-	retire(pass.previous, pass.taken);
+	local successors = successors_of(pass.previous, pass.claimed, pass.taken, pass.fresh);
+	-- In the previous order: each successor takes its predecessor's lines and open dump_on
+	-- window before the predecessor is retired.
+	for _, old in ipairs(pass.previous) do
+		local new = successors[old];
+		if new then new.handle:adopt(old.handle); end
+	end
+	retire(pass.previous, pass.taken, successors);
 	live, pass = pass.claimed, nil;
 end
 
@@ -300,7 +372,7 @@ local function ringbuffer_sink_maker(sink_config)
 		finish_pass(); -- a new reload began before the last one was settled
 	end
 	if not pass then
-		pass = { claimed = {}, taken = {}, previous = live };
+		pass = { claimed = {}, taken = {}, fresh = {}, previous = live };
 		attach_probe();
 		module:add_timer(0, function () settle(); end);
 	end
@@ -315,7 +387,10 @@ local function ringbuffer_sink_maker(sink_config)
 			break;
 		end
 	end
-	record = record or new_record(handle, sink, problems);
+	if not record then
+		record = new_record(handle, sink, problems);
+		pass.fresh[record] = true;
+	end
 	record.name = sink_name(sink_config.name);
 	table.insert(pass.claimed, record);
 	pass.taken[record] = true;

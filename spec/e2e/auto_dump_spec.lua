@@ -1,11 +1,57 @@
 -- End to end: sinks that dump by themselves, in real Prosody 0.12 and 13: on a line at or above
--- `dump_on` (with the aftermath window and the cooldown), and at shutdown (`dump_on_exit`).
+-- `dump_on` (with the aftermath window and the cooldown, also across a config reload that
+-- changes the sink), and at shutdown (`dump_on_exit`); lines carried across such a reload.
 local prosody = require "spec.helpers.prosody";
 local dumps = require "spec.helpers.dumps";
 
 -- The notice line a dump carries after its header when triggers were suppressed.
 local function suppressed_in(text)
 	return tonumber(text:match("\n%-%- (%d+) more dump_on triggers were suppressed by dump_cooldown since the previous dump %-%-\n"));
+end
+
+local function reload_count(server)
+	local _, n = (server:file("logging-reloaded") or ""):gsub("\n", "");
+	return n;
+end
+
+-- Sends a real SIGHUP and waits until Prosody has reloaded its config and logging.
+local function sighup(server)
+	local before = reload_count(server);
+	server:signal("HUP");
+	prosody.wait_for(function () return reload_count(server) > before; end, 10, "the SIGHUP reload");
+end
+
+local function rewrite_config(server, from, to)
+	local text = prosody.read(server.config);
+	local new, n = text:gsub(from, to);
+	assert(n == 1, "config text to replace not found: " .. from);
+	local f = assert(io.open(server.config, "w"));
+	f:write(new);
+	f:close();
+end
+
+-- Logs `n` debug lines "<tag> 1" .. "<tag> n" (one control round trip).
+local function log_numbered(server, tag, n)
+	local commands = {};
+	for i = 1, n do table.insert(commands, ("log debug %s %d"):format(tag, i)); end
+	server:command(table.unpack(commands));
+end
+
+-- The numbers of a dump's "<tag> <i>" lines, in the order they are in the dump.
+local function numbers_in(lines, tag)
+	local found = {};
+	for _, line in ipairs(lines) do
+		local i = line:match("\t" .. tag .. " (%d+)$");
+		if i then table.insert(found, tonumber(i)); end
+	end
+	return found;
+end
+
+-- Where the first line matching `pattern` is in `lines` (nil: none).
+local function index_of(lines, pattern)
+	for i, line in ipairs(lines) do
+		if line:find(pattern) then return i; end
+	end
 end
 
 for _, version in ipairs(prosody.versions()) do
@@ -47,6 +93,134 @@ for _, version in ipairs(prosody.versions()) do
 				server:wait_for_log("marker-after-late");
 				prosody.sleep(1);
 				assert.equal(1, #server:files("^storm%-"));
+			end);
+		end);
+
+		describe("a config reload that changes the sink's options", function ()
+			it("keeps an open dump_on window: one dump with what came before and after the reload", function ()
+				local server = prosody.start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", dump_on = "error", dump_after = 8, size = 200000, timestamps = false,
+		filename_template = "{paths.data}/reload-window-{count}.log" };
+}]]);
+				finally(function () server:cleanup(); end);
+				log_numbered(server, "window-line", 500);
+				server:command("log error window-error", "log debug aftermath-before-reload");
+				rewrite_config(server, "size = 200000", "size = 300000");
+				sighup(server);
+				-- Lua collects the replaced sink's handle (Prosody 13 does it by itself).
+				server:command("log debug aftermath-after-reload", "collect", "log debug aftermath-after-collect");
+				assert.same({}, server:files("^reload%-window%-"), "the window (8 s) was still open at the reload");
+				local name = prosody.wait_for(function () return server:files("^reload%-window%-")[1]; end, 20, "the dump");
+				local list = dumps.wait_for(server, name);
+				assert.equal(1, #list);
+				local numbers = numbers_in(list[1], "window%-line");
+				assert.equal(500, #numbers);
+				for i, n in ipairs(numbers) do assert.equal(i, n); end
+				local previous = index_of(list[1], "\twindow%-line 500$");
+				for _, marker in ipairs({ "\twindow%-error$", "\taftermath%-before%-reload$",
+					"\taftermath%-after%-reload$", "\taftermath%-after%-collect$" }) do
+					assert.equal(1, dumps.count_matching(list[1], marker), marker);
+					local at = index_of(list[1], marker);
+					assert.truthy(at > previous, marker .. " in order");
+					previous = at;
+				end
+				server:wait_for_log('(dump_on = "error")');
+				assert.equal(1, #server:files("^reload%-window%-"));
+			end);
+
+			it("carries the lines over, the newest the new limit allows, and counts the rest as dropped", function ()
+				local server = prosody.start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", event = "e2e/dump", lines = 2000, timestamps = false, filename = "$DATA/carried.log" };
+}]]);
+				finally(function () server:cleanup(); end);
+				log_numbered(server, "carried-line", 500);
+				rewrite_config(server, "lines = 2000", "lines = 400");
+				sighup(server);
+				server:command("collect", "log debug after-the-reload", "fire e2e/dump");
+				local list = dumps.wait_for(server, "carried.log");
+				assert.equal(1, #list);
+				local numbers = numbers_in(list[1], "carried%-line");
+				-- The newest lines: the last numbered ones, in order, then what came after.
+				assert.truthy(#numbers >= 200, "at least 200 of the numbered lines: " .. #numbers);
+				for i, n in ipairs(numbers) do assert.equal(500 - #numbers + i, n); end
+				assert.truthy(index_of(list[1], "\tafter%-the%-reload$") > index_of(list[1], "\tcarried%-line 500$"));
+				local dropped = tonumber((list[1].notes[1] or ""):match("^%-%- (%d+) older lines were dropped"));
+				assert.truthy(dropped and dropped >= 100, "the cut is reported: " .. tostring(list[1].notes[1]));
+				assert.equal(400, #list[1]);
+			end);
+
+			it("dumps the lines of a sink the reload removes, and pairs the others by their file", function ()
+				local server = prosody.start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", levels = { "warn" }, timestamps = false, filename = "$DATA/removed.log" }; -- REMOVED
+	{ to = "ringbuffer", event = "e2e/dump", size = 100000, timestamps = false, filename = "$DATA/stays.log" };
+}]]);
+				finally(function () server:cleanup(); end);
+				server:command("log warn warn-line", "log debug debug-line");
+				-- The second sink is now the first one, with another size: its file says which it is.
+				rewrite_config(server, "\n[^\n]*%-%- REMOVED\n", "\n");
+				rewrite_config(server, "size = 100000", "size = 120000");
+				sighup(server);
+				server:command("collect");
+				local list = dumps.wait_for(server, "removed.log");
+				assert.equal(1, #list);
+				assert.equal(1, dumps.count_matching(list[1], "\twarn%-line$"));
+				assert.equal(0, dumps.count_matching(list[1], "\tdebug%-line$"));
+				server:wait_for_log("(its sink was removed by a config reload)");
+				server:command("log debug after-the-reload", "fire e2e/dump");
+				list = dumps.wait_for(server, "stays.log");
+				assert.equal(1, #list);
+				for _, marker in ipairs({ "\twarn%-line$", "\tdebug%-line$", "\tafter%-the%-reload$" }) do
+					assert.equal(1, dumps.count_matching(list[1], marker), marker);
+				end
+			end);
+
+			it("pairs sinks by name, then the rest in config order, when their files change too", function ()
+				local server = prosody.start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", name = "alpha", levels = { "warn" }, event = "e2e/dump", timestamps = false, filename = "$DATA/alpha-1.log" };
+	{ to = "ringbuffer", event = "e2e/dump", timestamps = false, filename = "$DATA/beta-1.log" };
+}]]);
+				finally(function () server:cleanup(); end);
+				server:command("log warn paired-warn", "log debug paired-debug");
+				local alpha = '\n[^\n]*name = "alpha"[^\n]*\n';
+				local alpha_line = prosody.read(server.config):match(alpha);
+				rewrite_config(server, alpha, "\n");
+				rewrite_config(server, "beta%-1", "beta-2");
+				rewrite_config(server, "\n}\n", alpha_line:gsub("alpha%-1", "alpha-2") .. "}\n");
+				sighup(server);
+				server:command("collect", "fire e2e/dump");
+				local alpha_dumps = dumps.wait_for(server, "alpha-2.log");
+				local beta_dumps = dumps.wait_for(server, "beta-2.log");
+				assert.equal(1, dumps.count_matching(alpha_dumps[1], "\tpaired%-warn$"));
+				assert.equal(0, dumps.count_matching(alpha_dumps[1], "\tpaired%-debug$"));
+				assert.equal(1, dumps.count_matching(beta_dumps[1], "\tpaired%-warn$"));
+				assert.equal(1, dumps.count_matching(beta_dumps[1], "\tpaired%-debug$"));
+				assert.same({}, server:files("%-1%.log$"), "nothing was removed");
+			end);
+		end);
+
+		describe("a config reload that removes the sink", function ()
+			it("still dumps its open dump_on window, at the window's end", function ()
+				local server = prosody.start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", dump_on = "error", dump_after = 4, timestamps = false, filename = "$DATA/gone.log" }; -- GONE
+}]]);
+				finally(function () server:cleanup(); end);
+				server:command("log debug gone-before", "log error gone-error");
+				rewrite_config(server, "\n[^\n]*%-%- GONE\n", "\n");
+				sighup(server);
+				server:command("collect");
+				assert.is_nil(server:file("gone.log"), "the window (4 s) was still open at the reload");
+				local list = dumps.wait_for(server, "gone.log");
+				assert.equal(1, #list);
+				for _, marker in ipairs({ "\tgone%-before$", "\tgone%-error$" }) do
+					assert.equal(1, dumps.count_matching(list[1], marker), marker);
+				end
+				server:wait_for_log('(dump_on = "error")');
+				assert.falsy(server:log():find("(its sink was removed by a config reload)", 1, true));
 			end);
 		end);
 

@@ -45,6 +45,20 @@ impl UserData for Handle {
         methods.add_method("same_options", |_, this, other: mlua::UserDataRef<Handle>| {
             Ok(this.sink().options.reload_key() == other.sink().options.reload_key())
         });
+        // Whether `other` dumps to the same place (file, template or collector): how a logging
+        // reload tells which sink one made anew replaces.
+        methods.add_method("same_target", |_, this, other: mlua::UserDataRef<Handle>| {
+            let (mine, theirs) = (this.sink(), other.sink());
+            Ok(mine.options.target == theirs.options.target && mine.forwards_to() == theirs.forwards_to())
+        });
+        // A logging reload made this sink in `predecessor`'s place with other options: takes
+        // over its lines and its open dump_on window (see Sink::adopt).
+        methods.add_method("adopt", |_, this, predecessor: mlua::UserDataRef<Handle>| {
+            this.sink().adopt(predecessor.sink());
+            Ok(())
+        });
+        // Whether a dump_on window is open: its dump is still to come.
+        methods.add_method("window_open", |_, this, ()| Ok(this.sink().level_trigger.window_open()));
         // Starts a dump, written by the writer thread: `true, path, lines` or `nil, error` if
         // the file cannot be opened. How the writing went is reported (take_reports). `to`: a
         // file other than the configured one.

@@ -6,6 +6,9 @@
 //! the failures come in (a dump written in the background may fail after a later one failed at
 //! once). The limit then applies to the whole: the next dump holds exactly the newest lines the
 //! limit allows, each once, oldest first.
+//!
+//! A sink made anew by a logging reload adopts its predecessor's lines (see [`Recorder::adopt`]):
+//! they go in front of everything, and its own limit then applies the same way.
 
 use super::ring::{Limit, Ring};
 
@@ -38,6 +41,9 @@ struct Returned {
 pub(crate) struct Recorder {
     pub(crate) ring: Ring,
     next_batch: u64,
+    /// Lines adopted from a predecessor, oldest first, at the very front of the ring: how many
+    /// of each adopted part are still there, and the failed dump each part was in, if any...
+    adopted: Vec<(Option<String>, usize)>,
     /// The batches given back since the last take, in batch order, with how many of their
     /// lines are still at the front of the ring...
     returned: Vec<Returned>,
@@ -54,6 +60,7 @@ impl Recorder {
         Recorder {
             ring: Ring::new(limit),
             next_batch: 0,
+            adopted: Vec::new(),
             returned: Vec::new(),
             dropped_when_returned: 0,
             dropped_when_taken: 0,
@@ -64,7 +71,8 @@ impl Recorder {
     /// Takes every line out for a dump.
     pub(crate) fn take(&mut self) -> Batch {
         self.forget_dropped();
-        let resent = self.returned.drain(..).filter_map(|r| Some((r.id?, r.lines))).collect();
+        let adopted = self.adopted.drain(..).filter_map(|(id, lines)| Some((id?, lines)));
+        let resent = adopted.chain(self.returned.drain(..).filter_map(|r| Some((r.id?, r.lines)))).collect();
         let number = self.next_batch;
         self.next_batch += 1;
         let lines = self.ring.take();
@@ -83,23 +91,52 @@ impl Recorder {
     pub(crate) fn give_back(&mut self, batch: Batch) {
         self.unreported += batch.dropped;
         self.forget_dropped();
-        let position = self.returned.iter().take_while(|r| r.number < batch.number).map(|r| r.lines).sum();
+        let adopted: usize = self.adopted.iter().map(|(_, lines)| lines).sum();
+        let position =
+            adopted + self.returned.iter().take_while(|r| r.number < batch.number).map(|r| r.lines).sum::<usize>();
         let index = self.returned.partition_point(|r| r.number < batch.number);
         self.returned.insert(index, Returned { number: batch.number, lines: batch.lines.lines(), id: batch.id });
         self.ring.insert(position, &batch.lines);
         self.forget_dropped();
     }
 
-    /// Takes the lines the ring dropped since the last look off the oldest returned batches.
+    /// Puts a predecessor's lines (all older than any line here: see `runtime::sink`) in front of
+    /// everything, then applies this recorder's limit: the newest lines win, and what the limit
+    /// cuts is counted as dropped like any other drop. `batch` is what the predecessor's
+    /// [`Recorder::take`] returned (its lines, its unreported drops and the failed dumps its
+    /// first lines were in), or a failed dump of the predecessor's that came back later.
+    pub(crate) fn adopt(&mut self, batch: Batch) {
+        self.unreported += batch.dropped;
+        self.forget_dropped();
+        let total = batch.lines.lines();
+        let mut parts: Vec<(Option<String>, usize)> = match batch.id {
+            // A failed dump: all its lines were in it (as `give_back` counts them).
+            Some(id) => vec![(Some(id), total)],
+            None => batch.resent.into_iter().map(|(id, lines)| (Some(id), lines)).collect(),
+        };
+        let rest = total.saturating_sub(parts.iter().map(|(_, lines)| lines).sum());
+        if rest > 0 {
+            parts.push((None, rest));
+        }
+        parts.append(&mut self.adopted);
+        self.adopted = parts;
+        self.ring.insert(0, &batch.lines);
+        self.forget_dropped();
+    }
+
+    /// Takes the lines the ring dropped since the last look off the oldest adopted and returned
+    /// lines.
     fn forget_dropped(&mut self) {
         let dropped = self.ring.dropped();
         let mut gone = (dropped - self.dropped_when_returned) as usize;
         self.dropped_when_returned = dropped;
-        for returned in &mut self.returned {
-            let here = gone.min(returned.lines);
-            returned.lines -= here;
+        let fronts = self.adopted.iter_mut().map(|(_, lines)| lines);
+        for lines in fronts.chain(self.returned.iter_mut().map(|r| &mut r.lines)) {
+            let here = gone.min(*lines);
+            *lines -= here;
             gone -= here;
         }
+        self.adopted.retain(|(_, lines)| *lines > 0);
         self.returned.retain(|r| r.lines > 0);
     }
 }
@@ -200,5 +237,46 @@ mod tests {
         assert_eq!(next.resent, [("9-1".to_string(), 2)]);
         assert_eq!(next.lines.lines(), 4);
         assert!(recorder.take().resent.is_empty(), "said once");
+    }
+
+    #[test]
+    fn adopted_lines_go_first_and_the_new_limit_keeps_the_newest() {
+        let mut old = Recorder::new(Limit::Lines(10));
+        push_all(&mut old, &["1", "2", "3", "4", "5", "6"]);
+        let mut new = Recorder::new(Limit::Lines(4));
+        push_all(&mut new, &["7"]);
+        new.adopt(old.take());
+        assert_eq!(contents(&new), ["4", "5", "6", "7"]);
+        assert_eq!(new.dropped_since_take(), 3, "what the smaller limit cut is counted");
+        let batch = new.take();
+        assert_eq!((batch.dropped, batch.lines.lines()), (3, 4));
+    }
+
+    #[test]
+    fn adopted_lines_keep_their_drops_and_stay_in_front_of_failed_dumps() {
+        let mut old = Recorder::new(Limit::Lines(3));
+        push_all(&mut old, &["1", "2", "3", "4", "5"]);
+        let mut new = Recorder::new(Limit::Lines(100));
+        push_all(&mut new, &["6"]);
+        let failed = new.take();
+        push_all(&mut new, &["7"]);
+        new.adopt(old.take());
+        new.give_back(failed);
+        assert_eq!(contents(&new), ["3", "4", "5", "6", "7"]);
+        assert_eq!(new.take().dropped, 2, "the predecessor's drops are reported by the next dump");
+    }
+
+    #[test]
+    fn a_predecessors_failed_forward_is_said_to_be_sent_again() {
+        let mut old = Recorder::new(Limit::Lines(10));
+        push_all(&mut old, &["1", "2"]);
+        let mut failed = old.take();
+        failed.id = Some("9-1".into());
+        push_all(&mut old, &["3"]);
+        let mut new = Recorder::new(Limit::Lines(2));
+        new.adopt(old.take());
+        new.adopt(failed); // came back after the reload: older than what was adopted
+        assert_eq!(contents(&new), ["2", "3"]);
+        assert_eq!(new.take().resent, [("9-1".to_string(), 1)]);
     }
 }

@@ -1,5 +1,9 @@
 //! A sink: its options and its recorder, shared by the Lua thread (which logs and dumps) and
 //! the native signal thread (which dumps). The Lua side lives in `lua::sink_call`.
+//!
+//! A logging reload that changes a sink's options makes a successor, which adopts the sink's
+//! lines and open `dump_on` window ([`Sink::adopt`]); from then on the old sink points to it,
+//! so that a dump of the old sink that fails later gives its lines back to the successor.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +43,9 @@ pub(crate) struct Sink {
     /// A forward waiting for its lane while the one before it runs: at most one per sink, so
     /// what a stalled collector holds up stays bounded (see [`Sink::dump_to`]).
     queued_forward: Mutex<Option<QueuedForward>>,
+    /// The sink a logging reload made anew in this one's place (see [`Sink::adopt`]). Locked
+    /// only inside this sink's recorder lock, or alone.
+    successor: Mutex<Option<Arc<Sink>>>,
 }
 
 /// A forward admitted and not yet started.
@@ -116,6 +123,7 @@ impl Sink {
             aged_out: AtomicU64::new(0),
             forwarder: None,
             queued_forward: Mutex::new(None),
+            successor: Mutex::new(None),
         }
     }
 
@@ -139,6 +147,60 @@ impl Sink {
     #[inline]
     pub(crate) fn push_in_place(&self, meta: Meta, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
         self.recorder.with_owner(|r| r.ring.write_in_place(meta, write))
+    }
+
+    /// Takes over `predecessor`'s place after a logging reload changed its options: its lines
+    /// go in front of this sink's own (all logged since, as the logger no longer calls the
+    /// predecessor) and this sink's limit applies, counting what it cuts as dropped; its open
+    /// `dump_on` window, cooldown and suppressed triggers go on here. Lock order: the
+    /// predecessor's recorder, then (inside it) its successor pointer; this sink's recorder
+    /// after both are released; the predecessor's trigger, then this sink's.
+    pub(crate) fn adopt(self: &Arc<Self>, predecessor: &Sink) {
+        if std::ptr::eq(Arc::as_ptr(self), predecessor) {
+            return;
+        }
+        let batch = predecessor.recorder.with_lock(|r| {
+            *predecessor.successor.lock() = Some(Arc::clone(self));
+            r.take()
+        });
+        self.recorder.with_lock(|r| r.adopt(batch));
+        predecessor.level_trigger.hand_over(&self.level_trigger);
+    }
+
+    /// The sink a logging reload made anew in this one's place, if any.
+    pub(crate) fn successor(&self) -> Option<Arc<Sink>> {
+        self.successor.lock().clone()
+    }
+
+    /// The sink that holds this one's lines now: itself, or its newest successor.
+    pub(crate) fn newest(self: &Arc<Self>) -> Arc<Sink> {
+        let mut newest = Arc::clone(self);
+        while let Some(next) = newest.successor() {
+            newest = next;
+        }
+        newest
+    }
+
+    /// Puts the lines of a failed dump back: here, or with the successor if a reload made one
+    /// since (they are older than anything it holds).
+    fn give_back(&self, batch: Batch) {
+        self.put_back(batch, Recorder::give_back);
+    }
+
+    /// Puts `batch` into this recorder with `place`, or, if a reload made a successor (checked
+    /// under the recorder's lock, so [`Sink::adopt`] takes the lines or they go on), adopted by
+    /// the successor.
+    fn put_back(&self, batch: Batch, place: fn(&mut Recorder, Batch)) {
+        let unplaced = self.recorder.with_lock(|r| match self.successor() {
+            None => {
+                place(r, batch);
+                None
+            }
+            Some(successor) => Some((successor, batch)),
+        });
+        if let Some((successor, batch)) = unplaced {
+            successor.put_back(batch, Recorder::adopt);
+        }
     }
 
     /// The collector dumps are forwarded to, if any.
@@ -290,7 +352,7 @@ impl Sink {
         let prepared = match dump_file::prepare_as(&path, framing, batch.lines.text_bytes(), compress) {
             Ok(p) => p,
             Err(e) => {
-                self.recorder.with_lock(|r| r.give_back(batch));
+                self.give_back(batch);
                 self.record_outcome(&path, Some(&e));
                 return Err(e);
             }
@@ -451,7 +513,7 @@ impl Sink {
             }
             Err(e) => {
                 report_failure(&e, reason);
-                self.recorder.with_lock(|r| r.give_back(batch));
+                self.give_back(batch);
                 self.record_outcome(&path, Some(&e));
             }
         }
@@ -496,7 +558,7 @@ impl Sink {
                     return;
                 }
                 report_failure(&failure, &reason);
-                self.recorder.with_lock(|r| r.give_back(batch));
+                self.give_back(batch);
             }
         }
         drop(flight);
@@ -811,5 +873,146 @@ mod tests {
         assert!(first < second, "{text}");
         assert_eq!(sink.usage().0, 0);
         assert_eq!(sink.outcomes().done, 1);
+    }
+
+    fn sink_from(dir: &TestDir, pairs: &[(&str, OptValue)]) -> Arc<Sink> {
+        let (options, problems) = SinkOptions::parse(
+            |k| pairs.iter().find(|(name, _)| *name == k).map_or(OptValue::Absent, |(_, v)| v.clone()),
+            &[],
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        Arc::new(Sink::new(options, vec![("data".into(), dir.path())]))
+    }
+
+    /// Waits until the file holds a whole dump (its footer), and returns its text.
+    fn wait_for_dump(path: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.contains("-- End of dump --") {
+                return text;
+            }
+            assert!(std::time::Instant::now() < deadline, "no dump in {path}: {text:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The lines between a dump's header (and notes) and its footer.
+    fn dumped_lines(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| !l.starts_with("-- ") && !l.is_empty()).collect()
+    }
+
+    #[test]
+    fn a_successor_takes_the_lines_oldest_first_within_its_own_limit() {
+        let dir = TestDir::new("sink-adopt");
+        let old = sink_with(&dir, "{paths.data}/old.log", 100);
+        for n in 1..=6 {
+            old.push(format!("{n}\n").as_bytes(), 0);
+        }
+        let new = sink_with(&dir, "{paths.data}/new.log", 4);
+        new.push(b"7\n", 0);
+        let failed = old.recorder.with_lock(Recorder::take); // a dump of the old sink, still being written
+        old.push(b"8\n", 0);
+        new.adopt(&old);
+        assert_eq!(new.text(), b"8\n7\n", "logged before the reload, then after it");
+        assert_eq!(old.usage(), (0, 0));
+        // The old sink's dump fails after the reload: its lines go to the successor, in front.
+        old.give_back(failed);
+        assert_eq!(new.text(), b"5\n6\n8\n7\n", "the newest lines the successor's limit allows");
+        assert_eq!(new.status().dropped, 4, "what the smaller limit cut is counted");
+        assert_eq!(new.counters().captured, 1, "adopted lines are not captured twice");
+        new.dump(DumpOrigin::LuaThread, "test").expect("dump");
+        assert!(writer::wait_idle(Duration::from_secs(5)));
+        let text = std::fs::read_to_string(dir.file("new.log")).expect("read");
+        assert!(text.contains("\n-- 4 older lines were dropped since the previous dump --\n"), "{text}");
+        assert_eq!(dumped_lines(&text), ["5", "6", "8", "7"]);
+        assert!(old.successor().is_some_and(|s| Arc::ptr_eq(&s, &new)));
+        new.adopt(&new); // never its own successor
+        assert!(new.successor().is_none());
+    }
+
+    #[test]
+    fn an_open_window_is_dumped_by_the_successor_after_a_reload() {
+        let dir = TestDir::new("sink-window");
+        let window = [
+            ("dump_on", OptValue::Str("error".into())),
+            ("dump_after", OptValue::Float(0.3)),
+            ("filename_template", OptValue::Str("{paths.data}/window-old.log".into())),
+            ("lines", OptValue::Int(1000)),
+        ];
+        let old = sink_from(&dir, &window);
+        for n in 1..=500 {
+            old.push(format!("line {n}\n").as_bytes(), 0);
+        }
+        old.push(b"the error\n", 0);
+        super::super::auto_dump::line_at_trigger_level(&old);
+        old.push(b"after 1\n", 0);
+        // The reload: other options (a smaller limit, another file); the old sink is dropped.
+        let new = sink_from(
+            &dir,
+            &[
+                ("dump_on", OptValue::Str("error".into())),
+                ("dump_after", OptValue::Float(60.0)),
+                ("filename_template", OptValue::Str("{paths.data}/window-new.log".into())),
+                ("lines", OptValue::Int(600)),
+            ],
+        );
+        new.adopt(&old);
+        assert!(new.level_trigger.window_open());
+        assert!(!old.level_trigger.window_open());
+        drop(old);
+        new.push(b"after 2\n", 0);
+        super::super::auto_dump::line_at_trigger_level(&new); // within the window: only counted
+        let text = wait_for_dump(&dir.file("window-new.log"));
+        let mut expected: Vec<String> = (1..=500).map(|n| format!("line {n}")).collect();
+        expected.extend(["the error", "after 1", "after 2"].map(String::from));
+        assert_eq!(dumped_lines(&text), expected);
+        assert!(!std::path::Path::new(&dir.file("window-old.log")).exists());
+        assert!(!new.level_trigger.window_open());
+        assert!(text.contains("\n-- 1 more dump_on triggers were suppressed by dump_cooldown"), "{text}");
+    }
+
+    #[test]
+    fn an_open_window_of_a_sink_dropped_without_successor_is_still_dumped() {
+        let dir = TestDir::new("sink-window-removed");
+        let old = sink_from(
+            &dir,
+            &[
+                ("dump_on", OptValue::Str("error".into())),
+                ("dump_after", OptValue::Float(0.2)),
+                ("filename_template", OptValue::Str("{paths.data}/removed.log".into())),
+            ],
+        );
+        old.push(b"before\n", 0);
+        old.push(b"the error\n", 0);
+        super::super::auto_dump::line_at_trigger_level(&old);
+        old.push(b"after\n", 0);
+        drop(old); // a reload removed the sink, and Lua collected its handle
+        let text = wait_for_dump(&dir.file("removed.log"));
+        assert_eq!(dumped_lines(&text), ["before", "the error", "after"]);
+    }
+
+    #[test]
+    fn a_window_merged_into_the_successors_own_gives_one_dump() {
+        let dir = TestDir::new("sink-window-merged");
+        let options = |after: f64| {
+            [
+                ("dump_on", OptValue::Str("error".into())),
+                ("dump_after", OptValue::Float(after)),
+                ("filename_template", OptValue::Str("{paths.data}/merged.log".into())),
+            ]
+        };
+        let old = sink_from(&dir, &options(0.1));
+        old.push(b"old error\n", 0);
+        super::super::auto_dump::line_at_trigger_level(&old);
+        let new = sink_from(&dir, &options(0.5));
+        new.push(b"new error\n", 0);
+        super::super::auto_dump::line_at_trigger_level(&new);
+        new.adopt(&old);
+        drop(old);
+        // The predecessor's window ends first (the timer handles it first) and gives no dump.
+        let text = wait_for_dump(&dir.file("merged.log"));
+        assert_eq!(dumped_lines(&text), ["old error", "new error"]);
+        assert_eq!(text.matches("-- End of dump --").count(), 1, "{text}");
     }
 }

@@ -6,6 +6,8 @@
 --                        fire debug_traceback/triggered, then append a traceback to
 --                        {paths.data}/traceback-{pid}-{count}.log
 --   reload_logging       call the logging manager's reload directly (as daemonizing does)
+--   collect              run Lua's garbage collector through a full cycle, twice (objects
+--                        with finalizers are freed only by the second)
 --   spam <n> <tag> [<pad>]  log n debug lines "<tag> <i>" (after <pad> bytes of "x" and a
 --                        space, if given), 500 every 10 ms, then "<tag> done"
 --   reload_module <name>, unload_module <name>, load_module <name>   (global modules)
@@ -37,6 +39,9 @@ local function run(line)
 		prosody.events.fire_event(rest, {});
 	elseif command == "traceback" then
 		traceback();
+	elseif command == "collect" then
+		collectgarbage("collect");
+		collectgarbage("collect");
 	elseif command == "reload_logging" then
 		require "core.loggingmanager".reload_logging();
 	elseif command == "spam" then
