@@ -8,6 +8,7 @@ pub(crate) mod dump_file;
 pub(crate) mod forward;
 pub(crate) mod inspect;
 pub(crate) mod os;
+pub(crate) mod regions;
 pub(crate) mod reports;
 pub(crate) mod retention;
 pub(crate) mod shared_ring;
