@@ -35,7 +35,7 @@ use std::fmt;
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 
 use parking_lot::Mutex;
 
@@ -138,7 +138,7 @@ fn settle_blocking(file: &File, meta: &std::fs::Metadata) -> io::Result<()> {
 }
 
 /// Where a compressed dump to `path` goes: a pipe or device to write to, or a regular file to
-/// replace (its bytes so far, to read; `None`: there is no such file yet). Creates nothing.
+/// replace (whether it exists or not: read when the dump is written). Creates nothing.
 fn open_for_compressed(path: &str, codec: Compression) -> io::Result<Destination> {
     let stream_of = |file| Destination::Appended { file, codec: Some(codec), regular: false };
     if let Some(stream) = standard_stream(path) {
@@ -150,7 +150,7 @@ fn open_for_compressed(path: &str, codec: Compression) -> io::Result<Destination
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let folder = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty());
             std::fs::metadata(folder.unwrap_or(std::path::Path::new(".")))?;
-            return Ok(Destination::Whole { earlier: None, codec });
+            return Ok(Destination::Whole { codec });
         }
         Err(e) => return Err(e),
     };
@@ -159,12 +159,7 @@ fn open_for_compressed(path: &str, codec: Compression) -> io::Result<Destination
         settle_blocking(&file, &meta)?;
         return Ok(stream_of(file));
     }
-    let earlier = OpenOptions::new().read(true).custom_flags(flags).open(path)?;
-    let same = earlier.metadata()?;
-    if (same.dev(), same.ino()) != (meta.dev(), meta.ino()) {
-        return Err(io::Error::other("the file was replaced while it was opened"));
-    }
-    Ok(Destination::Whole { earlier: Some(earlier), codec })
+    Ok(Destination::Whole { codec })
 }
 
 /// Where one dump's bytes go.
@@ -178,8 +173,8 @@ enum Destination {
     /// A dump of unknown length (compressed, or not plain), written in order; `regular`: into a
     /// regular file, at its end (see the module doc).
     Appended { file: File, codec: Option<Compression>, regular: bool },
-    /// A compressed dump into a regular file, replacing it whole (`earlier`: the file, to read).
-    Whole { earlier: Option<File>, codec: Compression },
+    /// A compressed dump into a regular file (or none yet), replacing it whole.
+    Whole { codec: Compression },
 }
 
 /// A dump whose file is open and whose place in it is settled.
@@ -307,9 +302,7 @@ impl Prepared {
             Destination::Appended { file, regular: true, .. } => append(&file, &framing, lines, u64::MAX, taken),
             Destination::Appended { file, codec: None, regular: false } => write_stream(file, &framing, lines),
             Destination::Appended { file, codec: Some(codec), regular: false } => encode(codec, file, &framing, lines),
-            Destination::Whole { earlier, codec } => {
-                write_whole(&path, earlier.as_ref(), codec, &framing, lines, taken)
-            }
+            Destination::Whole { codec } => write_whole(&path, codec, &framing, lines, taken),
         };
         result.map_err(|error| DumpError::Write { path, error })
     }
@@ -408,12 +401,12 @@ impl Write for Appender<'_> {
 }
 
 /// Writes a compressed dump into the regular file `path` whole (see the module doc): the bytes
-/// of `earlier` (the file as it is, if there is one), then the dump, into a hidden file beside
-/// it, which is synced and renamed over it. On failure the hidden file is deleted. `taken`: see
+/// of the file as it is now (if there is one; read only now, since an earlier dump may have
+/// replaced it since this one was prepared), then the dump, into a hidden file beside it, which
+/// is synced and renamed over it. On failure the hidden file is deleted. `taken`: see
 /// [`Prepared::taken_from`].
 fn write_whole(
     path: &str,
-    earlier: Option<&File>,
     codec: Compression,
     framing: &Framing,
     lines: &Ring,
@@ -429,12 +422,19 @@ fn write_whole(
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&hidden)?;
     let written = (|| {
+        let flags = libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
+        let earlier = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+            Ok(earlier) if earlier.metadata()?.is_file() => Some(earlier),
+            Ok(_) => return Err(io::Error::other("no longer a regular file")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
         let entry = regions::enter(&file, Kind::Replace)?;
         if let Some((owner, count)) = taken {
             entry.taken(owner, count);
             entry.writing(lines);
         }
-        if let Some(earlier) = earlier {
+        if let Some(earlier) = &earlier {
             let meta = earlier.metadata()?;
             if meta.len() > 0 {
                 // A file with contents keeps its mode (see `open`).
@@ -762,6 +762,25 @@ mod tests {
             assert!(err.to_string().ends_with("No space left on device"), "{err}");
             assert!(names_in(&dir).is_empty(), "a new file appears only whole: {:?}", names_in(&dir));
         }
+    }
+
+    #[test]
+    fn compressed_dumps_prepared_together_are_both_kept() {
+        let dir = TestDir::new("compressed-queued");
+        let path = dir.file("q.log.zst");
+        let (first, second) = (ring_of(&["first\n"]), ring_of(&["second\n"]));
+        let one = prepare_as(&path, plain(0, &[]), first.text_bytes(), Some(Compression::Zstd)).expect("prepare");
+        let two = prepare_as(&path, plain(0, &[]), second.text_bytes(), Some(Compression::Zstd)).expect("prepare");
+        one.write(&first).expect("first");
+        two.write(&second).expect("second");
+        let text = decompress(Compression::Zstd, &std::fs::read(&path).expect("read"));
+        let mut expected = header(0);
+        expected.extend_from_slice(b"first\n");
+        expected.extend_from_slice(FOOTER);
+        expected.extend_from_slice(&header(0));
+        expected.extend_from_slice(b"second\n");
+        expected.extend_from_slice(FOOTER);
+        assert_eq!(String::from_utf8_lossy(&text), String::from_utf8_lossy(&expected));
     }
 
     #[test]
