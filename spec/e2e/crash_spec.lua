@@ -1,6 +1,8 @@
 -- End to end: dump_on_crash in real Prosody 0.12 and 13. A fatal signal (kill -SEGV, kill -ABRT,
 -- a real fault in the Lua thread, abort() in C) appends each sink's buffer to its dump file as
--- one whole dump, and Prosody still dies by that very signal.
+-- one whole dump, and Prosody still dies by that very signal. A crash (or kill -9) in the middle
+-- of a background dump leaves no NUL bytes, no dump without its end, and no broken compressed
+-- file, and the crash dump holds the lines that dump had taken out of the buffer.
 --
 -- spec/helpers/prosody.lua starts Prosody in the background, which loses its exit status; here
 -- it runs under a small shell script that writes the status to a file (a shell reports death by
@@ -8,6 +10,7 @@
 -- instance all the same (commands, files, cleanup).
 local prosody = require "spec.helpers.prosody";
 local dumps = require "spec.helpers.dumps";
+local socket = require "socket";
 
 local root = os.getenv("PWD");
 local deps = os.getenv("DEPS") or (root .. "/.deps");
@@ -33,6 +36,23 @@ module:hook_global("e2e/fault", function ()
 end);
 module:hook_global("e2e/abort", function ()
 	package.loadlib("libc.so.6", "abort")();
+end);
+-- 30000 lines "<1008 random hex digits> noise <i>", 500 every 10 ms, then "noise done": lines
+-- that do not compress much, so a compressed dump of them writes as it goes.
+module:hook_global("e2e/noise", function ()
+	local i, digits = 0, {};
+	module:add_timer(0, function ()
+		for _ = 1, 500 do
+			i = i + 1;
+			if i > 30000 then
+				module:log("info", "noise done");
+				return;
+			end
+			for d = 1, 63 do digits[d] = ("%016x"):format(math.random(0, math.maxinteger)); end
+			module:log("debug", "%s noise %d", table.concat(digits), i);
+		end
+		return 0.01;
+	end);
 end);
 ]];
 
@@ -124,10 +144,33 @@ local function only_dump(server, name)
 	return list[1];
 end
 
+-- The dumps in `text`, each a list of its lines with `ended`: "footer", or the line that marks
+-- it as failed. Fails on NUL bytes, a header inside a dump, or a dump that never ends.
+local function dumps_in(text)
+	assert.is_nil(text:find("\0", 1, true), "NUL bytes in the file");
+	local list, current = {}, nil;
+	for line in text:gmatch("([^\n]*)\n") do
+		if line:match("^%-%- Dumping log buffer at ") then
+			assert(current == nil, "a header inside a dump");
+			current = {};
+		elseif current and (line == "-- End of dump --" or line:match("^%-%- Dump failed: ")) then
+			current.ended = line == "-- End of dump --" and "footer" or (line:gsub("%s+$", ""));
+			table.insert(list, current);
+			current = nil;
+		elseif current then
+			table.insert(current, line);
+		end
+	end
+	assert(current == nil, "a dump without its footer or a failure mark");
+	return list;
+end
+
 local one_sink = [[{
 	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
 	{ to = "ringbuffer", event = "e2e/dump", filename_template = "$DATA/crash-{pid}-{count}.log" };
 }]];
+
+math.randomseed(os.time());
 
 for _, version in ipairs(prosody.versions()) do
 	describe("in Prosody " .. version .. ", a fatal signal", function ()
@@ -220,6 +263,120 @@ for _, version in ipairs(prosody.versions()) do
 			server:signal("ABRT");
 			assert.equal(128 + SIGABRT, exit_status(server));
 			assert.same({}, server:files("^crash%-"));
+		end);
+
+		-- A 32 MiB buffer: its dump takes tens of milliseconds, compressed a few hundred.
+		local fill_lines, pad = 30000, 1000;
+
+		-- Fills the buffer with `fill_lines` lines "fill <i>" (after `pad` bytes) and waits for them.
+		local function fill(tag)
+			server:command(("spam %d %s %d"):format(fill_lines, tag, pad));
+			server:wait_for_log(tag .. " done");
+		end
+
+		-- The size of the data file `name` (0 if there is none).
+		local function size_of(name)
+			local f = io.open(server.data .. "/" .. name, "rb");
+			if not f then return 0; end
+			local size = f:seek("end");
+			f:close();
+			return size;
+		end
+
+		-- Sends the native dump signal; once one of the data files `names` has grown past
+		-- `beyond` bytes (the dump has begun), waits up to `within` seconds (a random time) and
+		-- sends `signal`.
+		local function dump_then(signal, names, beyond, within)
+			server:signal("WINCH");
+			local deadline = socket.gettime() + 10;
+			local function begun()
+				for _, name in ipairs(names) do
+					if size_of(name) > beyond then return true; end
+				end
+			end
+			while not begun() do
+				assert(socket.gettime() < deadline, "the dump did not begin");
+				socket.sleep(0.0005);
+			end
+			socket.sleep(math.random() * within);
+			server:signal(signal);
+		end
+
+		-- Every line "<tag> <i>" (1 <= i <= fill_lines) in a dump that ended with its footer; the
+		-- lines in none must be named as missing by a crash dump.
+		local function check_no_line_lost(list, tag)
+			local seen, named = {}, 0;
+			for _, dump in ipairs(list) do
+				for _, line in ipairs(dump) do
+					local missing = line:match("^%-%- (%d+) lines taken for a dump that was waiting to be written are missing %-%-$");
+					named = named + (tonumber(missing) or 0);
+					local i = dump.ended == "footer" and line:match(" " .. tag .. " (%d+)$");
+					if i then seen[tonumber(i)] = true; end
+				end
+			end
+			local lost = 0;
+			for i = 1, fill_lines do
+				if not seen[i] then lost = lost + 1; end
+			end
+			assert(lost <= named, ("%d lines lost, %d named as missing"):format(lost, named));
+		end
+
+		for round = 1, 3 do
+			it("during a background dump to the same file leaves only text, every dump ended, no line lost (" .. round .. ")", function ()
+				server = start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", size = 32*1024*1024, signal = "SIGWINCH", filename = "$DATA/big.log" };
+}]]);
+				fill("fill");
+				dump_then("SEGV", { "big.log" }, 1000000, 0.015); -- the region is reserved at once
+				assert.equal(128 + SIGSEGV, exit_status(server));
+				local list = dumps_in(assert(server:file("big.log")));
+				assert.matches("^%-%- Fatal signal SIGSEGV, sent by PID %d+ %-%-$", list[#list][#list[#list]]);
+				check_no_line_lost(list, "fill");
+			end);
+		end
+
+		it("during a compressed dump (kill -9) leaves the file decompressing to its earlier dumps", function ()
+			server = start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", size = 32*1024*1024, signal = "SIGWINCH", filename = "$DATA/big.log", compress = "zstd" };
+}]]);
+			server:command("log debug earlier-dump");
+			server:signal("WINCH");
+			server:wait_for_log("Dumped");
+			server:command("fire e2e/noise");
+			server:wait_for_log("noise done");
+			local earlier = size_of("big.log.zst");
+			dump_then("KILL", { "big.log.zst", (".big.log.zst.%s.part"):format(server.pid) }, earlier, 0.08);
+			assert.equal(128 + 9, exit_status(server));
+			local path = server.data .. "/big.log.zst";
+			assert(os.execute("zstd -q -t " .. path), "zstd -t " .. path);
+			local text = io.popen("zstd -q -dc " .. path):read("a");
+			local list = dumps_in(text);
+			assert.equal(1, dumps.count_matching(list[1], "earlier%-dump$"));
+		end);
+
+		it("during a compressed dump (kill -SEGV) leaves the file whole, and the crash dump holds its lines", function ()
+			server = start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", size = 32*1024*1024, signal = "SIGWINCH", filename = "$DATA/big.log", compress = "gzip" };
+}]]);
+			server:command("log debug earlier-dump");
+			server:signal("WINCH");
+			server:wait_for_log("Dumped");
+			server:command("fire e2e/noise");
+			server:wait_for_log("noise done");
+			local earlier = size_of("big.log.gz");
+			dump_then("SEGV", { "big.log.gz", (".big.log.gz.%s.part"):format(server.pid) }, earlier, 0.08);
+			assert.equal(128 + SIGSEGV, exit_status(server));
+			local path = server.data .. "/big.log.gz";
+			assert(os.execute("gzip -t " .. path), "gzip -t " .. path);
+			local list = dumps_in(io.popen("gzip -dc " .. path):read("a"));
+			assert.equal(1, dumps.count_matching(list[1], "earlier%-dump$"));
+			for _, dump in ipairs(dumps_in(assert(server:file("big.log")))) do
+				table.insert(list, dump);
+			end
+			check_no_line_lost(list, "noise");
 		end);
 	end);
 end

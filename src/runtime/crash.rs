@@ -19,6 +19,16 @@
 //! `-- may be incomplete --`, NUL bytes are written as U+2400, and a panic while walking a torn
 //! ring is caught.
 //!
+//! Dumps being written into regular files when the crash comes (see `regions`) are stopped
+//! first: the handler freezes the table, waits up to half a second for the writes under way,
+//! then takes each dump off its file, newest first: cut off if nothing follows it, else (a
+//! region another dump's region follows) filled with `-- Dump failed: cut off by a fatal signal
+//! --` and spaces, so the file never holds NUL bytes nor a dump without its footer. The lines
+//! those dumps had taken out of the ring come first in the crash dump of their sink, after a
+//! line saying so; a dump still waiting for its writer has its lines out of reach, and the
+//! crash dump says how many are missing. A compressed dump is written to a hidden file and
+//! renamed at the end (see `dump_file`): it just never appears.
+//!
 //! Installing: `SA_SIGINFO | SA_ONSTACK`, every signal blocked while the handler runs; the Lua
 //! thread gets an alternate signal stack if it has none, so a stack overflow can be dumped too.
 //! A signal that is ignored is left alone. The dispositions found are put back when the last
@@ -46,6 +56,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::os::{self, Disposition};
+use super::regions::{self, Abandoned, Kind};
 use super::shared_ring::CrashView;
 use super::sink::{self, Sink};
 use crate::pure::date::{now_seconds, DateFormat};
@@ -608,9 +619,114 @@ fn dump_all(signal: c_int, info: *const libc::siginfo_t) {
     let (out, name) = unsafe { (&mut *SCRATCH.out.get(), &mut *SCRATCH.name.get()) };
     // SAFETY: getpid is async-signal-safe.
     let pid = unsafe { libc::getpid() } as u32;
+    stop_dumps_in_flight(pid, out);
     for slot in &armed.slots {
         dump_slot(slot, &crash, pid, out, name);
     }
+    regions::release_all();
+}
+
+/// Stops the dumps of process `pid` being written into regular files and takes each off its
+/// file (see the module doc). `spaces`: a buffer to fill with spaces.
+fn stop_dumps_in_flight(pid: u32, spaces: &mut [u8]) {
+    regions::freeze();
+    regions::abandon_all(pid, os::thread_id(), PATIENCE);
+    // Newest first: a region cut off leaves the one before it last in its file, to be cut too.
+    regions::for_each_abandoned(true, |dump| cut_off(dump, spaces));
+}
+
+/// The line a region cut off by a crash begins with (then spaces, as `dump_file` marks a
+/// failed dump).
+const CUT_OFF: &[u8] = b"-- Dump failed: cut off by a fatal signal --\n";
+
+/// Takes a dump that was being written off its file, so that what follows is whole text and
+/// the crash dump can be appended: a span with nothing after it is cut off; a region with
+/// something after it (another dump's region) is filled with [`CUT_OFF`] and spaces up to a
+/// final newline, never NUL bytes; an append followed by something else is left (it cannot be
+/// told apart). `spaces`: a buffer to fill with spaces.
+fn cut_off(dump: &Abandoned, spaces: &mut [u8]) {
+    let Some(kind @ (Kind::Region | Kind::Append)) = dump.kind else { return };
+    let (Ok(offset), Ok(end)) = (libc::off_t::try_from(dump.offset), libc::off_t::try_from(dump.end)) else {
+        return;
+    };
+    // SAFETY: fstat and ftruncate are async-signal-safe; the descriptor stays open while the
+    // dump is abandoned (its writer waits for `regions::release_all` before it closes it); the
+    // stat buffer is a zeroed local.
+    let size = unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        if libc::fstat(dump.fd, &mut stat) != 0 {
+            return;
+        }
+        if stat.st_size <= end {
+            libc::ftruncate(dump.fd, offset);
+            return;
+        }
+        stat.st_size
+    };
+    if kind != Kind::Region || size <= offset || end <= offset || spaces.is_empty() {
+        return;
+    }
+    let head = &CUT_OFF[..CUT_OFF.len().min((end - offset) as usize)];
+    let mut at = offset;
+    if !write_at(dump.fd, head, at) {
+        return;
+    }
+    at += head.len() as libc::off_t;
+    spaces.fill(b' ');
+    while at < end {
+        let n = spaces.len().min((end - at) as usize);
+        if !write_at(dump.fd, &spaces[..n], at) {
+            return;
+        }
+        at += n as libc::off_t;
+    }
+    write_at(dump.fd, b"\n", end - 1);
+}
+
+/// Writes all of `bytes` at `at` of `fd`.
+fn write_at(fd: c_int, mut bytes: &[u8], mut at: libc::off_t) -> bool {
+    while !bytes.is_empty() {
+        // SAFETY: pwrite is async-signal-safe and reads `bytes.len()` bytes of the slice.
+        let n = unsafe { libc::pwrite(fd, bytes.as_ptr().cast(), bytes.len(), at) };
+        if n > 0 {
+            bytes = &bytes[n as usize..];
+            at += n as libc::off_t;
+        } else if !(n < 0 && errno() == libc::EINTR) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Writes the lines the dumps of `owner` that a crash cut off had taken out of its ring, oldest
+/// first, each after a line that says so; a dump that had not begun writing says how many lines
+/// it took (they cannot be reached).
+fn write_abandoned_lines(out: &mut Out<'_>, owner: usize, cutoff: Option<u32>) -> CrashView {
+    let mut view = CrashView::Whole;
+    let mut digits = [0u8; 20];
+    regions::for_each_abandoned(false, |dump| {
+        if dump.owner != owner || dump.taken == 0 {
+            return;
+        }
+        // SAFETY: the lines stay alive and unchanged while the dump is abandoned: its writer
+        // keeps them until it has left `regions`, which waits for `regions::release_all`.
+        match unsafe { dump.lines.as_ref() } {
+            Some(ring) => {
+                out.put(b"-- The next ");
+                out.put(decimal(ring.lines() as u64, &mut digits));
+                out.put(b" lines were being dumped when the crash came: that dump was cut off --\n");
+                if write_lines(out, ring, CrashView::Whole, cutoff) == CrashView::MayBeIncomplete {
+                    view = CrashView::MayBeIncomplete;
+                }
+            }
+            None => {
+                out.put(b"-- ");
+                out.put(decimal(dump.taken as u64, &mut digits));
+                out.put(b" lines taken for a dump that was waiting to be written are missing --\n");
+            }
+        }
+    });
+    view
 }
 
 fn dump_slot(slot: &Slot, crash: &Crash, pid: u32, out: &mut [u8], scratch: &mut [u8]) {
@@ -625,7 +741,15 @@ fn dump_slot(slot: &Slot, crash: &Crash, pid: u32, out: &mut [u8], scratch: &mut
         u32::try_from(cutoff).unwrap_or(0)
     });
     let mut out = Out::new(file.fd, out);
-    write_dump(&mut out, crash, |out| sink.read_in_crash(PATIENCE, |ring, view| write_lines(out, ring, view, cutoff)));
+    write_dump(&mut out, crash, |out| {
+        let cut = write_abandoned_lines(out, sink.address(), cutoff);
+        let held = sink.read_in_crash(PATIENCE, |ring, view| write_lines(out, ring, view, cutoff));
+        if cut == CrashView::Whole {
+            held
+        } else {
+            cut
+        }
+    });
 }
 
 /// `name` (NUL-terminated) as this process should open it: with `pid` where `{pid}` was, if
@@ -869,10 +993,11 @@ mod tests {
     fn sink_with(dir: &str, template: &str, extra: &[(&'static str, OptValue)]) -> Arc<Sink> {
         let template = template.to_string();
         let (options, problems) = SinkOptions::parse(
-            |k| match k {
-                "filename_template" => OptValue::Str(template.clone()),
-                "lines" => OptValue::Int(100),
-                _ => extra.iter().find(|(name, _)| *name == k).map_or(OptValue::Absent, |(_, v)| v.clone()),
+            |k| match extra.iter().find(|(name, _)| *name == k) {
+                Some((_, value)) => value.clone(),
+                None if k == "filename_template" => OptValue::Str(template.clone()),
+                None if k == "lines" => OptValue::Int(100),
+                None => OptValue::Absent,
             },
             &[],
         );
@@ -1252,5 +1377,236 @@ mod tests {
             ["one", "two", "-- Fatal signal SIGBUS, raised by this process --"],
             "the grandchild's dump, under its own PID"
         );
+    }
+
+    // ---- Dumps in flight when the crash comes ----
+
+    /// Every dump in `text`: (its lines, how it ends: "footer" or the failure line).
+    fn dumps_in(text: &str) -> Vec<(Vec<String>, String)> {
+        assert!(!text.contains('\0'), "NUL bytes in the file");
+        let mut found = Vec::new();
+        let mut current: Option<Vec<String>> = None;
+        for line in text.lines() {
+            if line.starts_with("-- Dumping log buffer at ") {
+                assert!(current.is_none(), "a header without a footer or a failure mark: {line}");
+                current = Some(Vec::new());
+            } else if line == "-- End of dump --" || line.starts_with("-- Dump failed: ") {
+                let end = if line.starts_with("-- End") { "footer".to_string() } else { line.trim_end().to_string() };
+                found.push((current.take().unwrap_or_default(), end));
+            } else if let Some(lines) = current.as_mut() {
+                lines.push(line.to_string());
+            }
+        }
+        assert!(current.is_none(), "the last dump has no footer");
+        found
+    }
+
+    #[test]
+    #[ignore = "run by regions_in_flight_are_cut_off_or_marked"]
+    fn child_cut_regions() {
+        use crate::runtime::dump_file;
+        let dir = std::env::var("CRASH_TEST_DIR").expect("CRASH_TEST_DIR");
+        let path = format!("{dir}/d.log");
+        let whole = ring_of(&[("whole\n", 0)]);
+        dump_file::prepare(&path, 0, whole.text_bytes(), &[]).expect("prepare").write(&whole).expect("dump");
+        // A region waiting for its writer, another module's line after it, then two more
+        // regions, the last one half written.
+        let waiting = dump_file::prepare(&path, 0, 100, &[]).expect("prepare");
+        let mut other = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+        std::io::Write::write_all(&mut other, b"another module's line\n").expect("write");
+        let second = dump_file::prepare(&path, 0, 200, &[]).expect("prepare");
+        let last = dump_file::prepare(&path, 0, 300, &[]).expect("prepare");
+        let len = std::fs::metadata(&path).expect("meta").len();
+        let writer = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+        std::os::unix::fs::FileExt::write_all_at(
+            &writer,
+            b"-- Dumping log buffer at Jan 01 00:00:00  --\nhalf",
+            len - 300,
+        )
+        .expect("half written");
+        let mut spaces = vec![0u8; 64];
+        stop_dumps_in_flight(std::process::id(), &mut spaces);
+        regions::release_all();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let dumps = dumps_in(&text);
+        assert_eq!(dumps.len(), 2, "{text}");
+        assert_eq!(dumps[0], (vec!["whole".to_string()], "footer".to_string()));
+        assert_eq!(dumps[1].1, "-- Dump failed: cut off by a fatal signal --");
+        assert!(text.ends_with("  \nanother module's line\n"), "the later regions are cut off: {text:?}");
+        let framing = crate::pure::records::plain_header(0).len() + FOOTER.len();
+        assert_eq!(text.len(), len as usize - (200 + framing) - (300 + framing));
+        drop((waiting, second, last));
+    }
+
+    #[test]
+    fn regions_in_flight_are_cut_off_or_marked() {
+        let dir = TestDir::new("child_cut_regions");
+        let status = run_child("child_cut_regions", &dir);
+        assert!(status.success(), "{status:?}");
+    }
+
+    /// A sink of `dir` holding `count` numbered lines of about 100 bytes, armed.
+    fn big_sink(dir: &str, name: &str, count: usize, extra: &[(&'static str, OptValue)]) -> Arc<Sink> {
+        let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: setrlimit reads the local.
+        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
+        set_default(libc::SIGSEGV);
+        let mut options = vec![("lines", OptValue::Int(count as i64 + 10))];
+        options.extend_from_slice(extra);
+        let sink = sink_with(dir, &format!("{{paths.data}}/{name}"), &options);
+        let filler = "x".repeat(90);
+        for n in 0..count {
+            sink.push(format!("line {n:08} {filler}\n").as_bytes(), 0);
+        }
+        watch(&sink).expect("watch");
+        sink
+    }
+
+    #[test]
+    #[ignore = "run by a_crash_during_a_background_dump_leaves_text_and_loses_no_line"]
+    fn child_crash_mid_dump() {
+        let dir = std::env::var("CRASH_TEST_DIR").expect("CRASH_TEST_DIR");
+        let sink = big_sink(&dir, "d.log", 400_000, &[]); // 40 MB: tens of ms to write
+        sink.dump(sink::DumpOrigin::LuaThread, "test").expect("dump");
+        if let Some(delay) = std::env::var("CRASH_DELAY_US").ok().and_then(|d| d.parse().ok()) {
+            // From when the writer has begun (the region reads as NUL bytes until then).
+            let file = std::fs::File::open(format!("{dir}/d.log")).expect("open");
+            let mut first = [0u8];
+            while std::os::unix::fs::FileExt::read_at(&file, &mut first, 0).ok() != Some(1) || first[0] == 0 {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            std::thread::sleep(Duration::from_micros(delay));
+        }
+        // SAFETY: kill with our own PID.
+        unsafe { libc::kill(libc::getpid(), libc::SIGSEGV) };
+        linger();
+    }
+
+    /// Checks the file of a child that crashed while it dumped 400,000 lines: text only, every
+    /// dump ended, and every line in a dump that ended with its footer, once.
+    fn check_nothing_lost(text: &str, count: usize) {
+        let dumps = dumps_in(text);
+        let mut seen = vec![0u32; count];
+        for (lines, end) in &dumps {
+            if end != "footer" {
+                continue;
+            }
+            for line in lines {
+                if let Some(n) =
+                    line.strip_prefix("line ").and_then(|l| l.get(..8)).and_then(|n| n.parse::<usize>().ok())
+                {
+                    seen[n] += 1;
+                }
+            }
+        }
+        let missing = seen.iter().filter(|&&n| n == 0).count();
+        assert_eq!(
+            missing,
+            0,
+            "{missing} lines are in no whole dump; dumps: {:?}",
+            dumps.iter().map(|d| (d.0.len(), &d.1)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_crash_during_a_background_dump_leaves_text_and_loses_no_line() {
+        // None: at once, while the dump may still wait for its writer.
+        for delay in [None, Some(0), Some(2_000), Some(5_000), Some(10_000)] {
+            let dir = TestDir::new("child_crash_mid_dump");
+            let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"));
+            child
+                .args(["--exact", "runtime::crash::tests::child_crash_mid_dump", "--ignored", "--test-threads=1"])
+                .env("CRASH_TEST_DIR", dir.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            if let Some(delay) = delay {
+                child.env("CRASH_DELAY_US", delay.to_string());
+            }
+            let status = child.status().expect("run");
+            assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}");
+            let text = std::fs::read_to_string(dir.file("d.log")).expect("a dump file");
+            assert!(text.ends_with("-- Fatal signal SIGSEGV, raised by this process --\n-- End of dump --\n\n"));
+            let missing = "-- 400000 lines taken for a dump that was waiting to be written are missing --\n";
+            if delay.is_none() && text.contains(missing) {
+                assert_eq!(dumps_in(&text).len(), 1, "the waiting region is cut off");
+            } else {
+                check_nothing_lost(&text, 400_000);
+            }
+        }
+    }
+
+    #[test]
+    #[ignore = "run by a_crash_during_a_compressed_dump_leaves_the_file_whole_and_dumps_its_lines"]
+    fn child_crash_mid_compressed() {
+        let dir = std::env::var("CRASH_TEST_DIR").expect("CRASH_TEST_DIR");
+        let sink = big_sink(&dir, "c.log", 100_000, &[("compress", OptValue::Str("zstd".into()))]);
+        sink.dump(sink::DumpOrigin::LuaThread, "test").expect("dump");
+        // The hidden file appears as the dump begins (every line compresses to something).
+        let hidden = format!("{dir}/.c.log.zst.{}.part", std::process::id());
+        while !std::path::Path::new(&hidden).exists() {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        raise(libc::SIGSEGV);
+        linger();
+    }
+
+    #[test]
+    fn a_crash_during_a_compressed_dump_leaves_the_file_whole_and_dumps_its_lines() {
+        let dir = TestDir::new("child_crash_mid_compressed");
+        std::fs::write(dir.file("c.log.zst"), zstd::encode_all(&b"earlier\n"[..], 3).expect("zstd")).expect("write");
+        let status = run_child("child_crash_mid_compressed", &dir);
+        assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}");
+        let compressed = std::fs::read(dir.file("c.log.zst")).expect("the file");
+        let text = zstd::decode_all(&compressed[..]).expect("whole frames");
+        assert!(text == b"earlier\n" || text.ends_with(b"-- End of dump --\n\n"), "as before, or with the whole dump");
+        if text == b"earlier\n" {
+            let crash = std::fs::read_to_string(dir.file("c.log")).expect("the crash dump");
+            check_nothing_lost(&crash, 100_000);
+            assert!(
+                crash.contains("\n-- The next 100000 lines were being dumped when the crash came"),
+                "{}",
+                &crash[..200]
+            );
+        }
+    }
+
+    #[test]
+    #[ignore = "run by a_kill_during_a_compressed_dump_leaves_the_file_as_it_was"]
+    fn child_compressing() {
+        let dir = std::env::var("CRASH_TEST_DIR").expect("CRASH_TEST_DIR");
+        let sink = big_sink(&dir, "k.log", 200_000, &[("compress", OptValue::Str("gzip".into()))]);
+        sink.dump(sink::DumpOrigin::LuaThread, "test").expect("dump");
+        linger();
+    }
+
+    #[test]
+    fn a_kill_during_a_compressed_dump_leaves_the_file_as_it_was() {
+        use std::io::Read;
+        let dir = TestDir::new("child_compressing");
+        let earlier = {
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut encoder, b"earlier\n").expect("gzip");
+            encoder.finish().expect("gzip")
+        };
+        std::fs::write(dir.file("k.log.gz"), &earlier).expect("write");
+        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", "runtime::crash::tests::child_compressing", "--ignored", "--test-threads=1"])
+            .env("CRASH_TEST_DIR", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run");
+        let hidden = dir.file(&format!(".k.log.gz.{}.part", child.id()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&hidden).map_or(true, |m| m.len() <= earlier.len() as u64) {
+            assert!(Instant::now() < deadline, "the dump did not begin");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        child.kill().expect("SIGKILL");
+        assert_eq!(child.wait().expect("wait").signal(), Some(libc::SIGKILL));
+        let now = std::fs::read(dir.file("k.log.gz")).expect("the file");
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(&now[..]).read_to_string(&mut text).expect("whole members");
+        assert!(text == "earlier\n" || text.ends_with("-- End of dump --\n\n"), "as before, or with the whole dump");
     }
 }

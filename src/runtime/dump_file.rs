@@ -15,15 +15,21 @@
 //! writer lane.
 //!
 //! A compressed dump (`compress`) cannot reserve its region, since its length is known only
-//! once it is written: it is written in order like a stream (on the files lane for a regular
-//! file), through an encoder with fixed buffers, as one whole gzip member or zstd frame, so
-//! appending to an existing compressed file adds a member or frame and the file decompresses to
-//! the dumps one after the other. Compressed dumps into regular files are written one at a time;
-//! one that fails is cut back to the file's length before it, so the file never holds a broken
-//! member.
+//! once it is written. Into a regular file it is written whole or not at all: the file's bytes
+//! so far, then the dump as one gzip member or zstd frame, go to a hidden file beside it
+//! (`.<name>.<pid>.part`, mode 0600), which is synced and renamed over it. So the file is never
+//! seen with a broken member, whatever stops the dump (a failure, a crash, `kill -9`), and it
+//! decompresses to the dumps one after the other. A hidden file left by a process that died is
+//! deleted by the next compressed dump to the same file. Compressed dumps into regular files
+//! are written one at a time, through an encoder with fixed buffers whatever the dump's size;
+//! into a pipe or device they are written in order like a stream.
 //!
-//! A `json` or `rfc5424` dump (see `records`) has no length known in advance either: it is
-//! appended the same way, uncompressed or not.
+//! Every dump into a regular file is entered in `regions` while it may touch the file, so that a
+//! fatal signal's handler can cut it off before it appends the crash dump (see `crash`).
+//!
+//! A `json` or `rfc5424` dump (see `records`) has no length known in advance either:
+//! uncompressed, it is appended at the end of a regular file, one at a time; one that fails is
+//! cut back to the file's length before it.
 
 use std::fmt;
 use std::fs::{File, OpenOptions, Permissions};
@@ -34,6 +40,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use parking_lot::Mutex;
 
 use super::os;
+use super::regions::{self, Entry, Kind};
 use crate::pure::options::Compression;
 use crate::pure::records::{self, Format, Framing, Wire};
 use crate::pure::ring::Ring;
@@ -41,7 +48,7 @@ use crate::pure::ring::Ring;
 /// Held while a dump's place in its file is settled (not while opening or writing).
 static RESERVING: Mutex<()> = Mutex::new(());
 
-/// Held while a dump of unknown length (compressed, or formatted) is appended to a regular
+/// Held while a dump of unknown length (compressed, or formatted) is written into a regular
 /// file, so that two of them (the files lane's and one written at once during shutdown) never
 /// interleave.
 static APPENDING: Mutex<()> = Mutex::new(());
@@ -117,23 +124,57 @@ fn open(path: &str) -> io::Result<File> {
     if meta.is_file() && meta.len() == 0 && meta.permissions().mode() & 0o777 != 0o600 {
         file.set_permissions(Permissions::from_mode(0o600))?;
     }
-    if !meta.is_file() {
-        // Opened without blocking; written by its own lane, where blocking is fine.
-        os::set_nonblocking(file.as_fd(), false)?;
-    }
+    settle_blocking(&file, &meta)?;
     Ok(file)
+}
+
+/// A pipe or device, opened without blocking, is written by its own lane, where blocking is fine.
+fn settle_blocking(file: &File, meta: &std::fs::Metadata) -> io::Result<()> {
+    if meta.is_file() {
+        Ok(())
+    } else {
+        os::set_nonblocking(file.as_fd(), false)
+    }
+}
+
+/// Where a compressed dump to `path` goes: a pipe or device to write to, or a regular file to
+/// replace (whether it exists or not: read when the dump is written). Creates nothing.
+fn open_for_compressed(path: &str, codec: Compression) -> io::Result<Destination> {
+    let stream_of = |file| Destination::Appended { file, codec: Some(codec), regular: false };
+    if let Some(stream) = standard_stream(path) {
+        return stream.map(stream_of);
+    }
+    let flags = libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
+    let file = match OpenOptions::new().write(true).custom_flags(flags).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let folder = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty());
+            std::fs::metadata(folder.unwrap_or(std::path::Path::new(".")))?;
+            return Ok(Destination::Whole { codec });
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        settle_blocking(&file, &meta)?;
+        return Ok(stream_of(file));
+    }
+    Ok(Destination::Whole { codec })
 }
 
 /// Where one dump's bytes go.
 #[derive(Debug)]
 enum Destination {
     /// A regular file: the dump's exact length is reserved at its end.
-    Region { file: File, offset: u64, len: u64 },
+    /// (`entry` first: it is dropped, and left, before the file is closed.)
+    Region { entry: Entry, file: File, offset: u64, len: u64 },
     /// Anything else (a pipe, a device, Prosody's stdout): written in order.
     Stream(File),
     /// A dump of unknown length (compressed, or not plain), written in order; `regular`: into a
     /// regular file, at its end (see the module doc).
     Appended { file: File, codec: Option<Compression>, regular: bool },
+    /// A compressed dump into a regular file (or none yet), replacing it whole.
+    Whole { codec: Compression },
 }
 
 /// A dump whose file is open and whose place in it is settled.
@@ -142,6 +183,9 @@ pub(crate) struct Prepared {
     pub(crate) path: String,
     framing: Framing,
     destination: Destination,
+    /// The sink (its address) whose ring the lines were taken from, and how many (see
+    /// [`Prepared::taken_from`]).
+    taken: Option<(usize, usize)>,
 }
 
 /// Opens the dump file for a dump of `text_bytes` of lines made at `time` and settles where
@@ -160,18 +204,35 @@ pub(crate) fn prepare_as(
     text_bytes: usize,
     compress: Option<Compression>,
 ) -> Result<Prepared, DumpError> {
-    let file = open(path).map_err(|error| DumpError::Open { path: path.into(), error })?;
+    let open_error = |error| DumpError::Open { path: path.into(), error };
+    let write_error = |error| DumpError::Write { path: path.into(), error };
+    if let Some(codec) = compress {
+        let destination = open_for_compressed(path, codec).map_err(open_error)?;
+        return Ok(Prepared { path: path.to_string(), framing, destination, taken: None });
+    }
+    let file = open(path).map_err(open_error)?;
     let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
-    let destination = if compress.is_some() || (regular && framing.format != Format::Plain) {
-        Destination::Appended { file, codec: compress, regular }
+    let destination = if regular && framing.format != Format::Plain {
+        Destination::Appended { file, codec: None, regular }
     } else if regular {
         let len = records::plain_len(&framing, text_bytes) as u64;
-        let offset = reserve(&file, len).map_err(|error| DumpError::Write { path: path.into(), error })?;
-        Destination::Region { file, offset, len }
+        let (entry, offset) = reserve_entered(&file, len).map_err(write_error)?;
+        Destination::Region { entry, file, offset, len }
     } else {
         Destination::Stream(file)
     };
-    Ok(Prepared { path: path.to_string(), framing, destination })
+    Ok(Prepared { path: path.to_string(), framing, destination, taken: None })
+}
+
+/// Enters the dump in `regions` and reserves its region there (see `regions`).
+fn reserve_entered(file: &File, len: u64) -> io::Result<(Entry, u64)> {
+    let entry = regions::enter(file, Kind::Region)?;
+    let offset = entry.guarded(|| {
+        let offset = reserve(file, len)?;
+        entry.set_span(offset, offset + len);
+        Ok(offset)
+    })?;
+    Ok((entry, offset))
 }
 
 /// Reserves and allocates `len` bytes at the end of `file`; returns where they start.
@@ -198,28 +259,50 @@ fn give_back(file: &File, offset: u64, len: u64) -> bool {
 impl Prepared {
     /// Whether the dump goes into a regular file (else a pipe or device, by path).
     pub(crate) fn is_regular_file(&self) -> bool {
-        matches!(self.destination, Destination::Region { .. } | Destination::Appended { regular: true, .. })
+        matches!(
+            self.destination,
+            Destination::Region { .. } | Destination::Appended { regular: true, .. } | Destination::Whole { .. }
+        )
+    }
+
+    /// Says that the lines this dump will write were taken out of the ring of the sink at
+    /// `owner`, `lines` of them: a crash dump of that sink then holds them, or says that they
+    /// are missing (see `crash`).
+    pub(crate) fn taken_from(&mut self, owner: usize, lines: usize) {
+        self.taken = Some((owner, lines));
+        if let Destination::Region { entry, .. } = &self.destination {
+            entry.taken(owner, lines);
+        }
     }
 
     /// Writes header, lines and footer. On failure the region is cut off or marked as failed
     /// (see the module doc); a stream just stops, without the footer; a compressed dump in a
-    /// regular file is cut back.
+    /// regular file leaves the file as it was.
     pub(crate) fn write(self, lines: &Ring) -> Result<(), DumpError> {
-        let Prepared { path, framing, destination } = self;
+        let Prepared { path, framing, destination, taken } = self;
         let result = match destination {
             Destination::Stream(file) => write_stream(file, &framing, lines),
-            Destination::Region { file, offset, len } => {
-                let written = write_region(&file, offset, &framing, lines);
-                if let Err(e) = &written {
-                    if !give_back(&file, offset, len) {
-                        mark_failed(&file, offset, len, e);
-                    }
+            Destination::Region { entry, file, offset, len } => {
+                if taken.is_some() {
+                    entry.writing(lines);
                 }
+                let written = write_region(&file, offset, &framing, lines, &entry);
+                if let Err(e) = &written {
+                    // Refused only while a crash is dumped: the handler cuts the region then.
+                    let _ = entry.guarded(|| {
+                        if !give_back(&file, offset, len) {
+                            mark_failed(&file, offset, len, e);
+                        }
+                        Ok(())
+                    });
+                }
+                drop(entry); // left before the file is closed
                 written
             }
-            Destination::Appended { file, codec, regular: true } => append(&file, codec, &framing, lines, u64::MAX),
-            Destination::Appended { file, codec: Some(codec), regular: false } => encode(codec, file, &framing, lines),
+            Destination::Appended { file, regular: true, .. } => append(&file, &framing, lines, u64::MAX, taken),
             Destination::Appended { file, codec: None, regular: false } => write_stream(file, &framing, lines),
+            Destination::Appended { file, codec: Some(codec), regular: false } => encode(codec, file, &framing, lines),
+            Destination::Whole { codec } => write_whole(&path, codec, &framing, lines, taken),
         };
         result.map_err(|error| DumpError::Write { path, error })
     }
@@ -232,12 +315,12 @@ fn write_stream(file: File, framing: &Framing, lines: &Ring) -> io::Result<()> {
 }
 
 /// Writes the dump at `offset` in large pieces: lines are gathered into a buffer first.
-fn write_region(file: &File, offset: u64, framing: &Framing, lines: &Ring) -> io::Result<()> {
+fn write_region(file: &File, offset: u64, framing: &Framing, lines: &Ring, entry: &Entry) -> io::Result<()> {
     const BUFFER: usize = 1024 * 1024;
     let mut buffer = Vec::with_capacity(BUFFER.min(records::plain_len(framing, lines.text_bytes())));
     let mut at = offset;
     let mut flush = |buffer: &mut Vec<u8>| -> io::Result<()> {
-        file.write_all_at(buffer, at)?;
+        entry.guarded(|| file.write_all_at(buffer, at))?;
         at += buffer.len() as u64;
         buffer.clear();
         Ok(())
@@ -252,26 +335,36 @@ fn write_region(file: &File, offset: u64, framing: &Framing, lines: &Ring) -> io
     flush(&mut buffer)
 }
 
-/// Appends a dump (compressed with `codec`, if given) at the end of a regular file; on failure
+/// Appends a dump (uncompressed, of unknown length) at the end of a regular file; on failure
 /// cuts the file back to its length before (unless something else was appended meanwhile).
-/// `limit`: the offset writing may not pass (tests make writes fail with it).
-fn append(file: &File, codec: Option<Compression>, framing: &Framing, lines: &Ring, limit: u64) -> io::Result<()> {
+/// `limit`: the offset writing may not pass (tests make writes fail with it). `taken`: see
+/// [`Prepared::taken_from`].
+fn append(file: &File, framing: &Framing, lines: &Ring, limit: u64, taken: Option<(usize, usize)>) -> io::Result<()> {
     let _one_at_a_time = APPENDING.lock();
-    let start = file.metadata()?.len();
-    let mut out = Appender { file, at: start, reached: start, limit };
-    let result = match codec {
-        Some(codec) => encode(codec, &mut out, framing, lines),
-        None => {
-            let mut buffered = io::BufWriter::with_capacity(COMPRESS_BUFFER, &mut out);
-            records::write(framing, Wire::File, lines, |bytes| buffered.write_all(bytes))
-                .and_then(|()| buffered.flush())
-        }
-    };
+    let entry = regions::enter(file, Kind::Append)?;
+    if let Some((owner, count)) = taken {
+        entry.taken(owner, count);
+        entry.writing(lines);
+    }
+    let start = entry.guarded(|| {
+        let start = file.metadata()?.len();
+        entry.set_span(start, start);
+        Ok(start)
+    })?;
+    let mut out = Appender { file, entry: &entry, at: start, reached: start, limit };
+    let mut buffered = io::BufWriter::with_capacity(COMPRESS_BUFFER, &mut out);
+    let result =
+        records::write(framing, Wire::File, lines, |bytes| buffered.write_all(bytes)).and_then(|()| buffered.flush());
+    drop(buffered);
     if result.is_err() {
-        let _serialised = RESERVING.lock();
-        if file.metadata().is_ok_and(|m| m.len() <= out.reached) {
-            let _ = file.set_len(start);
-        }
+        let reached = out.reached;
+        let _ = entry.guarded(|| {
+            let _serialised = RESERVING.lock();
+            if file.metadata().is_ok_and(|m| m.len() <= reached) {
+                let _ = file.set_len(start);
+            }
+            Ok(())
+        });
     }
     result
 }
@@ -279,6 +372,7 @@ fn append(file: &File, codec: Option<Compression>, framing: &Framing, lines: &Ri
 /// Writes at a moving offset of a file, and remembers how far writing reached.
 struct Appender<'a> {
     file: &'a File,
+    entry: &'a Entry,
     at: u64,
     /// The end of the furthest write tried, whole or not.
     reached: u64,
@@ -293,13 +387,99 @@ impl Write for Appender<'_> {
         }
         let buf = &buf[..buf.len().min(room)];
         self.reached = self.reached.max(self.at + buf.len() as u64);
-        let n = self.file.write_at(buf, self.at)?;
+        let n = self.entry.guarded(|| {
+            self.entry.reach(self.reached);
+            self.file.write_at(buf, self.at)
+        })?;
         self.at += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Writes a compressed dump into the regular file `path` whole (see the module doc): the bytes
+/// of the file as it is now (if there is one; read only now, since an earlier dump may have
+/// replaced it since this one was prepared), then the dump, into a hidden file beside it, which
+/// is synced and renamed over it. On failure the hidden file is deleted. `taken`: see
+/// [`Prepared::taken_from`].
+fn write_whole(
+    path: &str,
+    codec: Compression,
+    framing: &Framing,
+    lines: &Ring,
+    taken: Option<(usize, usize)>,
+) -> io::Result<()> {
+    let _one_at_a_time = APPENDING.lock();
+    sweep_hidden(path);
+    let hidden = hidden_name(path, std::process::id());
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&hidden)?;
+    let written = (|| {
+        let flags = libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
+        let earlier = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+            Ok(earlier) if earlier.metadata()?.is_file() => Some(earlier),
+            Ok(_) => return Err(io::Error::other("no longer a regular file")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let entry = regions::enter(&file, Kind::Replace)?;
+        if let Some((owner, count)) = taken {
+            entry.taken(owner, count);
+            entry.writing(lines);
+        }
+        if let Some(earlier) = &earlier {
+            let meta = earlier.metadata()?;
+            if meta.len() > 0 {
+                // A file with contents keeps its mode (see `open`).
+                file.set_permissions(meta.permissions())?;
+            }
+            io::copy(&mut io::Read::take(earlier, meta.len()), &mut &file)?;
+        }
+        encode(codec, &file, framing, lines)?;
+        file.sync_all()?;
+        entry.guarded(|| std::fs::rename(&hidden, path))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&hidden);
+    }
+    written
+}
+
+/// The hidden file a compressed dump to `path` is written into first by the process `pid`.
+fn hidden_name(path: &str, pid: u32) -> String {
+    let (folder, name) = match path.rfind('/') {
+        Some(at) => path.split_at(at + 1),
+        None => ("", path),
+    };
+    format!("{folder}.{name}.{pid}.part")
+}
+
+/// Deletes the hidden files of compressed dumps to `path` left by processes that are gone (or
+/// by this one: its own are written one at a time, under `APPENDING`).
+fn sweep_hidden(path: &str) {
+    let (folder, name) = match path.rfind('/') {
+        Some(at) => (&path[..at + 1], &path[at + 1..]),
+        None => ("", path),
+    };
+    let Ok(entries) = std::fs::read_dir(if folder.is_empty() { "." } else { folder }) else { return };
+    let prefix = format!(".{name}.");
+    for found in entries.flatten() {
+        let file_name = found.file_name();
+        let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)?.strip_suffix(".part")) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        let gone = pid == std::process::id() || !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if gone {
+            let _ = std::fs::remove_file(found.path());
+        }
     }
 }
 
@@ -470,7 +650,7 @@ mod tests {
         let lines = ring_of(&["one\n", "two\n"]);
         let failing = prepare(&path, 0, lines.text_bytes(), &[]).expect("prepare");
         write_dump(&path, 0, &ring_of(&["later\n"])).expect("second dump");
-        let Destination::Region { file, offset, len } = &failing.destination else { panic!("a region") };
+        let Destination::Region { file, offset, len, .. } = &failing.destination else { panic!("a region") };
         mark_failed(file, *offset, *len, &io::Error::from_raw_os_error(libc::EIO));
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(!text.contains('\0'));
@@ -555,34 +735,84 @@ mod tests {
         }
     }
 
+    /// The names in `dir`.
+    fn names_in(dir: &TestDir) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
-    fn a_failed_compressed_dump_leaves_the_file_as_it_was() {
-        let dir = TestDir::new("compressed-fail");
-        let lines = noisy_ring(4000); // about 1.6 MB: several pieces reach the file before the end
+    fn a_compressed_dump_that_runs_out_of_room_leaves_the_file_as_it_was() {
+        let dir = TestDir::tmpfs("compressed-full", 256 * 1024);
+        let lines = noisy_ring(4000); // about 0.9 MB, about half of it left after compression
         for codec in [Compression::Gzip, Compression::Zstd] {
             let path = dir.file(&format!("f.log{}", codec.suffix()));
             compressed_dump(&path, codec, &[], &ring_of(&["before\n"])).expect("first dump");
             let before = std::fs::read(&path).expect("read");
-            let full = {
-                let probe = dir.file("probe");
-                compressed_dump(&probe, codec, &[], &lines).expect("probe dump");
-                let len = std::fs::metadata(&probe).expect("meta").len();
-                std::fs::remove_file(&probe).expect("rm");
-                len
-            };
-            let start = before.len() as u64;
-            for room in [0, 1, 4096, full / 3, full - 1] {
-                let file = OpenOptions::new().write(true).open(&path).expect("open");
-                let err = append(&file, Some(codec), &plain(0, &[]), &lines, start + room)
-                    .expect_err("a write past the limit fails");
-                assert_eq!(err.raw_os_error(), Some(libc::EFBIG), "{codec:?} {room}");
-                assert_eq!(std::fs::read(&path).expect("read"), before, "{codec:?} with room for {room} bytes");
-            }
-            let file = OpenOptions::new().write(true).open(&path).expect("open");
-            append(&file, Some(codec), &plain(0, &[]), &lines, start + full).expect("exactly enough room");
-            let text = decompress(codec, &std::fs::read(&path).expect("read"));
-            let dumped = header(0).len() + lines.text_bytes() + FOOTER.len();
-            assert_eq!(text.len(), decompress(codec, &before).len() + dumped);
+            let err = compressed_dump(&path, codec, &[], &lines).expect_err("no room");
+            assert!(err.to_string().ends_with("No space left on device"), "{err}");
+            assert_eq!(std::fs::read(&path).expect("read"), before, "{codec:?}");
+            assert_eq!(names_in(&dir).len(), 1, "no hidden file is left: {:?}", names_in(&dir));
+            std::fs::remove_file(&path).expect("rm");
+            let err = compressed_dump(&path, codec, &[], &lines).expect_err("no room");
+            assert!(err.to_string().ends_with("No space left on device"), "{err}");
+            assert!(names_in(&dir).is_empty(), "a new file appears only whole: {:?}", names_in(&dir));
         }
+    }
+
+    #[test]
+    fn compressed_dumps_prepared_together_are_both_kept() {
+        let dir = TestDir::new("compressed-queued");
+        let path = dir.file("q.log.zst");
+        let (first, second) = (ring_of(&["first\n"]), ring_of(&["second\n"]));
+        let one = prepare_as(&path, plain(0, &[]), first.text_bytes(), Some(Compression::Zstd)).expect("prepare");
+        let two = prepare_as(&path, plain(0, &[]), second.text_bytes(), Some(Compression::Zstd)).expect("prepare");
+        one.write(&first).expect("first");
+        two.write(&second).expect("second");
+        let text = decompress(Compression::Zstd, &std::fs::read(&path).expect("read"));
+        let mut expected = header(0);
+        expected.extend_from_slice(b"first\n");
+        expected.extend_from_slice(FOOTER);
+        expected.extend_from_slice(&header(0));
+        expected.extend_from_slice(b"second\n");
+        expected.extend_from_slice(FOOTER);
+        assert_eq!(String::from_utf8_lossy(&text), String::from_utf8_lossy(&expected));
+    }
+
+    #[test]
+    fn hidden_files_of_processes_that_are_gone_are_swept() {
+        let dir = TestDir::new("compressed-sweep");
+        let path = dir.file("s.log.zst");
+        let gone = (400_000..).find(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()).expect("a pid");
+        std::fs::write(hidden_name(&path, gone), b"partial").expect("write");
+        std::fs::write(hidden_name(&path, 1), b"pid 1 is alive").expect("write");
+        std::fs::write(dir.file(".other.log.zst.5.part"), b"another file's").expect("write");
+        compressed_dump(&path, Compression::Zstd, &[], &ring_of(&["x\n"])).expect("dump");
+        assert_eq!(names_in(&dir), [".other.log.zst.5.part", ".s.log.zst.1.part", "s.log.zst"]);
+        assert_eq!(hidden_name("x.zst", 7), ".x.zst.7.part");
+    }
+
+    #[test]
+    fn a_failed_append_is_cut_back() {
+        let dir = TestDir::new("append-fail");
+        let lines = noisy_ring(400);
+        let path = dir.file("a.log");
+        write_dump(&path, 0, &ring_of(&["before\n"])).expect("first dump");
+        let before = std::fs::read(&path).expect("read");
+        let start = before.len() as u64;
+        let full = records::plain_len(&plain(0, &[]), lines.text_bytes()) as u64;
+        for room in [0, 1, 4096, full / 3, full - 1] {
+            let file = OpenOptions::new().write(true).open(&path).expect("open");
+            let err = append(&file, &plain(0, &[]), &lines, start + room, None).expect_err("past the limit");
+            assert_eq!(err.raw_os_error(), Some(libc::EFBIG), "{room}");
+            assert_eq!(std::fs::read(&path).expect("read"), before, "with room for {room} bytes");
+        }
+        let file = OpenOptions::new().write(true).open(&path).expect("open");
+        append(&file, &plain(0, &[]), &lines, start + full, None).expect("exactly enough room");
+        assert_eq!(std::fs::metadata(&path).expect("meta").len(), start + full);
     }
 }

@@ -9,6 +9,7 @@ pub(crate) mod dump_ledger;
 pub(crate) mod forward;
 pub(crate) mod inspect;
 pub(crate) mod os;
+pub(crate) mod regions;
 pub(crate) mod reports;
 pub(crate) mod retention;
 pub(crate) mod shared_ring;

@@ -228,3 +228,16 @@ pub(crate) fn ensure_alternate_stack(size: usize) -> io::Result<bool> {
         Ok(true)
     }
 }
+
+/// The calling thread's kernel id (async-signal-safe).
+pub(crate) fn thread_id() -> c_int {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// Sleeps for `pause` (async-signal-safe: nanosleep).
+pub(crate) fn pause_in_handler(pause: std::time::Duration) {
+    let pause = libc::timespec { tv_sec: pause.as_secs() as libc::time_t, tv_nsec: pause.subsec_nanos().into() };
+    // SAFETY: nanosleep reads the local timespec; a null remainder is allowed.
+    unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+}

@@ -349,7 +349,7 @@ impl Sink {
             return Ok(Dumped { path, lines, in_background });
         }
         let writing = dump_ledger::writing(&path); // keep_dumps leaves the file alone until dropped
-        let prepared = match dump_file::prepare_as(&path, framing, batch.lines.text_bytes(), compress) {
+        let mut prepared = match dump_file::prepare_as(&path, framing, batch.lines.text_bytes(), compress) {
             Ok(p) => p,
             Err(e) => {
                 self.give_back(batch);
@@ -357,6 +357,7 @@ impl Sink {
                 return Err(e);
             }
         };
+        prepared.taken_from(self.address(), lines); // dump_on_crash: see runtime::crash
         let in_background = match admission {
             Admission::Background(flight) => {
                 let lane = if prepared.is_regular_file() { Lane::Files } else { Lane::Stream(path.clone()) };
@@ -552,7 +553,10 @@ impl Sink {
                     let (path, compress) = self.target_of(None, count_for(None), framing.time);
                     let _writing = dump_ledger::writing(&path);
                     match dump_file::prepare_as(&path, framing, batch.lines.text_bytes(), compress) {
-                        Ok(prepared) => self.finish(prepared, batch, &reason, true, flight),
+                        Ok(mut prepared) => {
+                            prepared.taken_from(self.address(), batch.lines.lines());
+                            self.finish(prepared, batch, &reason, true, flight)
+                        }
                         Err(e) => reports::push("error", format!("{e} ({reason}); {} lines lost", batch.lines.lines())),
                     }
                     return;
@@ -572,6 +576,11 @@ impl Sink {
 
 // ---- For runtime::crash (`dump_on_crash`): what a fatal signal's handler needs ----
 impl Sink {
+    /// This sink's address: names it in `regions`, for the handler.
+    pub(crate) fn address(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
     /// The file a dump would go to with these `{pid}`, `{count}` and `{time}`, without the
     /// suffix of `compress` (a dump from a signal handler cannot be compressed).
     pub(crate) fn crash_path(&self, pid: u32, count: u64, time: i64) -> String {
