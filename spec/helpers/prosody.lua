@@ -81,7 +81,8 @@ end
 
 -- `log_config` is the Lua source of the `log = ...` value ($DIR and $DATA are replaced by the
 -- instance's folders); `extra` more config lines; `options.daemonize` starts it with -D,
--- `options.umask` under that umask.
+-- `options.umask` under that umask, `options.wrapper` through that command (one that execs
+-- the rest of its arguments, e.g. "prlimit --fsize=524288 --").
 function prosody.start(version, log_config, extra, options)
 	options = options or {};
 	local v = assert(versions[version], "unknown Prosody version " .. tostring(version));
@@ -114,7 +115,8 @@ VirtualHost "localhost"
 	-- With -D the launcher returns once Prosody has forked (run in the background, Prosody's
 	-- parent would be init and it would think it was daemonized already).
 	-- The launcher's PID is recorded before it runs (exec keeps it), the daemon's once known.
-	local launcher = ("sh -c 'echo $$ >> %s/launched.pid && exec \"$@\"' prosody %s"):format(dir, v.command);
+	local launcher = ("sh -c 'echo $$ >> %s/launched.pid && exec \"$@\"' prosody %s%s"):format(dir,
+		options.wrapper and (options.wrapper .. " ") or "", v.command);
 	sh(("cd %s && umask %s && %s %s --config %s > %s/stdout 2>&1 %s"):format(dir, options.umask or "022",
 		launcher, options.daemonize and "-D" or "-F", self.config, dir, options.daemonize and "" or "&"));
 	self.pid = prosody.wait_for(function ()

@@ -30,6 +30,12 @@
 //! A `json` or `rfc5424` dump (see `records`) has no length known in advance either:
 //! uncompressed, it is appended at the end of a regular file, one at a time; one that fails is
 //! cut back to the file's length before it.
+//!
+//! A dump that fails (no space left, a read-only file system, a file-size limit, a file that
+//! cannot hold a dump such as `/proc/self/mem`) is an error for the caller, who keeps the
+//! lines: its room is cut off again or marked as above, no lock stays held (see the lock order
+//! in `runtime`), and a file-size limit's SIGXFSZ, which would kill Prosody, is ignored from
+//! the first dump into a regular file on (see `os`).
 
 use std::fmt;
 use std::fs::{File, OpenOptions, Permissions};
@@ -37,7 +43,7 @@ use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use super::os;
 use super::regions::{self, Entry, Kind};
@@ -45,12 +51,14 @@ use crate::pure::options::Compression;
 use crate::pure::records::{self, Format, Framing, Wire};
 use crate::pure::ring::Ring;
 
-/// Held while a dump's place in its file is settled (not while opening or writing).
+/// Held while a dump's place in its file is settled or given back (not while opening or
+/// writing). Only taken through [`Settling::begin`], whose guard is what the work done under it
+/// needs, so it is never taken again by the thread holding it (see the lock order in `runtime`).
 static RESERVING: Mutex<()> = Mutex::new(());
 
 /// Held while a dump of unknown length (compressed, or formatted) is written into a regular
 /// file, so that two of them (the files lane's and one written at once during shutdown) never
-/// interleave.
+/// interleave. Taken before [`RESERVING`], never while holding it.
 static APPENDING: Mutex<()> = Mutex::new(());
 
 /// zstd's level: its default, several hundred MB/s of log text.
@@ -207,11 +215,16 @@ pub(crate) fn prepare_as(
     let open_error = |error| DumpError::Open { path: path.into(), error };
     let write_error = |error| DumpError::Write { path: path.into(), error };
     if let Some(codec) = compress {
+        os::ignore_file_size_signal(); // written into a regular (hidden) file: see below
         let destination = open_for_compressed(path, codec).map_err(open_error)?;
         return Ok(Prepared { path: path.to_string(), framing, destination, taken: None });
     }
     let file = open(path).map_err(open_error)?;
     let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+    if regular {
+        // Past a file-size limit the dump fails (EFBIG) instead of killing Prosody (see `os`).
+        os::ignore_file_size_signal();
+    }
     let destination = if regular && framing.format != Format::Plain {
         Destination::Appended { file, codec: None, regular }
     } else if regular {
@@ -235,25 +248,49 @@ fn reserve_entered(file: &File, len: u64) -> io::Result<(Entry, u64)> {
     Ok((entry, offset))
 }
 
-/// Reserves and allocates `len` bytes at the end of `file`; returns where they start.
+/// Reserves and allocates `len` bytes at the end of `file`; returns where they start. On
+/// failure nothing is left reserved: what the allocation may have added is cut off again.
 fn reserve(file: &File, len: u64) -> io::Result<u64> {
-    let _serialised = RESERVING.lock();
+    let settling = Settling::begin();
     let offset = file.metadata()?.len();
-    match os::allocate(file, offset, len) {
+    let allocated = match os::allocate(file, offset, len) {
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => file.set_len(offset + len),
+        allocated => allocated,
+    };
+    match allocated {
         Ok(()) => Ok(offset),
-        Err(e) if e.kind() == io::ErrorKind::Unsupported => file.set_len(offset + len).map(|()| offset),
         Err(e) => {
-            give_back(file, offset, len);
+            settling.give_back(file, offset, len);
             Err(e)
         }
     }
 }
 
-/// Cuts a reserved region off again if nothing was appended after it.
-fn give_back(file: &File, offset: u64, len: u64) -> bool {
-    let _serialised = RESERVING.lock();
-    let untouched = file.metadata().map(|m| m.len() <= offset + len).unwrap_or(false);
-    untouched && file.set_len(offset).is_ok()
+/// [`RESERVING`] held: what settles the end of a file is done through this guard, so none of
+/// it can take the lock a second time.
+struct Settling {
+    _held: MutexGuard<'static, ()>,
+}
+
+impl Settling {
+    fn begin() -> Self {
+        Settling { _held: RESERVING.lock() }
+    }
+
+    /// Cuts a reserved region off again if nothing was appended after it. True if it was.
+    fn give_back(&self, file: &File, offset: u64, len: u64) -> bool {
+        self.cut_back(file, offset, offset + len)
+    }
+
+    /// Cuts `file` back to `start` if it does not reach past `end` (nothing was appended after
+    /// the writing that failed); never makes it longer. True if it ends at `start` or before.
+    fn cut_back(&self, file: &File, start: u64, end: u64) -> bool {
+        match file.metadata().map(|m| m.len()) {
+            Ok(now) if now <= start => true,
+            Ok(now) if now <= end => file.set_len(start).is_ok(),
+            _ => false,
+        }
+    }
 }
 
 impl Prepared {
@@ -290,7 +327,7 @@ impl Prepared {
                 if let Err(e) = &written {
                     // Refused only while a crash is dumped: the handler cuts the region then.
                     let _ = entry.guarded(|| {
-                        if !give_back(&file, offset, len) {
+                        if !Settling::begin().give_back(&file, offset, len) {
                             mark_failed(&file, offset, len, e);
                         }
                         Ok(())
@@ -359,10 +396,7 @@ fn append(file: &File, framing: &Framing, lines: &Ring, limit: u64, taken: Optio
     if result.is_err() {
         let reached = out.reached;
         let _ = entry.guarded(|| {
-            let _serialised = RESERVING.lock();
-            if file.metadata().is_ok_and(|m| m.len() <= reached) {
-                let _ = file.set_len(start);
-            }
+            Settling::begin().cut_back(file, start, reached);
             Ok(())
         });
     }
@@ -543,6 +577,7 @@ mod tests {
     use crate::pure::records::{Identity, FOOTER};
     use crate::pure::ring::Limit;
     use crate::runtime::test_dir::TestDir;
+    use std::os::unix::process::ExitStatusExt;
 
     /// A plain dump's framing.
     pub(crate) fn plain(time: i64, notes: &[&str]) -> Framing {
@@ -814,5 +849,254 @@ mod tests {
         let file = OpenOptions::new().write(true).open(&path).expect("open");
         append(&file, &plain(0, &[]), &lines, start + full, None).expect("exactly enough room");
         assert_eq!(std::fs::metadata(&path).expect("meta").len(), start + full);
+    }
+
+    // ---- Real faults: a full disk, a read-only remount, a file-size limit, a file that cannot
+    // hold a dump. Each runs under `lock_watch`: a lock left held or taken again fails the test
+    // (the old `reserve` -> `give_back` self-deadlock did, on a full disk).
+
+    use crate::pure::options::{OptValue, SinkOptions};
+    use crate::runtime::lock_watch;
+    use crate::runtime::sink::{DumpOrigin, DumpRequest, Sink};
+    use crate::runtime::writer;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    const PATIENCE: Duration = Duration::from_secs(20);
+
+    /// A sink dumping to `path` (`compress`: "gzip" or "zstd"), holding up to 100,000 lines.
+    fn file_sink(path: &str, compress: Option<&str>) -> Arc<Sink> {
+        let (path, compress) = (path.to_string(), compress.map(str::to_string));
+        let (options, problems) = SinkOptions::parse(
+            |k| match (k, &compress) {
+                ("filename", _) => OptValue::Str(path.clone()),
+                ("lines", _) => OptValue::Int(100_000),
+                ("compress", Some(codec)) => OptValue::Str(codec.clone()),
+                _ => OptValue::Absent,
+            },
+            &[],
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        Arc::new(Sink::new(options, Vec::new()))
+    }
+
+    fn push_numbered(sink: &Sink, from: usize, to: usize) {
+        for n in from..to {
+            sink.push(format!("c2s{n:x}\tdebug\tline {n:06}\n").as_bytes(), 0);
+        }
+    }
+
+    /// The numbers of the `line N` lines of every dump in `path`, in file order, after checking
+    /// that the file holds whole dumps only and no NUL byte.
+    fn numbers_in(path: &str) -> Vec<usize> {
+        let text = std::fs::read_to_string(path).expect("read");
+        assert!(!text.contains('\0'), "a NUL byte in {path}");
+        assert_eq!(text.matches("-- Dumping log buffer at ").count(), text.matches("-- End of dump --").count());
+        text.lines().filter_map(|l| l.rsplit_once("\tline ")).map(|(_, n)| n.parse().expect("a number")).collect()
+    }
+
+    fn file_len(path: &str) -> u64 {
+        std::fs::metadata(path).map_or(0, |m| m.len())
+    }
+
+    #[test]
+    fn a_dump_to_a_full_disk_fails_keeps_its_lines_and_the_next_holds_them_once() {
+        lock_watch::within(PATIENCE, || {
+            let dir = TestDir::tmpfs("full-disk", 512 * 1024);
+            let path = dir.file("dump.log");
+            let sink = file_sink(&path, None);
+            push_numbered(&sink, 0, 1000);
+            sink.dump(DumpOrigin::LuaThread, "first").expect("room for the first");
+            assert!(writer::wait_idle(PATIENCE));
+            let before = std::fs::read(&path).expect("read");
+            push_numbered(&sink, 1000, 3000);
+            dir.fill();
+            for attempt in 0..3 {
+                let err = sink.dump(DumpOrigin::LuaThread, "full").expect_err("no room");
+                assert_eq!(
+                    err.to_string(),
+                    format!("Unable to write dump: {path}: No space left on device"),
+                    "{attempt}"
+                );
+                assert_eq!(std::fs::read(&path).expect("read"), before, "the file is as it was");
+            }
+            assert_eq!(sink.usage().0, 2000, "the lines stay in the buffer");
+            assert_eq!(sink.outcomes().failed, 3);
+            dir.unfill();
+            push_numbered(&sink, 3000, 3010);
+            sink.dump(DumpOrigin::LuaThread, "room again").expect("room again");
+            assert!(writer::wait_idle(PATIENCE));
+            assert_eq!(numbers_in(&path), (0..3010).collect::<Vec<_>>(), "every line once, in order");
+            assert_eq!(sink.usage().0, 0);
+        });
+    }
+
+    #[test]
+    fn a_compressed_dump_to_a_full_disk_is_cut_back_and_its_lines_kept() {
+        lock_watch::within(PATIENCE, || {
+            let dir = TestDir::tmpfs("full-disk-zstd", 512 * 1024);
+            for codec in [Compression::Gzip, Compression::Zstd] {
+                let path = dir.file(&format!("dump.log{}", codec.suffix()));
+                let before = {
+                    compressed_dump(&path, codec, &[], &ring_of(&["before\n"])).expect("first dump");
+                    std::fs::read(&path).expect("read")
+                };
+                dir.fill();
+                let lines = noisy_ring(4000); // 1.6 MB that compress little: the disk fills mid-dump
+                let err = compressed_dump(&path, codec, &[], &lines).expect_err("no room");
+                assert!(err.to_string().ends_with(": No space left on device"), "{err}");
+                assert_eq!(std::fs::read(&path).expect("read"), before, "{codec:?}: cut back");
+                dir.unfill();
+            }
+        });
+    }
+
+    #[test]
+    fn a_formatted_dump_to_a_full_disk_is_cut_back_and_a_failing_device_is_an_error() {
+        lock_watch::within(PATIENCE, || {
+            let dir = TestDir::tmpfs("full-disk-json", 512 * 1024);
+            let path = dir.file("dump.json");
+            let json = |notes: &[&str]| Framing { format: Format::Json, ..plain(0, notes) };
+            let lines = noisy_ring(4000);
+            let small = ring_of(&["before\n"]);
+            prepare_as(&path, json(&[]), small.text_bytes(), None).expect("prepare").write(&small).expect("room");
+            let before = std::fs::read(&path).expect("read");
+            dir.fill();
+            let err = prepare_as(&path, json(&[]), lines.text_bytes(), None).expect("prepare").write(&lines);
+            assert!(err.expect_err("no room").to_string().ends_with(": No space left on device"));
+            assert_eq!(std::fs::read(&path).expect("read"), before, "cut back");
+            // A device (written in order, not cut back): compressed, and formatted.
+            for (framing, codec) in [(plain(0, &[]), Some(Compression::Gzip)), (json(&[]), None)] {
+                let prepared = prepare_as("/dev/full", framing, lines.text_bytes(), codec).expect("prepare");
+                assert!(matches!(prepared.write(&lines), Err(DumpError::Write { .. })));
+            }
+        });
+    }
+
+    #[test]
+    fn a_dump_to_a_read_only_file_system_fails_keeps_its_lines_and_the_next_holds_them_once() {
+        lock_watch::within(PATIENCE, || {
+            let dir = TestDir::tmpfs("read-only", 512 * 1024);
+            let path = dir.file("dump.log");
+            let sink = file_sink(&path, None);
+            push_numbered(&sink, 0, 100);
+            sink.dump(DumpOrigin::LuaThread, "first").expect("writable");
+            assert!(writer::wait_idle(PATIENCE));
+            push_numbered(&sink, 100, 300);
+            dir.read_only(true);
+            let err = sink.dump(DumpOrigin::LuaThread, "read-only").expect_err("read-only");
+            assert_eq!(err.to_string(), format!("Unable to open output file: {path}: Read-only file system"));
+            let fresh = dir.file("new.log");
+            let err = prepare(&fresh, 0, 10, &[]).expect_err("read-only");
+            assert!(err.to_string().ends_with("new.log: Read-only file system"), "{err}");
+            assert_eq!(sink.usage().0, 200);
+            dir.read_only(false);
+            sink.dump(DumpOrigin::LuaThread, "writable again").expect("writable again");
+            assert!(writer::wait_idle(PATIENCE));
+            assert_eq!(numbers_in(&path), (0..300).collect::<Vec<_>>());
+        });
+    }
+
+    #[test]
+    fn a_region_whose_write_fails_is_cut_off_or_marked() {
+        lock_watch::within(PATIENCE, || {
+            let dir = TestDir::tmpfs("region-fails", 512 * 1024);
+            let path = dir.file("dump.log");
+            let lines = noisy_ring(100);
+            // The region is allocated, then its room taken away again (a hole punched in it) and
+            // the disk filled: writing it fails for real.
+            let punch = |offset: u64, len: u64| {
+                let status = std::process::Command::new("fallocate")
+                    .args(["-p", "-o", &offset.to_string(), "-l", &len.to_string(), &path])
+                    .status()
+                    .expect("fallocate");
+                assert!(status.success());
+            };
+            let last = prepare(&path, 0, lines.text_bytes(), &[]).expect("prepare");
+            let Destination::Region { offset, len, .. } = last.destination else { panic!("a region") };
+            punch(offset, len);
+            dir.fill();
+            let err = last.write(&lines).expect_err("no room");
+            assert!(err.to_string().ends_with("No space left on device"), "{err}");
+            assert_eq!(file_len(&path), 0, "the last region is cut off");
+            dir.unfill();
+
+            let failing = prepare(&path, 0, lines.text_bytes(), &[]).expect("prepare");
+            let Destination::Region { offset, len, .. } = failing.destination else { panic!("a region") };
+            write_dump(&path, 0, &ring_of(&["later\n"])).expect("a dump after it");
+            let after = file_len(&path);
+            // Room for the line saying the dump failed, not for the dump.
+            let mark_room = 4096;
+            punch(offset + mark_room, len - mark_room);
+            dir.fill();
+            failing.write(&lines).expect_err("no room");
+            dir.unfill();
+            let bytes = std::fs::read(&path).expect("read");
+            assert_eq!(bytes.len() as u64, after);
+            let text = String::from_utf8_lossy(&bytes[..mark_room as usize]);
+            assert!(text.starts_with("-- Dump failed: No space left on device --\n"), "{text}");
+            assert!(bytes.ends_with(b"later\n-- End of dump --\n\n"));
+        });
+    }
+
+    #[test]
+    fn a_file_that_cannot_hold_a_dump_fails_at_once_and_holds_no_lock() {
+        lock_watch::within(PATIENCE, || {
+            let sink = file_sink("/nonexistent-lrb/unused.log", None);
+            push_numbered(&sink, 0, 10);
+            let started = Instant::now();
+            for _ in 0..3 {
+                let flight = match writer::admit(DumpOrigin::LuaThread) {
+                    Some(writer::Admission::Background(f) | writer::Admission::Now(f)) => f,
+                    None => panic!("not admitted"),
+                };
+                let request = DumpRequest { to: Some("/proc/self/mem".into()), ..DumpRequest::default() };
+                let err = sink.dump_copy("test", &request, flight).expect_err("not a file for dumps");
+                assert!(err.to_string().starts_with("Unable to write dump: /proc/self/mem: "), "{err}");
+            }
+            assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+            let dir = TestDir::new("after-proc-mem");
+            write_dump(&dir.file("d.log"), 0, &ring_of(&["fine\n"])).expect("nothing is left locked");
+            assert_eq!(sink.usage().0, 10);
+        });
+    }
+
+    /// Run by `a_file_size_limit_fails_the_dump_and_does_not_kill_the_process` under a 64 KiB
+    /// limit (`RLIMIT_FSIZE` is per process: the test binary runs itself under `prlimit`).
+    #[test]
+    #[ignore = "run by a_file_size_limit_fails_the_dump_and_does_not_kill_the_process"]
+    fn past_a_file_size_limit() {
+        lock_watch::within(PATIENCE, || {
+            let dir = TestDir::tmpfs("file-size", 1024 * 1024);
+            let path = dir.file("dump.log");
+            let sink = file_sink(&path, None);
+            push_numbered(&sink, 0, 4000); // 112 KB
+            let err = sink.dump(DumpOrigin::LuaThread, "limit").expect_err("past the limit");
+            assert_eq!(err.to_string(), format!("Unable to write dump: {path}: File too large"));
+            assert_eq!((sink.usage().0, file_len(&path)), (4000, 0));
+            let zst = dir.file("dump.log.zst");
+            let err = compressed_dump(&zst, Compression::Zstd, &[], &noisy_ring(1000)).expect_err("past the limit");
+            assert!(err.to_string().ends_with("dump.log.zst: File too large"), "{err}");
+            assert_eq!(file_len(&zst), 0, "cut back");
+            sink.clear();
+            push_numbered(&sink, 0, 10);
+            sink.dump(DumpOrigin::LuaThread, "within the limit").expect("within the limit");
+            assert!(writer::wait_idle(PATIENCE));
+            assert_eq!(numbers_in(&path), (0..10).collect::<Vec<_>>());
+        });
+    }
+
+    #[test]
+    fn a_file_size_limit_fails_the_dump_and_does_not_kill_the_process() {
+        let test = "runtime::dump_file::tests::past_a_file_size_limit";
+        let out = std::process::Command::new("prlimit")
+            .args(["--fsize=65536", "--"])
+            .arg(std::env::current_exe().expect("test binary"))
+            .args(["--exact", test, "--ignored", "--test-threads=1"])
+            .output()
+            .expect("prlimit");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{:?} (signal {:?}): {text}", out.status, out.status.signal());
+        assert!(text.contains("1 passed"), "{text}");
     }
 }

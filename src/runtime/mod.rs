@@ -1,6 +1,41 @@
 //! The runtime: threads, files and process state around the pure core. `unsafe` here is
 //! confined to `os` (the system calls the standard library lacks), `shared_ring` (the lock) and
 //! `crash` (the async-signal-safe dump from a fatal signal's handler).
+//!
+//! # Lock order
+//!
+//! Every lock of the runtime and the binding, and which may be taken while holding which. A
+//! lock may only be taken while holding locks listed *above* it here, never one listed below it
+//! or itself (no lock is re-entrant: a thread taking a lock it holds waits for ever). Most are
+//! leaves: nothing at all is taken while holding them.
+//!
+//! 1. `auto_dump::TIMER` (the timer thread's sender): held while scheduling; may take 2 and 9
+//!    (a schedule that fails marks the trigger and reports it).
+//! 2. `auto_dump::LevelTrigger::state` (per sink): leaf.
+//! 3. `signals::NATIVE` (watched signals, the signal pipe): leaf; the dumps a signal starts run
+//!    after it is let go.
+//! 4. `crash::STATE` (the sinks armed for `dump_on_crash`): leaf. (The fatal signal's handler
+//!    only ever *tries* a lock, see `shared_ring`.)
+//! 5. `writer::LANES`: leaf; a job is sent, or run inline, after it is let go.
+//! 6. `dump_file::APPENDING` (appends of unknown length, one at a time): may take 7.
+//! 7. `dump_file::RESERVING` (settling or giving back the end of a file): leaf; taken only
+//!    through `dump_file::Settling`, whose guard the giving back needs, so it cannot be taken
+//!    again by the thread holding it.
+//! 8. `shared_ring::SharedRing::lock` (per sink: taking lines, giving them back, a snapshot):
+//!    leaf; the closures run under it touch only the ring.
+//! 9. Leaves that guard one value each: `sink::Sink::outcomes`, `reports::REPORTS`,
+//!    `inspect::Pending`'s answer slot, `writer::FLIGHTS` (with the `LANDED` condition
+//!    variable).
+//!
+//! Waiting that is not a lock follows the same rule: no thread waits for dumps (`writer::
+//! wait_idle`, `shut_down`), for the timer thread (`auto_dump::flush`) or for a shell answer
+//! while holding any lock, and a dump's `InFlight` is dropped (which takes `FLIGHTS`) with no
+//! lock held. So a dump that fails, however it fails, holds nothing once its error is returned,
+//! and shutdown's wait never depends on a lock.
+//!
+//! The tests check the order as they run: parking_lot's deadlock detector is on in test builds,
+//! and tests of the dump path's faults run under `lock_watch`, which fails a test whose threads
+//! wait on locks in a cycle.
 
 pub(crate) mod auto_dump;
 pub(crate) mod crash;
@@ -8,6 +43,8 @@ pub(crate) mod dump_file;
 pub(crate) mod dump_ledger;
 pub(crate) mod forward;
 pub(crate) mod inspect;
+#[cfg(test)]
+pub(crate) mod lock_watch;
 pub(crate) mod os;
 pub(crate) mod regions;
 pub(crate) mod reports;

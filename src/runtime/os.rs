@@ -1,7 +1,8 @@
 //! The few operating-system calls the runtime needs that the standard library does not offer:
-//! signal dispositions, blocking all signals on a thread, a descriptor's non-blocking flag,
-//! allocating a file region, a TCP socket's unacknowledged bytes, and the C library's wording
-//! of an error. Every `unsafe` block of the runtime outside the ring's lock is here.
+//! signal dispositions (SIGXFSZ made harmless among them), blocking all signals on a thread, a
+//! descriptor's non-blocking flag, allocating a file region, a TCP socket's unacknowledged
+//! bytes, and the C library's wording of an error. Every `unsafe` block of the runtime outside
+//! the ring's lock is here.
 
 use std::fs::File;
 use std::io;
@@ -37,6 +38,28 @@ pub(crate) fn restore_handler(signal: c_int, previous: &Disposition) {
     // SAFETY: `previous` was filled in by sigaction; a null old-action pointer is allowed.
     unsafe {
         libc::sigaction(signal, &previous.0, std::ptr::null_mut());
+    }
+}
+
+/// Makes a file-size limit (`ulimit -f`, `RLIMIT_FSIZE`) a write error instead of the end of
+/// Prosody: a write or an allocation past the limit raises SIGXFSZ, whose default action kills
+/// the process; ignored, the call just fails with `EFBIG`. Only the default disposition is
+/// replaced: a handler or an ignore set by someone else stays as it is. It is not put back
+/// later: a SIGXFSZ raised by a write that just failed may be delivered after any moment chosen
+/// to restore the default, and would then kill the process. (Programs Prosody starts keep it
+/// ignored too, as `exec` keeps ignored signals.) True if it was changed now.
+pub(crate) fn ignore_file_size_signal() -> bool {
+    // SAFETY: a query into zeroed plain data, then, if the default is in place, an action of
+    // zeroed plain data with SIG_IGN as its handler; both only read by sigaction.
+    unsafe {
+        let mut now: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGXFSZ, std::ptr::null(), &mut now) != 0 || now.sa_sigaction != libc::SIG_DFL {
+            return false;
+        }
+        let mut ignore: libc::sigaction = std::mem::zeroed();
+        ignore.sa_sigaction = libc::SIG_IGN;
+        libc::sigemptyset(&mut ignore.sa_mask);
+        libc::sigaction(libc::SIGXFSZ, &ignore, std::ptr::null_mut()) == 0
     }
 }
 

@@ -144,20 +144,25 @@ static LANES: Mutex<PerProcess<HashMap<Lane, Sender<Job>>>> = Mutex::new(PerProc
 
 /// Runs `job` on `lane`'s thread (started if needed); on the calling thread if no thread can
 /// be started.
+/// (`LANES` is let go before the job runs: a job takes the dump path's locks.)
 pub(crate) fn submit(lane: Lane, job: Job) {
+    match lane_sender(lane) {
+        Some(sender) => {
+            if let Err(mpsc::SendError(job)) = sender.send(job) {
+                job();
+            }
+        }
+        None => job(),
+    }
+}
+
+/// The sender of `lane`'s thread, started if needed; `None` if no thread can be started.
+fn lane_sender(lane: Lane) -> Option<Sender<Job>> {
     let mut lanes = LANES.lock();
-    let Ok(lanes) = lanes.get_or_try(|| Ok::<_, ()>(HashMap::new())) else {
-        return job();
-    };
-    let sender = match lanes.get(&lane) {
-        Some(sender) => sender.clone(),
-        None => match start_lane(&lane) {
-            Some(sender) => lanes.entry(lane).or_insert(sender).clone(),
-            None => return job(),
-        },
-    };
-    if let Err(mpsc::SendError(job)) = sender.send(job) {
-        job();
+    let lanes = lanes.get_or_try(|| Ok::<_, ()>(HashMap::new())).ok()?;
+    match lanes.get(&lane) {
+        Some(sender) => Some(sender.clone()),
+        None => Some(lanes.entry(lane.clone()).or_insert(start_lane(&lane)?).clone()),
     }
 }
 
