@@ -9,23 +9,29 @@
 //! or itself (no lock is re-entrant: a thread taking a lock it holds waits for ever). Most are
 //! leaves: nothing at all is taken while holding them.
 //!
-//! 1. `auto_dump::TIMER` (the timer thread's sender): held while scheduling; may take 2 and 9
+//! 1. `auto_dump::TIMER` (the timer thread's sender): held while scheduling; may take 2 and 11
 //!    (a schedule that fails marks the trigger and reports it).
-//! 2. `auto_dump::LevelTrigger::state` (per sink): leaf.
+//! 2. `auto_dump::LevelTrigger::state` (per sink): taken alone, or, when a reload hands an open
+//!    window over, a predecessor's and then its successor's (never the other way round, and a
+//!    sink never adopts itself); nothing else is taken while holding it.
 //! 3. `signals::NATIVE` (watched signals, the signal pipe): leaf; the dumps a signal starts run
 //!    after it is let go.
 //! 4. `crash::STATE` (the sinks armed for `dump_on_crash`): leaf. (The fatal signal's handler
-//!    only ever *tries* a lock, see `shared_ring`.)
+//!    only ever *tries* a lock, see `shared_ring`; the table of dumps in flight it cuts off,
+//!    `regions`, has no lock at all.)
 //! 5. `writer::LANES`: leaf; a job is sent, or run inline, after it is let go.
 //! 6. `dump_file::APPENDING` (appends of unknown length, one at a time): may take 7.
 //! 7. `dump_file::RESERVING` (settling or giving back the end of a file): leaf; taken only
 //!    through `dump_file::Settling`, whose guard the giving back needs, so it cannot be taken
 //!    again by the thread holding it.
-//! 8. `shared_ring::SharedRing::lock` (per sink: taking lines, giving them back, a snapshot):
-//!    leaf; the closures run under it touch only the ring.
-//! 9. Leaves that guard one value each: `sink::Sink::outcomes`, `reports::REPORTS`,
-//!    `inspect::Pending`'s answer slot, `writer::FLIGHTS` (with the `LANDED` condition
-//!    variable).
+//! 8. `sink::Sink::queued_forward` (per sink: the one forward waiting behind a running one):
+//!    may take 9 (its lines go back into the ring).
+//! 9. `shared_ring::SharedRing::lock` (per sink: taking lines, giving them back, a snapshot):
+//!    may take 10 (a failed dump's lines go to the sink a reload made in its place).
+//! 10. `sink::Sink::successor` (per sink): leaf.
+//! 11. Leaves that guard one value each: `sink::Sink::outcomes`, `reports::REPORTS`,
+//!     `inspect::Pending`'s answer slot, `dump_ledger::LEDGER` (an unlink runs under it, nothing
+//!     else), `writer::FLIGHTS` (with the `LANDED` condition variable).
 //!
 //! Waiting that is not a lock follows the same rule: no thread waits for dumps (`writer::
 //! wait_idle`, `shut_down`), for the timer thread (`auto_dump::flush`) or for a shell answer
