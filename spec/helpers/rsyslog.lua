@@ -203,28 +203,70 @@ esac
 rm -rf "$dir"
 ]];
 
+-- How a shell's `wait` status reads.
+local function exit_status(text)
+	local code = tonumber(text:match("%d+"));
+	if not code then return "status unknown"; end
+	if code > 128 then return ("killed by signal %d"):format(code - 128); end
+	return ("exit status %d"):format(code);
+end
+
+-- What rsyslogd said about itself: its stdout and stderr, and its own log (internal.log).
+function rsyslog:said()
+	local d = self.dir;
+	return ("its stdout and stderr (%s/stdout):\n%s\nits own log (%s/internal.log):\n%s"):format(
+		d, read(d .. "/stdout") or "(none)", d, read(d .. "/internal.log") or "(none)");
+end
+
 -- Starts rsyslogd on the instance's config and waits until every input is ready.
+--
+-- A shell of its own runs rsyslogd as its child, records rsyslogd's PID in rsyslogd.pid, waits
+-- for it and writes its `wait` status to rsyslogd.exit (both written whole: made under another
+-- name, then renamed). So an rsyslogd that exits is told by that file, with its status, and
+-- not guessed from /proc (where a process in the middle of exec shows an empty command line).
 function rsyslog:launch()
 	local d = self.dir;
 	local args = module_dir and ("-M " .. quote(module_dir) .. " ") or "";
-	-- The shell's PID is rsyslogd's (exec); recorded before it runs.
 	os.remove(d .. "/rsyslogd.pid");
-	local launcher = ("sh -c 'echo $$ > %s/rsyslogd.pid; echo $$ >> %s/launched.pid; exec \"$@\"' rsyslogd"):format(d, d);
-	assert(sh(("%s %s -n %s-f %s/rsyslog.conf -i %s/rsyslogd.pidfile < /dev/null >> %s/stdout 2>&1 &")
-		:format(launcher, quote(binary), args, d, d, d)));
-	self.pid = prosody.wait_for(function ()
-		local pid = read(d .. "/rsyslogd.pid");
-		return pid and pid:match("^%d+");
-	end, 10, "rsyslogd to be launched");
-	prosody.wait_for(function ()
-		if not self:alive() then
-			error("rsyslogd exited: " .. (read(d .. "/stdout") or "") .. (read(d .. "/internal.log") or ""));
+	os.remove(d .. "/rsyslogd.exit");
+	self.pid = nil;
+	local launcher = [[sh -c 'd=$1; shift; echo $$ >> "$d/launched.pid"
+"$@" & pid=$!
+echo $pid >> "$d/launched.pid"; echo $pid > "$d/rsyslogd.pid.new"; mv "$d/rsyslogd.pid.new" "$d/rsyslogd.pid"
+wait $pid; echo $? > "$d/rsyslogd.exit.new"; mv "$d/rsyslogd.exit.new" "$d/rsyslogd.exit"' rsyslogd]];
+	assert(sh(("%s %s %s -n %s-f %s/rsyslog.conf -i %s/rsyslogd.pidfile < /dev/null >> %s/stdout 2>&1 &")
+		:format(launcher, quote(d), quote(binary), args, d, d, d)));
+	local function exited()
+		local status = read(d .. "/rsyslogd.exit");
+		if status then error(("rsyslogd exited (%s) before it was ready; %s"):format(exit_status(status), self:said()), 0); end
+		-- A port taken meanwhile (by another run): rsyslogd goes on without that input.
+		local said = (read(d .. "/stdout") or "") .. (read(d .. "/internal.log") or "");
+		if said:find("Address already in use", 1, true) or said:find("[Cc]ould not create %a+ listener") then
+			error({ port_taken = true, text = "rsyslogd could not listen on a port; " .. self:said() });
 		end
-		return read(d .. "/rsyslogd.pidfile")
-			and bound("/proc/net/tcp", self.tcp_port, "0A") and bound("/proc/net/tcp", self.tls_port, "0A")
-			and bound("/proc/net/udp", self.udp_port, "07")
-			and (read("/proc/net/unix") or ""):find(" " .. self.socket .. "\n", 1, true);
-	end, 20, "rsyslogd to listen (see " .. d .. "/stdout)");
+	end
+	-- Generous: a machine whose cores are all busy can take seconds to start a process.
+	local ok, err = pcall(function ()
+		self.pid = prosody.wait_for(function ()
+			exited();
+			local pid = read(d .. "/rsyslogd.pid");
+			return pid and tonumber(pid:match("^%d+"));
+		end, 60, "rsyslogd to be launched");
+		prosody.wait_for(function ()
+			exited();
+			return read(d .. "/rsyslogd.pidfile")
+				and bound("/proc/net/tcp", self.tcp_port, "0A") and bound("/proc/net/tcp", self.tls_port, "0A")
+				and bound("/proc/net/udp", self.udp_port, "07")
+				and (read("/proc/net/unix") or ""):find(" " .. self.socket .. "\n", 1, true);
+		end, 60, ("rsyslogd to listen on 127.0.0.1 ports %d (tcp), %d (tls), %d (udp) and %s"):format(
+			self.tcp_port, self.tls_port, self.udp_port, self.socket));
+	end);
+	if not ok then
+		if type(err) == "table" then error(err, 0); end
+		err = tostring(err);
+		if err:find("^timed out") then err = err .. "; " .. self:said(); end
+		error(err, 0);
+	end
 end
 
 -- options.tmpdir: where the instance dir is made (default $TMPDIR or /tmp); options.store =
@@ -249,26 +291,37 @@ function rsyslog.start(options)
 	pipe:close();
 	sh("mkdir -p " .. quote(dir .. "/work"));
 	make_certificates(dir);
-	local ok, err = pcall(function ()
-		self.tcp_port, self.tls_port = prosody.free_ports(2);
-		self.udp_port = free_udp_port();
-		write(dir .. "/rsyslog.conf", config(self));
-		self:launch();
-	end);
+	-- The ports are free when picked, but another process may take one before rsyslogd binds
+	-- it: then again on new ones.
+	local ok, err;
+	for _ = 1, 3 do
+		ok, err = pcall(function ()
+			self.tcp_port, self.tls_port = prosody.free_ports(2);
+			self.udp_port = free_udp_port();
+			write(dir .. "/rsyslog.conf", config(self));
+			self:launch();
+		end);
+		if ok or type(err) ~= "table" then break; end
+		self:stop();
+		os.remove(dir .. "/stdout");
+		os.remove(dir .. "/internal.log");
+	end
 	if not ok then
 		self:cleanup();
-		error(err, 0);
+		error(type(err) == "table" and err.text or err, 0);
 	end
 	return self;
 end
 
--- Running (a zombie counts as gone) and still ours.
+-- Running (a zombie counts as gone) and still ours: not reaped by its shell (which writes
+-- rsyslogd.exit then), and its command line names the instance's dir, or is empty while the
+-- shell's child is in the middle of exec'ing rsyslogd.
 function rsyslog:alive()
-	if not self.pid then return false; end
+	if not self.pid or read(self.dir .. "/rsyslogd.exit") then return false; end
 	local status = read("/proc/" .. self.pid .. "/status");
 	if status == nil or status:match("\nState:%s*Z") then return false; end
 	local cmdline = (read("/proc/" .. self.pid .. "/cmdline") or ""):gsub("%z", " ");
-	return cmdline:find(self.dir .. "/", 1, true) ~= nil;
+	return cmdline == "" or cmdline:find(self.dir .. "/", 1, true) ~= nil;
 end
 
 function rsyslog:signal(name)
@@ -300,7 +353,8 @@ end
 -- Starts it again, same config, same ports, appending to the same files.
 function rsyslog:restart()
 	if self:alive() then self:stop(); end
-	self:launch();
+	local ok, err = pcall(self.launch, self);
+	if not ok then error(type(err) == "table" and err.text or err, 0); end
 end
 
 function rsyslog:cleanup()
