@@ -102,13 +102,31 @@ local function free_udp_port()
 	return assert(tonumber(port));
 end
 
--- Whether a socket in state `state` (hex, /proc/net/tcp's "st" column: 0A is LISTEN, 07 an
--- unconnected UDP socket) is bound to 127.0.0.1:port in the table `file`.
-local function bound(file, port, state)
+-- The sockets (inode numbers) process `pid` holds open.
+local function sockets_of(pid)
+	local held = {};
+	local ls = io.popen("ls -l /proc/" .. pid .. "/fd 2>/dev/null");
+	for inode in ls:read("a"):gmatch("socket:%[(%d+)%]") do held[inode] = true; end
+	ls:close();
+	return held;
+end
+
+-- Whether one of the sockets `held` is in state `state` (hex, /proc/net/tcp's "st" column: 0A
+-- is LISTEN, 07 an unconnected UDP socket) and bound to 127.0.0.1:port in the table `file`.
+-- (Another process's socket on that port does not count.)
+local function bound(held, file, port, state)
 	local text = read(file) or "";
 	local wanted = ("0100007F:%04X"):format(port);
-	for local_address, st in text:gmatch("\n%s*%d+: (%x+:%x+) %x+:%x+ (%x%x)") do
-		if local_address == wanted and st == state then return true; end
+	for local_address, st, inode in text:gmatch("\n%s*%d+: (%x+:%x+) %x+:%x+ (%x%x) %x+:%x+ %x+:%x+ %x+%s+%d+%s+%d+%s+(%d+)") do
+		if local_address == wanted and st == state and held[inode] then return true; end
+	end
+	return false;
+end
+
+-- Whether one of the sockets `held` is the unix socket at `path`.
+local function bound_unix(held, path)
+	for inode, at in (read("/proc/net/unix") or ""):gmatch("\n%x+: %x+ %x+ %x+ %x+ %x+%s+(%d+) ([^\n]*)") do
+		if at == path and held[inode] then return true; end
 	end
 	return false;
 end
@@ -221,23 +239,26 @@ end
 -- Starts rsyslogd on the instance's config and waits until every input is ready.
 --
 -- A shell of its own runs rsyslogd as its child, records rsyslogd's PID in rsyslogd.pid, waits
--- for it and writes its `wait` status to rsyslogd.exit (both written whole: made under another
--- name, then renamed). So an rsyslogd that exits is told by that file, with its status, and
--- not guessed from /proc (where a process in the middle of exec shows an empty command line).
+-- for it and writes its `wait` status to rsyslogd.exit-<n> for the n-th launch (both written
+-- whole: made under another name, then renamed; numbered, so that the shell of a previous
+-- launch cannot be taken for this one's). So an rsyslogd that exits is told by that file, with
+-- its status, and not guessed from /proc (where a process in the middle of exec shows an empty
+-- command line).
 function rsyslog:launch()
 	local d = self.dir;
 	local args = module_dir and ("-M " .. quote(module_dir) .. " ") or "";
 	os.remove(d .. "/rsyslogd.pid");
-	os.remove(d .. "/rsyslogd.exit");
 	self.pid = nil;
-	local launcher = [[sh -c 'd=$1; shift; echo $$ >> "$d/launched.pid"
+	self.launches = (self.launches or 0) + 1;
+	self.exit_file = ("%s/rsyslogd.exit-%d"):format(d, self.launches);
+	local launcher = [[sh -c 'd=$1 ended=$2; shift 2; echo $$ >> "$d/launched.pid"
 "$@" & pid=$!
 echo $pid >> "$d/launched.pid"; echo $pid > "$d/rsyslogd.pid.new"; mv "$d/rsyslogd.pid.new" "$d/rsyslogd.pid"
-wait $pid; echo $? > "$d/rsyslogd.exit.new"; mv "$d/rsyslogd.exit.new" "$d/rsyslogd.exit"' rsyslogd]];
-	assert(sh(("%s %s %s -n %s-f %s/rsyslog.conf -i %s/rsyslogd.pidfile < /dev/null >> %s/stdout 2>&1 &")
-		:format(launcher, quote(d), quote(binary), args, d, d, d)));
+wait $pid; echo $? > "$ended.new"; mv "$ended.new" "$ended"' rsyslogd]];
+	assert(sh(("%s %s %s %s -n %s-f %s/rsyslog.conf -i %s/rsyslogd.pidfile < /dev/null >> %s/stdout 2>&1 &")
+		:format(launcher, quote(d), quote(self.exit_file), quote(binary), args, d, d, d)));
 	local function exited()
-		local status = read(d .. "/rsyslogd.exit");
+		local status = read(self.exit_file);
 		if status then error(("rsyslogd exited (%s) before it was ready; %s"):format(exit_status(status), self:said()), 0); end
 		-- A port taken meanwhile (by another run): rsyslogd goes on without that input.
 		local said = (read(d .. "/stdout") or "") .. (read(d .. "/internal.log") or "");
@@ -254,10 +275,10 @@ wait $pid; echo $? > "$d/rsyslogd.exit.new"; mv "$d/rsyslogd.exit.new" "$d/rsysl
 		end, 60, "rsyslogd to be launched");
 		prosody.wait_for(function ()
 			exited();
-			return read(d .. "/rsyslogd.pidfile")
-				and bound("/proc/net/tcp", self.tcp_port, "0A") and bound("/proc/net/tcp", self.tls_port, "0A")
-				and bound("/proc/net/udp", self.udp_port, "07")
-				and (read("/proc/net/unix") or ""):find(" " .. self.socket .. "\n", 1, true);
+			if not read(d .. "/rsyslogd.pidfile") then return false; end
+			local held = sockets_of(self.pid);
+			return bound(held, "/proc/net/tcp", self.tcp_port, "0A") and bound(held, "/proc/net/tcp", self.tls_port, "0A")
+				and bound(held, "/proc/net/udp", self.udp_port, "07") and bound_unix(held, self.socket);
 		end, 60, ("rsyslogd to listen on 127.0.0.1 ports %d (tcp), %d (tls), %d (udp) and %s"):format(
 			self.tcp_port, self.tls_port, self.udp_port, self.socket));
 	end);
@@ -314,10 +335,10 @@ function rsyslog.start(options)
 end
 
 -- Running (a zombie counts as gone) and still ours: not reaped by its shell (which writes
--- rsyslogd.exit then), and its command line names the instance's dir, or is empty while the
+-- rsyslogd.exit-<n> then), and its command line names the instance's dir, or is empty while the
 -- shell's child is in the middle of exec'ing rsyslogd.
 function rsyslog:alive()
-	if not self.pid or read(self.dir .. "/rsyslogd.exit") then return false; end
+	if not self.pid or read(self.exit_file) then return false; end
 	local status = read("/proc/" .. self.pid .. "/status");
 	if status == nil or status:match("\nState:%s*Z") then return false; end
 	local cmdline = (read("/proc/" .. self.pid .. "/cmdline") or ""):gsub("%z", " ");
