@@ -218,7 +218,8 @@ case $pid in
 	''|*[!0-9]*) ;;
 	*) tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/" && kill -KILL "$pid" ;;
 esac
-rm -rf "$dir"
+# (rsyslogd's shell writes its exit status into the dir right after it dies.)
+for _ in $(seq 50); do rm -rf "$dir" 2>/dev/null; [ -d "$dir" ] || break; sleep 0.1; done
 ]];
 
 -- How a shell's `wait` status reads.
@@ -380,6 +381,9 @@ end
 
 function rsyslog:cleanup()
 	if self:alive() then sh(("kill -KILL %d"):format(self.pid)); end
+	if self.pid then -- its shell writes the exit status into the dir: removed once that is done
+		pcall(prosody.wait_for, function () return read(self.exit_file); end, 10, "rsyslogd's shell");
+	end
 	sh("rm -rf " .. quote(self.dir));
 end
 
@@ -392,7 +396,7 @@ end
 function rsyslog:records(input)
 	local text = read(self.dir .. "/" .. input .. ".jsonl") or "";
 	local list = {};
-	for line in text:gmatch("([^\n]*)\n") do
+	for line in prosody.lines(text) do
 		local record, err = cjson.decode(line);
 		assert(record, ("rsyslog stored a line that is not JSON (%s): %s"):format(err, line));
 		table.insert(list, record);
