@@ -620,9 +620,8 @@ fn dump_slot(slot: &Slot, crash: &Crash, pid: u32, out: &mut [u8], scratch: &mut
     let Some(path) = name_for_pid(name, pid, scratch) else { return };
     let Some(file) = CrashFile::open(path) else { return };
     let sink = &slot.sink;
-    // clock_gettime is async-signal-safe.
-    let cutoff = (sink.options.retention.max_age)
-        .map(|age| crate::pure::query::oldest_second_within(age, crate::pure::date::now_precise()));
+    let now = crate::pure::date::now_precise(); // clock_gettime: async-signal-safe
+    let cutoff = sink.options.retention.max_age.map(|age| crate::pure::query::oldest_second_within(age, now));
     let mut out = Out::new(file.fd, out);
     write_dump(&mut out, crash, |out| sink.read_in_crash(PATIENCE, |ring, view| write_lines(out, ring, view, cutoff)));
 }
