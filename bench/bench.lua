@@ -148,9 +148,16 @@ local cpuinfo = read("/proc/cpuinfo") or "";
 local _, cores = ("\n" .. cpuinfo):gsub("\nprocessor%s*:", "");
 local prosody_version = read(common.prosody_src .. "/prosody.version")
 	or shell("dpkg-query -W -f='${Version}' prosody 2>/dev/null");
+-- Where Prosody's libraries came from, without this machine's paths (results.md is committed):
+-- relative to the checkout, a system path as it is, anything else only said to be elsewhere.
+local function shown_path(path)
+	local relative = shell("realpath -m --relative-base=. '" .. path:gsub("'", "'\\''") .. "'");
+	if relative:sub(1, 1) ~= "/" or relative:match("^/usr/") then return relative; end
+	return "PROSODY_SRC outside the checkout";
+end
 local header = {
 	("Machine: %s, %d cores"):format(cpuinfo:match("model name%s*:%s*([^\n]+)") or "unknown CPU", cores);
-	("Prosody %s (%s), %s"):format(prosody_version:gsub("%s+$", ""), common.prosody_src,
+	("Prosody %s (%s), %s"):format(prosody_version:gsub("%s+$", ""), shown_path(common.prosody_src),
 		shell(arg[-1] .. " -v"):match("Lua [%d.]+") or _VERSION);
 	("log_ringbuffer_native %s (git %s), %s"):format(testing.version,
 		shell("git describe --always --dirty 2>/dev/null"), os.date("!%Y-%m-%d %H:%M UTC"));

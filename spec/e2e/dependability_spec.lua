@@ -185,12 +185,23 @@ for _, version in ipairs(prosody.versions()) do
 				server:command("spam 100000 storm");
 				os.execute(("for i in $(seq 200); do kill -USR2 %s; kill -WINCH %s; done"):format(server.pid, server.pid));
 				server:wait_for_log("storm done");
-				prosody.sleep(0.5);
+				-- Settled: the file holds whole dumps only, one for each outcome logged so far
+				-- (the storm's last dumps may still be running).
+				local function settled()
+					local ok, list = pcall(dumps.parse, server:file("storm.log") or "");
+					local _, logged = server:log():gsub("Dumped %d+ buffered lines to [^\n]*storm%.log", "");
+					return ok and #list == logged and list;
+				end
+				local before = #prosody.wait_for(settled, 30, "the storm's dumps to be written");
+				-- One last dump from each sink, each with a line in it.
+				server:command("log debug last-line");
 				server:signal("USR2");
 				server:signal("WINCH");
-				prosody.sleep(1);
+				local list = prosody.wait_for(function ()
+					local list = settled();
+					return list and #list >= before + 2 and list;
+				end, 30, "the last two dumps");
 				assert.truthy(server:alive());
-				local list = dumps.parse(server:file("storm.log"));
 				assert.truthy(#list >= 4, #list);
 				-- Each sink saw every line once, so no line repeats among one sink's dumps
 				-- (the SIGWINCH sink is the one without timestamps).
@@ -272,9 +283,13 @@ describe("Prosody 0.12 started with -D (daemonized after modules load)", functio
 	it("still dumps on a native signal in the daemon", function ()
 		server:wait_for_log("Successfully daemonized");
 		server:command("log debug in-daemon");
-		prosody.sleep(1.2); -- the native signal thread is restarted within a second of the fork
-		server:signal("WINCH");
-		local list = dumps.wait_for(server, "daemon.log");
+		-- The native signal thread is started again in the daemon within a second of the fork;
+		-- a signal before that is not seen. So: signal until a dump comes.
+		local list = prosody.wait_for(function ()
+			server:signal("WINCH");
+			local ok, list = pcall(dumps.parse, server:file("daemon.log") or "");
+			return ok and #list >= 1 and list;
+		end, 15, "a dump on SIGWINCH in the daemon");
 		assert.equal(1, dumps.count_matching(list[1], "in%-daemon"));
 		server:stop();
 	end);

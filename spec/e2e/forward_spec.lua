@@ -224,7 +224,7 @@ end
 -- objects } }; every object checked.
 local function parse_json_dumps(text)
 	local list, current = {}, nil;
-	for line in text:gmatch("([^\n]*)\n") do
+	for line in prosody.lines(text) do
 		if line ~= "" then
 			local object, err = cjson.decode(line);
 			assert(type(object) == "table", ("not a JSON object (%s): %s"):format(tostring(err), line));
@@ -279,7 +279,7 @@ end
 -- The lines of an RFC 5424 dump file, in dumps: { lines = { non-marker lines }, markers }.
 local function parse_5424_dumps(text)
 	local list, current = {}, nil;
-	for line in text:gmatch("([^\n]*)\n") do
+	for line in prosody.lines(text) do
 		local parsed = parse_5424(line);
 		local params = assert(parsed.params, "no " .. expect.sd_id .. " element: " .. line);
 		if params.event == "begin" then
@@ -734,7 +734,7 @@ for _, version in ipairs(versions) do
 			local collector = rsyslog.start();
 			finally(function () collector:cleanup(); end);
 			local lines = {};
-			for line in text:gmatch("([^\n]*)\n") do table.insert(lines, line); end
+			for line in prosody.lines(text) do table.insert(lines, line); end
 			local framed = {};
 			for i, line in ipairs(lines) do framed[i] = #line .. " " .. line; end
 			collector:send_tcp(table.concat(framed));

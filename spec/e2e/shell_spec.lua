@@ -26,7 +26,7 @@ end
 
 for _, version in ipairs(prosody.versions()) do
 	describe("in Prosody " .. version .. ", the admin shell", function ()
-		local server;
+		local server, markers_logged_by;
 		setup(function ()
 			server = prosody.start(version, [[{
 	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
@@ -40,6 +40,7 @@ for _, version in ipairs(prosody.versions()) do
 			table.insert(commands, "log warn a warning marker-w");
 			table.insert(commands, "log error an error marker-e");
 			server:command(table.unpack(commands));
+			markers_logged_by = prosody.clock();
 		end);
 		teardown(function ()
 			if server then server:cleanup(); end
@@ -81,12 +82,31 @@ for _, version in ipairs(prosody.versions()) do
 			local limited = server:shell([[ringbuffer:grep("marker-", { sink = "main", limit = 2, source = "mod_e2e_control" })]]);
 			assert.same({ "a warning marker-w", "an error marker-e" }, messages(printed(limited)));
 			assert.truthy(limited:find("… 30 more lines (limit = 2; up to 10000)", 1, true), limited);
-			prosody.sleep(2.2);
-			server:command("log debug fresh-marker");
-			local recent = server:shell([[ringbuffer:tail(50, { sink = "main", since = "2s", source = "mod_e2e_control" })]]);
-			assert.same({ "fresh-marker" }, messages(printed(recent)));
-			local seconds = server:shell([[ringbuffer:tail(50, { sink = "main", since = 2, source = "mod_e2e_control" })]]);
-			assert.same({ "fresh-marker" }, messages(printed(seconds)));
+			-- since = "2s" shows no line logged more than 2 s before the command, whatever the
+			-- fraction of the second: the markers, once this clock says they are that old.
+			prosody.wait_until(markers_logged_by + 2, "the markers to be 2 s old");
+			-- Lines keep whole seconds, so only lines logged at most 1 s before the command are
+			-- sure to be shown (less the clock tick by which time() may lag): a fresh line is
+			-- asked for by a command that answered within 0.9 s of logging it (a busy machine
+			-- may need several tries).
+			for form, since in pairs({ text = [["2s"]], number = "2" }) do
+				local query = ([[ringbuffer:tail(50, { sink = "main", since = %s, source = "mod_e2e_control" })]]):format(since);
+				local fresh;
+				for try = 1, 10 do
+					local started = prosody.clock();
+					server:command(("log debug fresh-marker-%s-%d"):format(form, try));
+					local recent = messages(printed(server:shell(query)));
+					for _, text in ipairs(recent) do
+						assert.truthy(text:match("^fresh%-marker%-"), "since = " .. since .. " showed an older line: " .. text);
+					end
+					if prosody.clock() - started <= 0.9 then
+						fresh = recent[#recent];
+						assert.equal(("fresh-marker-%s-%d"):format(form, try), fresh);
+						break;
+					end
+				end
+				assert.truthy(fresh, "no shell command with since = " .. since .. " answered within 0.9 s of logging");
+			end
 		end);
 
 		it("greps with a regular expression", function ()

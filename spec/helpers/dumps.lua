@@ -13,7 +13,7 @@ dumps.stamp_pattern = "^%a%a%a %d%d %d%d:%d%d:%d%d ";
 function dumps.parse(text)
 	local list, current = {}, nil;
 	assert(text, "dump file missing");
-	for line in text:gmatch("([^\n]*)\n") do
+	for line in prosody.lines(text) do
 		if line:match("^%-%- Dumping log buffer at ") then
 			assert(line:match(header_pattern), "bad header: " .. line);
 			assert(current == nil, "dump started inside another dump");

@@ -102,13 +102,31 @@ local function free_udp_port()
 	return assert(tonumber(port));
 end
 
--- Whether a socket in state `state` (hex, /proc/net/tcp's "st" column: 0A is LISTEN, 07 an
--- unconnected UDP socket) is bound to 127.0.0.1:port in the table `file`.
-local function bound(file, port, state)
+-- The sockets (inode numbers) process `pid` holds open.
+local function sockets_of(pid)
+	local held = {};
+	local ls = io.popen("ls -l /proc/" .. pid .. "/fd 2>/dev/null");
+	for inode in ls:read("a"):gmatch("socket:%[(%d+)%]") do held[inode] = true; end
+	ls:close();
+	return held;
+end
+
+-- Whether one of the sockets `held` is in state `state` (hex, /proc/net/tcp's "st" column: 0A
+-- is LISTEN, 07 an unconnected UDP socket) and bound to 127.0.0.1:port in the table `file`.
+-- (Another process's socket on that port does not count.)
+local function bound(held, file, port, state)
 	local text = read(file) or "";
 	local wanted = ("0100007F:%04X"):format(port);
-	for local_address, st in text:gmatch("\n%s*%d+: (%x+:%x+) %x+:%x+ (%x%x)") do
-		if local_address == wanted and st == state then return true; end
+	for local_address, st, inode in text:gmatch("\n%s*%d+: (%x+:%x+) %x+:%x+ (%x%x) %x+:%x+ %x+:%x+ %x+%s+%d+%s+%d+%s+(%d+)") do
+		if local_address == wanted and st == state and held[inode] then return true; end
+	end
+	return false;
+end
+
+-- Whether one of the sockets `held` is the unix socket at `path`.
+local function bound_unix(held, path)
+	for inode, at in (read("/proc/net/unix") or ""):gmatch("\n%x+: %x+ %x+ %x+ %x+ %x+%s+(%d+) ([^\n]*)") do
+		if at == path and held[inode] then return true; end
 	end
 	return false;
 end
@@ -200,31 +218,77 @@ case $pid in
 	''|*[!0-9]*) ;;
 	*) tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/" && kill -KILL "$pid" ;;
 esac
-rm -rf "$dir"
+# (rsyslogd's shell writes its exit status into the dir right after it dies.)
+for _ in $(seq 50); do rm -rf "$dir" 2>/dev/null; [ -d "$dir" ] || break; sleep 0.1; done
 ]];
 
+-- How a shell's `wait` status reads.
+local function exit_status(text)
+	local code = tonumber(text:match("%d+"));
+	if not code then return "status unknown"; end
+	if code > 128 then return ("killed by signal %d"):format(code - 128); end
+	return ("exit status %d"):format(code);
+end
+
+-- What rsyslogd said about itself: its stdout and stderr, and its own log (internal.log).
+function rsyslog:said()
+	local d = self.dir;
+	return ("its stdout and stderr (%s/stdout):\n%s\nits own log (%s/internal.log):\n%s"):format(
+		d, read(d .. "/stdout") or "(none)", d, read(d .. "/internal.log") or "(none)");
+end
+
 -- Starts rsyslogd on the instance's config and waits until every input is ready.
+--
+-- A shell of its own runs rsyslogd as its child, records rsyslogd's PID in rsyslogd.pid, waits
+-- for it and writes its `wait` status to rsyslogd.exit-<n> for the n-th launch (both written
+-- whole: made under another name, then renamed; numbered, so that the shell of a previous
+-- launch cannot be taken for this one's). So an rsyslogd that exits is told by that file, with
+-- its status, and not guessed from /proc (where a process in the middle of exec shows an empty
+-- command line).
 function rsyslog:launch()
 	local d = self.dir;
 	local args = module_dir and ("-M " .. quote(module_dir) .. " ") or "";
-	-- The shell's PID is rsyslogd's (exec); recorded before it runs.
 	os.remove(d .. "/rsyslogd.pid");
-	local launcher = ("sh -c 'echo $$ > %s/rsyslogd.pid; echo $$ >> %s/launched.pid; exec \"$@\"' rsyslogd"):format(d, d);
-	assert(sh(("%s %s -n %s-f %s/rsyslog.conf -i %s/rsyslogd.pidfile < /dev/null >> %s/stdout 2>&1 &")
-		:format(launcher, quote(binary), args, d, d, d)));
-	self.pid = prosody.wait_for(function ()
-		local pid = read(d .. "/rsyslogd.pid");
-		return pid and pid:match("^%d+");
-	end, 10, "rsyslogd to be launched");
-	prosody.wait_for(function ()
-		if not self:alive() then
-			error("rsyslogd exited: " .. (read(d .. "/stdout") or "") .. (read(d .. "/internal.log") or ""));
+	self.pid = nil;
+	self.launches = (self.launches or 0) + 1;
+	self.exit_file = ("%s/rsyslogd.exit-%d"):format(d, self.launches);
+	local launcher = [[sh -c 'd=$1 ended=$2; shift 2; echo $$ >> "$d/launched.pid"
+"$@" & pid=$!
+echo $pid >> "$d/launched.pid"; echo $pid > "$d/rsyslogd.pid.new"; mv "$d/rsyslogd.pid.new" "$d/rsyslogd.pid"
+wait $pid; echo $? > "$ended.new"; mv "$ended.new" "$ended"' rsyslogd]];
+	assert(sh(("%s %s %s %s -n %s-f %s/rsyslog.conf -i %s/rsyslogd.pidfile < /dev/null >> %s/stdout 2>&1 &")
+		:format(launcher, quote(d), quote(self.exit_file), quote(binary), args, d, d, d)));
+	local function exited()
+		local status = read(self.exit_file);
+		if status then error(("rsyslogd exited (%s) before it was ready; %s"):format(exit_status(status), self:said()), 0); end
+		-- A port taken meanwhile (by another run): rsyslogd goes on without that input.
+		local said = (read(d .. "/stdout") or "") .. (read(d .. "/internal.log") or "");
+		if said:find("Address already in use", 1, true) or said:find("[Cc]ould not create %a+ listener") then
+			error({ port_taken = true, text = "rsyslogd could not listen on a port; " .. self:said() });
 		end
-		return read(d .. "/rsyslogd.pidfile")
-			and bound("/proc/net/tcp", self.tcp_port, "0A") and bound("/proc/net/tcp", self.tls_port, "0A")
-			and bound("/proc/net/udp", self.udp_port, "07")
-			and (read("/proc/net/unix") or ""):find(" " .. self.socket .. "\n", 1, true);
-	end, 20, "rsyslogd to listen (see " .. d .. "/stdout)");
+	end
+	-- Generous: a machine whose cores are all busy can take seconds to start a process.
+	local ok, err = pcall(function ()
+		self.pid = prosody.wait_for(function ()
+			exited();
+			local pid = read(d .. "/rsyslogd.pid");
+			return pid and tonumber(pid:match("^%d+"));
+		end, 60, "rsyslogd to be launched");
+		prosody.wait_for(function ()
+			exited();
+			if not read(d .. "/rsyslogd.pidfile") then return false; end
+			local held = sockets_of(self.pid);
+			return bound(held, "/proc/net/tcp", self.tcp_port, "0A") and bound(held, "/proc/net/tcp", self.tls_port, "0A")
+				and bound(held, "/proc/net/udp", self.udp_port, "07") and bound_unix(held, self.socket);
+		end, 60, ("rsyslogd to listen on 127.0.0.1 ports %d (tcp), %d (tls), %d (udp) and %s"):format(
+			self.tcp_port, self.tls_port, self.udp_port, self.socket));
+	end);
+	if not ok then
+		if type(err) == "table" then error(err, 0); end
+		err = tostring(err);
+		if err:find("^timed out") then err = err .. "; " .. self:said(); end
+		error(err, 0);
+	end
 end
 
 -- options.tmpdir: where the instance dir is made (default $TMPDIR or /tmp); options.store =
@@ -249,26 +313,37 @@ function rsyslog.start(options)
 	pipe:close();
 	sh("mkdir -p " .. quote(dir .. "/work"));
 	make_certificates(dir);
-	local ok, err = pcall(function ()
-		self.tcp_port, self.tls_port = prosody.free_ports(2);
-		self.udp_port = free_udp_port();
-		write(dir .. "/rsyslog.conf", config(self));
-		self:launch();
-	end);
+	-- The ports are free when picked, but another process may take one before rsyslogd binds
+	-- it: then again on new ones.
+	local ok, err;
+	for _ = 1, 3 do
+		ok, err = pcall(function ()
+			self.tcp_port, self.tls_port = prosody.free_ports(2);
+			self.udp_port = free_udp_port();
+			write(dir .. "/rsyslog.conf", config(self));
+			self:launch();
+		end);
+		if ok or type(err) ~= "table" then break; end
+		self:stop();
+		os.remove(dir .. "/stdout");
+		os.remove(dir .. "/internal.log");
+	end
 	if not ok then
 		self:cleanup();
-		error(err, 0);
+		error(type(err) == "table" and err.text or err, 0);
 	end
 	return self;
 end
 
--- Running (a zombie counts as gone) and still ours.
+-- Running (a zombie counts as gone) and still ours: not reaped by its shell (which writes
+-- rsyslogd.exit-<n> then), and its command line names the instance's dir, or is empty while the
+-- shell's child is in the middle of exec'ing rsyslogd.
 function rsyslog:alive()
-	if not self.pid then return false; end
+	if not self.pid or read(self.exit_file) then return false; end
 	local status = read("/proc/" .. self.pid .. "/status");
 	if status == nil or status:match("\nState:%s*Z") then return false; end
 	local cmdline = (read("/proc/" .. self.pid .. "/cmdline") or ""):gsub("%z", " ");
-	return cmdline:find(self.dir .. "/", 1, true) ~= nil;
+	return cmdline == "" or cmdline:find(self.dir .. "/", 1, true) ~= nil;
 end
 
 function rsyslog:signal(name)
@@ -300,11 +375,15 @@ end
 -- Starts it again, same config, same ports, appending to the same files.
 function rsyslog:restart()
 	if self:alive() then self:stop(); end
-	self:launch();
+	local ok, err = pcall(self.launch, self);
+	if not ok then error(type(err) == "table" and err.text or err, 0); end
 end
 
 function rsyslog:cleanup()
 	if self:alive() then sh(("kill -KILL %d"):format(self.pid)); end
+	if self.pid then -- its shell writes the exit status into the dir: removed once that is done
+		pcall(prosody.wait_for, function () return read(self.exit_file); end, 10, "rsyslogd's shell");
+	end
 	sh("rm -rf " .. quote(self.dir));
 end
 
@@ -317,7 +396,7 @@ end
 function rsyslog:records(input)
 	local text = read(self.dir .. "/" .. input .. ".jsonl") or "";
 	local list = {};
-	for line in text:gmatch("([^\n]*)\n") do
+	for line in prosody.lines(text) do
 		local record, err = cjson.decode(line);
 		assert(record, ("rsyslog stored a line that is not JSON (%s): %s"):format(err, line));
 		table.insert(list, record);

@@ -7,7 +7,7 @@
 use mlua::{IntoLuaMulti, Lua, MultiValue, Table, UserData, UserDataMethods, Value};
 
 use super::binding::Handle;
-use crate::pure::date::now_seconds;
+use crate::pure::date::now_precise;
 use crate::pure::duration;
 use crate::pure::level::Level;
 use crate::pure::query::{self, Filter, Found};
@@ -154,8 +154,7 @@ fn filter_from(table: Option<Table>, pattern: Option<&str>) -> Result<Filter, St
                     shown(&given)
                 )
             })?;
-            let cutoff = now_seconds().saturating_sub(i64::try_from(span.as_secs()).unwrap_or(i64::MAX));
-            Some(u32::try_from(cutoff.max(0)).unwrap_or(u32::MAX))
+            Some(query::oldest_second_within(span, now_precise()))
         }
     };
     Ok(filter)

@@ -5,6 +5,7 @@
 //! (see `ring::Meta`), so the timestamp format never matters here.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use regex::bytes::Regex;
 
@@ -18,7 +19,7 @@ pub struct Filter {
     pub min_level: Option<Level>,
     /// Lines whose source matches: exactly, or as a glob where `*` stands for any text.
     pub source: Option<String>,
-    /// Lines logged at this unix time or later.
+    /// Lines stamped with this unix second or a later one (see [`oldest_second_within`]).
     pub since: Option<u32>,
     /// Lines (without their newline) in which this expression finds a match.
     pub pattern: Option<Regex>,
@@ -80,6 +81,25 @@ impl Filter {
         }
         parts.join(", ")
     }
+}
+
+/// The oldest second a line may be stamped with to be at most `span` old at `now` (seconds,
+/// nanoseconds): the cutoff of `since` and `max_age`.
+///
+/// A line keeps only the whole second it was logged in, rounded down (`time()`, which may lag the
+/// precise clock by a tick but is never ahead of it), so a line stamped `t` was logged at `t` or
+/// later. It is certainly no older than `span` only if `t >= now - span`: the cutoff is
+/// `now - span` rounded up to a whole second. So no line older than `span` passes, every line
+/// at most `span - 1 s` old does (less that tick), and one logged in between may be left out:
+/// it shares its second with lines that are older.
+pub fn oldest_second_within(span: Duration, now: (i64, u32)) -> u32 {
+    const NANOS: i128 = 1_000_000_000;
+    let (seconds, nanos) = now;
+    let now = i128::from(seconds) * NANOS + i128::from(nanos);
+    // A Duration's nanoseconds (< 2^94) always fit.
+    let oldest = now - i128::try_from(span.as_nanos()).unwrap_or(i128::MAX);
+    let rounded_up = oldest.div_euclid(NANOS) + i128::from(oldest.rem_euclid(NANOS) > 0);
+    u32::try_from(rounded_up.max(0)).unwrap_or(u32::MAX)
 }
 
 /// The source and level fields of a line, if it has them.
@@ -300,6 +320,36 @@ mod tests {
         let selected = select(&ring, &filter);
         assert_eq!(selected.lines(), 10);
         assert!(selected.iter().all(|l| l.to_vec().ends_with(b"\n") && l.meta.time >= 30));
+    }
+
+    #[test]
+    fn since_leaves_out_every_line_older_than_the_span() {
+        let span = Duration::from_secs(2);
+        // At 102.5 s, a line stamped 100 may have been logged at 100.0 (2.5 s ago): out. One
+        // stamped 101 was logged at 101.0 or later (at most 1.5 s ago): in.
+        assert_eq!(oldest_second_within(span, (102, 500_000_000)), 101);
+        // On the second itself, a line stamped 100 is exactly 2 s old at most.
+        assert_eq!(oldest_second_within(span, (102, 0)), 100);
+        assert_eq!(oldest_second_within(span, (102, 1)), 101);
+        assert_eq!(oldest_second_within(Duration::from_millis(500), (102, 400_000_000)), 102);
+        assert_eq!(oldest_second_within(Duration::from_millis(500), (102, 600_000_000)), 103);
+        assert_eq!(oldest_second_within(Duration::ZERO, (102, 0)), 102);
+        assert_eq!(oldest_second_within(Duration::from_secs(1000), (102, 0)), 0, "before 1970: every line");
+        assert_eq!(oldest_second_within(Duration::MAX, (i64::MAX, 999_999_999)), 0);
+        assert_eq!(oldest_second_within(span, (i64::MAX, 0)), u32::MAX);
+
+        // Whatever the fraction of the second: a line passes exactly when it cannot have been
+        // logged more than `span` ago (which takes in every line logged at most `span - 1 s` ago).
+        let ring = ring_of(&[("a", "debug", "older", 99), ("a", "debug", "old", 100), ("a", "debug", "new", 101)]);
+        for nanos in (0..1_000_000_000).step_by(50_000_000) {
+            let since = Some(oldest_second_within(span, (102, nanos)));
+            let passed = messages(&newest(&ring, &Filter { since, ..Filter::default() }, 10));
+            for (stamp, message) in [(99, "older"), (100, "old"), (101, "new")] {
+                // Logged in [stamp, stamp + 1): at most this old.
+                let oldest_possible = 102.0 + f64::from(nanos) / 1e9 - f64::from(stamp);
+                assert_eq!(passed.contains(&message.to_string()), oldest_possible <= 2.0, "{message} at .{nanos}");
+            }
+        }
     }
 
     #[test]

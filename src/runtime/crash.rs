@@ -736,10 +736,8 @@ fn dump_slot(slot: &Slot, crash: &Crash, pid: u32, out: &mut [u8], scratch: &mut
     let Some(path) = name_for_pid(name, pid, scratch) else { return };
     let Some(file) = CrashFile::open(path) else { return };
     let sink = &slot.sink;
-    let cutoff = sink.options.retention.max_age.map(|age| {
-        let cutoff = crash.time.saturating_sub(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
-        u32::try_from(cutoff).unwrap_or(0)
-    });
+    let now = crate::pure::date::now_precise(); // clock_gettime: async-signal-safe
+    let cutoff = sink.options.retention.max_age.map(|age| crate::pure::query::oldest_second_within(age, now));
     let mut out = Out::new(file.fd, out);
     write_dump(&mut out, crash, |out| {
         let cut = write_abandoned_lines(out, sink.address(), cutoff);

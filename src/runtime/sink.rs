@@ -312,7 +312,7 @@ impl Sink {
             (older.framing, older.flight)
         });
         let mut batch = self.recorder.with_lock(Recorder::take);
-        if let Some(cutoff) = self.max_age_cutoff(time) {
+        if let Some(cutoff) = self.max_age_cutoff() {
             let aged = batch.lines.drop_older_than(cutoff) as u64;
             self.aged_out.fetch_add(aged, Ordering::Relaxed);
             batch.dropped += aged;
@@ -415,11 +415,10 @@ impl Sink {
         (crate::pure::dump_names::dump_name(path, compress), compress) // compress: the suffix
     }
 
-    /// The time before which lines are too old to dump (`max_age`).
-    fn max_age_cutoff(&self, now: i64) -> Option<u32> {
+    /// The second before which lines may be too old to dump (`max_age`).
+    fn max_age_cutoff(&self) -> Option<u32> {
         let max_age = self.options.retention.max_age?;
-        let cutoff = now.saturating_sub(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX));
-        Some(u32::try_from(cutoff).unwrap_or(0))
+        Some(query::oldest_second_within(max_age, crate::pure::date::now_precise()))
     }
 
     /// Writes a copy of the lines that pass `request`'s filter (all of them if it has none),
@@ -435,7 +434,7 @@ impl Sink {
             None => self.target_of(request.to.as_deref(), count, time),
         };
         let mut filter = request.filter.clone();
-        if let Some(cutoff) = self.max_age_cutoff(time) {
+        if let Some(cutoff) = self.max_age_cutoff() {
             filter.since = Some(filter.since.map_or(cutoff, |since| since.max(cutoff)));
         }
         let lines = query::select(&self.snapshot(), &filter);
