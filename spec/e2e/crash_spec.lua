@@ -149,7 +149,7 @@ end
 local function dumps_in(text)
 	assert.is_nil(text:find("\0", 1, true), "NUL bytes in the file");
 	local list, current = {}, nil;
-	for line in text:gmatch("([^\n]*)\n") do
+	for line in prosody.lines(text) do
 		if line:match("^%-%- Dumping log buffer at ") then
 			assert(current == nil, "a header inside a dump");
 			current = {};
