@@ -9,17 +9,6 @@ local function suppressed_in(text)
 	return tonumber(text:match("\n%-%- (%d+) more dump_on triggers were suppressed by dump_cooldown since the previous dump %-%-\n"));
 end
 
-local function reload_count(server)
-	local _, n = (server:file("logging-reloaded") or ""):gsub("\n", "");
-	return n;
-end
-
--- Sends a real SIGHUP and waits until Prosody has reloaded its config and logging.
-local function sighup(server)
-	local before = reload_count(server);
-	server:signal("HUP");
-	prosody.wait_for(function () return reload_count(server) > before; end, 10, "the SIGHUP reload");
-end
 
 local function rewrite_config(server, from, to)
 	local text = prosody.read(server.config);
@@ -107,7 +96,7 @@ for _, version in ipairs(prosody.versions()) do
 				log_numbered(server, "window-line", 500);
 				server:command("log error window-error", "log debug aftermath-before-reload");
 				rewrite_config(server, "size = 200000", "size = 300000");
-				sighup(server);
+				server:sighup();
 				-- Lua collects the replaced sink's handle (Prosody 13 does it by itself).
 				server:command("log debug aftermath-after-reload", "collect", "log debug aftermath-after-collect");
 				assert.same({}, server:files("^reload%-window%-"), "the window (8 s) was still open at the reload");
@@ -137,7 +126,7 @@ for _, version in ipairs(prosody.versions()) do
 				finally(function () server:cleanup(); end);
 				log_numbered(server, "carried-line", 500);
 				rewrite_config(server, "lines = 2000", "lines = 400");
-				sighup(server);
+				server:sighup();
 				server:command("collect", "log debug after-the-reload", "fire e2e/dump");
 				local list = dumps.wait_for(server, "carried.log");
 				assert.equal(1, #list);
@@ -162,7 +151,7 @@ for _, version in ipairs(prosody.versions()) do
 				-- The second sink is now the first one, with another size: its file says which it is.
 				rewrite_config(server, "\n[^\n]*%-%- REMOVED\n", "\n");
 				rewrite_config(server, "size = 100000", "size = 120000");
-				sighup(server);
+				server:sighup();
 				server:command("collect");
 				local list = dumps.wait_for(server, "removed.log");
 				assert.equal(1, #list);
@@ -190,7 +179,7 @@ for _, version in ipairs(prosody.versions()) do
 				rewrite_config(server, alpha, "\n");
 				rewrite_config(server, "beta%-1", "beta-2");
 				rewrite_config(server, "\n}\n", alpha_line:gsub("alpha%-1", "alpha-2") .. "}\n");
-				sighup(server);
+				server:sighup();
 				server:command("collect", "fire e2e/dump");
 				local alpha_dumps = dumps.wait_for(server, "alpha-2.log");
 				local beta_dumps = dumps.wait_for(server, "beta-2.log");
@@ -211,7 +200,7 @@ for _, version in ipairs(prosody.versions()) do
 				finally(function () server:cleanup(); end);
 				server:command("log debug gone-before", "log error gone-error");
 				rewrite_config(server, "\n[^\n]*%-%- GONE\n", "\n");
-				sighup(server);
+				server:sighup();
 				server:command("collect");
 				assert.is_nil(server:file("gone.log"), "the window (4 s) was still open at the reload");
 				local list = dumps.wait_for(server, "gone.log");

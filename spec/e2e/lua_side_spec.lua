@@ -50,17 +50,6 @@ local function dumps_of_one_pull(server, name, trigger)
 	end, 10, "the barrier dump in " .. name);
 end
 
-local function reload_count(server)
-	local _, n = (server:file("logging-reloaded") or ""):gsub("\n", "");
-	return n;
-end
-
--- Sends SIGHUP and waits until Prosody has reloaded its config and logging.
-local function sighup(server)
-	local before = reload_count(server);
-	server:signal("HUP");
-	prosody.wait_for(function () return reload_count(server) > before; end, 10, "the SIGHUP reload");
-end
 
 -- Whether the process has a handler installed for signal number `n` (/proc/<pid>/status).
 local function catches(server, n)
@@ -114,7 +103,7 @@ for _, version in ipairs(prosody.versions()) do
 			end
 
 			it("keeps buffers and single triggers across a config reload (SIGHUP)", function ()
-				check_kept_across("sighup", function () sighup(server); end);
+				check_kept_across("sighup", function () server:sighup(); end);
 			end);
 
 			it("keeps buffers and single triggers across a direct reload_logging()", function ()
@@ -131,7 +120,7 @@ for _, version in ipairs(prosody.versions()) do
 				end);
 				check_kept_across("module-sighup", function ()
 					server:command("reload_module log_ringbuffer");
-					sighup(server);
+					server:sighup();
 				end);
 			end);
 		end);
@@ -196,7 +185,7 @@ for _, version in ipairs(prosody.versions()) do
 				server:command("reload_module log_ringbuffer", "reload_logging");
 				check_no_warning_and_level_honoured("reload");
 				server:command("reload_module log_ringbuffer");
-				sighup(server);
+				server:sighup();
 				check_no_warning_and_level_honoured("reload-sighup");
 			end);
 
@@ -273,10 +262,10 @@ for _, version in ipairs(prosody.versions()) do
 				local tstp_line = "\n[^\n]*%-%- TSTP\n";
 				local tstp_text = prosody.read(server.config):match(tstp_line);
 				rewrite_config(server, tstp_line, "\n");
-				sighup(server);
+				server:sighup();
 				prosody.wait_for(function () return not catches(server, SIGTSTP); end, 10, "SIGTSTP to be given back");
 				rewrite_config(server, "\n}\n", tstp_text .. "}\n");
-				sighup(server);
+				server:sighup();
 				prosody.wait_for(function () return catches(server, SIGTSTP); end, 10, "SIGTSTP to be caught again");
 			end);
 

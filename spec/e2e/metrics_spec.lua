@@ -98,9 +98,7 @@ openmetrics_allow_ips = { "127.0.0.1" }
 			local f = assert(io.open(server.config, "w"));
 			f:write((config:gsub(from, to)));
 			f:close();
-			local before = #(server:file("logging-reloaded") or "");
-			server:signal("HUP");
-			prosody.wait_for(function () return #(server:file("logging-reloaded") or "") > before; end, 10, "logging reload");
+			server:sighup();
 		end
 
 		local created;

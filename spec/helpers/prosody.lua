@@ -201,6 +201,18 @@ function prosody:signal(name)
 	assert(sh(("kill -%s %s"):format(name, self.pid)), "kill failed");
 end
 
+-- Sends a real SIGHUP and waits until Prosody has reloaded its config and logging (the specs'
+-- control plugin appends a line to the data file "logging-reloaded" at each reload).
+function prosody:sighup()
+	local function reloads()
+		local _, n = (self:file("logging-reloaded") or ""):gsub("\n", "");
+		return n;
+	end
+	local before = reloads();
+	self:signal("HUP");
+	prosody.wait_for(function () return reloads() > before; end, 10, "the SIGHUP reload");
+end
+
 -- Running (a zombie left for a non-reaping init counts as gone).
 function prosody:alive()
 	local status = read("/proc/" .. self.pid .. "/status");
