@@ -32,7 +32,15 @@ function bad_collector.start(mode)
 	return self;
 end
 
+-- Whether the collector still runs. (Not told by its command line: /proc/PID/cmdline reads empty
+-- for a moment while the shell's child execs python3, more often on a busy machine.)
 function bad_collector:alive()
+	local status = prosody.read("/proc/" .. self.pid .. "/status");
+	return status ~= nil and not status:match("\nState:%s*Z");
+end
+
+-- Whether the PID is still this collector's (a PID is reused once the process is gone).
+function bad_collector:ours()
 	local cmdline = (prosody.read("/proc/" .. self.pid .. "/cmdline") or ""):gsub("%z", " ");
 	return cmdline:find(self.dir, 1, true) ~= nil;
 end
@@ -48,7 +56,7 @@ function bad_collector:received()
 end
 
 function bad_collector:cleanup()
-	if self:alive() then os.execute(("kill -KILL %d"):format(self.pid)); end
+	if self:ours() then os.execute(("kill -KILL %d"):format(self.pid)); end
 	os.execute("rm -rf " .. quote(self.dir));
 end
 
