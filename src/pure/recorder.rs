@@ -7,6 +7,12 @@
 //! once). The limit then applies to the whole: the next dump holds exactly the newest lines the
 //! limit allows, each once, oldest first.
 //!
+//! A batch can hold lines of several origins: a failed batch given back and taken again by the
+//! next dump, together with the lines logged since, while a batch older than it is still being
+//! written. So a batch says where each run of its lines came from (its `parts`), and giving it
+//! back puts each run in its own place: lines of an older batch that fails later still go in
+//! front of them.
+//!
 //! A sink made anew by a logging reload adopts its predecessor's lines (see [`Recorder::adopt`]):
 //! they go in front of everything, and its own limit then applies the same way.
 
@@ -15,7 +21,9 @@ use super::ring::{Limit, Ring};
 /// A batch of lines taken out by a dump.
 #[derive(Debug)]
 pub(crate) struct Batch {
-    pub(crate) number: u64,
+    /// Its lines, front to back, as runs of (origin, count): the number of the batch that first
+    /// took them (plus one; 0 for lines adopted from a predecessor), and how many.
+    parts: Vec<(u64, usize)>,
     pub(crate) lines: Ring,
     /// Lines dropped (by the limit, or as too old) since the previous batch was taken and not
     /// yet reported by a dump that succeeded: a dump says so after its header.
@@ -28,11 +36,29 @@ pub(crate) struct Batch {
     pub(crate) resent: Vec<(String, usize)>,
 }
 
-/// A failed batch given back: its number, how many of its lines are still at the front of the
-/// ring, and its id.
+impl Batch {
+    /// Its runs as they are now: lines dropped from its front since it was taken (`max_age`)
+    /// are taken off its oldest runs.
+    fn runs(&self) -> Vec<(u64, usize)> {
+        let listed: usize = self.parts.iter().map(|(_, n)| n).sum();
+        let mut gone = listed.saturating_sub(self.lines.lines());
+        let mut runs = Vec::with_capacity(self.parts.len());
+        for &(origin, count) in &self.parts {
+            let here = gone.min(count);
+            gone -= here;
+            if count > here {
+                runs.push((origin, count - here));
+            }
+        }
+        runs
+    }
+}
+
+/// A run of a failed batch given back: the origin of its lines (see [`Batch`]), how many of
+/// them are still at the front of the ring, and the failed dump's id.
 #[derive(Debug)]
 struct Returned {
-    number: u64,
+    origin: u64,
     lines: usize,
     id: Option<String>,
 }
@@ -71,15 +97,25 @@ impl Recorder {
     /// Takes every line out for a dump.
     pub(crate) fn take(&mut self) -> Batch {
         self.forget_dropped();
-        let adopted = self.adopted.drain(..).filter_map(|(id, lines)| Some((id?, lines)));
-        let resent = adopted.chain(self.returned.drain(..).filter_map(|r| Some((r.id?, r.lines)))).collect();
         let number = self.next_batch;
         self.next_batch += 1;
+        let adopted: usize = self.adopted.iter().map(|(_, lines)| lines).sum();
+        let mut parts: Vec<(u64, usize)> = Vec::new();
+        if adopted > 0 {
+            parts.push((0, adopted));
+        }
+        parts.extend(self.returned.iter().map(|r| (r.origin, r.lines)));
+        let adopted = self.adopted.drain(..).filter_map(|(id, lines)| Some((id?, lines)));
+        let resent = adopted.chain(self.returned.drain(..).filter_map(|r| Some((r.id?, r.lines)))).collect();
         let lines = self.ring.take();
+        let earlier: usize = parts.iter().map(|(_, n)| n).sum();
+        if lines.lines() > earlier {
+            parts.push((number + 1, lines.lines() - earlier));
+        }
         let dropped_now = self.ring.dropped();
         let dropped = std::mem::take(&mut self.unreported) + (dropped_now - self.dropped_when_taken);
         self.dropped_when_taken = dropped_now;
-        Batch { number, lines, dropped, id: None, resent }
+        Batch { parts, lines, dropped, id: None, resent }
     }
 
     /// Lines dropped since the last batch was taken, with those of failed dumps.
@@ -91,13 +127,19 @@ impl Recorder {
     pub(crate) fn give_back(&mut self, batch: Batch) {
         self.unreported += batch.dropped;
         self.forget_dropped();
-        let adopted: usize = self.adopted.iter().map(|(_, lines)| lines).sum();
-        let position =
-            adopted + self.returned.iter().take_while(|r| r.number < batch.number).map(|r| r.lines).sum::<usize>();
-        let index = self.returned.partition_point(|r| r.number < batch.number);
-        self.returned.insert(index, Returned { number: batch.number, lines: batch.lines.lines(), id: batch.id });
-        self.ring.insert(position, &batch.lines);
-        self.forget_dropped();
+        let mut lines = batch.lines.iter();
+        for (origin, count) in batch.runs() {
+            let adopted: usize = self.adopted.iter().map(|(_, lines)| lines).sum();
+            let mut run = Ring::new(Limit::Lines(count.max(1)));
+            for line in lines.by_ref().take(count) {
+                run.push(&line.to_vec(), line.meta);
+            }
+            let earlier = self.returned.partition_point(|r| r.origin < origin);
+            let position = adopted + self.returned[..earlier].iter().map(|r| r.lines).sum::<usize>();
+            self.returned.insert(earlier, Returned { origin, lines: count, id: batch.id.clone() });
+            self.ring.insert(position, &run);
+            self.forget_dropped();
+        }
     }
 
     /// Puts a predecessor's lines (all older than any line here: see `runtime::sink`) in front of
@@ -171,6 +213,26 @@ mod tests {
             recorder.give_back(batch);
         }
         assert_eq!(contents(&recorder), ["1a", "1b", "2a", "2b", "3a", "3b", "4a", "4b", "5a"]);
+    }
+
+    #[test]
+    fn lines_given_back_and_taken_again_while_an_older_batch_is_out_keep_their_order() {
+        // The writer fails each dump after the next one has taken its lines: a batch then holds
+        // lines of an older failed batch and new ones, with an even older batch still out.
+        for limit in [100, 4] {
+            let mut recorder = Recorder::new(Limit::Lines(limit));
+            push_all(&mut recorder, &["1"]);
+            let mut out = vec![recorder.take()];
+            for n in 2..=5 {
+                push_all(&mut recorder, &[&n.to_string()]);
+                out.push(recorder.take());
+                recorder.give_back(out.remove(0));
+            }
+            push_all(&mut recorder, &["6"]);
+            recorder.give_back(out.remove(0));
+            let expected = ["1", "2", "3", "4", "5", "6"];
+            assert_eq!(contents(&recorder), expected[6 - limit.min(6)..], "limit {limit}");
+        }
     }
 
     #[test]
