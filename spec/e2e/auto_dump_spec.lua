@@ -9,16 +9,6 @@ local function suppressed_in(text)
 	return tonumber(text:match("\n%-%- (%d+) more dump_on triggers were suppressed by dump_cooldown since the previous dump %-%-\n"));
 end
 
-
-local function rewrite_config(server, from, to)
-	local text = prosody.read(server.config);
-	local new, n = text:gsub(from, to);
-	assert(n == 1, "config text to replace not found: " .. from);
-	local f = assert(io.open(server.config, "w"));
-	f:write(new);
-	f:close();
-end
-
 -- Logs `n` debug lines "<tag> 1" .. "<tag> n" (one control round trip).
 local function log_numbered(server, tag, n)
 	local commands = {};
@@ -95,7 +85,7 @@ for _, version in ipairs(prosody.versions()) do
 				finally(function () server:cleanup(); end);
 				log_numbered(server, "window-line", 500);
 				server:command("log error window-error", "log debug aftermath-before-reload");
-				rewrite_config(server, "size = 200000", "size = 300000");
+				server:rewrite_config("size = 200000", "size = 300000");
 				server:sighup();
 				-- Lua collects the replaced sink's handle (Prosody 13 does it by itself).
 				server:command("log debug aftermath-after-reload", "collect", "log debug aftermath-after-collect");
@@ -125,7 +115,7 @@ for _, version in ipairs(prosody.versions()) do
 }]]);
 				finally(function () server:cleanup(); end);
 				log_numbered(server, "carried-line", 500);
-				rewrite_config(server, "lines = 2000", "lines = 400");
+				server:rewrite_config("lines = 2000", "lines = 400");
 				server:sighup();
 				server:command("collect", "log debug after-the-reload", "fire e2e/dump");
 				local list = dumps.wait_for(server, "carried.log");
@@ -149,8 +139,8 @@ for _, version in ipairs(prosody.versions()) do
 				finally(function () server:cleanup(); end);
 				server:command("log warn warn-line", "log debug debug-line");
 				-- The second sink is now the first one, with another size: its file says which it is.
-				rewrite_config(server, "\n[^\n]*%-%- REMOVED\n", "\n");
-				rewrite_config(server, "size = 100000", "size = 120000");
+				server:rewrite_config("\n[^\n]*%-%- REMOVED\n", "\n");
+				server:rewrite_config("size = 100000", "size = 120000");
 				server:sighup();
 				server:command("collect");
 				local list = dumps.wait_for(server, "removed.log");
@@ -176,9 +166,9 @@ for _, version in ipairs(prosody.versions()) do
 				server:command("log warn paired-warn", "log debug paired-debug");
 				local alpha = '\n[^\n]*name = "alpha"[^\n]*\n';
 				local alpha_line = prosody.read(server.config):match(alpha);
-				rewrite_config(server, alpha, "\n");
-				rewrite_config(server, "beta%-1", "beta-2");
-				rewrite_config(server, "\n}\n", alpha_line:gsub("alpha%-1", "alpha-2") .. "}\n");
+				server:rewrite_config(alpha, "\n");
+				server:rewrite_config("beta%-1", "beta-2");
+				server:rewrite_config("\n}\n", alpha_line:gsub("alpha%-1", "alpha-2") .. "}\n");
 				server:sighup();
 				server:command("collect", "fire e2e/dump");
 				local alpha_dumps = dumps.wait_for(server, "alpha-2.log");
@@ -199,7 +189,7 @@ for _, version in ipairs(prosody.versions()) do
 }]]);
 				finally(function () server:cleanup(); end);
 				server:command("log debug gone-before", "log error gone-error");
-				rewrite_config(server, "\n[^\n]*%-%- GONE\n", "\n");
+				server:rewrite_config("\n[^\n]*%-%- GONE\n", "\n");
 				server:sighup();
 				server:command("collect");
 				assert.is_nil(server:file("gone.log"), "the window (4 s) was still open at the reload");

@@ -50,7 +50,6 @@ local function dumps_of_one_pull(server, name, trigger)
 	end, 10, "the barrier dump in " .. name);
 end
 
-
 -- Whether the process has a handler installed for signal number `n` (/proc/<pid>/status).
 local function catches(server, n)
 	local status = prosody.read("/proc/" .. server.pid .. "/status");
@@ -58,15 +57,6 @@ local function catches(server, n)
 	return mask & (1 << (n - 1)) ~= 0;
 end
 local SIGTSTP = 20;
-
-local function rewrite_config(server, from, to)
-	local text = prosody.read(server.config);
-	local new, n = text:gsub(from, to);
-	assert(n == 1, "config text to replace not found: " .. from);
-	local f = assert(io.open(server.config, "w"));
-	f:write(new);
-	f:close();
-end
 
 for _, version in ipairs(prosody.versions()) do
 	describe("in Prosody " .. version, function ()
@@ -261,10 +251,10 @@ for _, version in ipairs(prosody.versions()) do
 				assert.is_true(catches(server, SIGTSTP));
 				local tstp_line = "\n[^\n]*%-%- TSTP\n";
 				local tstp_text = prosody.read(server.config):match(tstp_line);
-				rewrite_config(server, tstp_line, "\n");
+				server:rewrite_config(tstp_line, "\n");
 				server:sighup();
 				prosody.wait_for(function () return not catches(server, SIGTSTP); end, 10, "SIGTSTP to be given back");
-				rewrite_config(server, "\n}\n", tstp_text .. "}\n");
+				server:rewrite_config("\n}\n", tstp_text .. "}\n");
 				server:sighup();
 				prosody.wait_for(function () return catches(server, SIGTSTP); end, 10, "SIGTSTP to be caught again");
 			end);

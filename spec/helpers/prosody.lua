@@ -201,6 +201,16 @@ function prosody:signal(name)
 	assert(sh(("kill -%s %s"):format(name, self.pid)), "kill failed");
 end
 
+-- Replaces the one occurrence of the pattern `from` in the server's config file with `to`.
+function prosody:rewrite_config(from, to)
+	local text = read(self.config);
+	local new, n = text:gsub(from, to);
+	assert(n == 1, "config text to replace not found: " .. from);
+	local f = assert(io.open(self.config, "w"));
+	f:write(new);
+	f:close();
+end
+
 -- Sends a real SIGHUP and waits until Prosody has reloaded its config and logging (the specs'
 -- control plugin appends a line to the data file "logging-reloaded" at each reload).
 function prosody:sighup()
