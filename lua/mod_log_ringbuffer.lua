@@ -412,6 +412,32 @@ function module.restore(data)
 	end
 end
 
+-- dump_on_exit when the main loop hangs: a native thread dumps those sinks if a SIGTERM or SIGINT
+-- gets no response from this loop in time. Each call says the loop runs, and follows how Prosody
+-- takes those signals (0.12 installs its handlers on a zero-delay timer after modules load).
+local function check_stop_signal()
+	for _, message in ipairs(native.check_stop_signal() or {}) do
+		module:log(message.level, "%s", message.text);
+	end
+end
+module:hook_global("server-started", function ()
+	check_stop_signal();
+	module:add_timer(0, check_stop_signal);
+end);
+-- TEMPORARY, until the heartbeat timer calls native.check_stop_signal() once a second.
+module:add_timer(1, function ()
+	check_stop_signal();
+	return 1;
+end);
+-- A shutdown that takes a while keeps saying the loop runs.
+module:hook_global("server-stopping", function ()
+	check_stop_signal();
+	module:add_timer(0.25, function ()
+		check_stop_signal();
+		return 0.25;
+	end);
+end);
+
 -- At shutdown: sinks with dump_on_exit dump, a SIGUSR1/SIGUSR2 that arrived as the main loop
 -- stopped (it stays pending on Prosody 13) is honoured, and every dump in flight is finished.
 module:hook_global("server-stopped", function ()

@@ -21,7 +21,7 @@ use crate::pure::ring::Limit;
 use crate::pure::signal_names::Trigger;
 use crate::runtime::forward::Forwarder;
 use crate::runtime::sink::{DumpOrigin, Sink};
-use crate::runtime::{auto_dump, crash, os, reports, signals, writer};
+use crate::runtime::{auto_dump, crash, os, reports, signals, stop_signal, writer};
 use std::time::Duration;
 
 /// The handle Lua holds for one sink.
@@ -82,8 +82,8 @@ impl UserData for Handle {
                 .collect::<Vec<_>>())
         });
         methods.add_method("min_level", |_, this, ()| Ok(this.sink().options.min_level.map(|l| l.name())));
-        // Starts the native signal triggers and the dump on a fatal signal (`dump_on_crash`);
-        // returns the problems met.
+        // Starts the native signal triggers, the dump on a fatal signal (`dump_on_crash`) and
+        // on a stop signal to a hung main loop (`dump_on_exit`); returns the problems met.
         methods.add_method("arm", |_, this, ()| {
             let mut problems = Vec::new();
             for trigger in &this.sink().options.triggers {
@@ -98,11 +98,17 @@ impl UserData for Handle {
                     problems.push(e);
                 }
             }
+            if this.sink().options.auto.on_exit {
+                if let Err(e) = stop_signal::watch(this.sink()) {
+                    problems.push(e);
+                }
+            }
             Ok(problems)
         });
         methods.add_method("disarm", |_, this, ()| {
             signals::unwatch(this.sink());
             crash::unwatch(this.sink());
+            stop_signal::unwatch(this.sink());
             Ok(())
         });
         // Whether native threads may dump this sink (a native signal, `dump_on`): the Lua side
@@ -306,6 +312,16 @@ fn pending_signals(lua: &Lua, (): ()) -> Result<Table> {
     lua.create_sequence_from(names.into_iter().filter(|(n, _)| os::is_pending(*n)).map(|(_, name)| name))
 }
 
+/// Called from the main loop (it runs) and cheap: follows how Prosody takes the stop signals
+/// (see `stop_signal`). Messages for the log (what changed, or why it cannot), or nil.
+fn check_stop_signal(lua: &Lua, (): ()) -> Result<Option<Table>> {
+    match stop_signal::check() {
+        Ok(changes) if changes.is_empty() => Ok(None),
+        Ok(changes) => messages(lua, changes.into_iter().map(|text| ("debug", text))).map(Some),
+        Err(text) => messages(lua, std::iter::once(("error", text))).map(Some),
+    }
+}
+
 /// Kept in the Lua registry: when Lua closes (Prosody's exit), waits for the dumps still in
 /// flight, whatever started them, so the exit cannot cut one off.
 struct WaitAtClose;
@@ -330,6 +346,7 @@ pub fn exports(lua: &Lua) -> Result<Table> {
     module.set("take_reports", lua.create_function(take_reports)?)?;
     module.set("shut_down", lua.create_function(shut_down)?)?;
     module.set("pending_signals", lua.create_function(pending_signals)?)?;
+    module.set("check_stop_signal", lua.create_function(check_stop_signal)?)?;
     module.set("shutdown_wait", SHUTDOWN_WAIT.as_secs_f64())?;
     module.set("max_limit", super::shell::MAX_LIMIT)?;
     // In the registry, once per Lua state: it is dropped only when the state closes, not when

@@ -15,7 +15,8 @@
 //!    window over, a predecessor's and then its successor's (never the other way round, and a
 //!    sink never adopts itself); nothing else is taken while holding it.
 //! 3. `signals::NATIVE` (watched signals, the signal pipe): leaf; the dumps a signal starts run
-//!    after it is let go.
+//!    after it is let go. Likewise `stop_signal::STATE` (the stop signals watched, the decision
+//!    whether the main loop is hung): leaf; its dumps run after it is let go.
 //! 4. `crash::STATE` (the sinks armed for `dump_on_crash`): leaf. (The fatal signal's handler
 //!    only ever *tries* a lock, see `shared_ring`; the table of dumps in flight it cuts off,
 //!    `regions`, has no lock at all.)
@@ -58,6 +59,7 @@ pub(crate) mod retention;
 pub(crate) mod shared_ring;
 pub(crate) mod signals;
 pub(crate) mod sink;
+pub(crate) mod stop_signal;
 #[cfg(test)]
 pub(crate) mod test_dir;
 pub(crate) mod thread;

@@ -264,3 +264,144 @@ pub(crate) fn pause_in_handler(pause: std::time::Duration) {
     // SAFETY: nanosleep reads the local timespec; a null remainder is allowed.
     unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
 }
+
+// ---- For runtime::stop_signal: noticing a stop signal without taking it from Prosody ----
+
+/// Whether `signal` is blocked on the calling thread (Prosody 13 blocks the signals it reads
+/// through signalfd before modules load).
+pub(crate) fn blocked_on_this_thread(signal: c_int) -> bool {
+    // SAFETY: a query only (null new set) into a zeroed local set; sigismember only reads it.
+    unsafe {
+        let mut now: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut now) == 0 && libc::sigismember(&now, signal) == 1
+    }
+}
+
+/// A signalfd for `signals`, non-blocking and closed on exec. It is meant to be *polled only*:
+/// it becomes readable while one of them is pending, and reading it would take the signal.
+pub(crate) fn signal_fd(signals: &[c_int]) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: sigemptyset and sigaddset fill the zeroed local set; signalfd only reads it and
+    // returns a new descriptor that nothing else owns, handed to OwnedFd at once.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &signal in signals {
+            libc::sigaddset(&mut set, signal);
+        }
+        let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(std::os::fd::OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// Waits until one of `fds` is readable (or hung up), or `timeout` passes (`None`: no limit).
+/// Which ones are; none if the wait was interrupted or timed out.
+pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Option<std::time::Duration>) -> io::Result<Vec<bool>> {
+    let mut polled: Vec<libc::pollfd> =
+        fds.iter().map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    // Rounded up, so a wait for a deadline does not wake just before it.
+    let millis = timeout.map_or(-1, |t| c_int::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(c_int::MAX));
+    // SAFETY: poll reads and writes `polled.len()` pollfd entries of the local vector.
+    let ready = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, millis) };
+    if ready < 0 {
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+    Ok(polled.iter().map(|p| ready > 0 && p.revents != 0).collect())
+}
+
+impl Disposition {
+    /// Whether the signal has a handler function (not `SIG_DFL` nor `SIG_IGN`) that a handler
+    /// of ours can call after its own work, as the kernel would have: not one the kernel resets
+    /// on delivery (`SA_RESETHAND`), which a chain could not imitate.
+    pub(crate) fn is_chainable(&self) -> bool {
+        let handler = self.0.sa_sigaction;
+        handler != libc::SIG_DFL && handler != libc::SIG_IGN && self.0.sa_flags & libc::SA_RESETHAND == 0
+    }
+
+    /// Whether `handler` is the handler of this disposition.
+    pub(crate) fn runs(&self, handler: InfoHandler) -> bool {
+        self.0.sa_sigaction == handler as libc::sighandler_t
+    }
+}
+
+/// The handler a chained handler of ours calls after its own work: set only from a
+/// disposition sigaction returned, so it is always a handler function of the right kind.
+/// Atomics: a signal handler reads it.
+pub(crate) struct ChainedHandler {
+    address: std::sync::atomic::AtomicUsize,
+    flags: std::sync::atomic::AtomicI32,
+}
+
+impl ChainedHandler {
+    pub(crate) const fn new() -> Self {
+        ChainedHandler { address: std::sync::atomic::AtomicUsize::new(0), flags: std::sync::atomic::AtomicI32::new(0) }
+    }
+
+    /// Calls `previous`'s handler from now on (if it is chainable; else nothing).
+    fn set(&self, previous: &Disposition) {
+        use std::sync::atomic::Ordering;
+        if previous.is_chainable() {
+            self.flags.store(previous.0.sa_flags, Ordering::SeqCst);
+            self.address.store(previous.0.sa_sigaction, Ordering::SeqCst);
+        }
+    }
+
+    /// In a signal handler: calls the saved handler with the arguments the kernel gave us, in
+    /// the form it was registered with.
+    pub(crate) fn call(&self, signal: c_int, info: *mut libc::siginfo_t, context: *mut std::ffi::c_void) {
+        use std::sync::atomic::Ordering;
+        let address = self.address.load(Ordering::SeqCst);
+        if address == 0 || address == libc::SIG_DFL || address == libc::SIG_IGN {
+            return;
+        }
+        if self.flags.load(Ordering::SeqCst) & libc::SA_SIGINFO != 0 {
+            // SAFETY: `address` came from a disposition sigaction returned with SA_SIGINFO set
+            // (see `set`): a three-argument handler; it gets the arguments the kernel gave us.
+            let handler: InfoHandler = unsafe { std::mem::transmute::<usize, InfoHandler>(address) };
+            handler(signal, info, context);
+        } else {
+            // SAFETY: without SA_SIGINFO the address sigaction returned is a one-argument handler.
+            let handler: extern "C" fn(c_int) = unsafe { std::mem::transmute::<usize, extern "C" fn(c_int)>(address) };
+            handler(signal);
+        }
+    }
+}
+
+/// Makes `handler` the handler of `signal` in front of `previous` (the disposition it has now,
+/// which must be chainable): same flags (plus `SA_SIGINFO`) and the same mask, so the signal is
+/// delivered as before, and `chain` calls `previous`'s handler. Returns the disposition replaced.
+pub(crate) fn install_chained_handler(
+    signal: c_int,
+    handler: InfoHandler,
+    previous: &Disposition,
+    chain: &ChainedHandler,
+) -> io::Result<Disposition> {
+    if !previous.is_chainable() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    chain.set(previous);
+    let mut action = previous.0;
+    action.sa_sigaction = handler as libc::sighandler_t;
+    action.sa_flags = previous.0.sa_flags | libc::SA_SIGINFO;
+    let mut replaced = previous.0;
+    // SAFETY: `action` is a copy of a disposition sigaction returned, with our three-argument
+    // handler and SA_SIGINFO; `replaced` is plain data sigaction overwrites.
+    if unsafe { libc::sigaction(signal, &action, &mut replaced) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Disposition(replaced))
+}
+
+/// Sends `signal` to the calling thread only (tests: a process-wide signal would reach the test
+/// harness's threads, which do not block it).
+#[cfg(test)]
+pub(crate) fn signal_this_thread(signal: c_int) {
+    // SAFETY: pthread_kill to the calling thread, which is alive.
+    unsafe { libc::pthread_kill(libc::pthread_self(), signal) };
+}

@@ -11,11 +11,15 @@
 --   spam <n> <tag> [<pad>]  log n debug lines "<tag> <i>" (after <pad> bytes of "x" and a
 --                        space, if given), 500 every 10 ms, then "<tag> done"
 --   reload_module <name>, unload_module <name>, load_module <name>   (global modules)
+--   hang lua <seconds>   from a timer, spin in Lua (function spin_in_lua) for that long
+--   hang c <seconds>     from a timer, block in C (a socket.select with nothing to wait for)
+--                        for that long; both first create <data>/hanging
 -- It also appends a line to <data>/logging-reloaded at each logging-reloaded event, so that
 -- a spec can wait for a SIGHUP's logging reload to have finished.
 module:set_global();
 
 local pposix = require "util.pposix";
+local socket = require "socket";
 local modulemanager = require "core.modulemanager";
 local control = prosody.paths.data .. "/control";
 local traceback_count = 0;
@@ -28,6 +32,23 @@ local function traceback()
 	f:write("-- Traceback generated at ", os.date("%b %d %H:%M:%S"), " --\n", tb, "\n", "-- End of traceback --\n");
 	f:close();
 	traceback_count = traceback_count + 1;
+end
+
+-- The main loop hangs from here on, in Lua or in C.
+local function spin_in_lua(seconds)
+	local deadline = socket.gettime() + seconds;
+	while socket.gettime() < deadline do end
+end
+
+local function block_in_c(seconds)
+	socket.select(nil, nil, seconds); -- LuaSocket retries after a signal with the time left
+end
+
+local function hang(how, seconds)
+	module:add_timer(0, function ()
+		assert(io.open(prosody.paths.data .. "/hanging", "w")):close();
+		if how == "lua" then spin_in_lua(seconds); else block_in_c(seconds); end
+	end);
 end
 
 local function run(line)
@@ -59,6 +80,9 @@ local function run(line)
 			end
 			return 0.01;
 		end);
+	elseif command == "hang" then
+		local how, seconds = rest:match("^(%a+) (%d+)$");
+		hang(how, tonumber(seconds));
 	elseif command == "reload_module" then
 		modulemanager.reload("*", rest);
 	elseif command == "unload_module" then
