@@ -80,14 +80,16 @@ pub(crate) fn unwatch(sink: &Arc<Sink>) {
 
 /// Called from the main loop (cheap, idempotent): the loop runs; and follows how Prosody takes
 /// the stop signals now (a handler installed or replaced since, a fork). What changed, for the
-/// debug log, or an error.
-/// The same error again (it is checked every second) is not repeated.
+/// debug log, or an error; the same error again (it is checked every second) is not repeated.
 pub(crate) fn check() -> Result<Vec<String>, String> {
     let mut state = STATE.lock();
+    // Settled first: in a forked child the parent's pipe, which our handler may still write
+    // to, is dropped only once a new one replaces it (see `thread::PerProcess::get_or_try`).
+    let settled = settle(&mut state);
     if let Some(process) = state.process.get() {
         process.watch.alive(Instant::now());
     }
-    match settle(&mut state) {
+    match settled {
         Err(problem) if state.last_problem.as_ref() == Some(&problem) => Ok(Vec::new()),
         Err(problem) => {
             state.last_problem = Some(problem.clone());
