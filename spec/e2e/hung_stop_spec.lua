@@ -93,6 +93,25 @@ for _, version in ipairs(prosody.versions()) do
 	end);
 end
 
+describe("Prosody 0.12 with mod_posix reloaded (its handlers registered again over ours)", function ()
+	it("goes in front of them again: a hung loop is dumped", function ()
+		local server = prosody.start("0.12", config);
+		finally(function () server:cleanup(); end);
+		ready(server, "0.12");
+		server:command("reload_module posix");
+		prosody.wait_for(function ()
+			local _, chained = server:log():gsub("SIGTERM: chained in front of Prosody's handler", "");
+			return chained >= 2;
+		end, 10, "the module to chain SIGTERM again");
+		server:command("log debug reloaded-line", "hang c 30");
+		prosody.wait_for(function () return server:file("hanging"); end, 10, "the loop to hang");
+		server:signal("TERM");
+		local list = wait_for_dump(server);
+		assert.equal(1, dumps.count_matching(list[1], "reloaded%-line"));
+		assert.truthy(server:alive(), "Prosody exited by the module's doing");
+	end);
+end);
+
 describe("Prosody 0.12 started with -D (daemonized after modules load)", function ()
 	it("the daemon watches SIGTERM too: a hung loop is dumped", function ()
 		local server = prosody.start("0.12", config, nil, { daemonize = true });

@@ -330,6 +330,15 @@ mod tests {
             process.watch.exit_began();
         }
 
+        // Prosody registers its handler again (0.12: mod_posix reloaded), displacing ours: the
+        // next check goes in front of it again, and the signal still reaches both.
+        let ours = os::install_handler(libc::SIGTERM, prosodys_handler).expect("displace");
+        assert!(ours.runs(on_stop_signal));
+        let changes = check().expect("check");
+        assert!(changes.iter().any(|c| c.starts_with("SIGTERM: chained")), "{changes:?}");
+        os::signal_this_thread(libc::SIGTERM);
+        assert_eq!(PROSODYS_HANDLER_RAN.load(Ordering::SeqCst), 2);
+
         unwatch(&sink);
         assert_eq!(os::current_handler(libc::SIGTERM), prosodys_handler as *const () as libc::sighandler_t);
         os::restore_handler(libc::SIGTERM, &previous);
