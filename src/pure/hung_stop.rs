@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// How long after a stop signal (or the loop's last sign of life) the loop counts as hung.
 /// Short enough for the dump to be written within 2 s of the signal, long enough for a healthy
 /// loop to take the signal and begin shutting down.
-pub(crate) const GRACE: Duration = Duration::from_millis(1250);
+pub(crate) const GRACE: Duration = Duration::from_secs(1);
 
 /// What to do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
