@@ -224,19 +224,19 @@ end
 
 local function arm(record)
 	for _, event_name in ipairs(record.handle:events()) do
+		-- The event is hooked as well: another module may fire it.
 		local usr_signal = usr_signals_native and event_name:match("^signal/(SIGUSR[12])$");
 		local problem = usr_signal and record.handle:watch_signal(usr_signal);
 		if problem then
 			module:log("error", "%s", problem);
 		elseif usr_signal then
 			record.native_usr_signals = true;
-		elseif not by_event[event_name] then
+		end
+		if not by_event[event_name] then
 			by_event[event_name] = {};
 			module:hook_global(event_name, on_event(event_name));
 		end
-		if not usr_signal then
-			table.insert(by_event[event_name], record);
-		end
+		table.insert(by_event[event_name], record);
 	end
 	for _, problem in ipairs(record.handle:arm()) do
 		module:log("error", "%s", problem);
