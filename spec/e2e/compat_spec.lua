@@ -115,7 +115,7 @@ for _, version in ipairs(prosody.versions()) do
 			assert.equal(1, count_matching(dumps[1], "\terror\tcompat%-error$"));
 		end);
 
-		it("answers the console's status, tail and grep", function ()
+		it("answers the console's status, tail, grep and dump", function ()
 			server:command("log debug console-one", "log debug console-two");
 			local status = server:shell("ringbuffer:status()");
 			assert.truthy(status:find("#2 event: %d+ lines"), status);
@@ -125,6 +125,10 @@ for _, version in ipairs(prosody.versions()) do
 			local grep = server:shell("ringbuffer:grep(\"console-t\", { sink = \"event\" })");
 			assert.truthy(grep:find("console-two", 1, true) and not grep:find("console-one", 1, true), grep);
 			assert.truthy(grep:find("1 of 1 matching lines shown", 1, true), grep);
+			-- A copy: written on a native thread, answered when done (0.11's console waits in place).
+			local copy = server:shell(("ringbuffer:dump({ sink = \"event\", keep = true, to = %q })"):format(server.data .. "/copy.log"));
+			assert.truthy(copy:find("Dumped a copy of %d+ lines to "), copy);
+			assert.equal(1, count_matching(dump_files.wait_for(server, "copy.log", 1)[1], "\tdebug\tconsole%-two$"));
 		end);
 
 		it("keeps its buffer and one dump per event through a storm of reloads", function ()
