@@ -192,13 +192,12 @@ unpack_prosody011() {
 
 # The newest Prosody 13.0.x's Lua code over 13.0.1's C modules ($2), into $1.
 unpack_prosody13_newest() {
-	local dest=$1 c_modules=$2 so
+	local dest=$1 c_modules=$2 so version
 	private_apt_update bullseye sid
-	private_download_and_unpack "$dest.sid" prosody/sid
-	case $(cat "$dest.sid/usr/lib/prosody/prosody.version") in
-		13.0.*) ;;
-		*) echo "setup: sid's Prosody is $(cat "$dest.sid/usr/lib/prosody/prosody.version"), not a 13.0.x" >&2; exit 1 ;;
-	esac
+	version=$(apt-cache "${private_apt_options[@]}" madison prosody 2>/dev/null \
+		| awk -F'|' '{ gsub(/ /, "", $2) } index($2, "13.0.") == 1 { print $2; exit }')
+	[ -n "$version" ] || { echo "setup: sid has no Prosody 13.0.x (apt-cache madison prosody)" >&2; exit 1; }
+	private_download_and_unpack "$dest.sid" "prosody=$version"
 	for so in "$dest.sid"/usr/lib/prosody/util/*.so; do
 		[ -f "$c_modules/usr/lib/prosody/util/${so##*/}" ] \
 			|| { echo "setup: 13.0.1 has no C module ${so##*/} for sid's Prosody" >&2; exit 1; }
