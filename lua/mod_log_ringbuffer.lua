@@ -104,12 +104,11 @@ package.loaded[native_name] = native;
 module:log("info", "Using %s with the native library %s (build %s)", module.path or "this file", native_path,
 	native.build_stamp);
 
--- What this Prosody lacks, found by looking rather than by its version where that can be done.
--- 0.11's mod_posix turns neither SIGUSR1 nor SIGUSR2 into a `signal/...` event (0.12 does):
--- those are caught natively there.
+-- Before 0.12, mod_posix turns neither SIGUSR1 nor SIGUSR2 into a `signal/...` event and there
+-- is no admin shell: only the version tells (what else 0.11 lacks, module:metric and
+-- module:set_status, is looked for where it is used). Those two signals are caught natively there.
 local prosody_major, prosody_minor = tostring(prosody.version or ""):match("^(%d+)%.(%d+)");
 local before_012 = tonumber(prosody_major) == 0 and tonumber(prosody_minor) < 12;
-local usr_signals_native = before_012;
 
 -- Sinks attached to Prosody's logger, in the order the logging config lists them.
 -- Each record: { handle = native handle, sink = the function Prosody calls }.
@@ -225,7 +224,7 @@ end
 local function arm(record)
 	for _, event_name in ipairs(record.handle:events()) do
 		-- The event is hooked as well: another module may fire it.
-		local usr_signal = usr_signals_native and event_name:match("^signal/(SIGUSR[12])$");
+		local usr_signal = before_012 and event_name:match("^signal/(SIGUSR[12])$");
 		local problem = usr_signal and record.handle:watch_signal(usr_signal);
 		if problem then
 			module:log("error", "%s", problem);
