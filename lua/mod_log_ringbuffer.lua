@@ -12,6 +12,8 @@ local format = require "util.format".format;
 local stanza_mt = require "util.stanza".stanza_mt;
 local async = require "util.async";
 local promise = require "util.promise";
+local time = require "util.time";
+local socket = require "socket";
 -- Lua 5.1 and LuaJIT have neither table.pack nor table.unpack.
 local pack = table.pack or function (...) return { n = select("#", ...), ... }; end;
 local unpack = table.unpack or _G.unpack; -- luacheck: ignore 143
@@ -55,17 +57,17 @@ local function native_candidates()
 	return candidates;
 end
 
+-- The native library and the path it was loaded from.
 local function load_native()
-	if package.loaded[native_name] then
-		return package.loaded[native_name];
+	local loaded = package.loaded[native_name];
+	if loaded then
+		return loaded, loaded.loaded_from;
 	end
 	local tried = {};
 	for _, candidate in ipairs(native_candidates()) do
 		local open, err = package.loadlib(candidate.path, "luaopen_" .. native_name);
 		if open then
-			local lib = open();
-			package.loaded[native_name] = lib;
-			return lib;
+			return open(), candidate.path;
 		end
 		err = tostring(err);
 		if not err:find(candidate.path, 1, true) then
@@ -75,13 +77,38 @@ local function load_native()
 	end
 	local ok, lib = pcall(require, native_name);
 	if ok then
-		return lib;
+		package.loaded[native_name] = nil; -- kept only once it passes the build check
+		local path = package.searchpath and package.searchpath(native_name, package.cpath);
+		return lib, path or ("package.cpath (" .. package.cpath .. ")");
 	end
 	table.insert(tried, "package.cpath: " .. tostring(lib));
 	error("cannot load the native library " .. native_name .. ".so; tried: " .. table.concat(tried, "; "));
 end
 
-local native = load_native();
+local native, native_path = load_native();
+
+-- This file and the library must come from one build (a library installed one way can shadow a
+-- newer one installed another way): a library of another build is refused, naming both files.
+local lua_stamp, stamp_err;
+if module.path and native.lua_file_stamp then
+	lua_stamp, stamp_err = native.lua_file_stamp(module.path);
+end
+if module.path and (lua_stamp == nil or lua_stamp ~= native.build_stamp) then
+	error(("The Lua file %s (build %s) and the native library %s (build %s) come from different builds; "
+		.. "install both from one build (make install-plugin, or the same package or rock) and restart Prosody")
+		:format(module.path, lua_stamp or stamp_err or "unknown", native_path,
+			native.build_stamp or "unknown: older than build stamps"), 0);
+end
+native.loaded_from = native_path;
+package.loaded[native_name] = native;
+module:log("info", "Using %s with the native library %s (build %s)", module.path or "this file", native_path,
+	native.build_stamp);
+
+-- Before 0.12, mod_posix turns neither SIGUSR1 nor SIGUSR2 into a `signal/...` event and there
+-- is no admin shell: only the version tells (what else 0.11 lacks, module:metric and
+-- module:set_status, is looked for where it is used). Those two signals are caught natively there.
+local prosody_major, prosody_minor = tostring(prosody.version or ""):match("^(%d+)%.(%d+)");
+local before_012 = tonumber(prosody_major) == 0 and tonumber(prosody_minor) < 12;
 
 -- Sinks attached to Prosody's logger, in the order the logging config lists them.
 -- Each record: { handle = native handle, sink = the function Prosody calls }.
@@ -111,6 +138,10 @@ local function update_status()
 			break;
 		end
 	end
+	if not module.set_status then -- 0.11: the log lines are all there is
+		failing_status = failing;
+		return;
+	end
 	if failing and failing ~= failing_status then
 		module:set_status("error", failing, true);
 	elseif not failing and failing_status then
@@ -128,7 +159,7 @@ end
 
 local function has_native_triggers()
 	for _, record in ipairs(live) do
-		if record.handle:has_native_triggers() then return true; end
+		if record.handle:has_native_triggers() or record.native_usr_signals then return true; end
 	end
 	return false;
 end
@@ -192,6 +223,14 @@ end
 
 local function arm(record)
 	for _, event_name in ipairs(record.handle:events()) do
+		-- The event is hooked as well: another module may fire it.
+		local usr_signal = before_012 and event_name:match("^signal/(SIGUSR[12])$");
+		local problem = usr_signal and record.handle:watch_signal(usr_signal);
+		if problem then
+			module:log("error", "%s", problem);
+		elseif usr_signal then
+			record.native_usr_signals = true;
+		end
 		if not by_event[event_name] then
 			by_event[event_name] = {};
 			module:hook_global(event_name, on_event(event_name));
@@ -201,7 +240,7 @@ local function arm(record)
 	for _, problem in ipairs(record.handle:arm()) do
 		module:log("error", "%s", problem);
 	end
-	if record.handle:has_native_triggers() then
+	if record.handle:has_native_triggers() or record.native_usr_signals then
 		watch_reports();
 	end
 end
@@ -466,14 +505,19 @@ end);
 -- never goes back: a replaced sink adds to its label, a renamed one goes on under its new label.
 -- util.openmetrics cannot remove a label: the gauges are cleared first, so a sink that went away
 -- shows 0 lines and bytes held, and its counters keep their last values.
-local captured_lines = module:metric("counter", "captured", "lines", "Lines stored by a ringbuffer sink", { "sink" });
-local dropped_lines = module:metric("counter", "dropped", "lines",
+if not module.metric then
+	module:log("info", "Statistics are unavailable: this Prosody has no module:metric (its statsmanager API came in 0.12)");
+end
+local metric = module.metric and function (...) return module:metric(...); end or function () end;
+local captured_lines = metric("counter", "captured", "lines", "Lines stored by a ringbuffer sink", { "sink" });
+local dropped_lines = metric("counter", "dropped", "lines",
 	"Lines a ringbuffer sink lost to its size/lines limit or max_age", { "sink" });
-local held_lines = module:metric("gauge", "held", "lines", "Lines a ringbuffer sink holds", { "sink" });
-local held_bytes = module:metric("gauge", "held", "bytes", "Bytes of text a ringbuffer sink holds", { "sink" });
-local dumps_total = module:metric("counter", "dumps", "", "Dumps of a ringbuffer sink by outcome", { "sink", "outcome" });
+local held_lines = metric("gauge", "held", "lines", "Lines a ringbuffer sink holds", { "sink" });
+local held_bytes = metric("gauge", "held", "bytes", "Bytes of text a ringbuffer sink holds", { "sink" });
+local dumps_total = metric("counter", "dumps", "", "Dumps of a ringbuffer sink by outcome", { "sink", "outcome" });
 
 module:hook_global("stats-update", function ()
+	if not captured_lines then return; end
 	settle();
 	held_lines:clear();
 	held_bytes:clear();
@@ -543,20 +587,41 @@ local function shell_filter(filter, fields)
 	return filter;
 end
 
+-- Fills in `answers` from the queries that have answered; returns how many have not.
+local function collect_answers(queries, answers)
+	local left = 0;
+	for i, query in ipairs(queries) do
+		if not answers[i] then
+			local ok, value = query:result();
+			if ok ~= nil then
+				answers[i] = { ok = ok, value = value };
+			else
+				left = left + 1;
+			end
+		end
+	end
+	return left;
+end
+
+-- 0.11's console (mod_admin_telnet) runs a command outside any async runner and prints what it
+-- returns at once: while it runs one, native answers (a snapshot of a buffer, milliseconds) are
+-- waited for on the spot.
+local wait_in_place = false;
+
 -- Resolves with the answers of native queries, in order, once every one has answered.
 local function answers_of(queries)
+	local answers = {};
+	if wait_in_place then
+		local deadline = time.now() + 10;
+		while collect_answers(queries, answers) > 0 do
+			if time.now() > deadline then return promise.reject("no answer from the buffer within 10 s"); end
+			socket.sleep(0.002);
+		end
+		return promise.resolve(answers);
+	end
 	return promise.new(function (resolve)
-		local answers, left = {}, #queries;
 		module:add_timer(0, function ()
-			for i, query in ipairs(queries) do
-				if not answers[i] then
-					local ok, value = query:result();
-					if ok ~= nil then
-						answers[i], left = { ok = ok, value = value }, left - 1;
-					end
-				end
-			end
-			if left > 0 then return 0.01; end
+			if collect_answers(queries, answers) > 0 then return 0.01; end
 			resolve(answers);
 		end);
 	end);
@@ -752,8 +817,12 @@ for _, command in ipairs(shell_commands) do
 			return false, ("ringbuffer:%s() failed: %s"):format(command.name, tostring(success));
 		end
 		-- The shell runs commands in an async runner: wait there, so both versions print "OK:".
-		if promise.is_promise(success) and async.ready() then
+		if promise.is_promise(success) and async.ready and async.ready() then
 			local answer, err = async.wait_for(success);
+			return answer ~= nil, answer or tostring(err);
+		elseif promise.is_promise(success) and wait_in_place then -- settled already
+			local answer, err;
+			success:next(function (value) answer = value; end, function (reason) err = reason; end);
 			return answer ~= nil, answer or tostring(err);
 		end
 		return success, text;
@@ -763,6 +832,23 @@ end
 
 local shell_env = module:shared("/*/admin_shell/env");
 shell_env.ringbuffer = shell_section;
+-- 0.11's console takes the same section (0.12's mod_admin_telnet reads admin_shell's instead).
+local telnet_section = {};
+for name, handler in pairs(shell_section) do
+	telnet_section[name] = function (...)
+		wait_in_place = true;
+		local results = pack(pcall(handler, ...));
+		wait_in_place = false;
+		if not results[1] then return false, tostring(results[2]); end
+		return unpack(results, 2, results.n);
+	end;
+end
+local telnet_env = module:shared("/*/admin_telnet/env");
+telnet_env.ringbuffer = telnet_section;
+if before_012 then
+	module:log("info", "The admin shell (prosodyctl shell) is unavailable: Prosody %s has none; the ringbuffer:* "
+		.. "commands are in mod_admin_telnet's console instead (telnet), all of them", prosody.version);
+end
 for _, command in ipairs(shell_commands) do
 	module:add_item("shell-command", {
 		section = "ringbuffer";
@@ -781,8 +867,15 @@ function module.unload()
 	for _, record in ipairs(live) do
 		record.handle:disarm();
 	end
-	if shell_env.ringbuffer == shell_section then
+	-- 13's shell took the section over for the shell-command items (it gave it a metatable with
+	-- their help) and removes it with them after this; removing it first here makes 13.0.7's
+	-- mod_admin_shell fail on the missing section. A shell that left no mark needs it removed.
+	local taken_over = getmetatable(shell_section) and getmetatable(shell_section).help;
+	if shell_env.ringbuffer == shell_section and not taken_over then
 		shell_env.ringbuffer = nil;
+	end
+	if telnet_env.ringbuffer == telnet_section then
+		telnet_env.ringbuffer = nil;
 	end
 	if not module.reloading then
 		-- Really unloading: take the ringbuffer sinks out of Prosody's logger too.

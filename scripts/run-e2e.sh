@@ -6,8 +6,10 @@
 # removed, immutable files included. Exits with busted's status.
 #
 # Usage: scripts/run-e2e.sh [BUSTED_ARGS...]
-# Environment: LUA (default lua5.4); E2E_PLUGIN_DIR to test an already installed plugin folder
-# instead of `make install-plugin` into the run's dir; TMPDIR (where the run's dir is made).
+# Environment: LUA (default lua5.4); E2E_PROSODY, the Prosody versions the specs run on (see
+# spec/helpers/prosody.lua); E2E_PLUGIN_DIR to test an already installed plugin folder instead of
+# `make install-plugin` into the run's dir, and E2E_PLUGIN_DIR_LUA52 the same for 0.11 (`make
+# install-plugin-lua52`, only if E2E_PROSODY names 0.11); TMPDIR (where the run's dir is made).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -62,6 +64,11 @@ if [ -z "${E2E_PLUGIN_DIR:-}" ]; then
 	"${MAKE:-make}" -s --no-print-directory install-plugin PLUGIN_DIR="$E2E_PLUGIN_DIR" || exit 1
 fi
 export E2E_PLUGIN_DIR
+if [ -z "${E2E_PLUGIN_DIR_LUA52:-}" ] && [[ " ${E2E_PROSODY:-} " =~ [\ ,]0\.11[\ ,] ]]; then
+	E2E_PLUGIN_DIR_LUA52=$run/plugins-lua52
+	"${MAKE:-make}" -s --no-print-directory install-plugin-lua52 PLUGIN_DIR="$E2E_PLUGIN_DIR_LUA52" || exit 1
+fi
+[ -z "${E2E_PLUGIN_DIR_LUA52:-}" ] || export E2E_PLUGIN_DIR_LUA52
 export TMPDIR=$run
 
 # In the background and in a process group of its own (setsid keeps the PID), so that a signal to

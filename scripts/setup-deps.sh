@@ -6,6 +6,16 @@
 # - Prosody 0.12 (the machine's default suite) and 13 (<codename>-backports) are downloaded with
 #   `apt-get download` and unpacked with `dpkg -x` into $DEPS/prosody012 and $DEPS/prosody13,
 #   their launchers pointed at the unpacked trees; run them as `lua5.4 $DEPS/prosody012/usr/bin/prosody`;
+# - Prosody 0.11 (Debian bullseye's, for Lua 5.2, with bullseye's libssl1.1, libidn11 and
+#   lua-bitop beside it) is unpacked the same way into $DEPS/prosody011, run as
+#   `LD_LIBRARY_PATH=$DEPS/prosody011/usr/lib/x86_64-linux-gnu:$DEPS/prosody011/lib/x86_64-linux-gnu
+#   lua5.2 $DEPS/prosody011/usr/bin/prosody`;
+# - the newest Prosody 13.0.x (Debian sid's) is unpacked into $DEPS/prosody13-newest with the C
+#   modules of 13.0.1 ($DEPS/prosody13) in place of its own, which need a newer glibc than
+#   bookworm's; its Lua code runs over them with lua5.4;
+# - bullseye and sid are never added to the machine's apt sources: their indexes are fetched into
+#   $DEPS/apt (a sources list, index and cache of its own, on the same mirror as the machine's
+#   <codename> suite) and used only to download those packages;
 # - rsyslog and rsyslog-gnutls (the forwarding specs' collector) are unpacked the same way into
 #   $DEPS/rsyslog: installing them would start a system rsyslog;
 # - if no <codename>-backports suite is configured, it is added, on the Debian mirror the machine's
@@ -125,6 +135,78 @@ prosody_version() {
 	apt-cache madison prosody 2>/dev/null | awk -F'|' -v p="$1" '{ gsub(/ /, "", $2) } index($2, p) == 1 { print $2; exit }'
 }
 
+# apt on a sources list, index and cache of its own under $DEPS/apt: other Debian suites
+# (bullseye, sid) to download from, which the machine's apt never sees.
+private_apt_dir=$DEPS/apt
+private_apt_options=(-o "Dir::Etc::SourceList=$private_apt_dir/sources.list" -o "Dir::Etc::SourceParts=$private_apt_dir/none"
+	-o "Dir::State::Lists=$private_apt_dir/lists" -o "Dir::Cache=$private_apt_dir/cache" -o Acquire::Languages=none
+	-o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
+	-o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false
+	-o Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false
+	-o Acquire::IndexTargets::deb::CNF::DefaultEnabled=false -o APT::Sandbox::User=root)
+private_apt_ready=
+
+# Writes the private sources list (suites $@ on the machine's mirror of the default suite) and
+# fetches its indexes (about 20 MB for bullseye and sid), once per run.
+private_apt_update() {
+	local entries mirror signed suite options=""
+	[ -z "$private_apt_ready" ] || return 0
+	entries=$(apt_entries)
+	mirror=$(awk -F'\t' -v s="$codename" '$1 == s && $2 !~ /^cdrom:/ { print $2; exit }' <<<"$entries")
+	[ -n "$mirror" ] || { echo "setup: no apt source for the suite '$codename' to take the mirror from" >&2; exit 1; }
+	signed=$(awk -F'\t' -v s="$codename" -v m="$mirror" '$1 == s && $2 == m { print $3; exit }' <<<"$entries")
+	[ -z "$signed" ] || [ ! -f "$signed" ] || options=" signed-by=$signed"
+	mkdir -p "$private_apt_dir/lists/partial" "$private_apt_dir/cache/archives/partial" "$private_apt_dir/none"
+	for suite in "$@"; do
+		echo "deb [arch=$(dpkg --print-architecture)$options] $mirror $suite main"
+	done >"$private_apt_dir/sources.list"
+	echo "setup: apt-get update of $* (on $mirror) into $private_apt_dir"
+	apt-get "${private_apt_options[@]}" update -qq
+	private_apt_ready=1
+}
+
+# Downloads the packages $2... (`name/suite`) from the private apt and unpacks them into $1,
+# replacing it.
+private_download_and_unpack() {
+	local dest=$1 download=$DEPS/download deb
+	shift
+	rm -rf "$download"
+	mkdir -p "$download"
+	(cd "$download" && apt-get download -qq "${private_apt_options[@]}" "$@") \
+		|| { echo "setup: could not download $* from $private_apt_dir/sources.list" >&2; exit 1; }
+	echo "setup: unpacking $* into $dest"
+	rm -rf "$dest.new"
+	for deb in "$download"/*.deb; do
+		dpkg -x "$deb" "$dest.new"
+	done
+	rm -rf "$dest" "$download"
+	mv "$dest.new" "$dest"
+}
+
+# Prosody 0.11 with the libraries bookworm lacks (OpenSSL 1.1 and libidn 11 for its C modules,
+# lua-bitop for Lua 5.2), into $1.
+unpack_prosody011() {
+	private_apt_update bullseye sid
+	private_download_and_unpack "$1" prosody/bullseye libssl1.1/bullseye libidn11/bullseye lua-bitop/bullseye
+}
+
+# The newest Prosody 13.0.x's Lua code over 13.0.1's C modules ($2), into $1.
+unpack_prosody13_newest() {
+	local dest=$1 c_modules=$2 so version
+	private_apt_update bullseye sid
+	version=$(apt-cache "${private_apt_options[@]}" madison prosody 2>/dev/null \
+		| awk -F'|' '{ gsub(/ /, "", $2) } index($2, "13.0.") == 1 { print $2; exit }')
+	[ -n "$version" ] || { echo "setup: sid has no Prosody 13.0.x (apt-cache madison prosody)" >&2; exit 1; }
+	private_download_and_unpack "$dest.sid" "prosody=$version"
+	for so in "$dest.sid"/usr/lib/prosody/util/*.so; do
+		[ -f "$c_modules/usr/lib/prosody/util/${so##*/}" ] \
+			|| { echo "setup: 13.0.1 has no C module ${so##*/} for sid's Prosody" >&2; exit 1; }
+		cp "$c_modules/usr/lib/prosody/util/${so##*/}" "$so"
+	done
+	rm -rf "$dest"
+	mv "$dest.sid" "$dest"
+}
+
 # Downloads the packages named after $1 (`name` or `name=version`) and unpacks them all into $1,
 # replacing it. Fails (status 1) if apt cannot download them.
 download_and_unpack() {
@@ -211,8 +293,12 @@ fi
 [ -f "$DEPS/prosody012/usr/bin/prosody" ] || unpack_prosody 0.12. "$DEPS/prosody012"
 [ -f "$DEPS/prosody13/usr/bin/prosody" ] || unpack_prosody 13. "$DEPS/prosody13"
 [ -x "$DEPS/rsyslog/usr/sbin/rsyslogd" ] || unpack_rsyslog "$DEPS/rsyslog"
+[ -f "$DEPS/prosody011/usr/bin/prosody" ] || unpack_prosody011 "$DEPS/prosody011"
+[ -f "$DEPS/prosody13-newest/usr/bin/prosody" ] || unpack_prosody13_newest "$DEPS/prosody13-newest" "$DEPS/prosody13"
+point_launchers "$DEPS/prosody011"
 point_launchers "$DEPS/prosody012"
 point_launchers "$DEPS/prosody13"
+point_launchers "$DEPS/prosody13-newest"
 
 for component in clippy rustfmt; do
 	cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$component"

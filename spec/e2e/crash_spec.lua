@@ -13,15 +13,10 @@ local dumps = require "spec.helpers.dumps";
 local socket = require "socket";
 
 local root = os.getenv("PWD");
-local deps = os.getenv("DEPS") or (root .. "/.deps");
-local plugins = os.getenv("E2E_PLUGIN_DIR") or (root .. "/target/e2e-plugins");
 local tmpdir = os.getenv("TMPDIR");
 if tmpdir == nil or tmpdir == "" then tmpdir = "/tmp"; end
-local launchers = {
-	["0.12"] = "lua5.4 " .. deps .. "/prosody012/usr/bin/prosody";
-	["13"] = "lua5.4 " .. deps .. "/prosody13/usr/bin/prosody";
-};
-local extra_modules = { ["0.12"] = '"posix", ', ["13"] = "" };
+-- Each version's launcher, plugin folder and extra modules, as prosody.start uses them.
+local known = prosody.known_versions;
 
 local SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGSEGV = 4, 6, 7, 8, 11;
 local FATAL = { SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGSEGV };
@@ -90,8 +85,8 @@ https_ports = {}
 modules_enabled = { %s"log_ringbuffer", "e2e_control", "e2e_crash" }
 log = %s
 VirtualHost "localhost"
-]]):format(dir, self.data, dir, plugins, root, dir, self.c2s_port, self.s2s_port, extra_modules[version],
-		log_config));
+]]):format(dir, self.data, dir, known[version].plugins, root, dir, self.c2s_port, self.s2s_port,
+		known[version].modules, log_config));
 	-- The script's PID goes to launched.pid for scripts/run-e2e.sh, as the helper does.
 	write(dir .. "/run.sh", ([[
 echo $$ >> %s/launched.pid
@@ -99,7 +94,7 @@ ulimit -c 0
 cd %s
 %s -F --config %s > %s/stdout 2>&1
 echo $? > %s/status.tmp && mv %s/status.tmp %s/status
-]]):format(dir, dir, launchers[version], self.config, dir, dir, dir, dir));
+]]):format(dir, dir, known[version].command, self.config, dir, dir, dir, dir));
 	sh(("sh %s/run.sh > /dev/null 2>&1 &"):format(dir));
 	self.pid = prosody.wait_for(function ()
 		local pid = prosody.read(dir .. "/prosody.pid");

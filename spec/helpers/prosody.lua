@@ -1,26 +1,47 @@
--- Runs a real, throwaway Prosody (0.12 or 13, both unpacked into .deps/ by scripts/setup-deps.sh)
--- with the module installed by `make install-plugin`, for the end-to-end specs.
+-- Runs a real, throwaway Prosody (0.11, 0.12, 13.0.1 or the newest 13.0.x, all unpacked into
+-- .deps/ by scripts/setup-deps.sh) with the module installed by `make install-plugin`, for the
+-- end-to-end specs. Which versions the specs loop over (`prosody.versions()`) is the runner's
+-- choice: E2E_PROSODY, e.g. "0.12 13-newest" (default "0.12 13").
 -- Instances live in $TMPDIR (default /tmp) and listen on free loopback ports, so runs can overlap.
 -- Each instance's PIDs are recorded in <instance>/launched.pid, so that scripts/run-e2e.sh can
 -- stop whatever an interrupted run left behind.
 local root = os.getenv("PWD");
 local deps = os.getenv("DEPS") or (root .. "/.deps");
 local plugins = os.getenv("E2E_PLUGIN_DIR") or (root .. "/target/e2e-plugins");
+-- 0.11 runs on Lua 5.2: the plugin folder with the library built for it.
+local plugins_lua52 = os.getenv("E2E_PLUGIN_DIR_LUA52") or (root .. "/target/e2e-plugins-lua52");
 local tmpdir = os.getenv("TMPDIR");
 if tmpdir == nil or tmpdir == "" then tmpdir = "/tmp"; end
 
-local function tree(name)
-	return {
-		command = "lua5.4 " .. deps .. "/" .. name .. "/usr/bin/prosody",
-		ctl = "lua5.4 " .. deps .. "/" .. name .. "/usr/bin/prosodyctl",
-	};
-end
-local versions = { ["0.12"] = tree("prosody012"), ["13"] = tree("prosody13") };
-versions["0.12"].modules = '"posix", ';
-versions["13"].modules = "";
-
+-- `lua` is the interpreter command (with its environment), `modules` what the config enables
+-- besides the module, `shell` the console module.
 local prosody = {};
 prosody.__index = prosody;
+
+local function tree(name, lua, modules, shell)
+	local dir = deps .. "/" .. name;
+	return {
+		tree = dir,
+		command = lua .. " " .. dir .. "/usr/bin/prosody",
+		ctl = lua .. " " .. dir .. "/usr/bin/prosodyctl",
+		modules = modules,
+		shell = shell or "admin_shell",
+		plugins = plugins,
+	};
+end
+local tree011 = deps .. "/prosody011";
+-- Bullseye's libssl1.1 and libidn11 for its C modules, bullseye's lua-bitop for Lua 5.2.
+local lua52 = ("env LD_LIBRARY_PATH=%s/usr/lib/x86_64-linux-gnu:%s/lib/x86_64-linux-gnu "
+	.. "LUA_CPATH_5_2='%s/usr/lib/x86_64-linux-gnu/lua/5.2/?.so;;' lua5.2"):format(tree011, tree011, tree011);
+local versions = {
+	["0.11"] = tree("prosody011", lua52, '"posix", ', "admin_telnet"),
+	["0.12"] = tree("prosody012", "lua5.4", '"posix", '),
+	["13"] = tree("prosody13", "lua5.4", ""),
+	["13-newest"] = tree("prosody13-newest", "lua5.4", ""),
+};
+versions["0.11"].plugins = plugins_lua52;
+prosody.known_versions = versions;
+
 
 local function sh(command)
 	local ok = os.execute(command);
@@ -108,14 +129,16 @@ end
 -- `log_config` is the Lua source of the `log = ...` value ($DIR and $DATA are replaced by the
 -- instance's folders); `extra` more config lines; `options.daemonize` starts it with -D,
 -- `options.umask` under that umask, `options.wrapper` through that command (one that execs
--- the rest of its arguments, e.g. "prlimit --fsize=524288 --").
+-- the rest of its arguments, e.g. "prlimit --fsize=524288 --"), `options.plugins` with that
+-- plugin folder instead of the installed one, `options.modules` with these modules (Lua source,
+-- e.g. '"e2e_upstream", ') enabled too.
 function prosody.start(version, log_config, extra, options)
 	options = options or {};
 	local v = assert(versions[version], "unknown Prosody version " .. tostring(version));
 	local dir = io.popen(("mktemp -d '%s/lrb-e2e-XXXXXX'"):format(tmpdir)):read("l");
 	local self = setmetatable({ version = version, dir = dir, data = dir .. "/data" }, prosody);
 	sh(("mkdir -p %s %s/certs"):format(self.data, dir)); -- an empty certs dir: no certmanager error
-	self.c2s_port, self.s2s_port = prosody.free_ports(2);
+	self.c2s_port, self.s2s_port, self.console_port = prosody.free_ports(3);
 	log_config = log_config:gsub("%$DATA", self.data):gsub("%$DIR", dir);
 	local config = ([[
 run_as_root = true
@@ -129,11 +152,15 @@ s2s_ports = { %d }
 s2s_interfaces = { "127.0.0.1" }
 http_ports = {}
 https_ports = {}
-modules_enabled = { %s"log_ringbuffer", "e2e_control", "admin_shell" }
+console_ports = { %d }
+console_interfaces = { "127.0.0.1" }
+modules_enabled = { %s%s"log_ringbuffer", "e2e_control", "%s" }
 log = %s
 %s
 VirtualHost "localhost"
-]]):format(dir, self.data, dir, plugins, root, self.c2s_port, self.s2s_port, v.modules, log_config, extra or "");
+]]):format(dir, self.data, dir, options.plugins or v.plugins, root, self.c2s_port, self.s2s_port, self.console_port,
+		v.modules, options.modules or "", v.shell,
+		log_config, extra or "");
 	self.config = dir .. "/prosody.cfg.lua";
 	local f = assert(io.open(self.config, "w"));
 	f:write(config);
@@ -175,8 +202,31 @@ function prosody:command(...)
 	end, 10, "control commands to run");
 end
 
--- Runs one admin shell command through prosodyctl; returns its output.
+-- Runs one command in 0.11's console (mod_admin_telnet, on a loopback port); returns its output.
+function prosody:telnet(command)
+	local socket = require "socket";
+	local conn = assert(socket.connect("127.0.0.1", self.console_port));
+	conn:settimeout(20);
+	local function until_nul()
+		local got = {};
+		repeat
+			local byte = assert(conn:receive(1));
+			if byte ~= "\0" then table.insert(got, byte); end
+		until byte == "\0";
+		return table.concat(got);
+	end
+	until_nul(); -- the banner
+	assert(conn:send(command .. "\n"));
+	local output = until_nul();
+	conn:close();
+	return output;
+end
+
+-- Runs one admin shell command through prosodyctl (0.11: its console); returns its output.
 function prosody:shell(command)
+	if versions[self.version].shell == "admin_telnet" then
+		return self:telnet(command);
+	end
 	local ctl = versions[self.version].ctl;
 	local pipe = io.popen(("cd %s && timeout 20 %s --config %s shell %q 2>&1"):format(self.dir, ctl, self.config, command));
 	local output = pipe:read("a");
@@ -274,8 +324,20 @@ function prosody:cleanup()
 	sh("rm -rf " .. self.dir);
 end
 
+-- The versions the specs run on: E2E_PROSODY's, else 0.12 and 13.0.1.
 function prosody.versions()
-	return { "0.12", "13" };
+	local chosen = {};
+	for version in (os.getenv("E2E_PROSODY") or "0.12 13"):gmatch("[^%s,]+") do
+		assert(versions[version], "E2E_PROSODY: unknown Prosody version " .. version);
+		table.insert(chosen, version);
+	end
+	return chosen;
+end
+
+-- The version number the unpacked tree of `version` says it is (e.g. "13.0.7").
+function prosody.release(version)
+	local text = read(versions[version].tree .. "/usr/lib/prosody/prosody.version") or version;
+	return (text:gsub("%s+$", ""));
 end
 
 return prosody;

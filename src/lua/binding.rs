@@ -14,6 +14,7 @@ use super::call::probe_call;
 use super::sink_call::LuaSink;
 use super::stack_path::{self, Decision};
 use super::upvalues::{sink_closure, SinkUpvalues};
+use crate::pure::build_stamp;
 use crate::pure::dump_names;
 use crate::pure::format::FormatCache;
 use crate::pure::options::{OptValue, Problem, Severity, SinkOptions};
@@ -104,6 +105,16 @@ impl UserData for Handle {
                 }
             }
             Ok(problems)
+        });
+        // Prosody 0.11 turns neither SIGUSR1 nor SIGUSR2 into an event: there the Lua side has
+        // its `signal/SIGUSR1|2` events caught natively. Returns the problem met, if any.
+        methods.add_method("watch_signal", |_, this, name: String| {
+            let number = match name.as_str() {
+                "SIGUSR1" => libc::SIGUSR1,
+                "SIGUSR2" => libc::SIGUSR2,
+                _ => return Ok(Some(format!("{name} is not SIGUSR1 or SIGUSR2"))),
+            };
+            Ok(signals::watch(number, &format!("signal/{name}"), this.sink()).err())
         });
         methods.add_method("disarm", |_, this, ()| {
             signals::unwatch(this.sink());
@@ -349,6 +360,16 @@ pub fn exports(lua: &Lua) -> Result<Table> {
     module.set("check_stop_signal", lua.create_function(check_stop_signal)?)?;
     module.set("shutdown_wait", SHUTDOWN_WAIT.as_secs_f64())?;
     module.set("max_limit", super::shell::MAX_LIMIT)?;
+    // The Lua file this library was built with, and the same stamp of the file at `path`: the
+    // Lua side refuses to run with a library of another build (see pure::build_stamp).
+    module.set("build_stamp", env!("LOG_RINGBUFFER_BUILD_STAMP"))?;
+    module.set(
+        "lua_file_stamp",
+        lua.create_function(|lua, path: String| match std::fs::read(&path) {
+            Ok(bytes) => build_stamp::stamp(env!("CARGO_PKG_VERSION"), &bytes).into_lua_multi(lua),
+            Err(e) => (Value::Nil, format!("cannot read {path}: {e}")).into_lua_multi(lua),
+        })?,
+    )?;
     // In the registry, once per Lua state: it is dropped only when the state closes, not when
     // the module table is collected after a `require` again.
     if lua.named_registry_value::<Option<AnyUserData>>(WAIT_AT_CLOSE)?.is_none() {

@@ -1,5 +1,6 @@
 //! The pure core: no threads, no statics, no Lua. Everything here is unit-tested on its own.
 
+pub(crate) mod build_stamp;
 pub(crate) mod date;
 pub(crate) mod dump_names;
 pub(crate) mod duration;

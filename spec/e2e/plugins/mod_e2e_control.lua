@@ -103,7 +103,7 @@ end);
 module:add_timer(0.05, function ()
 	local f = io.open(control);
 	if f then
-		local text = f:read("a");
+		local text = f:read("*a"); -- "*a": Lua 5.2 (Prosody 0.11) needs the star
 		f:close();
 		os.remove(control);
 		for line in text:gmatch("[^\n]+") do
