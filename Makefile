@@ -87,7 +87,7 @@ test-lua: deps build
 test-e2e: deps build
 	LUA=$(LUA) scripts/run-e2e.sh
 	LOG_RINGBUFFER_STACK=api LUA=$(LUA) scripts/run-e2e.sh \
-		--exclude-pattern=forward_spec --exclude-pattern=metrics_spec --exclude-pattern=retention_spec \
+		--exclude-pattern=forward_spec --exclude-pattern=collectors_spec --exclude-pattern=metrics_spec --exclude-pattern=retention_spec \
 		--exclude-pattern=dump_path_spec --exclude-pattern=crash_spec --exclude-pattern=full_disk_spec
 
 # The luarocks install, loaded by each Prosody version from the rocks tree. `luarocks make` builds

@@ -154,6 +154,13 @@ end
 local inputs = { "unix", "udp", "tcp", "tls" };
 rsyslog.inputs = inputs;
 
+-- The unix input's rate limit (imuxsock's, per sending process, like journald's per service:
+-- over `burst` messages in `interval` seconds the rest are dropped); none unless asked for.
+local function unix_rate_limit(limit)
+	if not limit then return 'RateLimit.Interval="0"'; end
+	return ('RateLimit.Interval="%d" RateLimit.Burst="%d"'):format(limit.interval, limit.burst);
+end
+
 local function config(self)
 	local d = self.dir;
 	local rulesets = {};
@@ -196,14 +203,15 @@ template(name="record" type="list" option.jsonf="on") {
 	property(outname="protocol" name="protocol-version" format="jsonf")
 }
 %s
-input(type="imuxsock" Socket="%s" ruleset="unix" RateLimit.Interval="0" CreatePath="off")
+input(type="imuxsock" Socket="%s" ruleset="unix" %s CreatePath="off")
 input(type="imudp" address="127.0.0.1" port="%d" ruleset="udp" RateLimit.Interval="0" rcvbufSize="8m")
 input(type="imtcp" address="127.0.0.1" port="%d" ruleset="tcp" streamDriver.name="ptcp")
 input(type="imtcp" address="127.0.0.1" port="%d" ruleset="tls" streamDriver.name="gtls"
 	streamDriver.mode="1" streamDriver.authMode="anon")
 # rsyslogd's own messages (errors included)
 *.* action(type="omfile" file="%s/internal.log")
-]]):format(d, d, d, d, queue, table.concat(rulesets, "\n"), self.socket, self.udp_port, self.tcp_port, self.tls_port, d);
+]]):format(d, d, d, d, queue, table.concat(rulesets, "\n"), self.socket, unix_rate_limit(self.unix_rate_limit),
+		self.udp_port, self.tcp_port, self.tls_port, d);
 end
 
 -- Removes the instance and kills its rsyslogd once the Lua process that runs this (our
@@ -295,7 +303,8 @@ end
 -- "file": each input is written to <dir>/<input>.log the way a stock rsyslog writes files
 -- (RSYSLOG_FileFormat: time, host, tag and message, one line each) instead of the JSON records
 -- that `records` reads, and rsyslog's main queue keeps its default workers, so messages may be
--- stored out of order (for bench/forward.lua).
+-- stored out of order (for bench/forward.lua); options.unix_rate_limit = { interval = seconds,
+-- burst = messages }: the unix socket drops what a process sends over that limit, as journald does.
 function rsyslog.start(options)
 	options = options or {};
 	assert(rsyslog.available());
@@ -303,7 +312,7 @@ function rsyslog.start(options)
 	local dir = io.popen(("mktemp -d %s/lrb-rsyslog-XXXXXX"):format(quote(base))):read("l");
 	assert(dir and dir ~= "", "mktemp failed");
 	local self = setmetatable({ dir = dir, socket = dir .. "/log.sock", ca_file = dir .. "/ca.pem",
-		other_ca_file = dir .. "/other-ca.pem", store = options.store }, rsyslog);
+		other_ca_file = dir .. "/other-ca.pem", store = options.store, unix_rate_limit = options.unix_rate_limit }, rsyslog);
 	-- The watchdog first, so that nothing made below can outlive this process. In io.popen's
 	-- shell, $PPID is this Lua process.
 	write(dir .. "/watchdog.sh", watchdog);

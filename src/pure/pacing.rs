@@ -25,8 +25,9 @@ pub enum Pace {
 pub const JOURNALD_RATE: u32 = 250;
 /// `forward_rate` at most.
 pub const MAX_RATE: i64 = 1_000_000;
-/// Where journald's sockets are (`/dev/log` is a link to `dev-log` there on systemd hosts).
-const JOURNALD_DIR: &str = "/run/systemd/journal/";
+/// Where journald's sockets are (`/dev/log` is a link to `dev-log` there on systemd hosts), and
+/// those of a journald namespace (`/run/systemd/journal.<namespace>/`).
+const JOURNALD_RUN_DIR: &str = "/run/systemd";
 
 impl Pace {
     /// The messages per second a forward to a unix socket whose path resolves to `resolved`
@@ -35,9 +36,18 @@ impl Pace {
         match self {
             Pace::Unlimited => None,
             Pace::PerSecond(n) => Some(n),
-            Pace::Auto => resolved.filter(|path| path.starts_with(JOURNALD_DIR)).map(|_| JOURNALD_RATE),
+            Pace::Auto => resolved.filter(|path| is_journald(path)).map(|_| JOURNALD_RATE),
         }
     }
+}
+
+/// Whether `resolved` is a socket of journald's: in `/run/systemd/journal/` or
+/// `/run/systemd/journal.<namespace>/`.
+fn is_journald(resolved: &Path) -> bool {
+    let Some(dir) = resolved.parent() else { return false };
+    let in_run_dir = dir.parent() == Some(Path::new(JOURNALD_RUN_DIR));
+    let name = dir.file_name().and_then(|name| name.to_str()).unwrap_or("");
+    in_run_dir && (name == "journal" || name.starts_with("journal."))
 }
 
 /// When the message numbered `index` (from 0) is due, counted from the forward's start, at
@@ -60,7 +70,10 @@ mod tests {
     fn journald_is_paced_by_default_and_nothing_else_is() {
         let journal = Path::new("/run/systemd/journal/dev-log");
         assert_eq!(Pace::Auto.rate(Some(journal)), Some(JOURNALD_RATE));
+        assert_eq!(Pace::Auto.rate(Some(Path::new("/run/systemd/journal.ns1/dev-log"))), Some(JOURNALD_RATE));
         assert_eq!(Pace::Auto.rate(Some(Path::new("/run/rsyslog/log.sock"))), None);
+        assert_eq!(Pace::Auto.rate(Some(Path::new("/run/systemd/journalx/dev-log"))), None);
+        assert_eq!(Pace::Auto.rate(Some(Path::new("/tmp/run/systemd/journal/dev-log"))), None);
         assert_eq!(Pace::Auto.rate(None), None);
         assert_eq!(Pace::Unlimited.rate(Some(journal)), None);
         assert_eq!(Pace::PerSecond(40).rate(None), Some(40));

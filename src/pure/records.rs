@@ -1,6 +1,6 @@
 //! A dump as records, and how each `format` renders them: plain (the Lua module's bytes), JSON
-//! Lines and RFC 5424 in files; RFC 5424 messages over the network and syslog(3)'s local form
-//! over a unix socket when forwarding.
+//! Lines, RFC 5424 and RFC 3164 in files; RFC 5424 (or RFC 3164) messages over the network and
+//! syslog(3)'s local form over a unix socket when forwarding.
 //!
 //! A dump is a begin record (the header), its notes, one record per buffered line and an end
 //! record (the footer). Outside plain files every record carries the dump's id and its position
@@ -181,7 +181,7 @@ struct Record<'a> {
     event: Event,
     /// RFC 3339 time.
     time: &'a [u8],
-    /// syslog(3)'s local time (`Mmm dd HH:MM:SS`), for [`Wire::Local`].
+    /// syslog(3)'s local time (`Mmm dd HH:MM:SS`), for [`Wire::Local`] and RFC 3164.
     local_time: &'a [u8],
     source: &'a [u8],
     level: &'a [u8],

@@ -860,6 +860,90 @@ mod tests {
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
     }
 
+    /// A real systemd-journald of a namespace of its own (`systemd-journald <namespace>`), run
+    /// as a throwaway child inside the private mount namespace of `scripts/private-mounts.sh`:
+    /// tmpfs over `/run/systemd` and `/var/log/journal` (so nothing of the machine's is seen or
+    /// touched), its sockets in `/run/systemd/journal.<namespace>/`.
+    struct Journald {
+        child: std::process::Child,
+        namespace: String,
+    }
+
+    impl Journald {
+        const BINARY: &'static str = "/lib/systemd/systemd-journald";
+
+        fn start() -> Journald {
+            assert_eq!(std::env::var("LRB_PRIVATE_MOUNTS").as_deref(), Ok("1"), "run under scripts/private-mounts.sh");
+            for dir in ["/run/systemd", "/var/log/journal"] {
+                let status = std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs", dir]).status();
+                assert!(status.expect("mount").success(), "mount tmpfs on {dir}");
+            }
+            let namespace = format!("lrb{}", std::process::id());
+            let child = std::process::Command::new(Self::BINARY)
+                .arg(&namespace)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("systemd-journald");
+            let journald = Journald { child, namespace };
+            let socket = journald.socket();
+            let started = Instant::now();
+            while !std::path::Path::new(&socket).exists() {
+                assert!(started.elapsed() < Duration::from_secs(60), "journald made no {socket}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            journald
+        }
+
+        fn socket(&self) -> String {
+            format!("/run/systemd/journal.{}/dev-log", self.namespace)
+        }
+
+        /// The MESSAGE of every entry journald stored with SYSLOG_IDENTIFIER `identifier`.
+        fn messages(&self, identifier: &str) -> Vec<String> {
+            let out = std::process::Command::new("journalctl")
+                .args(["--namespace", &self.namespace, "--no-pager", "-o", "cat", "-t", identifier])
+                .output()
+                .expect("journalctl");
+            String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+        }
+    }
+
+    impl Drop for Journald {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            for dir in ["/var/log/journal", "/run/systemd"] {
+                let _ = std::process::Command::new("umount").args(["-l", dir]).status();
+            }
+        }
+    }
+
+    #[test]
+    fn a_real_journald_is_found_paced_and_gets_the_whole_dump() {
+        let journald = Journald::start();
+        let forwarder = Forwarder::new(&output(&format!("unix://{}", journald.socket()))).expect("ok").expect("some");
+        assert_eq!(forwarder.rate(), Some(pacing::JOURNALD_RATE), "journald's socket is paced by default");
+        let started = Instant::now();
+        forwarder.send(&framing(), &lines(300)).expect("sent");
+        let took = started.elapsed();
+        // 302 messages at 250 a second.
+        assert!(took >= Duration::from_millis(1_200), "{took:?}");
+        let mut got = Vec::new();
+        while started.elapsed() < Duration::from_secs(60) {
+            got = journald.messages("prosody");
+            if got.len() >= 302 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(got.len(), 302, "begin, 300 lines, end");
+        for (n, message) in got.iter().enumerate().skip(1).take(300) {
+            let expected = format!("c2s{} [ringbuffer@32473 dump=\"1-0\" seq=\"{n}\"] line {}", n - 1, n - 1);
+            assert_eq!(message, &expected);
+        }
+    }
+
     #[test]
     fn bad_settings_are_found_when_the_sink_is_made() {
         let unresolvable = Forwarder::new(&output("tcp://no-such-host.invalid:514")).expect_err("unresolvable");
