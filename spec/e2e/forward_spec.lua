@@ -49,12 +49,14 @@ end
 function expect.forward_failed_at_exit(log, target)
 	return log:find("Could not forward dump %S+ to " .. target:gsub("%p", "%%%0") .. ": [^\n]*writing the lines to the sink's file");
 end
--- Prosody's log for a bad `forward` value (or `forward_ca_file`, for a CA that cannot be used):
--- a line that names the option and shows the value.
+-- Prosody's log for a bad `forward` value (or `forward_ca_file`, for a CA that cannot be used, or
+-- `forward_framing`, `forward_max_message`): a line that names the option and shows the value.
 function expect.invalid_forward(log, value)
 	for line in log:gmatch("[^\n]+") do
 		if (line:find("Invalid value for option 'forward': ", 1, true)
-			or line:find("Invalid value for option 'forward_ca_file': ", 1, true)) and line:find(value, 1, true) then
+			or line:find("Invalid value for option 'forward_ca_file': ", 1, true)
+			or line:find("Invalid value for option 'forward_framing': ", 1, true)
+			or line:find("Invalid value for option 'forward_max_message': ", 1, true)) and line:find(value, 1, true) then
 			return line;
 		end
 	end
@@ -867,6 +869,11 @@ for _, version in ipairs(versions) do
 			{ name = "noca", value = [["tls://localhost:6514", forward_ca_file = "$DIR/missing-ca.pem"]],
 			  shown = { "missing-ca.pem", "tls://localhost:6514" } };
 			{ name = "number", value = [[42]], shown = "42" };
+			-- A good target with a bad setting for it: the same, naming that option.
+			{ name = "framing", value = [["tcp://127.0.0.1:514", forward_framing = "crlf"]],
+			  shown = [[forward_framing': "crlf"; expected "octet-counting", "lf" or "nul"; dumps go to the file instead]] };
+			{ name = "maxmessage", value = [["tcp://127.0.0.1:514", forward_max_message = 10]],
+			  shown = "forward_max_message': 10; expected a whole number of bytes from 480 to 1048576; dumps go to the file instead" };
 		};
 		setup(function ()
 			local sinks = {};
