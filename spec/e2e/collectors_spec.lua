@@ -5,7 +5,7 @@
 -- lines, end), in order, once:
 -- - syslog-ng's network() source (LF framing) with forward_framing = "lf", its syslog() source
 --   with octet counting (the default), its unix-stream() source through unix:// (detected, lf);
--- - rsyslog over TCP with lf, and format = "rfc3164" over UDP;
+-- - rsyslog over TCP with lf, over a unix stream socket (imptcp), and format = "rfc3164" over UDP;
 -- - a line longer than forward_max_message arrives cut, with its marker;
 -- - forward_rate against rsyslog's unix socket with a journald-like rate limit (interval and
 --   burst per process, the rest dropped without a word): paced, the dump arrives whole; unpaced,
@@ -154,6 +154,13 @@ describe("forwarding to a real rsyslog", function ()
 		local raws = {};
 		for _, record in ipairs(records("tcp", lines + 2)) do table.insert(raws, record.raw); end
 		assert_whole_dump(parse(raws, "rfc5424"), "\u{2424}");
+	end);
+
+	it("over a unix stream socket (imptcp): lf by default, in syslog(3)'s local form", function ()
+		local lines = forward({ forward = "unix://" .. collector.stream_socket });
+		local raws = {};
+		for _, record in ipairs(records("stream", lines + 2)) do table.insert(raws, record.raw); end
+		assert_whole_dump(parse(raws, "local"), "\u{2424}");
 	end);
 
 	it("format = \"rfc3164\" over UDP: BSD syslog that rsyslog parses into host, tag and message", function ()
