@@ -1,8 +1,12 @@
 //! Forwarding a dump to a syslog collector (`forward`) instead of writing it to a file.
 //!
-//! Each record of the dump (see `records`) is one syslog message, sent in order: datagrams to a
-//! local socket (`unix://`, syslog(3)'s form) or over UDP (RFC 5426); over TCP (RFC 6587,
-//! octet counting) and TLS (RFC 5425) each dump has a connection of its own. After the last
+//! Each record of the dump (see `records`) is one syslog message, cut to `forward_max_message`
+//! and sent in order (see `message_framing`): datagrams to a local socket (`unix://`, syslog(3)'s
+//! form) or over UDP (RFC 5426); over TCP (RFC 6587) and TLS (RFC 5425), framed as
+//! `forward_framing` says, each dump has a connection of its own, and so has a dump to a unix
+//! stream socket (told from a datagram socket when it refuses a datagram peer; syslog(3)'s form,
+//! LF framing by default). A paced forward (`forward_rate`, journald) lets its messages go at
+//! its rate (see `pacing`). After the last
 //! message the connection is half-closed and the collector's close awaited: a collector that
 //! closes has read every byte, while one that died before reading them resets the connection,
 //! so the dump counts as failed and its lines are kept. A close counts only once the collector
@@ -884,7 +888,7 @@ mod tests {
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
-                .expect("systemd-journald");
+                .expect("/lib/systemd/systemd-journald (Debian's systemd package) to start");
             let journald = Journald { child, namespace };
             let socket = journald.socket();
             let started = Instant::now();
