@@ -1,6 +1,7 @@
 -- Forwarding a dump (`forward = "tcp://..."`) against writing it to a file, driving the native
 -- library directly as bench/dump.lua does: a full 64 MiB ring of typical lines, either
--- forwarded over loopback TCP (RFC 6587 octet counting, one connection) to a real, throwaway
+-- forwarded over loopback TCP (one connection; RFC 6587 octet counting, and again with
+-- `forward_framing = "lf"`, which rsyslog's imtcp takes as well) to a real, throwaway
 -- rsyslogd (spec/helpers/rsyslog.lua) that writes what it receives to a file on tmpfs with its
 -- stock file format, or dumped to a file on the same tmpfs. For each, median of 3:
 --   - throughput, with the calling thread idle (it polls every millisecond): buffered lines per
@@ -21,7 +22,9 @@ local format = require "util.format".format;
 
 local now, native = common.now, common.native;
 local size = 64 * 1024 * 1024;
-local rounds = 3;
+local rounds = tonumber(os.getenv("BENCH_ROUNDS")) or 3;
+-- The forwards measured, by their framing: { name, forward_framing }.
+local framings = { { "forward", nil }, { "forward_lf", "lf" } };
 
 local function tmpfs()
 	for _, dir in ipairs({ "/dev/shm", os.getenv("XDG_RUNTIME_DIR") or "" }) do
@@ -56,17 +59,6 @@ local function size_of(path)
 	local n = f and f:seek("end") or 0;
 	if f then f:close(); end
 	return n;
-end
-
--- Whether the file ends with `text` in its last 4 KiB.
-local function ends_with(path, text)
-	local f = io.open(path);
-	if not f then return false; end
-	local n = f:seek("end");
-	f:seek("set", math.max(0, n - 4096));
-	local tail = f:read("a");
-	f:close();
-	return tail:find(text, 1, true) ~= nil;
 end
 
 local function lines_in(path)
@@ -146,10 +138,13 @@ local function run(config, is_forward, calls_meanwhile)
 	local failed = outcome:find("Could not forward", 1, true) or outcome:find("Unable to", 1, true);
 	local stored = complete;
 	if is_forward and not failed then
-		-- rsyslogd has read every byte; wait until it has written the last message.
-		while not ends_with(received, "-- End of dump --") do
-			if now() - start > 300 then error("rsyslogd did not store the end of the dump"); end
-			require "socket".sleep(0.002);
+		-- rsyslogd has read every byte; wait until it has written every message (its workers
+		-- may store the end marker before other lines of the dump).
+		while lines_in(received) - before < lines + 2 do
+			if now() - start > 300 then
+				error(("rsyslogd stored %d of the dump's %d messages"):format(lines_in(received) - before, lines + 2));
+			end
+			require "socket".sleep(0.05);
 		end
 		stored = now() - start;
 		local got = lines_in(received) - before;
@@ -179,17 +174,25 @@ local function idle_calls()
 	return { longest_ns = longest * 1e9, mean_ns = spent / calls * 1e9, slow = slow, calls = calls };
 end
 
-local results = { forward = {}, file = {}, forward_calls = {}, file_calls = {} };
+local results = { file = {}, file_calls = {} };
+for _, framing in ipairs(framings) do
+	results[framing[1]], results[framing[1] .. "_calls"] = {}, {};
+end
 local idle;
 local ok, err = pcall(function ()
 	for round = 1, rounds do
 		-- Alternate which goes first, so that neither always meets a warmer machine.
-		local order = round % 2 == 1 and { "forward", "file" } or { "file", "forward" };
+		local order = { "file" };
+		for _, framing in ipairs(framings) do
+			table.insert(order, round % 2 == 1 and 1 or #order + 1, framing[1]);
+		end
 		for _, calls in ipairs({ false, true }) do
 			for _, kind in ipairs(order) do
 				local config = { size = size, filename = dump_path };
-				if kind == "forward" then config.forward = target; end
-				local r = run(config, kind == "forward", calls);
+				for _, framing in ipairs(framings) do
+					if kind == framing[1] then config.forward, config.forward_framing = target, framing[2]; end
+				end
+				local r = run(config, kind ~= "file", calls);
 				if not r.ok then error(kind .. " dump failed: " .. r.outcome); end
 				table.insert(results[kind .. (calls and "_calls" or "")], r);
 			end
@@ -212,15 +215,17 @@ print(("Forwarding a full %d MiB ring (%d lines, %.1f MB of text; median of %d),
 	results.file[1].lines, results.file[1].bytes / 1e6, rounds, shm));
 print(("%-50s %9s %7s %12s %12s %10s %14s"):format("", "lines/s", "MB/s", "dump() held", "longest call", "mean call",
 	"calls > 1 ms"));
-for _, kind in ipairs({ "file", "forward" }) do
+local labels = { file = "file dump (tmpfs)", forward = "forward, tcp://, octet counting (rsyslogd read it)",
+	forward_lf = "forward, tcp://, forward_framing = \"lf\" (same)" };
+for _, kind in ipairs({ "file", "forward", "forward_lf" }) do
 	local list, with_calls = results[kind], results[kind .. "_calls"];
 	local lines, bytes = list[1].lines, list[1].bytes;
 	local complete = summary(list, "complete");
-	local label = kind == "file" and "file dump (tmpfs)" or "forward, tcp://127.0.0.1 (until rsyslogd read it)";
+	local label = labels[kind];
 	print(("%-50s %9.0f %7.1f %9.3f ms %9.3f ms %7.0f ns %7d of %d"):format(label, lines / complete, bytes / complete / 1e6,
 		summary(with_calls, "returned") * 1e3, summary(with_calls, "longest_ns") / 1e6, summary(with_calls, "mean_ns"),
 		summary(with_calls, "slow"), summary(with_calls, "calls")));
-	if kind == "forward" then
+	if kind ~= "file" then
 		local stored = summary(list, "stored");
 		print(("%-50s %9.0f %7.1f"):format("forward, until rsyslogd's file holds it", lines / stored, bytes / stored / 1e6));
 		print(("%-50s rsyslogd %.2f s of CPU, this process (the Lua thread sleeps) %.2f s"):format(

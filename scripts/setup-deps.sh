@@ -252,6 +252,13 @@ unpack_rsyslog() {
 	exit 1
 }
 
+# syslog-ng-core and the libraries it needs that the machine may not have, unpacked into $1 for
+# spec/helpers/syslog_ng.lua (installing it would replace the machine's syslog daemon).
+unpack_syslog_ng() {
+	download_and_unpack "$1" syslog-ng-core libivykis0 libnet1 libwrap0 libjson-c5 libpcre3 \
+		|| { echo "setup: could not download the syslog-ng-core package" >&2; exit 1; }
+}
+
 # Points the launchers of an unpacked tree at that tree instead of /usr/lib/prosody, /etc/prosody
 # and /var/lib/prosody (idempotent; files are only written when they change).
 point_launchers() {
@@ -296,6 +303,7 @@ fi
 [ -f "$DEPS/prosody011/usr/bin/prosody" ] || unpack_prosody011 "$DEPS/prosody011"
 [ -f "$DEPS/prosody13-newest/usr/bin/prosody" ] || unpack_prosody13_newest "$DEPS/prosody13-newest" "$DEPS/prosody13"
 point_launchers "$DEPS/prosody011"
+[ -x "$DEPS/syslog-ng/usr/sbin/syslog-ng" ] || unpack_syslog_ng "$DEPS/syslog-ng"
 point_launchers "$DEPS/prosody012"
 point_launchers "$DEPS/prosody13"
 point_launchers "$DEPS/prosody13-newest"

@@ -1,4 +1,4 @@
--- End to end: dumps in JSON Lines and RFC 5424 (`format`), and dumps forwarded to a real syslog
+-- End to end: dumps in JSON Lines, RFC 5424 and RFC 3164 (`format`), and dumps forwarded to a real syslog
 -- collector (`forward`: a throwaway rsyslogd, see spec/helpers/rsyslog.lua) over TCP, TLS, UDP
 -- and a unix socket, from real Prosody 0.12 and 13. What rsyslog stored is compared with a kept
 -- copy of the same buffer that the admin shell wrote (`ringbuffer:dump({ keep = true, to = ... })`)
@@ -49,12 +49,14 @@ end
 function expect.forward_failed_at_exit(log, target)
 	return log:find("Could not forward dump %S+ to " .. target:gsub("%p", "%%%0") .. ": [^\n]*writing the lines to the sink's file");
 end
--- Prosody's log for a bad `forward` value (or `forward_ca_file`, for a CA that cannot be used):
--- a line that names the option and shows the value.
+-- Prosody's log for a bad `forward` value (or `forward_ca_file`, for a CA that cannot be used, or
+-- `forward_framing`, `forward_max_message`): a line that names the option and shows the value.
 function expect.invalid_forward(log, value)
 	for line in log:gmatch("[^\n]+") do
 		if (line:find("Invalid value for option 'forward': ", 1, true)
-			or line:find("Invalid value for option 'forward_ca_file': ", 1, true)) and line:find(value, 1, true) then
+			or line:find("Invalid value for option 'forward_ca_file': ", 1, true)
+			or line:find("Invalid value for option 'forward_framing': ", 1, true)
+			or line:find("Invalid value for option 'forward_max_message': ", 1, true)) and line:find(value, 1, true) then
 			return line;
 		end
 	end
@@ -691,6 +693,8 @@ for _, version in ipairs(versions) do
 	{ to = "ringbuffer", name = "json", format = "json", event = "e2e/json", filename = "$DATA/json.log" };
 	{ to = "ringbuffer", name = "rfc", format = "rfc5424", event = "e2e/rfc", filename = "$DATA/rfc.log",
 	  syslog_name = "xmpp-test", syslog_facility = "local3" };
+	{ to = "ringbuffer", name = "bsd", format = "rfc3164", event = "e2e/bsd", filename = "$DATA/bsd.log",
+	  syslog_name = "xmpp-test", syslog_facility = "local3" };
 }]]);
 		end);
 		teardown(function () if server then server:cleanup(); end end);
@@ -760,6 +764,27 @@ for _, version in ipairs(versions) do
 				end
 			end
 			assert.equal(1, found);
+		end);
+		it("rfc3164: BSD syslog lines, <PRI>Mmm dd hh:mm:ss HOST TAG[PID]: SOURCE [SD] MESSAGE", function ()
+			server:command("log debug bsd-line one", "log warn bsd warning", "fire e2e/bsd");
+			local text = prosody.wait_for(function ()
+				local t = server:file("bsd.log");
+				return t and t:find("event=\"end\"", 1, true) and t;
+			end, 10, "the RFC 3164 dump");
+			local hostname = prosody.read("/proc/sys/kernel/hostname"):match("%S+");
+			local local3, seen, count = 19, {}, 0;
+			for line in prosody.lines(text) do
+				local pri, host, tag, source, sd, msg =
+					line:match("^<(%d+)>%a%a%a [ %d]%d %d%d:%d%d:%d%d (%S+) ([^%[ ]+%[%d+%]): (%S+) (%b[]) (.*)$");
+				assert.truthy(pri, "not RFC 3164 as documented: " .. line);
+				assert.equal(hostname, host);
+				assert.equal(("xmpp-test[%d]"):format(server.pid), tag);
+				assert.truthy(tonumber(pri) >= local3 * 8 and tonumber(pri) < local3 * 8 + 8, pri);
+				assert.equal(count, tonumber(sd:match('seq="(%d+)"')));
+				count = count + 1;
+				if source == "mod_e2e_control" and msg:find("^bsd") then table.insert(seen, pri .. " " .. msg); end
+			end
+			assert.same({ tostring(local3 * 8 + 7) .. " bsd-line one", tostring(local3 * 8 + 4) .. " bsd warning" }, seen);
 		end);
 	end);
 
@@ -867,6 +892,11 @@ for _, version in ipairs(versions) do
 			{ name = "noca", value = [["tls://localhost:6514", forward_ca_file = "$DIR/missing-ca.pem"]],
 			  shown = { "missing-ca.pem", "tls://localhost:6514" } };
 			{ name = "number", value = [[42]], shown = "42" };
+			-- A good target with a bad setting for it: the same, naming that option.
+			{ name = "framing", value = [["tcp://127.0.0.1:514", forward_framing = "crlf"]],
+			  shown = [[forward_framing': "crlf"; expected "octet-counting", "lf" or "nul"; dumps go to the file instead]] };
+			{ name = "maxmessage", value = [["tcp://127.0.0.1:514", forward_max_message = 10]],
+			  shown = "forward_max_message': 10; expected a whole number of bytes from 480 to 1048576; dumps go to the file instead" };
 		};
 		setup(function ()
 			local sinks = {};

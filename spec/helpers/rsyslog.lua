@@ -8,8 +8,9 @@
 --   local collector = rsyslog.start();
 --   collector.udp_port, collector.tcp_port, collector.tls_port  -- imudp, imtcp, imtcp + TLS
 --   collector.socket      -- a unix datagram socket read as /dev/log is (imuxsock)
+--   collector.stream_socket  -- a unix stream socket (imptcp; LF framing or octet counting)
 --   collector.ca_file     -- the CA that signed the TLS input's certificate (localhost, 127.0.0.1)
---   collector:records("tcp")  -- what arrived on one input ("unix", "udp", "tcp", "tls"), oldest
+--   collector:records("tcp")  -- what arrived on one input ("unix", "udp", "tcp", "tls", "stream"), oldest
 --                            -- first: one table per message, see `template` below
 --   collector:pause(), :resume(), :kill(), :stop(), :restart(), :cleanup()
 --
@@ -151,8 +152,15 @@ chmod 600 ca.key server.key other-ca.key
 		"openssl could not make the test certificates: " .. (read(dir .. "/openssl.out") or ""));
 end
 
-local inputs = { "unix", "udp", "tcp", "tls" };
+local inputs = { "unix", "udp", "tcp", "tls", "stream" };
 rsyslog.inputs = inputs;
+
+-- The unix input's rate limit (imuxsock's, per sending process, like journald's per service:
+-- over `burst` messages in `interval` seconds the rest are dropped); none unless asked for.
+local function unix_rate_limit(limit)
+	if not limit then return 'RateLimit.Interval="0"'; end
+	return ('RateLimit.Interval="%d" RateLimit.Burst="%d"'):format(limit.interval, limit.burst);
+end
 
 local function config(self)
 	local d = self.dir;
@@ -182,6 +190,7 @@ global(
 module(load="imuxsock" SysSock.Use="off")
 module(load="imudp")
 module(load="imtcp" maxSessions="200")
+module(load="imptcp")
 template(name="record" type="list" option.jsonf="on") {
 	property(outname="raw" name="rawmsg" format="jsonf")
 	property(outname="msg" name="msg" format="jsonf")
@@ -196,14 +205,16 @@ template(name="record" type="list" option.jsonf="on") {
 	property(outname="protocol" name="protocol-version" format="jsonf")
 }
 %s
-input(type="imuxsock" Socket="%s" ruleset="unix" RateLimit.Interval="0" CreatePath="off")
+input(type="imuxsock" Socket="%s" ruleset="unix" %s CreatePath="off")
 input(type="imudp" address="127.0.0.1" port="%d" ruleset="udp" RateLimit.Interval="0" rcvbufSize="8m")
 input(type="imtcp" address="127.0.0.1" port="%d" ruleset="tcp" streamDriver.name="ptcp")
 input(type="imtcp" address="127.0.0.1" port="%d" ruleset="tls" streamDriver.name="gtls"
 	streamDriver.mode="1" streamDriver.authMode="anon")
+input(type="imptcp" path="%s" ruleset="stream" unlink="on")
 # rsyslogd's own messages (errors included)
 *.* action(type="omfile" file="%s/internal.log")
-]]):format(d, d, d, d, queue, table.concat(rulesets, "\n"), self.socket, self.udp_port, self.tcp_port, self.tls_port, d);
+]]):format(d, d, d, d, queue, table.concat(rulesets, "\n"), self.socket, unix_rate_limit(self.unix_rate_limit),
+		self.udp_port, self.tcp_port, self.tls_port, self.stream_socket, d);
 end
 
 -- Removes the instance and kills its rsyslogd once the Lua process that runs this (our
@@ -279,7 +290,8 @@ wait $pid; echo $? > "$ended.new"; mv "$ended.new" "$ended"' rsyslogd]];
 			if not read(d .. "/rsyslogd.pidfile") then return false; end
 			local held = sockets_of(self.pid);
 			return bound(held, "/proc/net/tcp", self.tcp_port, "0A") and bound(held, "/proc/net/tcp", self.tls_port, "0A")
-				and bound(held, "/proc/net/udp", self.udp_port, "07") and bound_unix(held, self.socket);
+				and bound(held, "/proc/net/udp", self.udp_port, "07") and bound_unix(held, self.socket)
+				and bound_unix(held, self.stream_socket);
 		end, 60, ("rsyslogd to listen on 127.0.0.1 ports %d (tcp), %d (tls), %d (udp) and %s"):format(
 			self.tcp_port, self.tls_port, self.udp_port, self.socket));
 	end);
@@ -295,15 +307,16 @@ end
 -- "file": each input is written to <dir>/<input>.log the way a stock rsyslog writes files
 -- (RSYSLOG_FileFormat: time, host, tag and message, one line each) instead of the JSON records
 -- that `records` reads, and rsyslog's main queue keeps its default workers, so messages may be
--- stored out of order (for bench/forward.lua).
+-- stored out of order (for bench/forward.lua); options.unix_rate_limit = { interval = seconds,
+-- burst = messages }: the unix socket drops what a process sends over that limit, as journald does.
 function rsyslog.start(options)
 	options = options or {};
 	assert(rsyslog.available());
 	local base = options.tmpdir or tmpdir;
 	local dir = io.popen(("mktemp -d %s/lrb-rsyslog-XXXXXX"):format(quote(base))):read("l");
 	assert(dir and dir ~= "", "mktemp failed");
-	local self = setmetatable({ dir = dir, socket = dir .. "/log.sock", ca_file = dir .. "/ca.pem",
-		other_ca_file = dir .. "/other-ca.pem", store = options.store }, rsyslog);
+	local self = setmetatable({ dir = dir, socket = dir .. "/log.sock", stream_socket = dir .. "/stream.sock", ca_file = dir .. "/ca.pem",
+		other_ca_file = dir .. "/other-ca.pem", store = options.store, unix_rate_limit = options.unix_rate_limit }, rsyslog);
 	-- The watchdog first, so that nothing made below can outlive this process. In io.popen's
 	-- shell, $PPID is this Lua process.
 	write(dir .. "/watchdog.sh", watchdog);

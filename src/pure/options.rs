@@ -10,6 +10,8 @@ use super::date::{DateFormat, DEFAULT_TIMESTAMP};
 use super::duration;
 use super::forward_target::{self, ForwardTarget, Transport};
 use super::level::Level;
+use super::message_framing::{self, StreamFraming};
+use super::pacing::{self, Pace};
 use super::records::{Format, FACILITIES, PRECISE_STAMP};
 use super::ring::{Limit, MIN_SIZE};
 use super::signal_names::{self, Trigger};
@@ -20,7 +22,7 @@ pub(crate) const MAX_SIZE: usize = 1 << 36;
 pub(crate) const MAX_LINES: usize = 1 << 28;
 pub(crate) const DEFAULT_TEMPLATE: &str = "{paths.data}/ringbuffer-logs-{pid}-{count}.log";
 /// "name" is read by the Lua side (the admin shell and the statistics name sinks by it).
-const KNOWN: [&str; 25] = [
+const KNOWN: [&str; 28] = [
     "to",
     "level",
     "levels",
@@ -44,6 +46,9 @@ const KNOWN: [&str; 25] = [
     "forward",
     "forward_ca_file",
     "forward_timeout",
+    "forward_framing",
+    "forward_max_message",
+    "forward_rate",
     "syslog_name",
     "syslog_facility",
 ];
@@ -175,6 +180,12 @@ pub(crate) struct Output {
     pub(crate) ca_file: Option<String>,
     /// `forward_timeout`: a forward that has not ended by then fails.
     pub(crate) forward_timeout: Duration,
+    /// `forward_framing`: how messages are framed on a stream (`None`: the target's default).
+    pub(crate) framing: Option<StreamFraming>,
+    /// `forward_max_message`: longer messages are cut to this many bytes.
+    pub(crate) max_message: usize,
+    /// `forward_rate`.
+    pub(crate) pace: Pace,
     /// `syslog_name`: RFC 5424's APP-NAME.
     pub(crate) app_name: String,
     /// `syslog_facility`, as its number.
@@ -510,7 +521,58 @@ impl<G: Fn(&str) -> OptValue> Reader<G> {
                 3
             }
         };
-        Output { format, forward, ca_file, forward_timeout, app_name, facility }
+        let (framing, max_message, pace) = self.forward_settings(&mut forward);
+        Output { format, forward, ca_file, forward_timeout, framing, max_message, pace, app_name, facility }
+    }
+
+    /// `forward_framing`, `forward_max_message` and `forward_rate`. A bad value is a config
+    /// error that leaves `forward` out: the sink dumps to its file, as for a bad `forward`.
+    fn forward_settings(&mut self, forward: &mut Option<ForwardTarget>) -> (Option<StreamFraming>, usize, Pace) {
+        const FALLBACK: &str = "dumps go to the file instead";
+        let mut bad = false;
+        let value = (self.get)("forward_framing");
+        let framing = match &value {
+            OptValue::Absent => None,
+            OptValue::Str(name) if StreamFraming::from_name(name).is_some() => StreamFraming::from_name(name),
+            _ => {
+                self.bad("forward_framing", &value, StreamFraming::NAMES, FALLBACK);
+                bad = true;
+                None
+            }
+        };
+        let udp = forward.as_ref().is_some_and(|t| t.transport == Transport::Udp);
+        let max = if udp { message_framing::MAX_DATAGRAM } else { message_framing::MAX_STREAM_MESSAGE };
+        let value = (self.get)("forward_max_message");
+        let max_message = match value.as_count() {
+            _ if value == OptValue::Absent => message_framing::DEFAULT_MAX_MESSAGE,
+            Some(n) if (message_framing::MIN_MAX_MESSAGE as i64..=max as i64).contains(&n) => n as usize,
+            _ => {
+                let accepted = format!(
+                    "a whole number of bytes from {} to {max}{}",
+                    message_framing::MIN_MAX_MESSAGE,
+                    if udp { " (udp://)" } else { "" }
+                );
+                self.bad("forward_max_message", &value, &accepted, FALLBACK);
+                bad = true;
+                message_framing::DEFAULT_MAX_MESSAGE
+            }
+        };
+        let value = (self.get)("forward_rate");
+        let pace = match value.as_count() {
+            _ if value == OptValue::Absent => Pace::Auto,
+            _ if value == OptValue::Bool(false) => Pace::Unlimited,
+            Some(n) if (1..=pacing::MAX_RATE).contains(&n) => Pace::PerSecond(n as u32),
+            _ => {
+                let accepted = format!("messages per second from 1 to {}, or false for no limit", pacing::MAX_RATE);
+                self.bad("forward_rate", &value, &accepted, FALLBACK);
+                bad = true;
+                Pace::Auto
+            }
+        };
+        if bad {
+            *forward = None;
+        }
+        (framing, max_message, pace)
     }
 }
 
@@ -658,6 +720,50 @@ mod tests {
         assert_eq!(o.output.forward_timeout, Duration::from_millis(500));
         let (o, p) = parse(&[("forward_timeout", OptValue::Int(0))]);
         assert_eq!((o.output.forward_timeout, p[0].text.contains("using 120s")), (DEFAULT_FORWARD_TIMEOUT, true));
+    }
+
+    #[test]
+    fn forward_framing_max_message_and_rate() {
+        let forward = ("forward", OptValue::Str("tcp://127.0.0.1:514".into()));
+        let (o, p) = parse(std::slice::from_ref(&forward));
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!((o.output.framing, o.output.max_message, o.output.pace), (None, 8192, Pace::Auto));
+        let (o, p) = parse(&[
+            forward.clone(),
+            ("forward_framing", OptValue::Str("lf".into())),
+            ("forward_max_message", OptValue::Int(1 << 20)),
+            ("forward_rate", OptValue::Bool(false)),
+        ]);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(
+            (o.output.framing, o.output.max_message, o.output.pace),
+            (Some(StreamFraming::Lf), 1 << 20, Pace::Unlimited)
+        );
+        let (o, _) = parse(&[forward.clone(), ("forward_rate", OptValue::Float(200.0))]);
+        assert_eq!(o.output.pace, Pace::PerSecond(200));
+        let (o, _) = parse(&[("format", OptValue::Str("rfc3164".into()))]);
+        assert_eq!(o.output.format, Format::Rfc3164);
+    }
+
+    #[test]
+    fn a_bad_forward_setting_is_an_error_and_dumps_go_to_the_file() {
+        let udp = ("forward", OptValue::Str("udp://127.0.0.1:514".into()));
+        let tcp = ("forward", OptValue::Str("tcp://127.0.0.1:514".into()));
+        for (forward, name, value, says) in [
+            (&tcp, "forward_framing", OptValue::Str("crlf".into()), "expected \"octet-counting\", \"lf\" or \"nul\""),
+            (&tcp, "forward_max_message", OptValue::Int(10), "from 480 to 1048576"),
+            (&tcp, "forward_max_message", OptValue::Int((1 << 20) + 1), "from 480 to 1048576"),
+            (&udp, "forward_max_message", OptValue::Int(65_508), "from 480 to 65507 (udp://)"),
+            (&tcp, "forward_rate", OptValue::Int(0), "or false for no limit"),
+            (&tcp, "forward_rate", OptValue::Bool(true), "or false for no limit"),
+        ] {
+            let (o, p) = parse(&[(*forward).clone(), (name, value.clone())]);
+            assert_eq!(p.len(), 1, "{name} = {value:?}: {p:?}");
+            assert_eq!(p[0].severity, Severity::Error);
+            assert!(p[0].text.contains(name) && p[0].text.contains(&value.shown()), "{}", p[0].text);
+            assert!(p[0].text.contains(says) && p[0].text.ends_with("dumps go to the file instead"), "{}", p[0].text);
+            assert_eq!(o.output.forward, None, "{name}");
+        }
     }
 
     #[test]

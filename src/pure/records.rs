@@ -1,6 +1,6 @@
 //! A dump as records, and how each `format` renders them: plain (the Lua module's bytes), JSON
-//! Lines and RFC 5424 in files; RFC 5424 messages over the network and syslog(3)'s local form
-//! over a unix socket when forwarding.
+//! Lines, RFC 5424 and RFC 3164 in files; RFC 5424 (or RFC 3164) messages over the network and
+//! syslog(3)'s local form over a unix socket when forwarding.
 //!
 //! A dump is a begin record (the header), its notes, one record per buffered line and an end
 //! record (the footer). Outside plain files every record carries the dump's id and its position
@@ -36,16 +36,20 @@ pub enum Format {
     Json,
     /// One RFC 5424 syslog message per line.
     Rfc5424,
+    /// One BSD syslog message (RFC 3164) per line: `<PRI>Mmm dd hh:mm:ss HOST TAG[PID]: MSG`,
+    /// MSG being what follows RFC 5424's PROCID (MSGID, structured data, the message).
+    Rfc3164,
 }
 
 impl Format {
-    pub(crate) const NAMES: &'static str = "\"plain\", \"json\" or \"rfc5424\"";
+    pub(crate) const NAMES: &'static str = "\"plain\", \"json\", \"rfc5424\" or \"rfc3164\"";
 
     pub(crate) fn from_name(name: &str) -> Option<Format> {
         match name {
             "plain" => Some(Format::Plain),
             "json" => Some(Format::Json),
             "rfc5424" => Some(Format::Rfc5424),
+            "rfc3164" => Some(Format::Rfc3164),
             _ => None,
         }
     }
@@ -55,12 +59,13 @@ impl Format {
             Format::Plain => "plain",
             Format::Json => "json",
             Format::Rfc5424 => "rfc5424",
+            Format::Rfc3164 => "rfc3164",
         }
     }
 
     /// Whether lines keep the precise UTC stamp ([`PRECISE_STAMP`]) instead of `timestamps`.
     pub(crate) fn precise_time(self) -> bool {
-        self != Format::Plain
+        matches!(self, Format::Json | Format::Rfc5424)
     }
 }
 
@@ -176,7 +181,7 @@ struct Record<'a> {
     event: Event,
     /// RFC 3339 time.
     time: &'a [u8],
-    /// syslog(3)'s local time (`Mmm dd HH:MM:SS`), for [`Wire::Local`].
+    /// syslog(3)'s local time (`Mmm dd HH:MM:SS`), for [`Wire::Local`] and RFC 3164.
     local_time: &'a [u8],
     source: &'a [u8],
     level: &'a [u8],
@@ -337,28 +342,23 @@ impl<'a> Renderer<'a> {
 
 /// Renders one record of a dump of `lines` lines.
 fn render(framing: &Framing, wire: Wire, seq: u64, lines: usize, record: &Record<'_>, out: &mut Vec<u8>) {
+    let legacy = framing.format == Format::Rfc3164;
     match wire {
-        Wire::File => {}
-        Wire::Network => syslog_header(framing, seq, lines, record, out),
-        Wire::Local => {
-            out.push(b'<');
-            out.extend_from_slice(priority(framing.identity.facility, record.level).to_string().as_bytes());
-            out.push(b'>');
-            out.extend_from_slice(record.local_time);
-            out.push(b' ');
-            printable(framing.identity.app_name.as_bytes(), 48, out);
-            out.extend_from_slice(format!("[{}]: ", framing.identity.pid).as_bytes());
-        }
+        Wire::File if !legacy => {}
+        Wire::Network if !legacy => syslog_header(framing, seq, lines, record, out),
+        // syslog(3)'s local form has no HOSTNAME; RFC 3164 elsewhere has.
+        _ => legacy_header(framing, record, wire != Wire::Local, out),
     }
     match framing.format {
         Format::Plain => out.extend_from_slice(record.plain),
         Format::Json => json_record(framing, seq, lines, record, out),
-        Format::Rfc5424 => {
-            if wire != Wire::Network {
-                // Files hold whole messages; the local form has its own header (see module doc).
+        Format::Rfc5424 | Format::Rfc3164 => {
+            if wire != Wire::Network || legacy {
+                // Files hold whole messages; the legacy forms have their own header (see
+                // module doc) and keep what follows RFC 5424's PROCID.
                 let start = out.len();
                 syslog_header(framing, seq, lines, record, out);
-                if wire == Wire::Local {
+                if wire == Wire::Local || legacy {
                     let after_procid = nth_space(&out[start..], 5).map_or(0, |at| at + 1);
                     out.drain(start..start + after_procid);
                 }
@@ -369,6 +369,22 @@ fn render(framing: &Framing, wire: Wire, seq: u64, lines: usize, record: &Record
     if wire == Wire::File {
         out.push(b'\n');
     }
+}
+
+/// `<PRI>Mmm dd hh:mm:ss [HOSTNAME ]APP-NAME[PID]: ` (RFC 3164; syslog(3) leaves out HOSTNAME).
+fn legacy_header(framing: &Framing, record: &Record<'_>, with_hostname: bool, out: &mut Vec<u8>) {
+    let identity = &framing.identity;
+    out.push(b'<');
+    out.extend_from_slice(priority(identity.facility, record.level).to_string().as_bytes());
+    out.push(b'>');
+    out.extend_from_slice(record.local_time);
+    out.push(b' ');
+    if with_hostname {
+        printable(identity.hostname.as_bytes(), 255, out);
+        out.push(b' ');
+    }
+    printable(identity.app_name.as_bytes(), 48, out);
+    out.extend_from_slice(format!("[{}]: ", identity.pid).as_bytes());
 }
 
 /// `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] ` (RFC 5424, with the space before MSG).
@@ -624,6 +640,24 @@ mod tests {
         let (header, rest) = local[2].split_once(": ").expect("tag");
         assert!(header.starts_with("<31>") && header.ends_with(" prosody[42]"), "{header}");
         assert_eq!(rest, "c2s1 [ringbuffer@32473 dump=\"42-7\" seq=\"2\"] hello");
+    }
+
+    #[test]
+    fn rfc3164_has_the_bsd_header_and_the_rfc5424_body_in_files_and_forwards() {
+        let lines = ring(&[(&format!("{STAMP}c2s1\tdebug\thello\n"), STAMP.len() as u16)]);
+        let file = records(&framing(Format::Rfc3164), Wire::File, &lines);
+        let network = records(&framing(Format::Rfc3164), Wire::Network, &lines);
+        let local = records(&framing(Format::Rfc3164), Wire::Local, &lines);
+        assert_eq!(file[2].trim_end_matches('\n'), network[2]);
+        let (header, body) = network[2].split_once(": ").expect("tag");
+        assert_eq!(body, "c2s1 [ringbuffer@32473 dump=\"42-7\" seq=\"2\"] hello");
+        // <PRI>Mmm dd hh:mm:ss HOST TAG[PID], the day padded with a space.
+        let stamp = &header[4..19];
+        assert!(header.starts_with("<31>") && header.ends_with(" host prosody[42]"), "{header}");
+        assert!(stamp.as_bytes()[3] == b' ' && stamp.as_bytes()[6] == b' ' && &stamp[9..10] == ":", "{stamp}");
+        assert_eq!(local[2], network[2].replacen(" host ", " ", 1));
+        assert!(file[0].contains(" event=\"begin\"") && file[0].ends_with("] Dumping log buffer\n"), "{}", file[0]);
+        assert!(!Format::Rfc3164.precise_time() && Format::from_name("rfc3164") == Some(Format::Rfc3164));
     }
 
     #[test]
