@@ -5,6 +5,7 @@ pub(crate) mod dump_names;
 pub(crate) mod duration;
 pub mod format;
 pub(crate) mod forward_target;
+pub(crate) mod journal;
 pub(crate) mod level;
 pub(crate) mod options;
 pub(crate) mod query;
