@@ -331,6 +331,8 @@ pub(crate) struct Writer {
     at: usize,
     next_seq: u64,
     next_block_seq: u64,
+    /// The file cannot grow: reuse the oldest block whatever it holds.
+    fixed: bool,
 }
 
 /// The ring's bookkeeping per line (see `ring`), for counting bytes as the limit does.
@@ -349,6 +351,7 @@ impl Writer {
             at: BLOCK,
             next_seq: 1,
             next_block_seq: 1,
+            fixed: false,
         }
     }
 
@@ -365,6 +368,12 @@ impl Writer {
     /// The number the next line gets; every line before it was written.
     pub(crate) fn next_seq(&self) -> u64 {
         self.next_seq
+    }
+
+    /// The file cannot grow (no space left): from now on the oldest block is reused even if the
+    /// limit still keeps some of its lines.
+    pub(crate) fn stop_growing(&mut self) {
+        self.fixed = true;
     }
 
     /// The file grew to `file_len` bytes: new blocks to use.
@@ -419,7 +428,7 @@ impl Writer {
                     Limit::Bytes(size) => bytes >= size,
                     Limit::Lines(max) => lines >= max,
                 };
-                if !beyond_limit || self.used.len() < 2 {
+                if (!beyond_limit && !self.fixed) || self.used.len() < 2 {
                     return None;
                 }
                 self.used.pop_front();

@@ -52,6 +52,7 @@ pub(crate) mod inspect;
 #[cfg(test)]
 pub(crate) mod lock_watch;
 pub(crate) mod os;
+pub(crate) mod persist;
 pub(crate) mod regions;
 pub(crate) mod reports;
 pub(crate) mod retention;
