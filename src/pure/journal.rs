@@ -101,6 +101,20 @@ impl Contents<'_> {
     }
 }
 
+/// The part of `line` a ring bounded by `limit` keeps, with its meta: a line larger than a
+/// `Bytes` ring keeps its end and loses its source offset (as `Ring::push` stores it).
+#[inline]
+pub(crate) fn as_ring_keeps(limit: Limit, line: &[u8], meta: Meta) -> (&[u8], Meta) {
+    let line = &line[..line.len().min(u32::MAX as usize)];
+    match limit {
+        Limit::Bytes(size) if RING_HEAD + line.len() > size => {
+            let kept = size.saturating_sub(RING_HEAD);
+            (&line[line.len() - kept..], Meta { source_at: Meta::NO_SOURCE, ..meta })
+        }
+        _ => (line, meta),
+    }
+}
+
 /// A cheap checksum (not cryptographic): 8 bytes at a time, multiply-rotate mixing, folded to 32
 /// bits. Enough to tell a line written whole from zeroes, stale bytes or a torn write.
 #[inline]
@@ -269,13 +283,10 @@ pub(crate) fn read<'a>(file: &'a [u8], identity: &str) -> Result<Contents<'a>, R
             }
             let len = (commit - 1) as usize;
             let record = block.get(at..at + RECORD_HEAD + len);
-            let meta = Meta {
-                time: u32_at(block, at + 8).unwrap_or(0),
-                source_at: u16_at(block, at + 12).unwrap_or(0),
-            };
-            let valid = record.filter(|r| {
-                u32_at(r, 4) == Some(checksum(record_seed(seq, meta, len), &r[RECORD_HEAD..]))
-            });
+            let meta =
+                Meta { time: u32_at(block, at + 8).unwrap_or(0), source_at: u16_at(block, at + 12).unwrap_or(0) };
+            let valid =
+                record.filter(|r| u32_at(r, 4) == Some(checksum(record_seed(seq, meta, len), &r[RECORD_HEAD..])));
             let Some(record) = valid else {
                 if index == newest {
                     contents.torn += 1;
@@ -421,9 +432,11 @@ impl Writer {
             Some(index) => index,
             None => {
                 let oldest = *self.used.front()?;
-                let (lines, bytes) = self.used.iter().skip(1).fold((1, RING_HEAD + line_len), |(l, b), u| {
-                    (l + u.lines, b + u.ring_bytes)
-                });
+                let (lines, bytes) = self
+                    .used
+                    .iter()
+                    .skip(1)
+                    .fold((1, RING_HEAD + line_len), |(l, b), u| (l + u.lines, b + u.ring_bytes));
                 let beyond_limit = match self.limit {
                     Limit::Bytes(size) => bytes >= size,
                     Limit::Lines(max) => lines >= max,
@@ -575,10 +588,34 @@ mod tests {
             ("empty", Vec::new(), "truncated"),
             ("zeroes", vec![0; good.len()], "zero-filled"),
             ("random", (0..good.len()).map(|i| (i * 7919 % 251) as u8).collect(), "magic"),
-            ("version", { let mut b = good.clone(); b[H_VERSION] = 2; b }, "layout version 2"),
-            ("checksum", { let mut b = good.clone(); b[H_LIMIT] ^= 1; b }, "checksum"),
+            (
+                "version",
+                {
+                    let mut b = good.clone();
+                    b[H_VERSION] = 2;
+                    b
+                },
+                "layout version 2",
+            ),
+            (
+                "checksum",
+                {
+                    let mut b = good.clone();
+                    b[H_LIMIT] ^= 1;
+                    b
+                },
+                "checksum",
+            ),
             ("half block", good[..HEADER + 100].to_vec(), "whole number of blocks"),
-            ("clean flag", { let mut b = good.clone(); b[H_CLEAN] = 7; b }, "clean-shutdown"),
+            (
+                "clean flag",
+                {
+                    let mut b = good.clone();
+                    b[H_CLEAN] = 7;
+                    b
+                },
+                "clean-shutdown",
+            ),
         ];
         for (name, bytes, why) in cases {
             let err = read(&bytes, "main").expect_err(name);

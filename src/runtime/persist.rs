@@ -389,11 +389,7 @@ mod tests {
                 }),
                 "another sink's file",
             ),
-            (
-                "link",
-                Box::new(|p| std::os::unix::fs::symlink("/etc/passwd", p).expect("symlink")),
-                "symbolic link",
-            ),
+            ("link", Box::new(|p| std::os::unix::fs::symlink("/etc/passwd", p).expect("symlink")), "symbolic link"),
             ("dir", Box::new(|p| std::fs::create_dir(p).expect("mkdir")), "a directory"),
             (
                 "mode",
@@ -428,7 +424,9 @@ mod tests {
             assert!(opened.journal.is_some(), "{name}: runs persisted, anew");
             assert!(opened.recovery.is_none(), "{name}");
             assert!(
-                opened.warnings.len() == 1 && opened.warnings[0].contains(why) && opened.warnings[0].contains(".corrupt"),
+                opened.warnings.len() == 1
+                    && opened.warnings[0].contains(why)
+                    && opened.warnings[0].contains(".corrupt"),
                 "{name}: {:?}",
                 opened.warnings
             );
