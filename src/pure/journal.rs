@@ -16,9 +16,12 @@
 //!   and bytes, the time (u32), the source offset (u16), then the bytes. A line longer than a
 //!   block's room keeps its first [`MAX_LINE`] bytes.
 //!
-//! A record is written bytes first and commit word last, in a block zeroed before use: so a
-//! line cut off by the death of the process leaves a zero commit word and non-zero bytes after
-//! it, which reading counts as one torn line and never trusts.
+//! A record is written in this order: its commit word set to "being written" (all ones), the
+//! line and its bookkeeping, a zero commit word after it (the end of the block's records), and
+//! its commit word last. So a line cut off by the death of the process leaves the "being
+//! written" mark, which reading counts as one torn line and never trusts; bytes after the end
+//! mark (older laps) are never read. Nothing is zeroed in bulk: a block costs no more than its
+//! records to reuse.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{compiler_fence, Ordering};
@@ -34,6 +37,8 @@ pub(crate) const VERSION: u32 = 1;
 const BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"RBLK");
 /// A block's own header: magic, checksum, block sequence, first line's sequence.
 const BLOCK_HEAD: usize = 24;
+/// The commit word of a record being written (its bytes may be incomplete).
+const WRITING: u32 = u32::MAX;
 /// A record's bookkeeping: commit word, checksum, time, source offset.
 pub(crate) const RECORD_HEAD: usize = 14;
 /// The longest line a record keeps whole.
@@ -120,19 +125,52 @@ pub(crate) fn as_ring_keeps(limit: Limit, line: &[u8], meta: Meta) -> (&[u8], Me
 #[inline]
 pub(crate) fn checksum(seed: u64, bytes: &[u8]) -> u32 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
-    let mut words = bytes.chunks_exact(8);
-    for word in words.by_ref() {
+    // Two lanes of first and second order sums (Fletcher's checksum on 64-bit words): two
+    // additions per word, order-sensitive, then mixed.
+    let (mut a0, mut a1, mut b0, mut b1) = (0u64, 0u64, 0u64, 0u64);
+    let word = |bytes: &[u8], at: usize| {
         let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        w.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let mut quads = bytes.chunks_exact(32);
+    for quad in quads.by_ref() {
+        a0 = a0.wrapping_add(word(quad, 0));
+        a1 = a1.wrapping_add(word(quad, 8));
+        b0 = b0.wrapping_add(a0);
+        b1 = b1.wrapping_add(a1);
+        a0 = a0.wrapping_add(word(quad, 16));
+        a1 = a1.wrapping_add(word(quad, 24));
+        b0 = b0.wrapping_add(a0);
+        b1 = b1.wrapping_add(a1);
     }
-    let rest = words.remainder();
-    let mut w = [0u8; 8];
-    w[..rest.len()].copy_from_slice(rest);
-    h = (h.rotate_left(5) ^ u64::from_le_bytes(w) ^ ((bytes.len() as u64) << 56)).wrapping_mul(K);
-    h ^= h >> 29;
-    h = h.wrapping_mul(K);
+    let mut pairs = quads.remainder().chunks_exact(16);
+    for pair in pairs.by_ref() {
+        let (mut x, mut y) = ([0u8; 8], [0u8; 8]);
+        x.copy_from_slice(&pair[..8]);
+        y.copy_from_slice(&pair[8..]);
+        a0 = a0.wrapping_add(u64::from_le_bytes(x));
+        a1 = a1.wrapping_add(u64::from_le_bytes(y));
+        b0 = b0.wrapping_add(a0);
+        b1 = b1.wrapping_add(a1);
+    }
+    let rest = pairs.remainder();
+    if rest.len() >= 8 {
+        a0 = a0.wrapping_add(word(rest, 0));
+        b0 = b0.wrapping_add(a0);
+    }
+    // The last bytes: the last 8 (overlapping what came before), or a short line's few.
+    let last = match bytes.len().checked_sub(8) {
+        Some(from) => {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[from..]);
+            u64::from_le_bytes(w)
+        }
+        None => bytes.iter().enumerate().fold(0, |w, (i, &byte)| w | u64::from(byte) << (8 * i)),
+    };
+    let rest = rest.len() as u64;
+    let mut h = (seed ^ a0 ^ a1.rotate_left(32) ^ (rest << 56) ^ ((bytes.len() as u64) << 40)).wrapping_mul(K);
+    h = (h.rotate_left(29) ^ b0 ^ b1.rotate_left(32) ^ last).wrapping_mul(K);
     (h ^ (h >> 32)) as u32
 }
 
@@ -247,7 +285,7 @@ pub(crate) fn read<'a>(file: &'a [u8], identity: &str) -> Result<Contents<'a>, R
         _ => return reject("its clean-shutdown flag is neither 0 nor 1"),
     };
     let body = &file[HEADER..];
-    if body.len() % BLOCK != 0 {
+    if !body.len().is_multiple_of(BLOCK) {
         return reject("truncated: not a whole number of blocks");
     }
     let mut contents = Contents {
@@ -258,7 +296,7 @@ pub(crate) fn read<'a>(file: &'a [u8], identity: &str) -> Result<Contents<'a>, R
     };
     let mut blocks: Vec<(u64, u64, &[u8])> =
         body.chunks_exact(BLOCK).filter_map(|b| block_head(b).map(|(seq, first)| (seq, first, b))).collect();
-    blocks.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    blocks.sort_unstable_by_key(|b| std::cmp::Reverse(b.0));
     // The newest block and those contiguous before it, oldest first.
     let run = blocks.windows(2).position(|w| w[1].0 + 1 != w[0].0).map_or(blocks.len(), |i| i + 1);
     blocks.truncate(run);
@@ -275,9 +313,15 @@ pub(crate) fn read<'a>(file: &'a [u8], identity: &str) -> Result<Contents<'a>, R
         let mut at = BLOCK_HEAD;
         while let Some(commit) = u32_at(block, at).filter(|_| at + RECORD_HEAD <= BLOCK) {
             if commit == 0 {
-                // The end of the block's records; bytes after it are a line cut off while written.
-                if index == newest && block[at..].iter().any(|&b| b != 0) {
+                break; // the end of the block's records
+            }
+            if commit == WRITING {
+                // A line cut off while it was written: counted, never trusted.
+                if index == newest {
                     contents.torn += 1;
+                } else {
+                    contents.lines.clear();
+                    contents.damaged += 1;
                 }
                 break;
             }
@@ -338,8 +382,12 @@ pub(crate) struct Writer {
     used: VecDeque<Used>,
     /// Blocks never used yet.
     fresh: Vec<usize>,
-    /// Where the next record goes in the current block.
-    at: usize,
+    /// Where the next record goes in the file, and where the current block ends.
+    pos: usize,
+    block_end: usize,
+    /// What the current block holds so far (see [`Used`]).
+    lines: usize,
+    ring_bytes: usize,
     next_seq: u64,
     next_block_seq: u64,
     /// The file cannot grow: reuse the oldest block whatever it holds.
@@ -347,7 +395,7 @@ pub(crate) struct Writer {
 }
 
 /// The ring's bookkeeping per line (see `ring`), for counting bytes as the limit does.
-const RING_HEAD: usize = 10;
+pub(crate) const RING_HEAD: usize = 10;
 
 impl Writer {
     /// A writer for a file of `file_len` bytes just given a new header: its first line is
@@ -359,7 +407,10 @@ impl Writer {
             blocks,
             used: VecDeque::new(),
             fresh: (0..blocks).rev().collect(),
-            at: BLOCK,
+            pos: 0,
+            block_end: 0,
+            lines: 0,
+            ring_bytes: 0,
             next_seq: 1,
             next_block_seq: 1,
             fixed: false,
@@ -399,27 +450,36 @@ impl Writer {
     pub(crate) fn append(&mut self, file: &mut [u8], line: &[u8], meta: Meta) -> Appended {
         let line = &line[..line.len().min(MAX_LINE)];
         let mut outcome = Appended::Stored;
-        if self.at + RECORD_HEAD + line.len() > BLOCK {
+        if self.pos + RECORD_HEAD + line.len() > self.block_end {
             match self.next_block(file, line.len()) {
                 Some(completed) => outcome = completed,
                 None => return Appended::Grow,
             }
         }
-        let Some(current) = self.used.back_mut() else { return Appended::Grow };
-        let start = HEADER + current.index * BLOCK + self.at;
-        let Some(record) = file.get_mut(start..start + RECORD_HEAD + line.len()) else { return Appended::Grow };
-        let seq = self.next_seq;
-        record[RECORD_HEAD..].copy_from_slice(line);
-        let sum = checksum(record_seed(seq, meta, line.len()), line);
-        record[4..8].copy_from_slice(&sum.to_le_bytes());
-        record[8..12].copy_from_slice(&meta.time.to_le_bytes());
-        record[12..14].copy_from_slice(&meta.source_at.to_le_bytes());
-        // The commit word last: a line cut off before it is never trusted.
+        let end = self.pos + RECORD_HEAD + line.len();
+        // The next record's commit word (a terminator) is set to zero too, if the block has room
+        // for another record: reading stops there and never looks at older bytes beyond it.
+        let terminator = if end + RECORD_HEAD <= self.block_end { 4 } else { 0 };
+        let Some(record) = file.get_mut(self.pos..end + terminator) else { return Appended::Grow };
+        // The intent first: a line cut off after this is seen, counted, and never trusted.
+        record[..4].copy_from_slice(&WRITING.to_le_bytes());
         compiler_fence(Ordering::Release);
-        record[..4].copy_from_slice(&(line.len() as u32 + 1).to_le_bytes());
-        current.lines += 1;
-        current.ring_bytes += RING_HEAD + line.len();
-        self.at += RECORD_HEAD + line.len();
+        let sum = checksum(record_seed(self.next_seq, meta, line.len()), line);
+        let (head, rest) = record.split_at_mut(RECORD_HEAD);
+        let (body, next) = rest.split_at_mut(line.len());
+        body.copy_from_slice(line);
+        if let Some(terminator) = next.get_mut(..4) {
+            terminator.copy_from_slice(&[0; 4]);
+        }
+        head[4..8].copy_from_slice(&sum.to_le_bytes());
+        head[8..12].copy_from_slice(&meta.time.to_le_bytes());
+        head[12..14].copy_from_slice(&meta.source_at.to_le_bytes());
+        // The commit word last.
+        compiler_fence(Ordering::Release);
+        head[..4].copy_from_slice(&(line.len() as u32 + 1).to_le_bytes());
+        self.lines += 1;
+        self.ring_bytes += RING_HEAD + line.len();
+        self.pos = end;
         self.next_seq += 1;
         outcome
     }
@@ -428,6 +488,9 @@ impl Writer {
     /// in the others (counting the line about to be written). None: the file must grow.
     #[cold]
     fn next_block(&mut self, file: &mut [u8], line_len: usize) -> Option<Appended> {
+        if let Some(current) = self.used.back_mut() {
+            (current.lines, current.ring_bytes) = (self.lines, self.ring_bytes);
+        }
         let index = match self.fresh.pop() {
             Some(index) => index,
             None => {
@@ -450,10 +513,11 @@ impl Writer {
         };
         let start = HEADER + index * BLOCK;
         let block = file.get_mut(start..start + BLOCK)?;
-        // The magic first, so a block cut off while being cleared is never read as valid.
+        // The magic first, so a block cut off while being set up is never read as valid; then no
+        // record yet (a terminator: older bytes after it are never read).
         block[..4].fill(0);
         compiler_fence(Ordering::Release);
-        block[4..].fill(0);
+        block[BLOCK_HEAD..BLOCK_HEAD + 4].fill(0);
         let seq = self.next_block_seq;
         block[8..16].copy_from_slice(&seq.to_le_bytes());
         block[16..24].copy_from_slice(&self.next_seq.to_le_bytes());
@@ -464,7 +528,8 @@ impl Writer {
         self.next_block_seq += 1;
         let completed = self.used.back().map(|u| HEADER + u.index * BLOCK..HEADER + (u.index + 1) * BLOCK);
         self.used.push_back(Used { index, lines: 0, ring_bytes: 0 });
-        self.at = BLOCK_HEAD;
+        (self.lines, self.ring_bytes) = (0, 0);
+        (self.pos, self.block_end) = (start + BLOCK_HEAD, start + BLOCK);
         Some(completed.map_or(Appended::Stored, Appended::Completed))
     }
 }
@@ -555,28 +620,58 @@ mod tests {
         file.log(b"whole\n", 0);
         let before = file.bytes.clone();
         file.log(b"cut off while written\n", 0);
-        // The process died after the bytes and before the commit word: every prefix of the write.
-        let at = (HEADER + BLOCK_HEAD + RECORD_HEAD + 6)..;
-        let written: Vec<usize> = (0..file.bytes.len()).filter(|&i| before[i] != file.bytes[i]).collect();
-        assert!(written.iter().all(|i| at.contains(i)));
-        for cut in 1..written.len() {
+        let commit = HEADER + BLOCK_HEAD + RECORD_HEAD + 6;
+        let written: Vec<usize> = (0..file.bytes.len())
+            .filter(|&i| before[i] != file.bytes[i] && !(commit..commit + 4).contains(&i))
+            .collect();
+        assert!(!written.is_empty());
+        // The process died after the "being written" mark, with any part of the rest written.
+        for cut in 0..=written.len() {
             let mut torn = before.clone();
-            // Bytes of the line are written first, the commit word last.
-            for &i in written.iter().filter(|&&i| i >= at.start + 4).take(cut) {
+            torn[commit..commit + 4].copy_from_slice(&WRITING.to_le_bytes());
+            for &i in written.iter().take(cut) {
                 torn[i] = file.bytes[i];
             }
             let contents = read(&torn, "main").expect("valid");
             assert_eq!(texts(&contents), ["whole\n"]);
-            assert!(contents.torn <= 1);
+            assert_eq!(contents.torn, 1);
         }
-        let mut torn = before.clone();
-        torn[at.start + RECORD_HEAD] = b'c';
-        assert_eq!(read(&torn, "main").expect("valid").torn, 1);
-        // A commit word whose line does not match its checksum: torn too, never trusted.
+        // Before the mark: nothing of it was written, nothing is torn.
+        assert_eq!(read(&before, "main").expect("valid").torn, 0);
+        // A committed line that does not match its checksum: counted as torn too, never trusted.
         let mut bad = file.bytes.clone();
-        bad[at.start + RECORD_HEAD + 2] ^= 1;
+        bad[commit + RECORD_HEAD + 2] ^= 1;
         let contents = read(&bad, "main").expect("valid");
         assert_eq!((texts(&contents), contents.torn), (vec!["whole\n".to_string()], 1));
+    }
+
+    #[test]
+    fn every_bit_of_a_line_counts_in_its_checksum() {
+        for len in 0..100usize {
+            let bytes: Vec<u8> = (0..len).map(|i| (i as u8) ^ 0x5a).collect();
+            let sum = checksum(7, &bytes);
+            for i in 0..len {
+                for bit in 0..8 {
+                    let mut changed = bytes.clone();
+                    changed[i] ^= 1 << bit;
+                    assert_ne!(checksum(7, &changed), sum, "length {len}, byte {i}, bit {bit}");
+                }
+            }
+            assert_ne!(checksum(8, &bytes), sum, "the seed (line number, time, length) counts");
+        }
+    }
+
+    #[test]
+    fn a_reused_block_never_shows_older_lines() {
+        let mut file = File::new(Limit::Lines(10), HEADER + 2 * BLOCK);
+        for i in 0..5000u32 {
+            file.log(format!("line {i:05} {}\n", "y".repeat((i % 300) as usize)).as_bytes(), i);
+        }
+        let contents = read(&file.bytes, "main").expect("valid");
+        assert_eq!((contents.torn, contents.damaged), (0, 0));
+        let seqs: Vec<u64> = contents.lines.iter().map(|l| l.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
+        assert_eq!(seqs.last(), Some(&5000));
     }
 
     #[test]

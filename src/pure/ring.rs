@@ -278,16 +278,6 @@ impl Ring {
         (self.stored, self.newest) = (stored, newest.max(batch.newest));
     }
 
-    /// The last `len` bytes stored, if they lie in the open chunk (as a line just written by
-    /// [`Ring::write_in_place`] does): what a persisted sink copies to its journal.
-    pub fn newest_bytes(&self, len: usize) -> Option<&[u8]> {
-        let end = match (self.head + self.used) % CHUNK {
-            0 if self.used > 0 => CHUNK,
-            end => end,
-        };
-        self.open.as_deref()?.get(end.checked_sub(len)?..end)
-    }
-
     /// Lines dropped from the front since the ring was made, to respect the limit.
     pub fn dropped(&self) -> u64 {
         self.evicted + self.excess().0 as u64

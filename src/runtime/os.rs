@@ -301,7 +301,18 @@ impl Mapping {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Mapping { ptr: ptr.cast(), len })
+        let mapping = Mapping { ptr: ptr.cast(), len };
+        mapping.no_read_ahead();
+        Ok(mapping)
+    }
+
+    /// Maps pages in one at a time (`MADV_RANDOM`): without it a fault maps in a whole large
+    /// folio that read-ahead made (up to 2 MiB), far ahead of where the journal writes.
+    fn no_read_ahead(&self) {
+        // SAFETY: advice on this value's own mapping; it changes no memory.
+        unsafe {
+            libc::madvise(self.ptr.cast(), self.len, libc::MADV_RANDOM);
+        }
     }
 
     /// Grows the mapping to `len` bytes (the file must have grown first); it may move.
@@ -312,6 +323,7 @@ impl Mapping {
             return Err(io::Error::last_os_error());
         }
         (self.ptr, self.len) = (ptr.cast(), len);
+        self.no_read_ahead();
         Ok(())
     }
 

@@ -235,8 +235,19 @@ impl Journal {
             self.forks = os::forks();
             journal::set_pid(self.map.bytes(), std::process::id());
         }
+        let outcome = self.writer.append(self.map.bytes(), line, meta);
+        if !matches!(outcome, Appended::Stored) {
+            self.after_append(outcome, line, meta);
+        }
+    }
+
+    /// What [`Journal::append`] has to do besides storing: release a completed block, or grow
+    /// the file and store the line then.
+    #[cold]
+    #[inline(never)]
+    fn after_append(&mut self, mut outcome: Appended, line: &[u8], meta: Meta) {
         loop {
-            match self.writer.append(self.map.bytes(), line, meta) {
+            match outcome {
                 Appended::Stored => return,
                 Appended::Completed(block) => return self.map.release(block),
                 Appended::Grow => {
@@ -245,6 +256,7 @@ impl Journal {
                         self.stuck = true;
                         self.writer.stop_growing();
                     }
+                    outcome = self.writer.append(self.map.bytes(), line, meta);
                 }
             }
         }
@@ -372,7 +384,8 @@ mod tests {
             std::fs::write(p, bytes).expect("write");
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         };
-        let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str)> = vec![
+        type Make = Box<dyn Fn(&Path)>;
+        let cases: Vec<(&str, Make, &str)> = vec![
             ("truncated", Box::new(move |p| private(p, b"PRBRING\0abc")), "truncated"),
             ("zeroes", Box::new(move |p| private(p, &[0u8; 8192])), "zero-filled"),
             (

@@ -25,7 +25,7 @@ use crate::pure::options::{SinkOptions, Target};
 use crate::pure::query::{self, Filter};
 use crate::pure::recorder::{Batch, Recorder};
 use crate::pure::records::{Framing, Identity};
-use crate::pure::ring::{Meta, Ring};
+use crate::pure::ring::{Limit, Meta, Ring};
 use crate::pure::template::{self, Values};
 
 #[derive(Debug)]
@@ -181,17 +181,21 @@ impl Sink {
         meta: Meta,
         write: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> bool {
+        let limit = self.options.limit;
         self.recorder.with_owner(|r| {
-            let mut written = 0;
-            let stored = r.ring.write_in_place(meta, |room| {
-                let len = write(room);
-                written = len.unwrap_or(0);
-                len
-            });
-            if let Some(line) = r.ring.newest_bytes(written).filter(|_| stored) {
-                journal.with_owner(|j| j.as_mut().map(|j| j.append(line, meta)));
-            }
-            stored
+            r.ring.write_in_place(meta, |room| {
+                let len = write(room)?;
+                // What the ring stores (see `Ring::write_in_place`): a line that fits the room
+                // and the limit; an empty room means no chunk to write in.
+                let fits = match limit {
+                    Limit::Bytes(size) => crate::pure::journal::RING_HEAD + len <= size,
+                    Limit::Lines(_) => true,
+                };
+                if let Some(line) = room.get(..len).filter(|_| fits && !room.is_empty()) {
+                    journal.with_owner(|j| j.as_mut().map(|j| j.append(line, meta)));
+                }
+                Some(len)
+            })
         })
     }
 
