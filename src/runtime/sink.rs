@@ -168,35 +168,32 @@ impl Sink {
     /// (no room left in the current chunk, `write` declined, or a line the limit must cut).
     #[inline]
     pub(crate) fn push_in_place(&self, meta: Meta, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
-        if let Some(journal) = &self.journal {
-            return self.push_in_place_persisted(journal, meta, write);
-        }
-        self.recorder.with_owner(|r| r.ring.write_in_place(meta, write))
-    }
-
-    /// [`Sink::push_in_place`] for a persisted sink: the line written goes to the journal too.
-    fn push_in_place_persisted(
-        &self,
-        journal: &SharedRing<Option<Journal>>,
-        meta: Meta,
-        write: impl FnOnce(&mut [u8]) -> Option<usize>,
-    ) -> bool {
-        let limit = self.options.limit;
+        // One call of `write` (so that it is inlined here), one test more for a sink without
+        // `persist`.
         self.recorder.with_owner(|r| {
             r.ring.write_in_place(meta, |room| {
                 let len = write(room)?;
-                // What the ring stores (see `Ring::write_in_place`): a line that fits the room
-                // and the limit; an empty room means no chunk to write in.
-                let fits = match limit {
-                    Limit::Bytes(size) => crate::pure::journal::RING_HEAD + len <= size,
-                    Limit::Lines(_) => true,
-                };
-                if let Some(line) = room.get(..len).filter(|_| fits && !room.is_empty()) {
-                    journal.with_owner(|j| j.as_mut().map(|j| j.append(line, meta)));
+                if self.journal.is_some() {
+                    self.journal_in_place(room, len, meta);
                 }
                 Some(len)
             })
         })
+    }
+
+    /// Appends a line just written into the ring's room (`len` bytes of `room`) to the journal,
+    /// if the ring stores it (see `Ring::write_in_place`: a line that fits the room and the
+    /// limit; an empty room means no chunk to write in).
+    #[inline(never)]
+    fn journal_in_place(&self, room: &[u8], len: usize, meta: Meta) {
+        let Some(journal) = &self.journal else { return };
+        let fits = match self.options.limit {
+            Limit::Bytes(size) => crate::pure::journal::RING_HEAD + len <= size,
+            Limit::Lines(_) => true,
+        };
+        if let Some(line) = room.get(..len).filter(|_| fits && !room.is_empty()) {
+            journal.with_owner(|j| j.as_mut().map(|j| j.append(line, meta)));
+        }
     }
 
     /// `persist`: opens this sink's ring file, called `identity` (its name or position), and
