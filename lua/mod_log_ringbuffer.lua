@@ -265,9 +265,10 @@ local function retire(records, kept, replaced)
 end
 
 -- `persist`: opens the sink's ring file (named after its name or its position `i`), which first
--- dumps what a process that died left in it.
+-- dumps what a process that died left in it. Tried once per sink (a failure is logged once).
 local function open_journal(record, i)
-	if not record.handle:persists() or record.handle:journal_path() then return; end
+	if record.journal_tried or not record.handle:persists() or record.handle:journal_path() then return; end
+	record.journal_tried = true;
 	local said = record.handle:open_journal(record.name or tostring(i));
 	for _, message in ipairs(said) do
 		module:log(message.level, "%s", message.text);

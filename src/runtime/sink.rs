@@ -1240,4 +1240,35 @@ mod tests {
         let status_path = third.journal_path().expect("open");
         assert_eq!(status_path, path);
     }
+
+    #[test]
+    fn a_successor_takes_over_the_same_ring_file_and_only_that() {
+        let dir = TestDir::new("sink-persist-reload");
+        let old = sink_from(&dir, &[("persist", OptValue::Bool(true)), ("lines", OptValue::Int(10))]);
+        assert!(old.open_journal("main").is_empty());
+        let path = old.journal_path().expect("open");
+        old.push(b"before the reload\n", 0);
+        let other = sink_from(&dir, &[("persist", OptValue::Bool(true)), ("lines", OptValue::Int(20))]);
+        other.take_journal(&old, "renamed");
+        assert!(other.journal_path().is_none(), "another file: not taken");
+        let new = sink_from(&dir, &[("persist", OptValue::Bool(true)), ("lines", OptValue::Int(20))]);
+        new.adopt(&old);
+        new.take_journal(&old, "main");
+        assert_eq!(new.journal_path(), Some(path));
+        assert!(old.journal_path().is_none());
+        new.push(b"after the reload\n", 0);
+        drop((old, new)); // killed: never closed
+        let next = sink_from(
+            &dir,
+            &[
+                ("persist", OptValue::Bool(true)),
+                ("lines", OptValue::Int(20)),
+                ("filename_template", OptValue::Str("{paths.data}/after-reload.log".into())),
+            ],
+        );
+        next.open_journal("main");
+        let text = wait_for_dump(&dir.file("after-reload.log"));
+        assert_eq!(dumped_lines(&text), ["before the reload", "after the reload"]);
+        assert!(writer::wait_idle(Duration::from_secs(10)));
+    }
 }
