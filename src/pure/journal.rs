@@ -356,9 +356,9 @@ pub(crate) fn read<'a>(file: &'a [u8], identity: &str) -> Result<Contents<'a>, R
 pub(crate) enum Appended {
     /// Stored; nothing else to do.
     Stored,
-    /// Stored in a new block: the block before it (this byte range of the file) is complete,
-    /// and the process need not keep its pages.
-    Completed(std::ops::Range<usize>),
+    /// Stored in a new block (`started`, a byte range of the file); the block before it
+    /// (`done`), if any, is complete, and the process need not keep its pages.
+    Started { done: Option<std::ops::Range<usize>>, started: std::ops::Range<usize> },
     /// Not stored: the file needs another block first (the oldest still holds lines the limit
     /// keeps). Call again after growing it.
     Grow,
@@ -526,11 +526,11 @@ impl Writer {
         compiler_fence(Ordering::Release);
         block[..4].copy_from_slice(&BLOCK_MAGIC.to_le_bytes());
         self.next_block_seq += 1;
-        let completed = self.used.back().map(|u| HEADER + u.index * BLOCK..HEADER + (u.index + 1) * BLOCK);
+        let done = self.used.back().map(|u| HEADER + u.index * BLOCK..HEADER + (u.index + 1) * BLOCK);
         self.used.push_back(Used { index, lines: 0, ring_bytes: 0 });
         (self.lines, self.ring_bytes) = (0, 0);
         (self.pos, self.block_end) = (start + BLOCK_HEAD, start + BLOCK);
-        Some(completed.map_or(Appended::Stored, Appended::Completed))
+        Some(Appended::Started { done, started: start..start + BLOCK })
     }
 }
 

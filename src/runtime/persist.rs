@@ -17,6 +17,9 @@ use super::os::{self, Mapping};
 use crate::pure::journal::{self, Appended, Writer, BLOCK, HEADER};
 use crate::pure::ring::{Limit, Meta, Ring};
 
+/// A journal up to this size stays mapped in whole (it counts in the process's resident memory).
+const KEEP_MAPPED: usize = 1 << 20;
+
 /// An open journal, locked for this process.
 #[derive(Debug)]
 pub(crate) struct Journal {
@@ -249,7 +252,18 @@ impl Journal {
         loop {
             match outcome {
                 Appended::Stored => return,
-                Appended::Completed(block) => return self.map.release(block),
+                Appended::Started { done, started } => {
+                    // A small journal stays mapped: its pages are written again soon, and each
+                    // page mapped in anew costs a page fault (several microseconds on a disk
+                    // file system). A large one keeps about one block mapped (see docs/persist.md).
+                    if self.map.len() > KEEP_MAPPED {
+                        if let Some(done) = done {
+                            self.map.release(done);
+                        }
+                    }
+                    // The new block's pages mapped in with one call, not one fault each.
+                    return self.map.populate(started);
+                }
                 Appended::Grow => {
                     if self.grow().is_err() {
                         // No room: keep the newest lines the file can hold.
