@@ -216,6 +216,21 @@ for _, version in ipairs(prosody.versions()) do
 			end
 		end);
 
+		it("names the daemon's PID when Prosody forked at start (-D)", function ()
+			local log = log_config(sink("main"));
+			server = prosody.start(version, log, nil, { daemonize = true });
+			sh(("mkdir -p %s/plugins"):format(server.dir));
+			write(server.dir .. "/plugins/mod_e2e_burst.lua", burst_plugin);
+			server:command("log debug logged by the daemon");
+			local daemon = tonumber(server.pid);
+			local ring = assert(server:file("ringbuffer-main.ring"));
+			assert.equal(daemon, string.unpack("<I4", ring, 33), "the PID in the ring file's header");
+			kill9(server);
+			server = start(version, log, server.dir);
+			local _, _, text = recovered_dump(server, daemon);
+			assert.truthy(text:find("\tlogged by the daemon\n", 1, true), text);
+		end);
+
 		it("moves hostile ring files aside with a warning and runs; a second Prosody leaves the first's file alone", function ()
 			-- A valid ring file of sink "main" to copy from.
 			server = start(version, log_config(sink("main")));
