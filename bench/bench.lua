@@ -45,6 +45,10 @@ local sinks = {
 	{ name = "ours size=100K %3N", install = function ()
 		logger.add_level_sink("debug", native_sink({ size = 100 * 1024, timestamps = "%b %d %H:%M:%S.%3N" }));
 	end };
+	-- The same as "ours size=100K" with `persist`: every line also goes to the ring file.
+	{ name = "ours size=100K persist", install = function ()
+		logger.add_level_sink("debug", (select(2, common.new_persisted_sink({ size = 100 * 1024 }, common.persist_dir()))));
+	end };
 	{ name = "ours lines=1000", install = function ()
 		logger.add_level_sink("debug", native_sink({ lines = 1000 }));
 	end };
@@ -218,6 +222,20 @@ for w, workload in ipairs(common.workloads) do
 			("%.1f"):format(1 / ratio(w, s, 2)), ("%.0f"):format(r.heap), tostring(r.n) };
 	end
 end
+-- `persist`: the persisted sink against the same sink without it, within each round.
+local persist_rows = {};
+do
+	local plain, persisted;
+	for s, sink in ipairs(sinks) do
+		if sink.name == "ours size=100K" then plain = s; end
+		if sink.name == "ours size=100K persist" then persisted = s; end
+	end
+	for w, workload in ipairs(common.workloads) do
+		table.insert(persist_rows, ("%s: %s ns/line persisted vs %s ns/line not: %.3f× (median of the ratios within"
+			.. " each round; target ≤ 1.10×)"):format(workload.name, ns(results[w][persisted].ns), ns(results[w][plain].ns),
+			ratio(w, persisted, plain)));
+	end
+end
 local table_note = ("ns/line: median of %d rounds of N log calls through util.logger (~%d ms each, after warm-up,"
 	.. " sinks taking turns within a round); × floor and speedup: medians of the ratios within each round;"
 	.. " heap: Lua heap allocated per line with the collector stopped."):format(RUNS, RUN_SECONDS * 1000);
@@ -235,6 +253,19 @@ local memory = {
 		growth_per_line - line_bytes, growth_per_line <= line_bytes + 32 and "met" or "MISSED");
 	("this bench process: peak RSS (VmHWM) %.1f MiB"):format(common.status("VmHWM") / MiB);
 };
+-- `persist`: the same 64 MiB ring with its ring file, in a fresh process.
+local persisted = subprocess("bench/memory.lua", "size", "persist");
+local function parts(m)
+	return ("VmRSS %+.2f MiB (RssAnon %+.2f, RssFile %+.2f, RssShmem %+.2f), peak %+.2f MiB"):format(m.rss_growth / MiB,
+		m.anon_growth / MiB, m.file_growth / MiB, m.shmem_growth / MiB, m.hwm_growth / MiB);
+end
+table.insert(memory, ("size = 64 MiB ring, growth without persist: %s"):format(parts(size)));
+table.insert(memory, ("size = 64 MiB ring with persist (ring file in %s, %.1f MiB): %s; VmRSS persisted − not"
+	.. " = %+.2f MiB (target ≤ +1 MiB: %s). The ring file's pages stay in the page cache (RssFile/RssShmem count"
+	.. " only the pages the process has mapped in; on a tmpfs the whole file is shared memory)"):format(
+	os.getenv("PERSIST_DIR") or "TMPDIR", persisted.file_bytes / MiB, parts(persisted),
+	(persisted.rss_growth - size.rss_growth) / MiB,
+	persisted.rss_growth <= size.rss_growth + MiB and "met" or "MISSED"));
 
 -- Instructions per typical line, counted by callgrind (the same on a busy or a quiet machine):
 -- the difference between runs of two lengths leaves out start-up.
@@ -249,9 +280,10 @@ local function instructions(kind)
 end
 local instructions_line;
 if shell("command -v valgrind") ~= "" then
-	local floor, ours = instructions("floor"), instructions("ours");
-	instructions_line = floor and ours and ("callgrind, typical line: floor %.0f instructions, ours size=100K %.0f"
-		.. " instructions = %.2f× the floor"):format(floor, ours, ours / floor);
+	local floor, ours, persist = instructions("floor"), instructions("ours"), instructions("persist");
+	instructions_line = floor and ours and persist and ("callgrind, typical line: floor %.0f instructions, ours"
+		.. " size=100K %.0f instructions = %.2f× the floor; with persist %.0f instructions = %.3f× ours (target ≤ 1.10×)")
+		:format(floor, ours, ours / floor, persist, persist / ours);
 end
 instructions_line = instructions_line or "callgrind: not available (install valgrind for instruction counts)";
 
@@ -310,12 +342,14 @@ local function section(list, bullet)
 	return table.concat(out, "\n");
 end
 print(section(header, "") .. "\n\n" .. render(rows) .. "\n" .. table_note .. "\n" .. instructions_line
+	.. "\n\nPersist (wall clock):\n" .. section(persist_rows, "  ")
 	.. "\n\nMemory:\n" .. section(memory, "  ")
 	.. "\n\nDump:\n" .. section(dump, "  ")
 	.. "\n\nAdmin shell reads:\n" .. section(inspect, "  "));
 local md = assert(io.open("bench/results.md", "w"));
 md:write("# mod_log_ringbuffer benchmark\n\n", section(header, "- "), "\n\n", render(rows, true), "\n\n", table_note,
-	"\n\n", instructions_line, "\n\n## Memory\n\n", section(memory, "- "), "\n\n## Dump\n\n", section(dump, "- "),
+	"\n\n", instructions_line, "\n\n## Persist (wall clock)\n\n", section(persist_rows, "- "),
+	"\n\n## Memory\n\n", section(memory, "- "), "\n\n## Dump\n\n", section(dump, "- "),
 	"\n\n## Admin shell reads\n\n", section(inspect, "- "), "\n\n![ns/line](results.svg)\n");
 md:close();
 

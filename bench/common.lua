@@ -39,6 +39,23 @@ common.workloads = {
 	end };
 };
 
+-- A folder for the ring files of persisted sinks (`persist`), made empty: PERSIST_DIR, or one
+-- under TMPDIR.
+function common.persist_dir()
+	local dir = os.getenv("PERSIST_DIR") or (tmp .. "/lrb-bench-persist");
+	assert(os.execute(("rm -rf '%s' && mkdir -p '%s'"):format(dir, dir)));
+	return dir;
+end
+
+-- A native sink with `persist` in `dir`, its ring file opened as the module opens it.
+function common.new_persisted_sink(config, dir)
+	config.persist = dir;
+	local handle, sink = common.new_sink(config);
+	local said = handle:open_journal("bench");
+	assert(#said == 0 and handle:journal_path(), said[1] and said[1].text);
+	return handle, sink;
+end
+
 -- Typical lines whose id counts up, for filling big rings.
 function common.fill(log, n)
 	for i = 1, n do log("Received[c2s]: %s from %s id=%d", stanza_string, "juliet@example.com/balcony", i); end

@@ -298,8 +298,30 @@ local function retire(records, kept, replaced)
 			elseif removed and record.handle:usage() > 0 then
 				dump(record, "its sink was removed by a config reload");
 			end
+			if removed then record.handle:close_journal(); end
 		end
 	end
+end
+
+-- `persist`: opens the sink's ring file (named after its name or its position `i`), which first
+-- dumps what a process that died left in it. Tried once per sink (a failure is logged once).
+local function open_journal(record, i)
+	if record.journal_tried or not record.handle:persists() or record.handle:journal_path() then return; end
+	record.journal_tried = true;
+	local said = record.handle:open_journal(record.name or tostring(i));
+	for _, message in ipairs(said) do
+		module:log(message.level, "%s", message.text);
+	end
+	if #said > 0 then watch_reports(); end
+end
+
+-- Whether a sink of the previous configuration has a ring file open (a sink made anew then
+-- waits for the pairing: its predecessor may hand the same file over).
+local function journals_open(records)
+	for _, record in ipairs(records) do
+		if record.handle:journal_path() then return true; end
+	end
+	return false;
 end
 
 -- Which sink a reload made anew (its options changed) replaces which of the previous ones,
@@ -308,6 +330,12 @@ end
 -- n-th sink left unpaired before the reload is replaced by the n-th one left unpaired after
 -- it. Each side at most once; a sink kept as it was is no successor. An old sink left over is
 -- removed.
+local function index_of(list, item)
+	for i, x in ipairs(list) do
+		if x == item then return i; end
+	end
+end
+
 local function successors_of(previous, claimed, taken, fresh)
 	local successors, adopted = {}, {};
 	local function pair(old, new)
@@ -342,10 +370,17 @@ local function finish_pass()
 	-- window before the predecessor is retired.
 	for _, old in ipairs(pass.previous) do
 		local new = successors[old];
-		if new then new.handle:adopt(old.handle); end
+		if new then
+			new.handle:adopt(old.handle);
+			new.handle:take_journal(old.handle, new.name or tostring(index_of(pass.claimed, new)));
+			old.handle:close_journal();
+		end
 	end
 	retire(pass.previous, pass.taken, successors);
 	live, pass = pass.claimed, nil;
+	for i, record in ipairs(live) do
+		open_journal(record, i);
+	end
 end
 
 -- Once no reload_logging() is running (from events, timers and the shell).
@@ -433,6 +468,9 @@ local function ringbuffer_sink_maker(sink_config)
 	record.name = sink_name(sink_config.name);
 	table.insert(pass.claimed, record);
 	pass.taken[record] = true;
+	if not journals_open(pass.previous) then
+		open_journal(record, #pass.claimed);
+	end
 	return record.sink;
 end
 
@@ -496,6 +534,10 @@ module:hook_global("server-stopped", function ()
 	end
 	native.shut_down(native.shutdown_wait);
 	log_reports();
+	-- The very last: a ring file closed here is not recovered at the next start.
+	for _, record in ipairs(live) do
+		record.handle:close_journal();
+	end
 end);
 
 -- Statistics (module:metric), published on Prosody's collection.
@@ -749,6 +791,11 @@ local function shell_status()
 		table.insert(out, ("    dumps: %d done, %d failed%s"):format(s.dumps, s.failed, last));
 		if s.forward or s.format ~= "plain" then
 			table.insert(out, ("    format %s%s"):format(s.format, s.forward and (", forwarded to " .. s.forward) or ""));
+		end
+		if s.persist then
+			table.insert(out, ("    persisted to %s"):format(s.persist));
+		elseif s.persist_wanted then
+			table.insert(out, "    persist is set, but this sink runs without persistence (see Prosody's log)");
 		end
 		if s.paused then
 			table.insert(out, "    capture is paused (ringbuffer:resume() to go on)");

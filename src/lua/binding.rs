@@ -58,6 +58,24 @@ impl UserData for Handle {
             this.sink().adopt(predecessor.sink());
             Ok(())
         });
+        // `persist`: opens the sink's ring file for `identity` (its name or position) and dumps
+        // what a process that died left in it; returns what to log ({ level =, text = }).
+        methods.add_method("open_journal", |lua, this, identity: String| {
+            messages(lua, this.sink().open_journal(&identity).into_iter())
+        });
+        // Whether the sink asks for `persist`, and the ring file it has open (nil: none).
+        methods.add_method("persists", |_, this, ()| Ok(this.sink().options.persist.is_some()));
+        methods.add_method("journal_path", |_, this, ()| Ok(this.sink().journal_path()));
+        // A logging reload made this sink in `predecessor`'s place: the same ring file goes on.
+        methods.add_method("take_journal", |_, this, (predecessor, identity): (mlua::UserDataRef<Handle>, String)| {
+            this.sink().take_journal(predecessor.sink(), &identity);
+            Ok(())
+        });
+        // Closes the ring file with a clean-shutdown mark (server stopped, or sink removed).
+        methods.add_method("close_journal", |_, this, ()| {
+            this.sink().close_journal();
+            Ok(())
+        });
         // Whether a dump_on window is open: its dump is still to come.
         methods.add_method("window_open", |_, this, ()| Ok(this.sink().level_trigger.window_open()));
         // Starts a dump, written by the writer thread: `true, path, lines` or `nil, error` if
@@ -160,6 +178,8 @@ impl UserData for Handle {
             t.set("paused", this.lua_sink().paused.get())?;
             t.set("format", sink.options.output.format.name())?;
             t.set("forward", sink.forwards_to())?;
+            t.set("persist", sink.journal_path())?;
+            t.set("persist_wanted", sink.options.persist.is_some())?;
             Ok(t)
         });
         super::shell::add_methods(methods);

@@ -7,6 +7,7 @@ pub(crate) mod duration;
 pub mod format;
 pub(crate) mod forward_target;
 pub(crate) mod hung_stop;
+pub(crate) mod journal;
 pub(crate) mod level;
 pub(crate) mod message_framing;
 pub(crate) mod options;

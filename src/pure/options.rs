@@ -22,7 +22,7 @@ pub(crate) const MAX_SIZE: usize = 1 << 36;
 pub(crate) const MAX_LINES: usize = 1 << 28;
 pub(crate) const DEFAULT_TEMPLATE: &str = "{paths.data}/ringbuffer-logs-{pid}-{count}.log";
 /// "name" is read by the Lua side (the admin shell and the statistics name sinks by it).
-const KNOWN: [&str; 28] = [
+const KNOWN: &[&str] = &[
     "to",
     "level",
     "levels",
@@ -51,6 +51,7 @@ const KNOWN: [&str; 28] = [
     "forward_rate",
     "syslog_name",
     "syslog_facility",
+    "persist",
 ];
 /// `dump_cooldown` when not given: an error storm gives one dump a minute.
 pub(crate) const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
@@ -108,6 +109,15 @@ pub(crate) enum Target {
     File(String),
     /// `filename_template`, rendered at each dump.
     Template(String),
+}
+
+/// `persist`: where the sink's ring file lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Persist {
+    /// `persist = true`: Prosody's data directory (`paths.data`).
+    DataDir,
+    /// `persist = "/path/dir"`.
+    Dir(String),
 }
 
 /// How bad a config problem is.
@@ -207,6 +217,7 @@ pub(crate) struct ReloadKey {
     auto: AutoDump,
     retention: Retention,
     output: Output,
+    persist: Option<Persist>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -221,6 +232,8 @@ pub(crate) struct SinkOptions {
     pub(crate) auto: AutoDump,
     pub(crate) retention: Retention,
     pub(crate) output: Output,
+    /// `persist`: the ring also goes to a file that outlives the process (see `runtime::persist`).
+    pub(crate) persist: Option<Persist>,
 }
 
 /// Collects problems while the options are read.
@@ -412,6 +425,18 @@ impl<G: Fn(&str) -> OptValue> Reader<G> {
         }
     }
 
+    fn persist(&mut self) -> Option<Persist> {
+        match (self.get)("persist") {
+            OptValue::Absent | OptValue::Bool(false) => None,
+            OptValue::Bool(true) => Some(Persist::DataDir),
+            OptValue::Str(dir) if dir.starts_with('/') => Some(Persist::Dir(dir)),
+            v => {
+                self.bad("persist", &v, "true, false or an absolute folder path", "not persisting this sink");
+                None
+            }
+        }
+    }
+
     fn retention(&mut self) -> Retention {
         let value = (self.get)("keep_dumps");
         let keep_dumps = match value.as_count() {
@@ -590,6 +615,7 @@ impl SinkOptions {
             auto: reader.auto_dump(),
             retention: reader.retention(),
             output: reader.output(),
+            persist: reader.persist(),
         };
         if options.output.format.precise_time() && (reader.get)("timestamps") != OptValue::Absent {
             let text = format!(
@@ -616,6 +642,7 @@ impl SinkOptions {
             auto: self.auto.clone(),
             retention: self.retention.clone(),
             output: self.output.clone(),
+            persist: self.persist.clone(),
         }
     }
 }
@@ -814,6 +841,22 @@ mod tests {
         }
         let (_, p) = parse(&[("colour", OptValue::Bool(true))]);
         assert_eq!(p[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn persist_is_true_false_or_an_absolute_folder() {
+        assert_eq!(parse(&[]).0.persist, None);
+        assert_eq!(parse(&[("persist", OptValue::Bool(false))]).0.persist, None);
+        assert_eq!(parse(&[("persist", OptValue::Bool(true))]).0.persist, Some(Persist::DataDir));
+        let dir = parse(&[("persist", OptValue::Str("/run/prosody".into()))]);
+        assert_eq!(dir.0.persist, Some(Persist::Dir("/run/prosody".into())));
+        for bad in [OptValue::Str("relative".into()), OptValue::Int(1)] {
+            let (options, problems) = parse(&[("persist", bad)]);
+            assert_eq!(options.persist, None);
+            assert!(problems[0].text.contains("Invalid value for option 'persist'"), "{problems:?}");
+        }
+        let a = parse(&[("persist", OptValue::Bool(true))]).0.reload_key();
+        assert_ne!(a, parse(&[]).0.reload_key());
     }
 
     #[test]

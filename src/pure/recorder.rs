@@ -34,6 +34,8 @@ pub(crate) struct Batch {
     /// ...and that batch then says, oldest first, how many of its first lines each failed dump
     /// had sent before (by id).
     pub(crate) resent: Vec<(String, usize)>,
+    /// A persisted sink's journal mark when the batch was taken (see `runtime::persist`).
+    pub(crate) journal_mark: Option<u64>,
 }
 
 impl Batch {
@@ -115,7 +117,7 @@ impl Recorder {
         let dropped_now = self.ring.dropped();
         let dropped = std::mem::take(&mut self.unreported) + (dropped_now - self.dropped_when_taken);
         self.dropped_when_taken = dropped_now;
-        Batch { parts, lines, dropped, id: None, resent }
+        Batch { parts, lines, dropped, id: None, resent, journal_mark: None }
     }
 
     /// Lines dropped since the last batch was taken, with those of failed dumps.

@@ -28,7 +28,9 @@
 //! 8. `sink::Sink::queued_forward` (per sink: the one forward waiting behind a running one):
 //!    may take 9 (its lines go back into the ring).
 //! 9. `shared_ring::SharedRing::lock` (per sink: taking lines, giving them back, a snapshot):
-//!    may take 10 (a failed dump's lines go to the sink a reload made in its place).
+//!    may take 10 (a failed dump's lines go to the sink a reload made in its place) and the
+//!    sink's journal lock (`sink::Sink::journal`, `persist`: a second `SharedRing`, taken only
+//!    inside the recorder's, by the owner's per-line path and by dumps noting their mark; a leaf).
 //! 10. `sink::Sink::successor` (per sink): leaf.
 //! 11. Leaves that guard one value each: `sink::Sink::outcomes`, `reports::REPORTS`,
 //!     `inspect::Pending`'s answer slot, `dump_ledger::LEDGER` (an unlink runs under it, nothing
@@ -53,6 +55,7 @@ pub(crate) mod inspect;
 #[cfg(test)]
 pub(crate) mod lock_watch;
 pub(crate) mod os;
+pub(crate) mod persist;
 pub(crate) mod regions;
 pub(crate) mod reports;
 pub(crate) mod retention;

@@ -1,8 +1,9 @@
 //! The few operating-system calls the runtime needs that the standard library does not offer:
 //! signal dispositions (SIGXFSZ made harmless among them), blocking all signals on a thread, a
 //! descriptor's non-blocking flag, allocating a file region, a TCP socket's unacknowledged
-//! bytes, and the C library's wording of an error. Every `unsafe` block of the runtime outside
-//! the ring's lock is here.
+//! bytes, the C library's wording of an error, noticing a stop signal without taking it, and a
+//! shared file mapping with its lock and a fork counter (the journal of `persist`). Every
+//! `unsafe` block of the runtime outside the ring's lock is here.
 
 use std::fs::File;
 use std::io;
@@ -404,4 +405,152 @@ pub(crate) fn install_chained_handler(
 pub(crate) fn signal_this_thread(signal: c_int) {
     // SAFETY: pthread_kill to the calling thread, which is alive.
     unsafe { libc::pthread_kill(libc::pthread_self(), signal) };
+}
+
+/// A file mapped shared and writable (`persist`'s journal): stores into it are in the page
+/// cache at once, so they outlive the process however it ends. Unmapped when dropped.
+pub(crate) struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; whoever holds it exclusively (`&mut`)
+// is its only user in this process.
+unsafe impl Send for Mapping {}
+
+impl std::fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mapping").field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
+impl Mapping {
+    /// Maps the first `len` bytes of `file` (which must be at least that long).
+    pub(crate) fn new(file: &File, len: usize) -> io::Result<Mapping> {
+        // SAFETY: a new shared mapping of a descriptor the caller keeps open; the kernel picks the
+        // address, and nothing else refers to it yet.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let mapping = Mapping { ptr: ptr.cast(), len };
+        mapping.no_read_ahead();
+        Ok(mapping)
+    }
+
+    /// Maps pages in one at a time (`MADV_RANDOM`): without it a fault maps in a whole large
+    /// folio that read-ahead made (up to 2 MiB), far ahead of where the journal writes.
+    fn no_read_ahead(&self) {
+        // SAFETY: advice on this value's own mapping; it changes no memory.
+        unsafe {
+            libc::madvise(self.ptr.cast(), self.len, libc::MADV_RANDOM);
+        }
+    }
+
+    /// Grows the mapping to `len` bytes (the file must have grown first); it may move.
+    pub(crate) fn grow(&mut self, len: usize) -> io::Result<()> {
+        // SAFETY: remaps this value's own mapping; no reference into it outlives `&mut self`.
+        let ptr = unsafe { libc::mremap(self.ptr.cast(), self.len, len, libc::MREMAP_MAYMOVE) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        (self.ptr, self.len) = (ptr.cast(), len);
+        self.no_read_ahead();
+        Ok(())
+    }
+
+    /// Its length.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Maps `range` in, writable, with one call (`MADV_POPULATE_WRITE`) rather than a page fault
+    /// per page. Only a speed-up: where the kernel lacks it, pages fault in as they are written.
+    pub(crate) fn populate(&mut self, range: std::ops::Range<usize>) {
+        if range.end > self.len || range.start >= range.end {
+            return;
+        }
+        // SAFETY: the range lies in this value's mapping; populating changes no contents.
+        unsafe {
+            libc::madvise(self.ptr.add(range.start).cast(), range.end - range.start, libc::MADV_POPULATE_WRITE);
+        }
+    }
+
+    /// The mapped bytes.
+    pub(crate) fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: `ptr` maps `len` bytes for as long as `self` lives; `&mut self` makes the slice
+        // the only reference. (A file truncated by another process raises SIGBUS on access:
+        // accepted, see docs/persist.md.)
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+
+    /// Lets the process drop its pages of `range` (they stay in the file and the page cache):
+    /// a complete block of the journal then costs no resident memory.
+    pub(crate) fn release(&mut self, range: std::ops::Range<usize>) {
+        if range.end > self.len || range.start >= range.end {
+            return;
+        }
+        // SAFETY: the range lies in this value's mapping; MADV_DONTNEED on a shared file mapping
+        // only drops this process's page table entries: the data stays in the file.
+        unsafe {
+            libc::madvise(self.ptr.add(range.start).cast(), range.end - range.start, libc::MADV_DONTNEED);
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps this value's own mapping; nothing refers to it any more.
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.len);
+        }
+    }
+}
+
+/// Takes an exclusive lock on `file` without waiting (`flock`); `WouldBlock` if another open
+/// file (another process) holds it.
+pub(crate) fn lock_exclusive(file: &File) -> io::Result<()> {
+    // SAFETY: flock on a descriptor `file` keeps open; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The effective user ID of the process.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+static FORKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn count_fork_in_child() {
+    FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many times the process forked since [`count_forks`] was first called: a journal whose
+/// count is behind writes its new PID (Prosody 0.12's `-D` forks after loading modules).
+pub(crate) fn forks() -> u32 {
+    FORKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Starts counting forks (once per process).
+pub(crate) fn count_forks() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: registers a child handler that only increments an atomic (async-signal-safe).
+        unsafe {
+            libc::pthread_atfork(None, None, Some(count_fork_in_child));
+        }
+    });
 }

@@ -15,6 +15,7 @@ use super::auto_dump::LevelTrigger;
 use super::dump_file::{self, DumpError, Prepared};
 use super::dump_ledger;
 use super::forward::{self, Forwarder};
+use super::persist::{self, Journal};
 use super::reports;
 use super::shared_ring::SharedRing;
 pub(crate) use super::writer::DumpOrigin;
@@ -24,7 +25,7 @@ use crate::pure::options::{SinkOptions, Target};
 use crate::pure::query::{self, Filter};
 use crate::pure::recorder::{Batch, Recorder};
 use crate::pure::records::{Framing, Identity};
-use crate::pure::ring::{Meta, Ring};
+use crate::pure::ring::{Limit, Meta, Ring};
 use crate::pure::template::{self, Values};
 
 #[derive(Debug)]
@@ -46,6 +47,12 @@ pub(crate) struct Sink {
     /// The sink a logging reload made anew in this one's place (see [`Sink::adopt`]). Locked
     /// only inside this sink's recorder lock, or alone.
     successor: Mutex<Option<Arc<Sink>>>,
+    /// `persist`: the journal every stored line is appended to, once opened (see `persist`).
+    /// Only the owner thread appends, inside its recorder section; other threads reach it
+    /// inside the recorder's lock (lock order: the recorder, then the journal).
+    journal: Option<SharedRing<Option<Journal>>>,
+    /// Notes for the next dump only (a recovery's).
+    notes_once: Mutex<Vec<String>>,
 }
 
 /// A forward admitted and not yet started.
@@ -113,6 +120,7 @@ static DUMP_COUNT: AtomicU64 = AtomicU64::new(0);
 
 impl Sink {
     pub(crate) fn new(options: SinkOptions, paths: Vec<(String, String)>) -> Self {
+        let journal = options.persist.is_some().then(|| SharedRing::new(None));
         let recorder = SharedRing::new(Recorder::new(options.limit));
         Sink {
             options,
@@ -124,6 +132,8 @@ impl Sink {
             forwarder: None,
             queued_forward: Mutex::new(None),
             successor: Mutex::new(None),
+            journal,
+            notes_once: Mutex::default(),
         }
     }
 
@@ -138,7 +148,19 @@ impl Sink {
     #[inline]
     pub(crate) fn push(&self, line: &[u8], meta: impl Into<Meta>) {
         let meta = meta.into();
+        if let Some(journal) = &self.journal {
+            return self.push_persisted(journal, line, meta);
+        }
         self.recorder.with_owner(|r| r.ring.push(line, meta));
+    }
+
+    /// [`Sink::push`] for a persisted sink: the line goes to the journal too, as the ring keeps it.
+    fn push_persisted(&self, journal: &SharedRing<Option<Journal>>, line: &[u8], meta: Meta) {
+        self.recorder.with_owner(|r| {
+            r.ring.push(line, meta);
+            let (kept, meta) = crate::pure::journal::as_ring_keeps(r.ring.limit(), line, meta);
+            journal.with_owner(|j| j.as_mut().map(|j| j.append(kept, meta)));
+        });
     }
 
     /// Lets `write` put a line straight into the ring's free space, and stores it if `write`
@@ -146,7 +168,136 @@ impl Sink {
     /// (no room left in the current chunk, `write` declined, or a line the limit must cut).
     #[inline]
     pub(crate) fn push_in_place(&self, meta: Meta, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
-        self.recorder.with_owner(|r| r.ring.write_in_place(meta, write))
+        // One call of `write` (so that it is inlined here), one test more for a sink without
+        // `persist`.
+        self.recorder.with_owner(|r| {
+            r.ring.write_in_place(meta, |room| {
+                let len = write(room)?;
+                if self.journal.is_some() {
+                    self.journal_in_place(room, len, meta);
+                }
+                Some(len)
+            })
+        })
+    }
+
+    /// Appends a line just written into the ring's room (`len` bytes of `room`) to the journal,
+    /// if the ring stores it (see `Ring::write_in_place`: a line that fits the room and the
+    /// limit; an empty room means no chunk to write in).
+    #[inline(never)]
+    fn journal_in_place(&self, room: &[u8], len: usize, meta: Meta) {
+        let Some(journal) = &self.journal else { return };
+        let fits = match self.options.limit {
+            Limit::Bytes(size) => crate::pure::journal::RING_HEAD + len <= size,
+            Limit::Lines(_) => true,
+        };
+        if let Some(line) = room.get(..len).filter(|_| fits && !room.is_empty()) {
+            journal.with_owner(|j| j.as_mut().map(|j| j.append(line, meta)));
+        }
+    }
+
+    /// `persist`: opens this sink's ring file, called `identity` (its name or position), and
+    /// dumps what a process that did not shut down cleanly left in it. Returns what to say in
+    /// Prosody's log, as (level, text). Nothing to do if the sink does not persist or already
+    /// has its journal.
+    pub(crate) fn open_journal(self: &Arc<Self>, identity: &str) -> Vec<(&'static str, String)> {
+        let Some(journal) = &self.journal else { return Vec::new() };
+        if self.journal_path().is_some() {
+            return Vec::new();
+        }
+        let opened = persist::open(std::path::Path::new(&self.persist_dir()), identity, self.options.limit);
+        let mut said: Vec<(&'static str, String)> = opened.warnings.into_iter().map(|w| ("warn", w)).collect();
+        let Some(opened_journal) = opened.journal else { return said };
+        let path = opened_journal.path().display().to_string();
+        self.recorder.with_lock(|_| journal.with_lock(|j| *j = Some(opened_journal)));
+        let Some(recovery) = opened.recovery else { return said };
+        let lines = recovery.lines.lines();
+        let newest = recovery.lines.newest_time().map(|t| {
+            let mut text = Vec::new();
+            crate::pure::date::DateFormat::new("%b %d %H:%M:%S").map(|f| f.render(i64::from(t), &mut text)).ok();
+            String::from_utf8_lossy(&text).into_owned()
+        });
+        let mut note = format!("Recovered from PID {}, which ended without a clean shutdown", recovery.pid);
+        if let Some(newest) = newest.filter(|n| !n.is_empty()) {
+            note.push_str(&format!("; newest line at {newest}"));
+        }
+        if recovery.torn > 0 {
+            note.push_str(&format!("; {} line cut off as it was written was left out", recovery.torn));
+        }
+        if recovery.damaged > 0 {
+            note.push_str(&format!("; {} damaged records, the lines before them were left out", recovery.damaged));
+        }
+        // Journaled again first, so that they survive another kill until a dump has them.
+        let mut recovered = crate::pure::recorder::Recorder::new(self.options.limit);
+        for line in recovery.lines.iter() {
+            let bytes = line.to_vec();
+            journal.with_owner(|j| j.as_mut().map(|j| j.append(&bytes, line.meta)));
+            recovered.ring.push(&bytes, line.meta);
+        }
+        let batch = recovered.take();
+        self.recorder.with_lock(|r| r.adopt(batch));
+        self.notes_once.lock().push(note.clone());
+        said.push(("warn", format!("Ring file {path}: {note}; {lines} lines recovered")));
+        if let Err(e) = self.dump(DumpOrigin::LuaThread, "recovered after an unclean shutdown") {
+            said.push(("error", format!("The recovered lines could not be dumped: {e}; the sink keeps them")));
+        }
+        said
+    }
+
+    /// The folder of the ring file `persist` asks for (Prosody's data directory by default).
+    fn persist_dir(&self) -> String {
+        match &self.options.persist {
+            Some(crate::pure::options::Persist::Dir(dir)) => dir.clone(),
+            _ => self.paths.iter().find(|(k, _)| k == "data").map_or_else(|| ".".into(), |(_, v)| v.clone()),
+        }
+    }
+
+    /// Where this sink's ring file is, if it has one open.
+    pub(crate) fn journal_path(&self) -> Option<String> {
+        let journal = self.journal.as_ref()?;
+        self.recorder.with_lock(|_| journal.with_lock(|j| j.as_ref().map(|j| j.path().display().to_string())))
+    }
+
+    /// Takes over `predecessor`'s open ring file if it is the one this sink, called `identity`,
+    /// would open (a logging reload made this sink in its place).
+    pub(crate) fn take_journal(&self, predecessor: &Sink, identity: &str) {
+        let (Some(mine), Some(theirs)) = (&self.journal, &predecessor.journal) else { return };
+        let wanted = persist::path_for(std::path::Path::new(&self.persist_dir()), identity);
+        let taken = predecessor.recorder.with_lock(|_| {
+            theirs.with_lock(|j| match j {
+                Some(journal) if journal.path() == wanted => j.take(),
+                _ => None,
+            })
+        });
+        if let Some(taken) = taken {
+            self.recorder.with_lock(|_| mine.with_lock(|j| *j = Some(taken)));
+        }
+    }
+
+    /// Closes the ring file, marking a clean shutdown: no recovery at the next start.
+    pub(crate) fn close_journal(&self) {
+        let Some(journal) = &self.journal else { return };
+        if let Some(journal) = self.recorder.with_lock(|_| journal.with_lock(Option::take)) {
+            journal.close_cleanly();
+        }
+    }
+
+    /// Takes every line out for a dump, noting the journal's mark in the batch.
+    fn take_batch(&self) -> Batch {
+        self.recorder.with_lock(|r| {
+            let mut batch = r.take();
+            if let Some(journal) = &self.journal {
+                batch.journal_mark = journal.with_lock(|j| j.as_mut().map(Journal::dump_took));
+            }
+            batch
+        })
+    }
+
+    /// A dump of `batch` ended: its lines were all written, or went back.
+    fn dump_ended(&self, batch: &Batch, written: bool) {
+        if let (Some(journal), Some(mark)) = (&self.journal, batch.journal_mark) {
+            self.recorder.with_lock(|_| journal.with_lock(|j| j.as_mut().map(|j| j.dump_ended(mark, written))));
+        }
     }
 
     /// Takes over `predecessor`'s place after a logging reload changed its options: its lines
@@ -242,7 +393,12 @@ impl Sink {
 
     /// Empties the buffer without dumping it.
     pub(crate) fn clear(&self) {
-        self.recorder.with_lock(|r| drop(r.take()));
+        self.recorder.with_lock(|r| {
+            drop(r.take());
+            if let Some(journal) = &self.journal {
+                journal.with_lock(|j| j.as_mut().map(Journal::cleared));
+            }
+        });
     }
 
     /// How the dumps went so far.
@@ -308,10 +464,11 @@ impl Sink {
         // A forward still waiting behind another gives its lines back first (in their place,
         // see `recorder`): this dump takes them along with the lines logged since.
         let superseded = queued.as_mut().and_then(|slot| slot.take()).map(|older| {
+            self.dump_ended(&older.batch, false);
             self.recorder.with_lock(|r| r.give_back(older.batch));
             (older.framing, older.flight)
         });
-        let mut batch = self.recorder.with_lock(Recorder::take);
+        let mut batch = self.take_batch();
         if let Some(cutoff) = self.max_age_cutoff() {
             let aged = batch.lines.drop_older_than(cutoff) as u64;
             self.aged_out.fetch_add(aged, Ordering::Relaxed);
@@ -352,6 +509,7 @@ impl Sink {
         let mut prepared = match dump_file::prepare_as(&path, framing, batch.lines.text_bytes(), compress) {
             Ok(p) => p,
             Err(e) => {
+                self.dump_ended(&batch, false);
                 self.give_back(batch);
                 self.record_outcome(&path, Some(&e));
                 return Err(e);
@@ -472,7 +630,7 @@ impl Sink {
     /// The notices after the dump header: only when there is something to say, so that a dump
     /// that lost nothing stays byte for byte the Lua module's.
     fn notes(&self, batch: &Batch) -> Vec<String> {
-        let mut notes = Vec::new();
+        let mut notes = std::mem::take(&mut *self.notes_once.lock());
         for (id, lines) in &batch.resent {
             notes.push(format!("The first {lines} lines were in dump {id}, which could not be forwarded: sent again"));
         }
@@ -505,6 +663,7 @@ impl Sink {
                 };
                 let text = format!("Dumped {} buffered lines to {path} ({reason}){dropped}", batch.lines.lines());
                 reports::push("info", text);
+                self.dump_ended(&batch, true);
                 self.record_outcome(&path, None);
                 // keep_dumps (retention): delete this sink's older dump files.
                 if configured {
@@ -513,6 +672,7 @@ impl Sink {
             }
             Err(e) => {
                 report_failure(&e, reason);
+                self.dump_ended(&batch, false);
                 self.give_back(batch);
                 self.record_outcome(&path, Some(&e));
             }
@@ -542,6 +702,7 @@ impl Sink {
                 let text =
                     format!("Forwarded {} buffered lines to {target} ({reason}); dump {id}", batch.lines.lines());
                 reports::push("info", text);
+                self.dump_ended(&batch, true);
                 self.record_outcome(&target, None);
             }
             Err(error) => {
@@ -556,11 +717,15 @@ impl Sink {
                             prepared.taken_from(self.address(), batch.lines.lines());
                             self.finish(prepared, batch, &reason, true, flight)
                         }
-                        Err(e) => reports::push("error", format!("{e} ({reason}); {} lines lost", batch.lines.lines())),
+                        Err(e) => {
+                            self.dump_ended(&batch, false);
+                            reports::push("error", format!("{e} ({reason}); {} lines lost", batch.lines.lines()))
+                        }
                     }
                     return;
                 }
                 report_failure(&failure, &reason);
+                self.dump_ended(&batch, false);
                 self.give_back(batch);
             }
         }
@@ -1022,5 +1187,88 @@ mod tests {
         let text = wait_for_dump(&dir.file("merged.log"));
         assert_eq!(dumped_lines(&text), ["old error", "new error"]);
         assert_eq!(text.matches("-- End of dump --").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn a_persisted_sink_recovers_what_a_process_left_and_dumps_it_with_a_note() {
+        let dir = TestDir::new("sink-persist");
+        let options = [
+            ("persist", OptValue::Bool(true)),
+            ("lines", OptValue::Int(5)),
+            ("filename_template", OptValue::Str("{paths.data}/recovered.log".into())),
+        ];
+        let first = sink_from(&dir, &options);
+        assert!(first.open_journal("main").is_empty());
+        let path = first.journal_path().expect("a ring file");
+        assert!(path.ends_with("/ringbuffer-main.ring"), "{path}");
+        for n in 1..=3 {
+            first.push(format!("pushed {n}\n").as_bytes(), Meta { time: 1_700_000_000, source_at: 0 });
+        }
+        first.dump(DumpOrigin::LuaThread, "test").expect("dump");
+        assert!(writer::wait_idle(Duration::from_secs(10)));
+        for n in 4..=10 {
+            let text = format!("in place {n}\n");
+            let stored = first.push_in_place(Meta { time: 1_700_000_000, source_at: 0 }, |room| {
+                room.get_mut(..text.len())?.copy_from_slice(text.as_bytes());
+                Some(text.len())
+            });
+            if !stored {
+                first.push(text.as_bytes(), Meta { time: 1_700_000_000, source_at: 0 });
+            }
+        }
+        first.clear();
+        first.push(b"after clear\n", Meta { time: 1_700_000_001, source_at: 0 });
+        // The process ends without a clean shutdown: the journal is dropped, never closed.
+        drop(first);
+        std::fs::remove_file(dir.file("recovered.log")).expect("the first dump");
+        let second = sink_from(&dir, &options);
+        let said = second.open_journal("main");
+        assert!(said.iter().any(|(_, t)| t.contains("1 lines recovered")), "{said:?}");
+        let text = wait_for_dump(&dir.file("recovered.log"));
+        assert!(
+            text.contains(&format!(
+                "-- Recovered from PID {}, which ended without a clean shutdown; newest line at ",
+                std::process::id()
+            )),
+            "{text}"
+        );
+        assert_eq!(dumped_lines(&text), ["after clear"], "dumped and cleared lines are not recovered");
+        assert!(writer::wait_idle(Duration::from_secs(10)));
+        second.close_journal();
+        let third = sink_from(&dir, &options);
+        assert!(third.open_journal("main").is_empty(), "a clean shutdown: nothing to recover");
+        let status_path = third.journal_path().expect("open");
+        assert_eq!(status_path, path);
+    }
+
+    #[test]
+    fn a_successor_takes_over_the_same_ring_file_and_only_that() {
+        let dir = TestDir::new("sink-persist-reload");
+        let old = sink_from(&dir, &[("persist", OptValue::Bool(true)), ("lines", OptValue::Int(10))]);
+        assert!(old.open_journal("main").is_empty());
+        let path = old.journal_path().expect("open");
+        old.push(b"before the reload\n", 0);
+        let other = sink_from(&dir, &[("persist", OptValue::Bool(true)), ("lines", OptValue::Int(20))]);
+        other.take_journal(&old, "renamed");
+        assert!(other.journal_path().is_none(), "another file: not taken");
+        let new = sink_from(&dir, &[("persist", OptValue::Bool(true)), ("lines", OptValue::Int(20))]);
+        new.adopt(&old);
+        new.take_journal(&old, "main");
+        assert_eq!(new.journal_path(), Some(path));
+        assert!(old.journal_path().is_none());
+        new.push(b"after the reload\n", 0);
+        drop((old, new)); // killed: never closed
+        let next = sink_from(
+            &dir,
+            &[
+                ("persist", OptValue::Bool(true)),
+                ("lines", OptValue::Int(20)),
+                ("filename_template", OptValue::Str("{paths.data}/after-reload.log".into())),
+            ],
+        );
+        next.open_journal("main");
+        let text = wait_for_dump(&dir.file("after-reload.log"));
+        assert_eq!(dumped_lines(&text), ["before the reload", "after the reload"]);
+        assert!(writer::wait_idle(Duration::from_secs(10)));
     }
 }
