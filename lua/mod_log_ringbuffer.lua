@@ -173,6 +173,36 @@ local function watch_reports()
 	end
 end
 
+-- The heartbeat: while a sink has dump_on_stall (or dump_on_exit), this timer tells the native
+-- side once a second that the main loop turned; a native thread dumps a sink whose loop has not
+-- turned for its dump_on_stall (see runtime::stall). A stall that a beat ends is logged here.
+local heartbeat_timer;
+
+local function wants_heartbeat()
+	for _, records in ipairs({ live, pass and pass.claimed or {} }) do
+		for _, record in ipairs(records) do
+			if record.handle:wants_heartbeat() then return true; end
+		end
+	end
+	return false;
+end
+
+local function beat()
+	for _, warning in ipairs(native.heartbeat()) do
+		module:log(warning.level, "%s", warning.text);
+	end
+	if wants_heartbeat() then
+		return native.heartbeat_interval;
+	end
+	heartbeat_timer = nil;
+end
+
+local function start_heartbeat()
+	if not heartbeat_timer then
+		heartbeat_timer = module:add_timer(0, beat);
+	end
+end
+
 local function dump(record, reason, to)
 	local ok, result, lines = record.handle:dump(reason, to);
 	if not ok then
@@ -203,6 +233,9 @@ local function arm(record)
 	end
 	if record.handle:has_native_triggers() then
 		watch_reports();
+	end
+	if record.handle:wants_heartbeat() then
+		start_heartbeat();
 	end
 end
 

@@ -21,7 +21,7 @@ use crate::pure::ring::Limit;
 use crate::pure::signal_names::Trigger;
 use crate::runtime::forward::Forwarder;
 use crate::runtime::sink::{DumpOrigin, Sink};
-use crate::runtime::{auto_dump, crash, os, reports, signals, writer};
+use crate::runtime::{auto_dump, crash, heartbeat, os, reports, signals, stall, writer};
 use std::time::Duration;
 
 /// The handle Lua holds for one sink.
@@ -98,18 +98,29 @@ impl UserData for Handle {
                     problems.push(e);
                 }
             }
+            if let Some(after) = this.sink().options.auto.on_stall {
+                stall::watch(this.sink(), after);
+            }
             Ok(problems)
         });
         methods.add_method("disarm", |_, this, ()| {
             signals::unwatch(this.sink());
             crash::unwatch(this.sink());
+            stall::unwatch(this.sink());
             Ok(())
         });
         // Whether native threads may dump this sink (a native signal, `dump_on`): the Lua side
         // then polls for their reports.
         methods.add_method("has_native_triggers", |_, this, ()| {
             let options = &this.sink().options;
-            Ok(options.auto.on_level.is_some() || options.triggers.iter().any(|t| matches!(t, Trigger::Signal(..))))
+            Ok(options.auto.on_level.is_some()
+                || options.auto.on_stall.is_some()
+                || options.triggers.iter().any(|t| matches!(t, Trigger::Signal(..))))
+        });
+        // Whether the heartbeat (native.heartbeat() from a timer) must run for this sink.
+        methods.add_method("wants_heartbeat", |_, this, ()| {
+            let auto = &this.sink().options.auto;
+            Ok(auto.on_stall.is_some() || auto.on_exit)
         });
         methods.add_method("dump_on_exit", |_, this, ()| Ok(this.sink().options.auto.on_exit));
         // Lines and bytes held now.
@@ -143,6 +154,7 @@ impl UserData for Handle {
             t.set("paused", this.lua_sink().paused.get())?;
             t.set("format", sink.options.output.format.name())?;
             t.set("forward", sink.forwards_to())?;
+            t.set("dump_on_stall", sink.options.auto.on_stall.map(|d| d.as_secs_f64()))?;
             Ok(t)
         });
         super::shell::add_methods(methods);
@@ -167,6 +179,9 @@ fn trigger_names(options: &SinkOptions) -> Vec<String> {
             auto.after.as_secs_f64(),
             auto.cooldown.as_secs_f64()
         ));
+    }
+    if let Some(after) = auto.on_stall {
+        names.push(format!("dump_on_stall {}s (cooldown {}s)", after.as_secs_f64(), auto.cooldown.as_secs_f64()));
     }
     if auto.on_exit {
         names.push("dump_on_exit".into());
@@ -292,6 +307,13 @@ fn take_reports(lua: &Lua, (): ()) -> Result<Table> {
     messages(lua, reports::take().into_iter().map(|r| (r.level, r.text)))
 }
 
+/// The main loop turned (a timer, every `heartbeat_interval` seconds): the warnings for
+/// Prosody's log of a stall that this turn ended (see `runtime::stall`).
+fn heartbeat(lua: &Lua, (): ()) -> Result<Table> {
+    heartbeat::beat();
+    messages(lua, stall::after_beat().into_iter().map(|text| ("warn", text)))
+}
+
 /// Begins shutdown: native threads start no new dumps, and dumps from Lua are written at once
 /// from now on. Waits up to `seconds` for the dumps in flight; true if none are left.
 fn shut_down(_: &Lua, seconds: f64) -> Result<bool> {
@@ -329,6 +351,8 @@ pub fn exports(lua: &Lua) -> Result<Table> {
     module.set("new_sink", lua.create_function(new_sink)?)?;
     module.set("take_reports", lua.create_function(take_reports)?)?;
     module.set("shut_down", lua.create_function(shut_down)?)?;
+    module.set("heartbeat", lua.create_function(heartbeat)?)?;
+    module.set("heartbeat_interval", heartbeat::INTERVAL.as_secs_f64())?;
     module.set("pending_signals", lua.create_function(pending_signals)?)?;
     module.set("shutdown_wait", SHUTDOWN_WAIT.as_secs_f64())?;
     module.set("max_limit", super::shell::MAX_LIMIT)?;

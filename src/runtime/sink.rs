@@ -295,6 +295,17 @@ impl Sink {
         reason: &str,
         to: Option<&str>,
     ) -> Result<Dumped, DumpError> {
+        self.dump_noted(origin, reason, to, None)
+    }
+
+    /// [`Sink::dump_to`] with `note` as the first note after the header (`dump_on_stall`'s).
+    pub(crate) fn dump_noted(
+        self: &Arc<Self>,
+        origin: DumpOrigin,
+        reason: &str,
+        to: Option<&str>,
+        note: Option<String>,
+    ) -> Result<Dumped, DumpError> {
         let admission = writer::admit(origin).ok_or(DumpError::ShuttingDown)?;
         let time = now_seconds();
         let forwarder = self.forwarder.as_ref().filter(|_| to.is_none());
@@ -317,7 +328,8 @@ impl Sink {
             self.aged_out.fetch_add(aged, Ordering::Relaxed);
             batch.dropped += aged;
         }
-        let framing = self.framing(time, self.notes(&batch), count, reason);
+        let notes = note.into_iter().chain(self.notes(&batch)).collect();
+        let framing = self.framing(time, notes, count, reason);
         let lines = batch.lines.lines();
         if let Some(mut queued) = queued {
             batch.id = Some(framing.id.clone());
@@ -479,10 +491,14 @@ impl Sink {
         if batch.dropped > 0 {
             notes.push(format!("{} older lines were dropped since the previous dump", batch.dropped));
         }
-        match self.level_trigger.take_suppressed() {
-            0 => {}
-            n => notes
-                .push(format!("{n} more dump_on triggers were suppressed by dump_cooldown since the previous dump")),
+        let (triggers, stalls) = self.level_trigger.take_suppressed();
+        if triggers > 0 {
+            notes.push(format!(
+                "{triggers} more dump_on triggers were suppressed by dump_cooldown since the previous dump"
+            ));
+        }
+        if stalls > 0 {
+            notes.push(format!("{stalls} more stall dumps were suppressed by dump_cooldown since the previous dump"));
         }
         notes
     }

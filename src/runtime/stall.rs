@@ -1,0 +1,401 @@
+//! `dump_on_stall`: a watchdog thread dumps a sink by itself once Prosody's main loop has not
+//! turned for the sink's `dump_on_stall`, appends the main thread's Lua traceback to the dump,
+//! and has Prosody log one warning when the loop turns again.
+//!
+//! **When the loop counts as stalled.** The heartbeat (`heartbeat`) is a Prosody timer: each
+//! beat schedules the next one at most [`INTERVAL`] after it (Prosody's timers count from the
+//! moment they run, which is before the beat). A loop that turns runs its due timers in each
+//! turn, so a beat that is *overdue* by T means no turn has run timers for T: the loop has
+//! surely not turned for T, however busy it is (a busy loop turns and runs its timers late by
+//! at most one turn). So a sink declares a stall when `since the last beat − INTERVAL ≥
+//! dump_on_stall`; timer lateness, load and a slow watchdog thread can only make it later.
+//! A sink counts only once a beat has come after it was armed: a server still starting (no
+//! beat yet), a sink a reload adds, and a forked child (Prosody 0.12's `-D`, whose watchdog
+//! thread starts with its first beat) are never stalled before their loop has turned.
+//!
+//! **One dump per stall.** A stall is known by the beat count it began after; each sink dumps
+//! once for it (or, within `dump_cooldown` of its last dump by itself, only counts it; see
+//! `auto_dump`). Then the main thread's Lua traceback is asked for (`lua_traceback`); what
+//! comes within [`TRACEBACK_WAIT`] is appended to each dump file, or one line saying there is
+//! none. The next beat ends the stall: Prosody logs how long it lasted and the traceback (one
+//! that came late too: a loop blocked in C answers when it runs Lua again).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::heartbeat::{self, INTERVAL};
+use super::lua_traceback::{self, Ticket};
+use super::reports;
+use super::sink::{DumpOrigin, Dumped, Sink};
+use super::writer::{self, Admission, Lane};
+use crate::pure::records::Format;
+
+/// How often the watchdog looks at the heartbeat.
+const TICK: Duration = Duration::from_millis(100);
+/// How long a stall dump waits for the Lua traceback before it says there is none.
+pub(crate) const TRACEBACK_WAIT: Duration = Duration::from_secs(1);
+const TRACEBACK_HEADER: &str = "-- Lua traceback of Prosody's main thread --";
+const TRACEBACK_FOOTER: &str = "-- End of Lua traceback --";
+const NO_TRACEBACK: &str = "-- No Lua traceback: Prosody's main thread ran no Lua code within 1 s of asking \
+                            (it is blocked in C, such as a system call, or runs Lua in a coroutine) --";
+const CANNOT_ASK: &str = "-- No Lua traceback: this build cannot ask Prosody's main thread for one --";
+
+/// One sink with `dump_on_stall`.
+struct Watch {
+    sink: Weak<Sink>,
+    after: Duration,
+    /// Beats when it was armed: it counts once the count is past this.
+    armed_at: u64,
+    /// The stall (its beat count) it declared last.
+    declared: Option<u64>,
+}
+
+/// A stall declared by at least one sink, until the next beat.
+#[derive(Default)]
+struct Stall {
+    /// The beat count it began after.
+    beats: u64,
+    /// When the loop surely stood still already (a lower bound of how long it lasted).
+    began: Option<Instant>,
+    /// The traceback that came, and requests that have not answered yet.
+    traceback: Option<String>,
+    tickets: Vec<Ticket>,
+}
+
+#[derive(Default)]
+struct Watchdog {
+    watches: Vec<Watch>,
+    stall: Option<Stall>,
+}
+
+static WATCHDOG: Mutex<Watchdog> = Mutex::new(Watchdog { watches: Vec::new(), stall: None });
+/// The process whose watchdog thread runs (0: none yet); a forked child starts its own.
+static THREAD_OF: AtomicU32 = AtomicU32::new(0);
+
+/// Makes `sink` dump once the loop has not turned for `after` (from the Lua thread).
+pub(crate) fn watch(sink: &Arc<Sink>, after: Duration) {
+    let mut watchdog = WATCHDOG.lock();
+    watchdog.watches.retain(|w| w.sink.as_ptr() != Arc::as_ptr(sink) && w.sink.strong_count() > 0);
+    watchdog.watches.push(Watch { sink: Arc::downgrade(sink), after, armed_at: heartbeat::beats(), declared: None });
+}
+
+/// Stops watching `sink`.
+pub(crate) fn unwatch(sink: &Arc<Sink>) {
+    WATCHDOG.lock().watches.retain(|w| w.sink.as_ptr() != Arc::as_ptr(sink) && w.sink.strong_count() > 0);
+}
+
+/// Called on the Lua thread right after each beat: starts the watchdog thread in this process
+/// if needed, and ends a declared stall, giving the warning for Prosody's log.
+pub(crate) fn after_beat() -> Option<String> {
+    if THREAD_OF.load(Ordering::Acquire) != std::process::id() {
+        start_thread();
+    }
+    let ended = WATCHDOG.lock().end_stall(heartbeat::beats())?;
+    Some(ended.warning())
+}
+
+fn start_thread() {
+    let pid = std::process::id();
+    if THREAD_OF.swap(pid, Ordering::AcqRel) == pid {
+        return;
+    }
+    let ticks = std::iter::repeat_with(|| std::thread::sleep(TICK));
+    if let Err(e) = super::thread::spawn_worker("log_ringbuffer-stall", ticks, |()| check()) {
+        THREAD_OF.store(0, Ordering::Release);
+        reports::push("error", format!("dump_on_stall cannot work: the watchdog thread did not start: {e}"));
+    }
+}
+
+/// A stall that ended, for the warning.
+struct Ended {
+    lasted: Option<Duration>,
+    traceback: Option<String>,
+}
+
+impl Ended {
+    fn warning(&self) -> String {
+        let lasted = self.lasted.map_or_else(String::new, |d| format!(" for {:.1} s", d.as_secs_f64()));
+        match &self.traceback {
+            Some(traceback) => {
+                format!("Prosody's main loop did not turn{lasted} (dump_on_stall); where it was: {traceback}")
+            }
+            None => format!(
+                "Prosody's main loop did not turn{lasted} (dump_on_stall); no Lua traceback: it was not running Lua \
+                 code (blocked in C, or in a coroutine)"
+            ),
+        }
+    }
+}
+
+/// A sink that declared a stall now, and how long the loop has surely not turned.
+struct Declared {
+    sink: Arc<Sink>,
+    stalled: Duration,
+}
+
+impl Watchdog {
+    /// The sinks that declare a stall now, given `beats` and the time `since` the last beat
+    /// (read in that order, see `heartbeat`); `now` is when the stall is recorded.
+    fn declare(&mut self, beats: u64, since: Option<Duration>, now: Instant) -> Vec<Declared> {
+        let Some(since) = since else { return Vec::new() };
+        // The next beat was due one interval after the last one at the latest.
+        let stalled = since.saturating_sub(INTERVAL);
+        let mut declared = Vec::new();
+        for watch in &mut self.watches {
+            if beats <= watch.armed_at || watch.declared == Some(beats) || stalled < watch.after {
+                continue;
+            }
+            watch.declared = Some(beats);
+            if let Some(sink) = watch.sink.upgrade() {
+                declared.push(Declared { sink, stalled });
+            }
+        }
+        if !declared.is_empty() && self.stall.as_ref().is_none_or(|s| s.beats != beats) {
+            let began = now.checked_sub(stalled);
+            self.stall = Some(Stall { beats, began, ..Stall::default() });
+        }
+        declared
+    }
+
+    /// Ends the stall if the loop turned since it began (`beats` now).
+    fn end_stall(&mut self, beats: u64) -> Option<Ended> {
+        if self.stall.as_ref().is_none_or(|s| s.beats >= beats) {
+            return None;
+        }
+        let stall = self.stall.take()?;
+        let mut traceback = stall.traceback;
+        for ticket in stall.tickets {
+            if traceback.is_none() {
+                traceback = lua_traceback::take(&ticket);
+            }
+            lua_traceback::cancel(ticket);
+        }
+        Some(Ended { lasted: stall.began.map(|began| began.elapsed()), traceback })
+    }
+
+    /// Keeps what the traceback request of the stall at `beats` gave.
+    fn keep_traceback(&mut self, beats: u64, traceback: Option<String>, ticket: Option<Ticket>) {
+        match self.stall.as_mut().filter(|s| s.beats == beats) {
+            Some(stall) => {
+                if stall.traceback.is_none() {
+                    stall.traceback = traceback;
+                }
+                stall.tickets.extend(ticket);
+            }
+            None => ticket.into_iter().for_each(lua_traceback::cancel),
+        }
+    }
+}
+
+/// One look at the heartbeat (the watchdog thread): dumps the sinks that declare a stall.
+fn check() {
+    if writer::is_closing() {
+        return; // Prosody is stopping: its loop has ended, which is no stall
+    }
+    let beats = heartbeat::beats();
+    let since = heartbeat::since_last_beat();
+    let declared = WATCHDOG.lock().declare(beats, since, Instant::now());
+    if declared.is_empty() {
+        return;
+    }
+    let mut dumped = Vec::new();
+    for Declared { sink, stalled } in declared {
+        if !sink.level_trigger.fire_at_once(Instant::now(), sink.options.auto.cooldown) {
+            continue;
+        }
+        let note = format!("Prosody's main loop has not turned for {} s", stalled.as_secs());
+        match sink.dump_noted(DumpOrigin::NativeThread, "dump_on_stall", None, Some(note)) {
+            Ok(done) => dumped.push((sink, done)),
+            Err(e) => reports::push("error", format!("{e} (dump_on_stall); the lines are kept for the next dump")),
+        }
+    }
+    if dumped.is_empty() {
+        return;
+    }
+    let (text, traceback, ticket) = ask_for_traceback();
+    WATCHDOG.lock().keep_traceback(beats, traceback, ticket);
+    for (sink, done) in dumped {
+        if takes_traceback(&sink) {
+            append(done, text.clone());
+        }
+    }
+}
+
+/// Asks for the main thread's Lua traceback and waits up to [`TRACEBACK_WAIT`]: the text to
+/// append to the dumps, the traceback, and the request if it has not answered.
+fn ask_for_traceback() -> (String, Option<String>, Option<Ticket>) {
+    let Some(ticket) = lua_traceback::request() else { return (format!("{CANNOT_ASK}\n"), None, None) };
+    match lua_traceback::wait(&ticket, Instant::now() + TRACEBACK_WAIT) {
+        Some(traceback) => {
+            lua_traceback::cancel(ticket);
+            (format!("{TRACEBACK_HEADER}\n{}\n{TRACEBACK_FOOTER}\n", traceback.trim_end()), Some(traceback), None)
+        }
+        None => (format!("{NO_TRACEBACK}\n"), None, Some(ticket)),
+    }
+}
+
+/// Whether a dump of `sink` can take the traceback after it: plain text, uncompressed, into a
+/// file or pipe. A forwarded dump is a message of its own to the collector, a compressed or
+/// `json`/`rfc5424` one would be broken by text after it; theirs is in the warning Prosody
+/// logs when the loop turns again (which the ring holds for their next dump).
+fn takes_traceback(sink: &Sink) -> bool {
+    let options = &sink.options;
+    sink.forwards_to().is_none() && options.retention.compress.is_none() && options.output.format == Format::Plain
+}
+
+/// Appends `text` to the file or pipe a dump went to, on the same lane, so after its lines.
+fn append(done: Dumped, text: String) {
+    let Some(Admission::Background(flight) | Admission::Now(flight)) = writer::admit(DumpOrigin::NativeThread) else {
+        return;
+    };
+    let regular = std::fs::metadata(&done.path).map(|m| m.is_file()).unwrap_or(true);
+    let lane = if regular { Lane::Files } else { Lane::Stream(done.path.clone()) };
+    writer::submit(
+        lane,
+        Box::new(move || {
+            if let Err(e) = super::dump_file::append_text(&done.path, text.as_bytes()) {
+                reports::push("error", format!("{e} (the Lua traceback after a dump_on_stall dump)"));
+            }
+            drop(flight);
+        }),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pure::options::{OptValue, SinkOptions};
+    use crate::runtime::test_dir::TestDir;
+
+    fn watchdog_of(sinks: &[(&Arc<Sink>, u64)], armed_at: u64) -> Watchdog {
+        let watches = sinks
+            .iter()
+            .map(|(sink, secs)| Watch {
+                sink: Arc::downgrade(sink),
+                after: Duration::from_secs(*secs),
+                armed_at,
+                declared: None,
+            })
+            .collect();
+        Watchdog { watches, stall: None }
+    }
+
+    fn secs(s: f64) -> Option<Duration> {
+        Some(Duration::from_secs_f64(s))
+    }
+
+    #[test]
+    fn a_late_beat_is_no_stall_until_it_is_overdue_by_the_threshold() {
+        let sink = Arc::new(Sink::for_tests());
+        let mut dog = watchdog_of(&[(&sink, 2)], 0);
+        let now = Instant::now();
+        // A busy loop: the beat due one interval after the last comes late, but within 2 s.
+        for since in [0.0, 1.0, 1.9, 2.5, 2.99] {
+            assert!(dog.declare(5, secs(since), now).is_empty(), "{since} s since the last beat");
+        }
+        let declared = dog.declare(5, secs(3.0), now);
+        assert_eq!(declared.len(), 1);
+        assert_eq!(declared[0].stalled, Duration::from_secs(2));
+        assert!(dog.declare(5, secs(30.0), now).is_empty(), "one dump per stall");
+        assert!(dog.end_stall(5).is_none(), "no beat yet: the stall goes on");
+        let ended = dog.end_stall(6).expect("the loop turned");
+        assert!(ended.traceback.is_none());
+        assert!(ended.warning().contains("no Lua traceback"), "{}", ended.warning());
+        assert!(dog.end_stall(7).is_none(), "one warning per stall");
+        assert_eq!(dog.declare(6, secs(3.0), now).len(), 1, "the next stall dumps again");
+    }
+
+    #[test]
+    fn nothing_counts_before_a_beat_after_arming() {
+        let sink = Arc::new(Sink::for_tests());
+        let mut dog = watchdog_of(&[(&sink, 1)], 4);
+        let now = Instant::now();
+        assert!(dog.declare(0, None, now).is_empty(), "a server still starting: no beat at all");
+        assert!(dog.declare(4, secs(3600.0), now).is_empty(), "armed after the last beat (reload, fork)");
+        assert_eq!(dog.declare(5, secs(2.0), now).len(), 1);
+    }
+
+    #[test]
+    fn each_sink_has_its_threshold_and_a_dropped_sink_none() {
+        let (short, long) = (Arc::new(Sink::for_tests()), Arc::new(Sink::for_tests()));
+        let gone = Arc::new(Sink::for_tests());
+        let mut dog = watchdog_of(&[(&short, 1), (&long, 5), (&gone, 1)], 0);
+        drop(gone);
+        let now = Instant::now();
+        let first = dog.declare(1, secs(2.5), now);
+        assert_eq!(first.len(), 1);
+        assert!(Arc::ptr_eq(&first[0].sink, &short));
+        let later = dog.declare(1, secs(6.0), now);
+        assert!(later.len() == 1 && Arc::ptr_eq(&later[0].sink, &long));
+        let ended = dog.end_stall(2).expect("ended");
+        assert!(ended.lasted.is_some_and(|d| d >= Duration::from_millis(1500)), "{:?}", ended.lasted);
+    }
+
+    #[test]
+    fn a_traceback_goes_into_the_warning() {
+        let sink = Arc::new(Sink::for_tests());
+        let mut dog = watchdog_of(&[(&sink, 1)], 0);
+        assert_eq!(dog.declare(1, secs(2.0), Instant::now()).len(), 1);
+        dog.keep_traceback(1, Some("stack traceback:\n\tspin".into()), None);
+        dog.keep_traceback(0, Some("another stall's".into()), None);
+        let warning = dog.end_stall(2).expect("ended").warning();
+        assert!(warning.starts_with("Prosody's main loop did not turn for 1."), "{warning}");
+        assert!(warning.ends_with("where it was: stack traceback:\n\tspin"), "{warning}");
+    }
+
+    /// The whole path on a real thread with the real heartbeat: a loop that beats is never
+    /// dumped; one that stops beating is dumped once, with the note and the line that says
+    /// there is no traceback; the next beat ends it with one warning.
+    #[test]
+    fn a_loop_that_stops_beating_is_dumped_once() {
+        let dir = TestDir::new("stall");
+        let file = dir.file("stall.log");
+        let (options, problems) = SinkOptions::parse(
+            |k| match k {
+                "filename" => OptValue::Str(file.clone()),
+                "dump_on_stall" => OptValue::Int(1),
+                _ => OptValue::Absent,
+            },
+            &[],
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let sink = Arc::new(Sink::new(options, Vec::new()));
+        watch(&sink, Duration::from_secs(1));
+        let healthy_until = Instant::now() + Duration::from_millis(2500);
+        let mut last_beat = Instant::now();
+        while Instant::now() < healthy_until {
+            last_beat = Instant::now();
+            heartbeat::beat();
+            assert!(after_beat().is_none());
+            sink.push(b"c2s1\tdebug\tbeating\n", 0);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        assert!(!std::path::Path::new(&file).exists(), "a loop that beats is not stalled");
+        sink.push(b"c2s1\tdebug\tthe last line\n", 0);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let text = loop {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            if text.contains(NO_TRACEBACK) || text.contains(CANNOT_ASK) {
+                break text;
+            }
+            assert!(Instant::now() < deadline, "no stall dump: {text:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let took = last_beat.elapsed();
+        eprintln!("stall dump with its traceback line {took:?} after the last beat");
+        assert!(took >= Duration::from_secs(2), "1 s interval + 1 s threshold: {took:?}");
+        assert!(text.contains("\n-- Prosody's main loop has not turned for 1 s --\n"), "{text}");
+        assert!(text.contains("\tthe last line\n-- End of dump --\n\n-- No Lua traceback"), "{text}");
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(std::fs::read_to_string(&file).unwrap_or_default(), text, "one dump per stall");
+        heartbeat::beat();
+        let warning = after_beat().expect("the stall ended");
+        assert!(warning.starts_with("Prosody's main loop did not turn for "), "{warning}");
+        assert!(after_beat().is_none());
+        unwatch(&sink);
+        assert!(WATCHDOG.lock().watches.is_empty());
+    }
+}
