@@ -295,16 +295,16 @@ impl Sink {
         reason: &str,
         to: Option<&str>,
     ) -> Result<Dumped, DumpError> {
-        self.dump_noted(origin, reason, to, None)
+        self.dump_noted(origin, reason, to, Vec::new())
     }
 
-    /// [`Sink::dump_to`] with `note` as the first note after the header (`dump_on_stall`'s).
+    /// [`Sink::dump_to`] with `first_notes` first after the header (`dump_on_stall`'s).
     pub(crate) fn dump_noted(
         self: &Arc<Self>,
         origin: DumpOrigin,
         reason: &str,
         to: Option<&str>,
-        note: Option<String>,
+        first_notes: Vec<String>,
     ) -> Result<Dumped, DumpError> {
         let admission = writer::admit(origin).ok_or(DumpError::ShuttingDown)?;
         let time = now_seconds();
@@ -328,7 +328,7 @@ impl Sink {
             self.aged_out.fetch_add(aged, Ordering::Relaxed);
             batch.dropped += aged;
         }
-        let notes = note.into_iter().chain(self.notes(&batch)).collect();
+        let notes = first_notes.into_iter().chain(self.notes(&batch)).collect();
         let framing = self.framing(time, notes, count, reason);
         let lines = batch.lines.lines();
         if let Some(mut queued) = queued {

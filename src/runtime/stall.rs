@@ -16,9 +16,11 @@
 //! **One dump per stall.** A stall is known by the beat count it began after; each sink dumps
 //! once for it (or, within `dump_cooldown` of its last dump by itself, only counts it; see
 //! `auto_dump`). Then the main thread's Lua traceback is asked for (`lua_traceback`); what
-//! comes within [`TRACEBACK_WAIT`] is appended to each dump file, or one line saying there is
-//! none. The next beat ends the stall: Prosody logs how long it lasted and the traceback (one
-//! that came late too: a loop blocked in C answers when it runs Lua again).
+//! comes within [`TRACEBACK_WAIT`] is appended to each plain dump, or one line saying there is
+//! none. Dumps that text after them would break (forwarded, compressed, `json`, `rfc5424`) are
+//! started after the answer and carry it as notes. The next beat ends the stall: Prosody logs
+//! how long it lasted and the traceback (one that came late too: a loop blocked in C answers
+//! when it runs Lua again).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
@@ -198,50 +200,102 @@ fn check() {
     let beats = heartbeat::beats();
     let since = heartbeat::since_last_beat();
     let declared = WATCHDOG.lock().declare(beats, since, Instant::now());
-    if declared.is_empty() {
+    // Within dump_cooldown a stall only counts (see `auto_dump`).
+    let (plain, others): (Vec<Declared>, Vec<Declared>) = declared
+        .into_iter()
+        .filter(|d| d.sink.level_trigger.fire_at_once(Instant::now(), d.sink.options.auto.cooldown))
+        .partition(|d| takes_traceback_after(&d.sink));
+    if plain.is_empty() && others.is_empty() {
         return;
     }
+    // Plain dumps first: their lines are safe before the main thread is disturbed.
     let mut dumped = Vec::new();
-    for Declared { sink, stalled } in declared {
-        if !sink.level_trigger.fire_at_once(Instant::now(), sink.options.auto.cooldown) {
-            continue;
-        }
-        let note = format!("Prosody's main loop has not turned for {} s", stalled.as_secs());
-        match sink.dump_noted(DumpOrigin::NativeThread, "dump_on_stall", None, Some(note)) {
-            Ok(done) => dumped.push((sink, done)),
-            Err(e) => reports::push("error", format!("{e} (dump_on_stall); the lines are kept for the next dump")),
+    for Declared { sink, stalled } in plain {
+        if let Some(done) = dump(&sink, vec![stall_note(stalled)]) {
+            dumped.push(done);
         }
     }
-    if dumped.is_empty() {
-        return;
+    let traceback = ask_for_traceback();
+    for done in dumped {
+        append(done, traceback.appended());
     }
-    let (text, traceback, ticket) = ask_for_traceback();
-    WATCHDOG.lock().keep_traceback(beats, traceback, ticket);
-    for (sink, done) in dumped {
-        if takes_traceback(&sink) {
-            append(done, text.clone());
+    for Declared { sink, stalled } in others {
+        let mut notes = vec![stall_note(stalled)];
+        notes.extend(traceback.notes());
+        dump(&sink, notes);
+    }
+    WATCHDOG.lock().keep_traceback(beats, traceback.text, traceback.unanswered);
+}
+
+fn stall_note(stalled: Duration) -> String {
+    format!("Prosody's main loop has not turned for {} s", stalled.as_secs())
+}
+
+/// Starts a stall dump of `sink` with `notes` after its header.
+fn dump(sink: &Arc<Sink>, notes: Vec<String>) -> Option<Dumped> {
+    match sink.dump_noted(DumpOrigin::NativeThread, "dump_on_stall", None, notes) {
+        Ok(done) => Some(done),
+        Err(e) => {
+            reports::push("error", format!("{e} (dump_on_stall); the lines are kept for the next dump"));
+            None
         }
     }
 }
 
-/// Asks for the main thread's Lua traceback and waits up to [`TRACEBACK_WAIT`]: the text to
-/// append to the dumps, the traceback, and the request if it has not answered.
-fn ask_for_traceback() -> (String, Option<String>, Option<Ticket>) {
-    let Some(ticket) = lua_traceback::request() else { return (format!("{CANNOT_ASK}\n"), None, None) };
+/// What asking the main thread for its Lua traceback gave.
+struct Traceback {
+    /// `None`: no answer within [`TRACEBACK_WAIT`], or no way to ask.
+    text: Option<String>,
+    /// Whether a request could be made at all.
+    asked: bool,
+    /// The request, if it has not answered (it may answer when the loop runs Lua again).
+    unanswered: Option<Ticket>,
+}
+
+impl Traceback {
+    /// The text appended after a plain dump.
+    fn appended(&self) -> String {
+        match (&self.text, self.asked) {
+            (Some(text), _) => format!("{TRACEBACK_HEADER}\n{}\n{TRACEBACK_FOOTER}\n", text.trim_end()),
+            (None, true) => format!("{NO_TRACEBACK}\n"),
+            (None, false) => format!("{CANNOT_ASK}\n"),
+        }
+    }
+
+    /// The same as notes after a dump's header, one per line (for dumps that cannot take text
+    /// after them).
+    fn notes(&self) -> Vec<String> {
+        let unwrap = |line: &str| line.trim_start_matches("-- ").trim_end_matches(" --").to_string();
+        match (&self.text, self.asked) {
+            (Some(text), _) => std::iter::once(unwrap(TRACEBACK_HEADER))
+                .chain(text.trim_end().lines().map(str::to_string))
+                .chain(std::iter::once(unwrap(TRACEBACK_FOOTER)))
+                .collect(),
+            (None, true) => vec![unwrap(NO_TRACEBACK)],
+            (None, false) => vec![unwrap(CANNOT_ASK)],
+        }
+    }
+}
+
+/// Asks for the main thread's Lua traceback and waits up to [`TRACEBACK_WAIT`] for it.
+fn ask_for_traceback() -> Traceback {
+    let Some(ticket) = lua_traceback::request() else {
+        return Traceback { text: None, asked: false, unanswered: None };
+    };
     match lua_traceback::wait(&ticket, Instant::now() + TRACEBACK_WAIT) {
-        Some(traceback) => {
+        Some(text) => {
             lua_traceback::cancel(ticket);
-            (format!("{TRACEBACK_HEADER}\n{}\n{TRACEBACK_FOOTER}\n", traceback.trim_end()), Some(traceback), None)
+            Traceback { text: Some(text), asked: true, unanswered: None }
         }
-        None => (format!("{NO_TRACEBACK}\n"), None, Some(ticket)),
+        None => Traceback { text: None, asked: true, unanswered: Some(ticket) },
     }
 }
 
-/// Whether a dump of `sink` can take the traceback after it: plain text, uncompressed, into a
-/// file or pipe. A forwarded dump is a message of its own to the collector, a compressed or
-/// `json`/`rfc5424` one would be broken by text after it; theirs is in the warning Prosody
-/// logs when the loop turns again (which the ring holds for their next dump).
-fn takes_traceback(sink: &Sink) -> bool {
+/// Whether a stall dump of `sink` takes the traceback as text after it: plain text,
+/// uncompressed, into a file or pipe. Any other dump (forwarded, compressed, `json`,
+/// `rfc5424`) would be broken by text after it: it waits for the traceback (up to
+/// [`TRACEBACK_WAIT`]) and carries it as notes after its header instead.
+fn takes_traceback_after(sink: &Sink) -> bool {
     let options = &sink.options;
     sink.forwards_to().is_none() && options.retention.compress.is_none() && options.output.format == Format::Plain
 }
@@ -346,17 +400,12 @@ mod tests {
         assert!(warning.ends_with("where it was: stack traceback:\n\tspin"), "{warning}");
     }
 
-    /// The whole path on a real thread with the real heartbeat: a loop that beats is never
-    /// dumped; one that stops beating is dumped once, with the note and the line that says
-    /// there is no traceback; the next beat ends it with one warning.
-    #[test]
-    fn a_loop_that_stops_beating_is_dumped_once() {
-        let dir = TestDir::new("stall");
-        let file = dir.file("stall.log");
+    fn stall_sink(file: &str, format: &str) -> Arc<Sink> {
         let (options, problems) = SinkOptions::parse(
             |k| match k {
-                "filename" => OptValue::Str(file.clone()),
+                "filename" => OptValue::Str(file.to_string()),
                 "dump_on_stall" => OptValue::Int(1),
+                "format" => OptValue::Str(format.to_string()),
                 _ => OptValue::Absent,
             },
             &[],
@@ -364,6 +413,19 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         let sink = Arc::new(Sink::new(options, Vec::new()));
         watch(&sink, Duration::from_secs(1));
+        sink
+    }
+
+    /// The whole path on a real thread with the real heartbeat: a loop that beats is never
+    /// dumped; one that stops beating is dumped once, with the note and the line that says
+    /// there is no traceback (after a plain dump; as a note of a json one); the next beat ends
+    /// it with one warning.
+    #[test]
+    fn a_loop_that_stops_beating_is_dumped_once() {
+        let dir = TestDir::new("stall");
+        let (file, json_file) = (dir.file("stall.log"), dir.file("stall.json"));
+        let sink = stall_sink(&file, "plain");
+        let json = stall_sink(&json_file, "json");
         let healthy_until = Instant::now() + Duration::from_millis(2500);
         let mut last_beat = Instant::now();
         while Instant::now() < healthy_until {
@@ -374,6 +436,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(300));
         }
         assert!(!std::path::Path::new(&file).exists(), "a loop that beats is not stalled");
+        assert!(!std::path::Path::new(&json_file).exists(), "a loop that beats is not stalled");
         sink.push(b"c2s1\tdebug\tthe last line\n", 0);
         let deadline = Instant::now() + Duration::from_secs(20);
         let text = loop {
@@ -391,11 +454,22 @@ mod tests {
         assert!(text.contains("\tthe last line\n-- End of dump --\n\n-- No Lua traceback"), "{text}");
         std::thread::sleep(Duration::from_millis(500));
         assert_eq!(std::fs::read_to_string(&file).unwrap_or_default(), text, "one dump per stall");
+        let json_text = loop {
+            let text = std::fs::read_to_string(&json_file).unwrap_or_default();
+            if text.contains("No Lua traceback: ") {
+                break text;
+            }
+            assert!(Instant::now() < deadline, "no json stall dump: {text:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(json_text.contains("Prosody's main loop has not turned for 1 s"), "{json_text}");
+        assert!(json_text.contains("No Lua traceback: ") && !json_text.contains("-- No Lua"), "{json_text}");
         heartbeat::beat();
         let warning = after_beat().expect("the stall ended");
         assert!(warning.starts_with("Prosody's main loop did not turn for "), "{warning}");
         assert!(after_beat().is_none());
         unwatch(&sink);
+        unwatch(&json);
         assert!(WATCHDOG.lock().watches.is_empty());
     }
 }
