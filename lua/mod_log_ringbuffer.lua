@@ -187,9 +187,14 @@ local function wants_heartbeat()
 	return false;
 end
 
+-- An error must not stop the timer: a heartbeat that stops looks like a stalled loop.
 local function beat()
-	for _, warning in ipairs(native.heartbeat()) do
+	local ok, warnings = pcall(native.heartbeat);
+	for _, warning in ipairs(ok and warnings or {}) do
 		module:log(warning.level, "%s", warning.text);
+	end
+	if not ok then
+		module:log("error", "dump_on_stall heartbeat: %s", tostring(warnings));
 	end
 	if wants_heartbeat() then
 		return native.heartbeat_interval;

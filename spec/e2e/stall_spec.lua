@@ -2,7 +2,8 @@
 -- wait for stalls, which take seconds; running the versions side by side keeps this file near
 -- 100 s). A main loop that spins in Lua, or is blocked in C, is dumped by a native thread, once
 -- per stall, with the Lua traceback or a line saying there is none; a loop that recovers gets
--- one warning; a healthy server under a real XMPP load for 60 s is never taken for stalled.
+-- one warning; a server stopped for a while, and a healthy one under a real XMPP load for 60 s,
+-- are never taken for stalled.
 local prosody = require "spec.helpers.prosody";
 local dumps = require "spec.helpers.dumps";
 
@@ -149,6 +150,27 @@ describe("dump_on_stall", function ()
 			local seconds = tonumber(log:match(RECOVERED .. "(%d+%.%d) s"));
 			assert.truthy(seconds and seconds >= 2 and seconds <= 6, server.version .. ": " .. log);
 			assert.equal(1, #dumps.parse(server:file("blocked.log")), server.version);
+		end
+	end);
+
+	it("does not count the time Prosody was stopped (SIGSTOP, a debugger, a frozen VM) as a stall", function ()
+		local servers = start_all([[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", dump_on_stall = 1, filename = "$DATA/stopped.log" };
+}]]);
+		for _, server in ipairs(servers) do server:signal("STOP"); end
+		prosody.wait_until(prosody.clock() + 3.5, "three times the threshold, stopped");
+		for _, server in ipairs(servers) do server:signal("CONT"); end
+		for _, server in ipairs(servers) do
+			server:command("log info running-again");
+			server:wait_for_log("running-again");
+		end
+		prosody.wait_until(prosody.clock() + 2.5, "a stall's threshold and more, running");
+		for _, server in ipairs(servers) do
+			assert.is_nil(server:file("stopped.log"), server.version .. ": a stall dump");
+			local log = server:log();
+			assert.falsy(log:find(RECOVERED, 1, true), server.version);
+			assert.falsy(log:find("dump_on_stall", 1, true), server.version .. ": " .. log);
 		end
 	end);
 

@@ -37,6 +37,8 @@ use crate::pure::records::Format;
 
 /// How often the watchdog looks at the heartbeat.
 const TICK: Duration = Duration::from_millis(100);
+/// A tick this much later than asked for means the process was not running meanwhile.
+const FROZEN: Duration = Duration::from_millis(500);
 /// How long a stall dump waits for the Lua traceback before it says there is none.
 pub(crate) const TRACEBACK_WAIT: Duration = Duration::from_secs(1);
 const TRACEBACK_HEADER: &str = "-- Lua traceback of Prosody's main thread --";
@@ -104,8 +106,19 @@ fn start_thread() {
     if THREAD_OF.swap(pid, Ordering::AcqRel) == pid {
         return;
     }
-    let ticks = std::iter::repeat_with(|| std::thread::sleep(TICK));
-    if let Err(e) = super::thread::spawn_worker("log_ringbuffer-stall", ticks, |()| check()) {
+    // Each tick: since when the process has surely been running (see `check`).
+    let mut last_tick = Instant::now();
+    let mut running_since = last_tick;
+    let ticks = std::iter::repeat_with(move || {
+        std::thread::sleep(TICK);
+        let now = Instant::now();
+        if now.duration_since(last_tick) > TICK + FROZEN {
+            running_since = now;
+        }
+        last_tick = now;
+        running_since
+    });
+    if let Err(e) = super::thread::spawn_worker("log_ringbuffer-stall", ticks, check) {
         THREAD_OF.store(0, Ordering::Release);
         reports::push("error", format!("dump_on_stall cannot work: the watchdog thread did not start: {e}"));
     }
@@ -193,13 +206,17 @@ impl Watchdog {
 }
 
 /// One look at the heartbeat (the watchdog thread): dumps the sinks that declare a stall.
-fn check() {
+/// `running_since`: when this thread last woke far too late, a sign that the whole process
+/// (or machine) was not running (`SIGSTOP`, a frozen VM, a debugger): the loop could not turn
+/// then either, so only the time since counts towards a stall.
+fn check(running_since: Instant) {
     if writer::is_closing() {
         return; // Prosody is stopping: its loop has ended, which is no stall
     }
     let beats = heartbeat::beats();
     let since = heartbeat::since_last_beat();
-    let declared = WATCHDOG.lock().declare(beats, since, Instant::now());
+    let now = Instant::now();
+    let declared = WATCHDOG.lock().declare(beats, counted(since, now, running_since), now);
     // Within dump_cooldown a stall only counts (see `auto_dump`).
     let (plain, others): (Vec<Declared>, Vec<Declared>) = declared
         .into_iter()
@@ -225,6 +242,12 @@ fn check() {
         dump(&sink, notes);
     }
     WATCHDOG.lock().keep_traceback(beats, traceback.text, traceback.unanswered);
+}
+
+/// The time `since` the last beat that counts towards a stall: none of the time before
+/// `running_since` (the loop's next beat was due an interval after it at the latest).
+fn counted(since: Option<Duration>, now: Instant, running_since: Instant) -> Option<Duration> {
+    since.map(|since| since.min(now.saturating_duration_since(running_since) + INTERVAL))
 }
 
 fn stall_note(stalled: Duration) -> String {
@@ -370,6 +393,20 @@ mod tests {
         assert!(dog.declare(0, None, now).is_empty(), "a server still starting: no beat at all");
         assert!(dog.declare(4, secs(3600.0), now).is_empty(), "armed after the last beat (reload, fork)");
         assert_eq!(dog.declare(5, secs(2.0), now).len(), 1);
+    }
+
+    #[test]
+    fn time_the_process_was_not_running_does_not_count() {
+        let now = Instant::now();
+        let woke_late = now - Duration::from_millis(300);
+        let since = counted(secs(5.0), now, woke_late).expect("a beat");
+        assert_eq!(since, Duration::from_millis(1300), "0.3 s running since, plus the interval");
+        let sink = Arc::new(Sink::for_tests());
+        let mut dog = watchdog_of(&[(&sink, 1)], 0);
+        assert!(dog.declare(1, Some(since), now).is_empty());
+        let running = now - Duration::from_secs(60);
+        assert_eq!(counted(secs(5.0), now, running), secs(5.0));
+        assert_eq!(counted(None, now, running), None);
     }
 
     #[test]
