@@ -31,7 +31,8 @@
 //! 10. `sink::Sink::successor` (per sink): leaf.
 //! 11. Leaves that guard one value each: `sink::Sink::outcomes`, `reports::REPORTS`,
 //!     `inspect::Pending`'s answer slot, `dump_ledger::LEDGER` (an unlink runs under it, nothing
-//!     else), `writer::FLIGHTS` (with the `LANDED` condition variable).
+//!     else), `writer::FLIGHTS` (with the `LANDED` condition variable), `lua_traceback::DESK`
+//!     (with the `ANSWERED` condition variable; the requester it calls only sends a signal).
 //!
 //! Waiting that is not a lock follows the same rule: no thread waits for dumps (`writer::
 //! wait_idle`, `shut_down`), for the timer thread (`auto_dump::flush`) or for a shell answer
@@ -51,6 +52,7 @@ pub(crate) mod forward;
 pub(crate) mod inspect;
 #[cfg(test)]
 pub(crate) mod lock_watch;
+pub(crate) mod lua_traceback;
 pub(crate) mod os;
 pub(crate) mod regions;
 pub(crate) mod reports;
