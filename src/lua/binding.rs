@@ -361,6 +361,8 @@ pub fn exports(lua: &Lua) -> Result<Table> {
     if lua.named_registry_value::<Option<AnyUserData>>(WAIT_AT_CLOSE)?.is_none() {
         lua.set_named_registry_value(WAIT_AT_CLOSE, lua.create_userdata(WaitAtClose)?)?;
     }
+    // Where the main Lua thread is, for native threads (a stalled main loop's dump).
+    super::traceback::install(lua)?;
     module.set("dumps_in_flight", lua.create_function(|_, ()| Ok(writer::in_flight()))?)?;
     // Restarts native threads lost to a fork; returns an error text if that failed.
     module.set("rearm_after_fork", lua.create_function(|_, ()| Ok(signals::rearm_after_fork().err()))?)?;

@@ -31,8 +31,10 @@
 //! 10. `sink::Sink::successor` (per sink): leaf.
 //! 11. Leaves that guard one value each: `sink::Sink::outcomes`, `reports::REPORTS`,
 //!     `inspect::Pending`'s answer slot, `dump_ledger::LEDGER` (an unlink runs under it, nothing
-//!     else), `writer::FLIGHTS` (with the `LANDED` condition variable), `stall::WATCHDOG`
-//!     (the dumps it starts and the traceback it waits for come after it is let go).
+//!     else), `writer::FLIGHTS` (with the `LANDED` condition variable), `lua_traceback::DESK`
+//!     (with the `ANSWERED` condition variable; the requester it calls only sends a signal),
+//!     `stall::WATCHDOG` (the dumps it starts and the traceback it waits for come after it is
+//!     let go).
 //!
 //! Waiting that is not a lock follows the same rule: no thread waits for dumps (`writer::
 //! wait_idle`, `shut_down`), for the timer thread (`auto_dump::flush`) or for a shell answer

@@ -97,8 +97,8 @@ pub(crate) fn after_beat() -> Option<String> {
     if THREAD_OF.load(Ordering::Acquire) != std::process::id() {
         start_thread();
     }
-    let ended = WATCHDOG.lock().end_stall(heartbeat::beats())?;
-    Some(ended.warning())
+    let stall = WATCHDOG.lock().end_stall(heartbeat::beats())?;
+    Some(stall.end().warning())
 }
 
 fn start_thread() {
@@ -153,9 +153,11 @@ struct Declared {
 
 impl Watchdog {
     /// The sinks that declare a stall now, given `beats` and the time `since` the last beat
-    /// (read in that order, see `heartbeat`); `now` is when the stall is recorded.
-    fn declare(&mut self, beats: u64, since: Option<Duration>, now: Instant) -> Vec<Declared> {
-        let Some(since) = since else { return Vec::new() };
+    /// (read in that order, see `heartbeat`); `now` is when the stall is recorded. Also an
+    /// older stall this one replaces (never ended by a beat), to be dropped once the lock is
+    /// let go (its requests are cancelled then).
+    fn declare(&mut self, beats: u64, since: Option<Duration>, now: Instant) -> (Vec<Declared>, Option<Stall>) {
+        let Some(since) = since else { return (Vec::new(), None) };
         // The next beat was due one interval after the last one at the latest.
         let stalled = since.saturating_sub(INTERVAL);
         let mut declared = Vec::new();
@@ -168,40 +170,46 @@ impl Watchdog {
                 declared.push(Declared { sink, stalled });
             }
         }
+        let mut replaced = None;
         if !declared.is_empty() && self.stall.as_ref().is_none_or(|s| s.beats != beats) {
             let began = now.checked_sub(stalled);
-            self.stall = Some(Stall { beats, began, ..Stall::default() });
+            replaced = self.stall.replace(Stall { beats, began, ..Stall::default() });
         }
-        declared
+        (declared, replaced)
     }
 
-    /// Ends the stall if the loop turned since it began (`beats` now).
-    fn end_stall(&mut self, beats: u64) -> Option<Ended> {
+    /// The stall, taken, if the loop turned since it began (`beats` now); see [`Stall::end`].
+    fn end_stall(&mut self, beats: u64) -> Option<Stall> {
         if self.stall.as_ref().is_none_or(|s| s.beats >= beats) {
             return None;
         }
-        let stall = self.stall.take()?;
-        let mut traceback = stall.traceback;
-        for ticket in stall.tickets {
+        self.stall.take()
+    }
+
+    /// Keeps what the traceback request of the stall at `beats` gave; gives back a request
+    /// it has no stall for, to be cancelled once the lock is let go.
+    fn keep_traceback(&mut self, beats: u64, traceback: Option<String>, ticket: Option<Ticket>) -> Option<Ticket> {
+        let Some(stall) = self.stall.as_mut().filter(|s| s.beats == beats) else { return ticket };
+        if stall.traceback.is_none() {
+            stall.traceback = traceback;
+        }
+        stall.tickets.extend(ticket);
+        None
+    }
+}
+
+impl Stall {
+    /// The stall ended (without the watchdog's lock held: its requests are taken, one that
+    /// answered late gives the traceback, and all are cancelled).
+    fn end(self) -> Ended {
+        let mut traceback = self.traceback;
+        for ticket in self.tickets {
             if traceback.is_none() {
                 traceback = lua_traceback::take(&ticket);
             }
             lua_traceback::cancel(ticket);
         }
-        Some(Ended { lasted: stall.began.map(|began| began.elapsed()), traceback })
-    }
-
-    /// Keeps what the traceback request of the stall at `beats` gave.
-    fn keep_traceback(&mut self, beats: u64, traceback: Option<String>, ticket: Option<Ticket>) {
-        match self.stall.as_mut().filter(|s| s.beats == beats) {
-            Some(stall) => {
-                if stall.traceback.is_none() {
-                    stall.traceback = traceback;
-                }
-                stall.tickets.extend(ticket);
-            }
-            None => ticket.into_iter().for_each(lua_traceback::cancel),
-        }
+        Ended { lasted: self.began.map(|began| began.elapsed()), traceback }
     }
 }
 
@@ -216,7 +224,8 @@ fn check(running_since: Instant) {
     let beats = heartbeat::beats();
     let since = heartbeat::since_last_beat();
     let now = Instant::now();
-    let declared = WATCHDOG.lock().declare(beats, counted(since, now, running_since), now);
+    let (declared, replaced) = WATCHDOG.lock().declare(beats, counted(since, now, running_since), now);
+    drop(replaced);
     // Within dump_cooldown a stall only counts (see `auto_dump`).
     let (plain, others): (Vec<Declared>, Vec<Declared>) = declared
         .into_iter()
@@ -241,7 +250,8 @@ fn check(running_since: Instant) {
         notes.extend(traceback.notes());
         dump(&sink, notes);
     }
-    WATCHDOG.lock().keep_traceback(beats, traceback.text, traceback.unanswered);
+    let unkept = WATCHDOG.lock().keep_traceback(beats, traceback.text, traceback.unanswered);
+    unkept.into_iter().for_each(lua_traceback::cancel);
 }
 
 /// The time `since` the last beat that counts towards a stall: none of the time before
@@ -371,18 +381,18 @@ mod tests {
         let now = Instant::now();
         // A busy loop: the beat due one interval after the last comes late, but within 2 s.
         for since in [0.0, 1.0, 1.9, 2.5, 2.99] {
-            assert!(dog.declare(5, secs(since), now).is_empty(), "{since} s since the last beat");
+            assert!(dog.declare(5, secs(since), now).0.is_empty(), "{since} s since the last beat");
         }
-        let declared = dog.declare(5, secs(3.0), now);
+        let declared = dog.declare(5, secs(3.0), now).0;
         assert_eq!(declared.len(), 1);
         assert_eq!(declared[0].stalled, Duration::from_secs(2));
-        assert!(dog.declare(5, secs(30.0), now).is_empty(), "one dump per stall");
+        assert!(dog.declare(5, secs(30.0), now).0.is_empty(), "one dump per stall");
         assert!(dog.end_stall(5).is_none(), "no beat yet: the stall goes on");
-        let ended = dog.end_stall(6).expect("the loop turned");
+        let ended = dog.end_stall(6).expect("the loop turned").end();
         assert!(ended.traceback.is_none());
         assert!(ended.warning().contains("no Lua traceback"), "{}", ended.warning());
         assert!(dog.end_stall(7).is_none(), "one warning per stall");
-        assert_eq!(dog.declare(6, secs(3.0), now).len(), 1, "the next stall dumps again");
+        assert_eq!(dog.declare(6, secs(3.0), now).0.len(), 1, "the next stall dumps again");
     }
 
     #[test]
@@ -390,9 +400,9 @@ mod tests {
         let sink = Arc::new(Sink::for_tests());
         let mut dog = watchdog_of(&[(&sink, 1)], 4);
         let now = Instant::now();
-        assert!(dog.declare(0, None, now).is_empty(), "a server still starting: no beat at all");
-        assert!(dog.declare(4, secs(3600.0), now).is_empty(), "armed after the last beat (reload, fork)");
-        assert_eq!(dog.declare(5, secs(2.0), now).len(), 1);
+        assert!(dog.declare(0, None, now).0.is_empty(), "a server still starting: no beat at all");
+        assert!(dog.declare(4, secs(3600.0), now).0.is_empty(), "armed after the last beat (reload, fork)");
+        assert_eq!(dog.declare(5, secs(2.0), now).0.len(), 1);
     }
 
     #[test]
@@ -403,7 +413,7 @@ mod tests {
         assert_eq!(since, Duration::from_millis(1300), "0.3 s running since, plus the interval");
         let sink = Arc::new(Sink::for_tests());
         let mut dog = watchdog_of(&[(&sink, 1)], 0);
-        assert!(dog.declare(1, Some(since), now).is_empty());
+        assert!(dog.declare(1, Some(since), now).0.is_empty());
         let running = now - Duration::from_secs(60);
         assert_eq!(counted(secs(5.0), now, running), secs(5.0));
         assert_eq!(counted(None, now, running), None);
@@ -416,12 +426,12 @@ mod tests {
         let mut dog = watchdog_of(&[(&short, 1), (&long, 5), (&gone, 1)], 0);
         drop(gone);
         let now = Instant::now();
-        let first = dog.declare(1, secs(2.5), now);
+        let first = dog.declare(1, secs(2.5), now).0;
         assert_eq!(first.len(), 1);
         assert!(Arc::ptr_eq(&first[0].sink, &short));
-        let later = dog.declare(1, secs(6.0), now);
+        let later = dog.declare(1, secs(6.0), now).0;
         assert!(later.len() == 1 && Arc::ptr_eq(&later[0].sink, &long));
-        let ended = dog.end_stall(2).expect("ended");
+        let ended = dog.end_stall(2).expect("ended").end();
         assert!(ended.lasted.is_some_and(|d| d >= Duration::from_millis(1500)), "{:?}", ended.lasted);
     }
 
@@ -429,10 +439,10 @@ mod tests {
     fn a_traceback_goes_into_the_warning() {
         let sink = Arc::new(Sink::for_tests());
         let mut dog = watchdog_of(&[(&sink, 1)], 0);
-        assert_eq!(dog.declare(1, secs(2.0), Instant::now()).len(), 1);
-        dog.keep_traceback(1, Some("stack traceback:\n\tspin".into()), None);
-        dog.keep_traceback(0, Some("another stall's".into()), None);
-        let warning = dog.end_stall(2).expect("ended").warning();
+        assert_eq!(dog.declare(1, secs(2.0), Instant::now()).0.len(), 1);
+        assert!(dog.keep_traceback(1, Some("stack traceback:\n\tspin".into()), None).is_none());
+        assert!(dog.keep_traceback(0, Some("another stall's".into()), None).is_none());
+        let warning = dog.end_stall(2).expect("ended").end().warning();
         assert!(warning.starts_with("Prosody's main loop did not turn for 1."), "{warning}");
         assert!(warning.ends_with("where it was: stack traceback:\n\tspin"), "{warning}");
     }
