@@ -62,8 +62,10 @@ struct Watch {
 struct Stall {
     /// The beat count it began after.
     beats: u64,
-    /// When the loop surely stood still already (a lower bound of how long it lasted).
+    /// When the loop surely stood still already, and the last beat before the stall: how
+    /// long it lasted is between the times since each.
     began: Option<Instant>,
+    last_beat: Option<Instant>,
     /// The traceback that came, and requests that have not answered yet.
     traceback: Option<String>,
     tickets: Vec<Ticket>,
@@ -126,13 +128,16 @@ fn start_thread() {
 
 /// A stall that ended, for the warning.
 struct Ended {
-    lasted: Option<Duration>,
+    /// At least and at most.
+    lasted: Option<(Duration, Duration)>,
     traceback: Option<String>,
 }
 
 impl Ended {
     fn warning(&self) -> String {
-        let lasted = self.lasted.map_or_else(String::new, |d| format!(" for {:.1} s", d.as_secs_f64()));
+        let lasted = self.lasted.map_or_else(String::new, |(least, most)| {
+            format!(" for {:.1} to {:.1} s", least.as_secs_f64(), most.as_secs_f64())
+        });
         match &self.traceback {
             Some(traceback) => {
                 format!("Prosody's main loop did not turn{lasted} (dump_on_stall); where it was: {traceback}")
@@ -172,8 +177,8 @@ impl Watchdog {
         }
         let mut replaced = None;
         if !declared.is_empty() && self.stall.as_ref().is_none_or(|s| s.beats != beats) {
-            let began = now.checked_sub(stalled);
-            replaced = self.stall.replace(Stall { beats, began, ..Stall::default() });
+            let (began, last_beat) = (now.checked_sub(stalled), now.checked_sub(since));
+            replaced = self.stall.replace(Stall { beats, began, last_beat, ..Stall::default() });
         }
         (declared, replaced)
     }
@@ -209,7 +214,8 @@ impl Stall {
             }
             lua_traceback::cancel(ticket);
         }
-        Ended { lasted: self.began.map(|began| began.elapsed()), traceback }
+        let lasted = self.began.zip(self.last_beat).map(|(began, last)| (began.elapsed(), last.elapsed()));
+        Ended { lasted, traceback }
     }
 }
 
@@ -432,7 +438,8 @@ mod tests {
         let later = dog.declare(1, secs(6.0), now).0;
         assert!(later.len() == 1 && Arc::ptr_eq(&later[0].sink, &long));
         let ended = dog.end_stall(2).expect("ended").end();
-        assert!(ended.lasted.is_some_and(|d| d >= Duration::from_millis(1500)), "{:?}", ended.lasted);
+        let (least, most) = ended.lasted.expect("how long");
+        assert!(least >= Duration::from_millis(1500) && most >= least + INTERVAL, "{least:?} {most:?}");
     }
 
     #[test]
