@@ -94,13 +94,16 @@ pub(crate) fn unwatch(sink: &Arc<Sink>) {
 }
 
 /// Called on the Lua thread right after each beat: starts the watchdog thread in this process
-/// if needed, and ends a declared stall, giving the warning for Prosody's log.
+/// if a sink needs it, and ends a declared stall, giving the warning for Prosody's log.
 pub(crate) fn after_beat() -> Option<String> {
-    if THREAD_OF.load(Ordering::Acquire) != std::process::id() {
+    let (watching, stall) = {
+        let mut watchdog = WATCHDOG.lock();
+        (!watchdog.watches.is_empty(), watchdog.end_stall(heartbeat::beats()))
+    };
+    if watching && THREAD_OF.load(Ordering::Acquire) != std::process::id() {
         start_thread();
     }
-    let stall = WATCHDOG.lock().end_stall(heartbeat::beats())?;
-    Some(stall.end().warning())
+    Some(stall?.end().warning())
 }
 
 fn start_thread() {
