@@ -9,9 +9,10 @@
 //! surely not turned for T, however busy it is (a busy loop turns and runs its timers late by
 //! at most one turn). So a sink declares a stall when `since the last beat − INTERVAL ≥
 //! dump_on_stall`; timer lateness, load and a slow watchdog thread can only make it later.
-//! A sink counts only once a beat has come after it was armed: a server still starting (no
-//! beat yet), a sink a reload adds, and a forked child (Prosody 0.12's `-D`, whose watchdog
-//! thread starts with its first beat) are never stalled before their loop has turned.
+//! A sink counts from the last beat if the heartbeat is running when it is armed (a sink a
+//! config reload adds), else only once a beat has come after it was armed: a server still
+//! starting (no beat yet) and a forked child (Prosody 0.12's `-D`, whose watchdog thread starts
+//! with its first beat) are never stalled before their loop has turned.
 //!
 //! **One dump per stall.** A stall is known by the beat count it began after; each sink dumps
 //! once for it (or, within `dump_cooldown` of its last dump by itself, only counts it; see
@@ -85,7 +86,20 @@ static THREAD_OF: AtomicU32 = AtomicU32::new(0);
 pub(crate) fn watch(sink: &Arc<Sink>, after: Duration) {
     let mut watchdog = WATCHDOG.lock();
     watchdog.watches.retain(|w| w.sink.as_ptr() != Arc::as_ptr(sink) && w.sink.strong_count() > 0);
-    watchdog.watches.push(Watch { sink: Arc::downgrade(sink), after, armed_at: heartbeat::beats(), declared: None });
+    let armed_at = armed_at(heartbeat::beats(), heartbeat::since_last_beat());
+    watchdog.watches.push(Watch { sink: Arc::downgrade(sink), after, armed_at, declared: None });
+}
+
+/// The beat count a new watch counts from, given `beats` and the time `since` the last beat
+/// (read in that order). While the heartbeat runs (its next beat is not overdue) the next beat
+/// is due an interval after the last at the latest, so the last one counts: a stall that
+/// begins right after a config reload made the sink is seen. Otherwise (no beat yet: a server
+/// still starting, a forked child; or a heartbeat that had stopped) only the next beat counts.
+fn armed_at(beats: u64, since: Option<Duration>) -> u64 {
+    match since {
+        Some(since) if since <= INTERVAL => beats.saturating_sub(1),
+        _ => beats,
+    }
 }
 
 /// Stops watching `sink`.
@@ -426,6 +440,14 @@ mod tests {
         let running = now - Duration::from_secs(60);
         assert_eq!(counted(secs(5.0), now, running), secs(5.0));
         assert_eq!(counted(None, now, running), None);
+    }
+
+    #[test]
+    fn a_sink_armed_while_the_heartbeat_runs_counts_from_the_last_beat() {
+        assert_eq!(armed_at(7, secs(0.4)), 6, "a reload between two beats: the last one counts");
+        assert_eq!(armed_at(7, secs(1.0)), 6);
+        assert_eq!(armed_at(7, secs(1.5)), 7, "an overdue beat (a heartbeat that had stopped): the next");
+        assert_eq!(armed_at(0, None), 0, "a server still starting: the first beat");
     }
 
     #[test]
