@@ -498,9 +498,11 @@ mod tests {
     /// The whole path on a real thread with the real heartbeat: a loop that beats is never
     /// dumped; one that stops beating is dumped once, with the note and the line that says
     /// there is no traceback (after a plain dump; as a note of a json one); the next beat ends
-    /// it with one warning.
+    /// it with one warning. In a process of its own (the heartbeat and the traceback desk are
+    /// the process's), by `a_loop_that_stops_beating_is_dumped_once`.
     #[test]
-    fn a_loop_that_stops_beating_is_dumped_once() {
+    #[ignore = "run by a_loop_that_stops_beating_is_dumped_once"]
+    fn stopped_heartbeat_alone() {
         let dir = TestDir::new("stall");
         let (file, json_file) = (dir.file("stall.log"), dir.file("stall.json"));
         let sink = stall_sink(&file, "plain");
@@ -550,5 +552,17 @@ mod tests {
         unwatch(&sink);
         unwatch(&json);
         assert!(WATCHDOG.lock().watches.is_empty());
+    }
+
+    #[test]
+    fn a_loop_that_stops_beating_is_dumped_once() {
+        let test = "runtime::stall::tests::stopped_heartbeat_alone";
+        let output = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", test, "--ignored", "--test-threads=1", "--nocapture"])
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        eprint!("{stderr}");
+        assert!(output.status.success(), "{}{stderr}", String::from_utf8_lossy(&output.stdout));
     }
 }
