@@ -154,6 +154,9 @@ describe("dump_on_stall", function ()
 			local least, most = log:match(RECOVERED .. "(%d+%.%d) to (%d+%.%d) s");
 			least, most = tonumber(least), tonumber(most);
 			assert.truthy(least and least >= 2 and least <= 6 and most >= 5, server.version .. ": " .. log);
+			-- The traceback asked for during the stall came once Lua ran again: the blocking call.
+			assert.truthy(log:find("(dump_on_stall); where it was: stack traceback:\n\t[C]: in field 'execute'", 1, true),
+				server.version .. ": " .. log);
 			assert.equal(1, #dumps.parse(server:file("blocked.log")), server.version);
 		end
 	end);

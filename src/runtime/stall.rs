@@ -507,6 +507,27 @@ mod tests {
         let (file, json_file) = (dir.file("stall.log"), dir.file("stall.json"));
         let sink = stall_sink(&file, "plain");
         let json = stall_sink(&json_file, "json");
+        // A dump that cannot be written (its folder is missing) keeps its lines and says so.
+        let failing = stall_sink(&dir.file("missing/stall.log"), "plain");
+        failing.push(b"c2s1\tdebug\tkept\n", 0);
+        // A FIFO: the traceback line follows the dump on the same stream.
+        let fifo = dir.file("stall.fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+        assert!(made.success());
+        let piped = stall_sink(&fifo, "plain");
+        piped.push(b"c2s1\tdebug\tpiped\n", 0);
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                while !text.contains(NO_TRACEBACK) && !text.contains(CANNOT_ASK) {
+                    // Each dump and each appended text opens the FIFO anew: read until it closes.
+                    let mut stream = std::fs::File::open(&fifo).expect("open the FIFO");
+                    std::io::Read::read_to_string(&mut stream, &mut text).expect("read");
+                }
+                text
+            })
+        };
         let healthy_until = Instant::now() + Duration::from_millis(2500);
         let mut last_beat = Instant::now();
         while Instant::now() < healthy_until {
@@ -545,12 +566,19 @@ mod tests {
         };
         assert!(json_text.contains("Prosody's main loop has not turned for 1 s"), "{json_text}");
         assert!(json_text.contains("No Lua traceback: ") && !json_text.contains("-- No Lua"), "{json_text}");
+        let piped_text = reader.join().expect("the FIFO's reader");
+        assert!(piped_text.contains("\tpiped\n-- End of dump --\n\n-- No Lua traceback"), "{piped_text}");
+        assert_eq!(failing.usage().0, 1, "the failed dump's line is kept");
+        let reports = super::reports::take();
+        let said = reports.iter().any(|r| r.text.contains("(dump_on_stall); the lines are kept for the next dump"));
+        assert!(said, "{reports:?}");
         heartbeat::beat();
         let warning = after_beat().expect("the stall ended");
         assert!(warning.starts_with("Prosody's main loop did not turn for "), "{warning}");
         assert!(after_beat().is_none());
-        unwatch(&sink);
-        unwatch(&json);
+        for watched in [&sink, &json, &failing, &piped] {
+            unwatch(watched);
+        }
         assert!(WATCHDOG.lock().watches.is_empty());
     }
 
