@@ -927,6 +927,32 @@ mod tests {
     }
 
     #[test]
+    fn a_stall_dump_has_its_note_first_and_the_next_dump_counts_the_suppressed_stalls() {
+        let dir = TestDir::new("sink-stall-notes");
+        let sink = sink_with(&dir, "{paths.data}/stall.log", 2);
+        let start = std::time::Instant::now();
+        let cooldown = Duration::from_secs(60);
+        for n in 1..=3 {
+            sink.push(format!("{n}\n").as_bytes(), 0);
+        }
+        assert!(sink.level_trigger.fire_at_once(start, cooldown));
+        sink.dump_noted(DumpOrigin::LuaThread, "dump_on_stall", None, vec!["the stall".into()]).expect("dump");
+        assert!(!sink.level_trigger.fire_at_once(start + Duration::from_secs(1), cooldown), "within the cooldown");
+        sink.push(b"4\n", 0);
+        sink.dump(DumpOrigin::LuaThread, "test").expect("dump");
+        assert!(writer::wait_idle(Duration::from_secs(5)));
+        let text = std::fs::read_to_string(dir.file("stall.log")).expect("read");
+        let first = text.find("-- the stall --\n-- 1 older lines were dropped since the previous dump --\n2\n3\n");
+        assert!(first.is_some(), "{text}");
+        assert!(
+            text.contains(
+                " --\n-- 1 more stall dumps were suppressed by dump_cooldown since the previous dump --\n4\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_successor_takes_the_lines_oldest_first_within_its_own_limit() {
         let dir = TestDir::new("sink-adopt");
         let old = sink_with(&dir, "{paths.data}/old.log", 100);

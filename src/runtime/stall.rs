@@ -41,18 +41,18 @@ const TICK: Duration = Duration::from_millis(100);
 /// A tick this much later than asked for means the process was not running meanwhile.
 const FROZEN: Duration = Duration::from_millis(500);
 /// How long a stall dump waits for the Lua traceback before it says there is none.
-pub(crate) const TRACEBACK_WAIT: Duration = Duration::from_secs(1);
+const TRACEBACK_WAIT: Duration = Duration::from_secs(1);
 const TRACEBACK_HEADER: &str = "-- Lua traceback of Prosody's main thread --";
 const TRACEBACK_FOOTER: &str = "-- End of Lua traceback --";
 const NO_TRACEBACK: &str = "-- No Lua traceback: Prosody's main thread ran no Lua code within 1 s of asking \
                             (it is blocked in C, such as a system call, or runs Lua in a coroutine) --";
-const CANNOT_ASK: &str = "-- No Lua traceback: this build cannot ask Prosody's main thread for one --";
+const CANNOT_ASK: &str = "-- No Lua traceback: Prosody's main thread could not be asked for one --";
 
 /// One sink with `dump_on_stall`.
 struct Watch {
     sink: Weak<Sink>,
     after: Duration,
-    /// Beats when it was armed: it counts once the count is past this.
+    /// The beat count it counts after (see [`armed_at`]).
     armed_at: u64,
     /// The stall (its beat count) it declared last.
     declared: Option<u64>,
@@ -67,9 +67,11 @@ struct Stall {
     /// long it lasted is between the times since each.
     began: Option<Instant>,
     last_beat: Option<Instant>,
-    /// The traceback that came, and requests that have not answered yet.
+    /// The traceback that came, requests that have not answered yet, and whether the main
+    /// thread could be asked at all.
     traceback: Option<String>,
     tickets: Vec<Ticket>,
+    asked: bool,
 }
 
 #[derive(Default)]
@@ -148,6 +150,7 @@ struct Ended {
     /// At least and at most.
     lasted: Option<(Duration, Duration)>,
     traceback: Option<String>,
+    asked: bool,
 }
 
 impl Ended {
@@ -155,14 +158,16 @@ impl Ended {
         let lasted = self.lasted.map_or_else(String::new, |(least, most)| {
             format!(" for {:.1} to {:.1} s", least.as_secs_f64(), most.as_secs_f64())
         });
-        match &self.traceback {
-            Some(traceback) => {
-                format!("Prosody's main loop did not turn{lasted} (dump_on_stall); where it was: {traceback}")
-            }
-            None => format!(
-                "Prosody's main loop did not turn{lasted} (dump_on_stall); no Lua traceback: it was not running Lua \
-                 code (blocked in C, or in a coroutine)"
+        let said = "Prosody's main loop did not turn";
+        match (&self.traceback, self.asked) {
+            (Some(traceback), _) => format!("{said}{lasted} (dump_on_stall); where it was: {traceback}"),
+            (None, true) => format!(
+                "{said}{lasted} (dump_on_stall); no Lua traceback: it was not running Lua code (blocked in C, or in \
+                 a coroutine)"
             ),
+            (None, false) => {
+                format!("{said}{lasted} (dump_on_stall); no Lua traceback: the main thread could not be asked for one")
+            }
         }
     }
 }
@@ -212,6 +217,7 @@ impl Watchdog {
     /// it has no stall for, to be cancelled once the lock is let go.
     fn keep_traceback(&mut self, beats: u64, traceback: Option<String>, ticket: Option<Ticket>) -> Option<Ticket> {
         let Some(stall) = self.stall.as_mut().filter(|s| s.beats == beats) else { return ticket };
+        stall.asked |= traceback.is_some() || ticket.is_some();
         if stall.traceback.is_none() {
             stall.traceback = traceback;
         }
@@ -232,7 +238,7 @@ impl Stall {
             lua_traceback::cancel(ticket);
         }
         let lasted = self.began.zip(self.last_beat).map(|(began, last)| (began.elapsed(), last.elapsed()));
-        Ended { lasted, traceback }
+        Ended { lasted, traceback, asked: self.asked }
     }
 }
 
@@ -249,14 +255,15 @@ fn check(running_since: Instant) {
     let now = Instant::now();
     let (declared, replaced) = WATCHDOG.lock().declare(beats, counted(since, now, running_since), now);
     drop(replaced);
-    // Within dump_cooldown a stall only counts (see `auto_dump`).
+    if declared.is_empty() {
+        return;
+    }
+    // Within dump_cooldown a stall only counts (see `auto_dump`); the traceback is asked for
+    // all the same, for the warning when the loop turns again.
     let (plain, others): (Vec<Declared>, Vec<Declared>) = declared
         .into_iter()
         .filter(|d| d.sink.level_trigger.fire_at_once(Instant::now(), d.sink.options.auto.cooldown))
         .partition(|d| takes_traceback_after(&d.sink));
-    if plain.is_empty() && others.is_empty() {
-        return;
-    }
     // Plain dumps first: their lines are safe before the main thread is disturbed.
     let mut dumped = Vec::new();
     for Declared { sink, stalled } in plain {
