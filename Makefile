@@ -107,7 +107,8 @@ test-lua: deps build
 #    reload storm, the console reads, a real-traffic dump byte for byte as the upstream
 #    algorithm's, the build stamp) and module_spec (what the upstream README documents).
 E2E_EXCLUDE_API := --exclude-pattern=forward_spec --exclude-pattern=collectors_spec --exclude-pattern=metrics_spec --exclude-pattern=retention_spec \
-	--exclude-pattern=dump_path_spec --exclude-pattern=crash_spec --exclude-pattern=full_disk_spec
+	--exclude-pattern=dump_path_spec --exclude-pattern=crash_spec --exclude-pattern=full_disk_spec \
+	--exclude-pattern=stall_spec
 test-e2e: deps build
 	E2E_PROSODY="0.12 13-newest" LUA=$(LUA) scripts/run-e2e.sh
 	E2E_PROSODY="13" LOG_RINGBUFFER_STACK=api LUA=$(LUA) scripts/run-e2e.sh $(E2E_EXCLUDE_API)

@@ -204,6 +204,52 @@ local function watch_reports()
 	end
 end
 
+-- The heartbeat: while a sink has dump_on_stall (or dump_on_exit), this timer tells the native
+-- side once a second that the main loop turned; a native thread dumps a sink whose loop has not
+-- turned for its dump_on_stall (see runtime::stall), or one with dump_on_exit when a stop signal
+-- finds the loop hung (runtime::stop_signal). A stall that a beat ends is logged here.
+local heartbeat_timer;
+
+local function wants_heartbeat()
+	for _, records in ipairs({ live, pass and pass.claimed or {} }) do
+		for _, record in ipairs(records) do
+			if record.handle:wants_heartbeat() then return true; end
+		end
+	end
+	return false;
+end
+
+-- dump_on_exit when the main loop hangs: a native thread dumps those sinks if a SIGTERM or SIGINT
+-- gets no response from this loop in time. Each call says the loop runs, and follows how Prosody
+-- takes those signals (0.12 installs its handlers on a zero-delay timer after modules load).
+local function check_stop_signal()
+	for _, message in ipairs(native.check_stop_signal() or {}) do
+		module:log(message.level, "%s", message.text);
+	end
+end
+
+-- An error must not stop the timer: a heartbeat that stops looks like a stalled loop.
+local function beat()
+	local ok, warnings = pcall(native.heartbeat);
+	for _, warning in ipairs(ok and warnings or {}) do
+		module:log(warning.level, "%s", warning.text);
+	end
+	if not ok then
+		module:log("error", "dump_on_stall heartbeat: %s", tostring(warnings));
+	end
+	check_stop_signal();
+	if wants_heartbeat() then
+		return native.heartbeat_interval;
+	end
+	heartbeat_timer = nil;
+end
+
+local function start_heartbeat()
+	if not heartbeat_timer then
+		heartbeat_timer = module:add_timer(0, beat);
+	end
+end
+
 local function dump(record, reason, to)
 	local ok, result, lines = record.handle:dump(reason, to);
 	if not ok then
@@ -242,6 +288,9 @@ local function arm(record)
 	end
 	if record.handle:has_native_triggers() or record.native_usr_signals then
 		watch_reports();
+	end
+	if record.handle:wants_heartbeat() then
+		start_heartbeat();
 	end
 end
 
@@ -489,22 +538,9 @@ function module.restore(data)
 	end
 end
 
--- dump_on_exit when the main loop hangs: a native thread dumps those sinks if a SIGTERM or SIGINT
--- gets no response from this loop in time. Each call says the loop runs, and follows how Prosody
--- takes those signals (0.12 installs its handlers on a zero-delay timer after modules load).
-local function check_stop_signal()
-	for _, message in ipairs(native.check_stop_signal() or {}) do
-		module:log(message.level, "%s", message.text);
-	end
-end
 module:hook_global("server-started", function ()
 	check_stop_signal();
 	module:add_timer(0, check_stop_signal);
-end);
--- TEMPORARY, until the heartbeat timer calls native.check_stop_signal() once a second.
-module:add_timer(1, function ()
-	check_stop_signal();
-	return 1;
 end);
 -- A shutdown that takes a while keeps saying the loop runs.
 module:hook_global("server-stopping", function ()

@@ -22,7 +22,7 @@ use crate::pure::ring::Limit;
 use crate::pure::signal_names::Trigger;
 use crate::runtime::forward::Forwarder;
 use crate::runtime::sink::{DumpOrigin, Sink};
-use crate::runtime::{auto_dump, crash, os, reports, signals, stop_signal, writer};
+use crate::runtime::{auto_dump, crash, heartbeat, os, reports, signals, stall, stop_signal, writer};
 use std::time::Duration;
 
 /// The handle Lua holds for one sink.
@@ -122,6 +122,9 @@ impl UserData for Handle {
                     problems.push(e);
                 }
             }
+            if let Some(after) = this.sink().options.auto.on_stall {
+                stall::watch(this.sink(), after);
+            }
             Ok(problems)
         });
         // Prosody 0.11 turns neither SIGUSR1 nor SIGUSR2 into an event: there the Lua side has
@@ -138,13 +141,21 @@ impl UserData for Handle {
             signals::unwatch(this.sink());
             crash::unwatch(this.sink());
             stop_signal::unwatch(this.sink());
+            stall::unwatch(this.sink());
             Ok(())
         });
         // Whether native threads may dump this sink (a native signal, `dump_on`): the Lua side
         // then polls for their reports.
         methods.add_method("has_native_triggers", |_, this, ()| {
             let options = &this.sink().options;
-            Ok(options.auto.on_level.is_some() || options.triggers.iter().any(|t| matches!(t, Trigger::Signal(..))))
+            Ok(options.auto.on_level.is_some()
+                || options.auto.on_stall.is_some()
+                || options.triggers.iter().any(|t| matches!(t, Trigger::Signal(..))))
+        });
+        // Whether the heartbeat (native.heartbeat() from a timer) must run for this sink.
+        methods.add_method("wants_heartbeat", |_, this, ()| {
+            let auto = &this.sink().options.auto;
+            Ok(auto.on_stall.is_some() || auto.on_exit)
         });
         methods.add_method("dump_on_exit", |_, this, ()| Ok(this.sink().options.auto.on_exit));
         // Lines and bytes held now.
@@ -180,6 +191,7 @@ impl UserData for Handle {
             t.set("forward", sink.forwards_to())?;
             t.set("persist", sink.journal_path())?;
             t.set("persist_wanted", sink.options.persist.is_some())?;
+            t.set("dump_on_stall", sink.options.auto.on_stall.map(|d| d.as_secs_f64()))?;
             Ok(t)
         });
         super::shell::add_methods(methods);
@@ -204,6 +216,9 @@ fn trigger_names(options: &SinkOptions) -> Vec<String> {
             auto.after.as_secs_f64(),
             auto.cooldown.as_secs_f64()
         ));
+    }
+    if let Some(after) = auto.on_stall {
+        names.push(format!("dump_on_stall {}s (cooldown {}s)", after.as_secs_f64(), auto.cooldown.as_secs_f64()));
     }
     if auto.on_exit {
         names.push("dump_on_exit".into());
@@ -329,6 +344,13 @@ fn take_reports(lua: &Lua, (): ()) -> Result<Table> {
     messages(lua, reports::take().into_iter().map(|r| (r.level, r.text)))
 }
 
+/// The main loop turned (a timer, every `heartbeat_interval` seconds): the warnings for
+/// Prosody's log of a stall that this turn ended (see `runtime::stall`).
+fn heartbeat(lua: &Lua, (): ()) -> Result<Table> {
+    heartbeat::beat();
+    messages(lua, stall::after_beat().into_iter().map(|text| ("warn", text)))
+}
+
 /// Begins shutdown: native threads start no new dumps, and dumps from Lua are written at once
 /// from now on. Waits up to `seconds` for the dumps in flight; true if none are left.
 fn shut_down(_: &Lua, seconds: f64) -> Result<bool> {
@@ -376,6 +398,8 @@ pub fn exports(lua: &Lua) -> Result<Table> {
     module.set("new_sink", lua.create_function(new_sink)?)?;
     module.set("take_reports", lua.create_function(take_reports)?)?;
     module.set("shut_down", lua.create_function(shut_down)?)?;
+    module.set("heartbeat", lua.create_function(heartbeat)?)?;
+    module.set("heartbeat_interval", heartbeat::INTERVAL.as_secs_f64())?;
     module.set("pending_signals", lua.create_function(pending_signals)?)?;
     module.set("check_stop_signal", lua.create_function(check_stop_signal)?)?;
     module.set("shutdown_wait", SHUTDOWN_WAIT.as_secs_f64())?;
@@ -395,6 +419,8 @@ pub fn exports(lua: &Lua) -> Result<Table> {
     if lua.named_registry_value::<Option<AnyUserData>>(WAIT_AT_CLOSE)?.is_none() {
         lua.set_named_registry_value(WAIT_AT_CLOSE, lua.create_userdata(WaitAtClose)?)?;
     }
+    // Where the main Lua thread is, for native threads (a stalled main loop's dump).
+    super::traceback::install(lua)?;
     module.set("dumps_in_flight", lua.create_function(|_, ()| Ok(writer::in_flight()))?)?;
     // Restarts native threads lost to a fork; returns an error text if that failed.
     module.set("rearm_after_fork", lua.create_function(|_, ()| Ok(signals::rearm_after_fork().err()))?)?;

@@ -10,7 +10,8 @@
 //! - `raw_stack`: the raw layer over Lua 5.4's internals: the direct stack reader and how the
 //!   running Lua is identified (exact release via `lua_ident`) before it may be used. Built
 //!   for Lua 5.4 only; for any other Lua, `raw_stack_none` stands in, with no reader at all;
-//! - `stanza`: native `tostring` of util.stanza objects, on the call context.
+//! - `stanza`: native `tostring` of util.stanza objects, on the call context;
+//! - `traceback`: the main Lua thread's traceback for a native thread (the signal, the hook).
 
 // Without the `module` feature (cargo test) nothing calls the entry points.
 #![cfg_attr(not(feature = "module"), allow(dead_code))]
@@ -27,4 +28,5 @@ mod sink_call;
 mod stack_path;
 mod stanza;
 mod testing;
+mod traceback;
 mod upvalues;

@@ -38,6 +38,7 @@ const KNOWN: &[&str] = &[
     "dump_cooldown",
     "dump_on_exit",
     "dump_on_crash",
+    "dump_on_stall",
     "keep_dumps",
     "compress",
     "max_age",
@@ -58,6 +59,10 @@ pub(crate) const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
 /// `dump_after` at most: the aftermath window is for the seconds after an error.
 pub(crate) const MAX_DUMP_AFTER: Duration = Duration::from_secs(3600);
 pub(crate) const MAX_KEEP_DUMPS: i64 = 100_000;
+/// `dump_on_stall` at least: the heartbeat turns once a second, a shorter stall cannot be told.
+pub(crate) const MIN_DUMP_ON_STALL: Duration = Duration::from_secs(1);
+/// `dump_on_stall` at most.
+pub(crate) const MAX_DUMP_ON_STALL: Duration = Duration::from_secs(3600);
 /// `forward_timeout` when not given: the longest a forward may take, from connecting to the
 /// collector's close (a full 64 MiB ring needs about 0.6 MB/s to make it).
 pub(crate) const DEFAULT_FORWARD_TIMEOUT: Duration = Duration::from_secs(120);
@@ -149,6 +154,9 @@ pub(crate) struct AutoDump {
     pub(crate) on_exit: bool,
     /// `dump_on_crash`: dump from the handler of a fatal signal.
     pub(crate) on_crash: bool,
+    /// `dump_on_stall`: dump from a native thread once Prosody's main loop has not turned
+    /// for this long (see `runtime::stall`).
+    pub(crate) on_stall: Option<Duration>,
 }
 
 /// How dump files are compressed.
@@ -422,6 +430,32 @@ impl<G: Fn(&str) -> OptValue> Reader<G> {
             cooldown: self.duration("dump_cooldown", DEFAULT_COOLDOWN, duration::MAX),
             on_exit: self.flag("dump_on_exit", false),
             on_crash: self.flag("dump_on_crash", true),
+            on_stall: self.stall(),
+        }
+    }
+
+    /// `dump_on_stall`: seconds or text, from [`MIN_DUMP_ON_STALL`] to [`MAX_DUMP_ON_STALL`];
+    /// `false` is off, like no value.
+    fn stall(&mut self) -> Option<Duration> {
+        let value = (self.get)("dump_on_stall");
+        let parsed = match &value {
+            OptValue::Absent | OptValue::Bool(false) => return None,
+            OptValue::Int(n) => duration::from_seconds(*n as f64),
+            OptValue::Float(n) => duration::from_seconds(*n),
+            OptValue::Str(s) => duration::from_text(s),
+            _ => None,
+        };
+        match parsed {
+            Some(d) if (MIN_DUMP_ON_STALL..=MAX_DUMP_ON_STALL).contains(&d) => Some(d),
+            _ => {
+                let accepted = format!(
+                    "seconds from {} to {}, or text such as \"5s\" or \"2m\"",
+                    MIN_DUMP_ON_STALL.as_secs(),
+                    MAX_DUMP_ON_STALL.as_secs()
+                );
+                self.bad("dump_on_stall", &value, &accepted, "no stall will dump this buffer");
+                None
+            }
         }
     }
 
@@ -711,7 +745,8 @@ mod tests {
                 after: Duration::ZERO,
                 cooldown: DEFAULT_COOLDOWN,
                 on_exit: false,
-                on_crash: true
+                on_crash: true,
+                on_stall: None
             }
         );
         assert_eq!(o.retention, Retention { keep_dumps: None, compress: None, max_age: None });
@@ -721,6 +756,7 @@ mod tests {
             ("dump_cooldown", OptValue::Float(0.5)),
             ("dump_on_exit", OptValue::Bool(true)),
             ("dump_on_crash", OptValue::Bool(false)),
+            ("dump_on_stall", OptValue::Str("5s".into())),
             ("keep_dumps", OptValue::Int(3)),
             ("compress", OptValue::Str("zstd".into())),
             ("max_age", OptValue::Str("15m".into())),
@@ -729,6 +765,7 @@ mod tests {
         assert_eq!(o.auto.on_level, Some(Level::Warn));
         assert_eq!((o.auto.after, o.auto.cooldown), (Duration::from_secs(2), Duration::from_millis(500)));
         assert!(o.auto.on_exit && !o.auto.on_crash);
+        assert_eq!(o.auto.on_stall, Some(Duration::from_secs(5)));
         assert_eq!(
             o.retention,
             Retention {
@@ -737,6 +774,25 @@ mod tests {
                 max_age: Some(Duration::from_secs(900))
             }
         );
+    }
+
+    #[test]
+    fn dump_on_stall_takes_seconds_or_text_and_is_off_by_default() {
+        assert_eq!(parse(&[]).0.auto.on_stall, None);
+        for (value, expected) in [
+            (OptValue::Int(5), Some(5)),
+            (OptValue::Float(1.0), Some(1)),
+            (OptValue::Str("5s".into()), Some(5)),
+            (OptValue::Str("1h".into()), Some(3600)),
+            (OptValue::Bool(false), None),
+        ] {
+            let (o, p) = parse(&[("dump_on_stall", value.clone())]);
+            assert!(p.is_empty(), "{value:?}: {p:?}");
+            assert_eq!(o.auto.on_stall, expected.map(Duration::from_secs), "{value:?}");
+        }
+        let (o, p) = parse(&[("dump_on_stall", OptValue::Int(3601))]);
+        assert_eq!(o.auto.on_stall, None);
+        assert!(p[0].text.contains("no stall will dump this buffer"), "{}", p[0].text);
     }
 
     #[test]
@@ -825,6 +881,11 @@ mod tests {
             ("dump_cooldown", OptValue::Other("table")),
             ("dump_on_exit", OptValue::Str("yes".into())),
             ("dump_on_crash", OptValue::Int(1)),
+            ("dump_on_stall", OptValue::Int(0)),
+            ("dump_on_stall", OptValue::Float(0.5)),
+            ("dump_on_stall", OptValue::Str("2h".into())),
+            ("dump_on_stall", OptValue::Str("soon".into())),
+            ("dump_on_stall", OptValue::Bool(true)),
             ("keep_dumps", OptValue::Int(0)),
             ("keep_dumps", OptValue::Float(2.5)),
             ("compress", OptValue::Str("lz4".into())),

@@ -3,7 +3,8 @@
 //! SIGUSR1 and SIGUSR2 belong to Prosody, which turns them into the global events
 //! `signal/SIGUSR1` and `signal/SIGUSR2` on 0.12 and 13 alike, so they become event triggers.
 //! Any other catchable signal Prosody does not use itself is a native trigger (see
-//! `runtime::signals`). Signals Prosody, the C runtime or a crash uses are refused.
+//! `runtime::signals`). Signals Prosody, the C runtime or a crash uses are refused, and so is
+//! [`traceback_signal`], which the module keeps for itself.
 
 use std::os::raw::c_int;
 
@@ -42,6 +43,15 @@ const RESERVED: &[&str] = &[
     "SIGTRAP", "SIGSYS",
 ];
 
+/// The signal a native thread sends Prosody's main thread to learn where its Lua code is (see
+/// `lua::traceback`): `SIGRTMAX-7`. Prosody 0.12 and 13 use none of the real-time signals (their
+/// util.signal knows only the classic names, and 13 blocks only the signals it handles), glibc
+/// keeps the two below `SIGRTMIN` for itself, and libraries that take one usually count up
+/// from `SIGRTMIN`; the few above it are left for users' own triggers.
+pub fn traceback_signal() -> c_int {
+    libc::SIGRTMAX() - 7
+}
+
 /// Reads a `signal` option. Errors say what is accepted.
 pub fn parse_signal(name: &str) -> Result<Trigger, String> {
     if name == "SIGUSR1" || name == "SIGUSR2" {
@@ -62,6 +72,10 @@ pub fn parse_signal(name: &str) -> Result<Trigger, String> {
         None
     };
     match realtime {
+        Some(number) if number == traceback_signal() => Err(format!(
+            "a signal Prosody does not use itself ({name} is reserved: the module uses it to find where Prosody's \
+             main loop is stuck), e.g. \"SIGRTMIN+2\""
+        )),
         Some(number) if (min..=max).contains(&number) => Ok(Trigger::Signal(number, name.to_string())),
         _ => Err(format!(
             "a signal name: \"SIGUSR1\", \"SIGUSR2\", \"SIGWINCH\", \"SIGRTMIN+n\" or another catchable signal \
@@ -107,5 +121,15 @@ mod tests {
         {
             assert!(parse_signal(name).is_err(), "{name}");
         }
+    }
+
+    #[test]
+    fn the_traceback_signal_is_refused_by_either_name() {
+        let from_min = format!("SIGRTMIN+{}", traceback_signal() - libc::SIGRTMIN());
+        for name in ["SIGRTMAX-7", from_min.as_str()] {
+            let refused = parse_signal(name).expect_err(name);
+            assert!(refused.contains("reserved"), "{refused}");
+        }
+        assert!(parse_signal("SIGRTMAX-6").is_ok() && parse_signal("SIGRTMAX-8").is_ok(), "its neighbours are free");
     }
 }

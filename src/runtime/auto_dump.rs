@@ -35,6 +35,8 @@ struct State {
     open: Option<u64>,
     /// Triggers that only counted since the last dump of the sink.
     suppressed: u64,
+    /// Stalls (`dump_on_stall`) that only counted since the last dump of the sink.
+    suppressed_stalls: u64,
 }
 
 /// Numbers the windows of the whole process, so that a window handed to a successor is told
@@ -55,6 +57,18 @@ impl LevelTrigger {
         let window = WINDOWS.fetch_add(1, Ordering::Relaxed);
         state.open = Some(window);
         Some(window)
+    }
+
+    /// A dump that starts at once by itself (`dump_on_stall`) is asked for at `now`: true if
+    /// it may start. Within `cooldown` of the last trigger that started a dump it only counts.
+    pub(crate) fn fire_at_once(&self, now: Instant, cooldown: Duration) -> bool {
+        let mut state = self.state.lock();
+        if state.last.is_some_and(|last| now.duration_since(last) < cooldown) {
+            state.suppressed_stalls += 1;
+            return false;
+        }
+        state.last = Some(now);
+        true
     }
 
     /// The dump of `window` starts now, if that window is still open here (it may have been
@@ -87,11 +101,14 @@ impl LevelTrigger {
         }
         to.last = to.last.max(from.last);
         to.suppressed += std::mem::take(&mut from.suppressed);
+        to.suppressed_stalls += std::mem::take(&mut from.suppressed_stalls);
     }
 
-    /// The triggers that only counted since the last dump, for that dump's notice; reset.
-    pub(crate) fn take_suppressed(&self) -> u64 {
-        std::mem::take(&mut self.state.lock().suppressed)
+    /// The triggers that only counted since the last dump, for that dump's notice, as
+    /// (`dump_on` triggers, stalls); reset.
+    pub(crate) fn take_suppressed(&self) -> (u64, u64) {
+        let mut state = self.state.lock();
+        (std::mem::take(&mut state.suppressed), std::mem::take(&mut state.suppressed_stalls))
     }
 }
 
@@ -230,9 +247,21 @@ mod tests {
         }
         assert!(trigger.close(window));
         assert!(trigger.fire(start + Duration::from_secs(59), cooldown).is_none(), "still cooling down");
-        assert_eq!(trigger.take_suppressed(), 100);
-        assert_eq!(trigger.take_suppressed(), 0);
+        assert_eq!(trigger.take_suppressed(), (100, 0));
+        assert_eq!(trigger.take_suppressed(), (0, 0));
         assert!(trigger.fire(start + Duration::from_secs(61), cooldown).is_some());
+    }
+
+    #[test]
+    fn a_stall_within_the_cooldown_only_counts() {
+        let trigger = LevelTrigger::default();
+        let start = Instant::now();
+        let cooldown = Duration::from_secs(60);
+        assert!(trigger.fire_at_once(start, cooldown));
+        assert!(!trigger.fire_at_once(start + Duration::from_secs(30), cooldown));
+        assert!(trigger.fire(start + Duration::from_secs(31), cooldown).is_none(), "one cooldown for both");
+        assert_eq!(trigger.take_suppressed(), (1, 1));
+        assert!(trigger.fire_at_once(start + Duration::from_secs(61), cooldown));
     }
 
     #[test]
@@ -255,7 +284,7 @@ mod tests {
         old.hand_over(&new);
         assert!(!old.window_open() && new.window_open());
         assert!(new.fire(start, Duration::ZERO).is_none(), "the window goes on: only counted");
-        assert_eq!(new.take_suppressed(), 2, "the predecessor's count and its own");
+        assert_eq!(new.take_suppressed(), (2, 0), "the predecessor's count and its own");
         assert!(!old.close(window));
         assert!(new.close(window));
 

@@ -237,6 +237,26 @@ pub(crate) fn prepare_as(
     Ok(Prepared { path: path.to_string(), framing, destination, taken: None })
 }
 
+/// Appends `text`, which follows a dump (the Lua traceback after a `dump_on_stall` dump, see
+/// `stall`), to the file at `path`, opened as dumps are. In a regular file its room is
+/// reserved like a dump's, so it never mixes with one; room that cannot be written is cut off
+/// again if nothing follows it.
+pub(crate) fn append_text(path: &str, text: &[u8]) -> Result<(), DumpError> {
+    let write_error = |error| DumpError::Write { path: path.into(), error };
+    let file = open(path).map_err(|error| DumpError::Open { path: path.into(), error })?;
+    if !file.metadata().map(|m| m.is_file()).unwrap_or(false) {
+        return (&file).write_all(text).map_err(write_error);
+    }
+    os::ignore_file_size_signal();
+    let len = text.len() as u64;
+    let (entry, offset) = reserve_entered(&file, len).map_err(write_error)?;
+    let written = entry.guarded(|| file.write_all_at(text, offset));
+    if written.is_err() {
+        let _ = entry.guarded(|| Ok(Settling::begin().give_back(&file, offset, len)));
+    }
+    written.map_err(write_error)
+}
+
 /// Enters the dump in `regions` and reserves its region there (see `regions`).
 fn reserve_entered(file: &File, len: u64) -> io::Result<(Entry, u64)> {
     let entry = regions::enter(file, Kind::Region)?;

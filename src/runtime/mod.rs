@@ -34,7 +34,10 @@
 //! 10. `sink::Sink::successor` (per sink): leaf.
 //! 11. Leaves that guard one value each: `sink::Sink::outcomes`, `reports::REPORTS`,
 //!     `inspect::Pending`'s answer slot, `dump_ledger::LEDGER` (an unlink runs under it, nothing
-//!     else), `writer::FLIGHTS` (with the `LANDED` condition variable).
+//!     else), `writer::FLIGHTS` (with the `LANDED` condition variable), `lua_traceback::DESK`
+//!     (with the `ANSWERED` condition variable; the requester it calls only sends a signal),
+//!     `stall::WATCHDOG` (the dumps it starts and the traceback it waits for come after it is
+//!     let go).
 //!
 //! Waiting that is not a lock follows the same rule: no thread waits for dumps (`writer::
 //! wait_idle`, `shut_down`), for the timer thread (`auto_dump::flush`) or for a shell answer
@@ -51,9 +54,11 @@ pub(crate) mod crash;
 pub(crate) mod dump_file;
 pub(crate) mod dump_ledger;
 pub(crate) mod forward;
+pub(crate) mod heartbeat;
 pub(crate) mod inspect;
 #[cfg(test)]
 pub(crate) mod lock_watch;
+pub(crate) mod lua_traceback;
 pub(crate) mod os;
 pub(crate) mod persist;
 pub(crate) mod regions;
@@ -62,6 +67,7 @@ pub(crate) mod retention;
 pub(crate) mod shared_ring;
 pub(crate) mod signals;
 pub(crate) mod sink;
+pub(crate) mod stall;
 pub(crate) mod stop_signal;
 #[cfg(test)]
 pub(crate) mod test_dir;

@@ -451,6 +451,17 @@ impl Sink {
         reason: &str,
         to: Option<&str>,
     ) -> Result<Dumped, DumpError> {
+        self.dump_noted(origin, reason, to, Vec::new())
+    }
+
+    /// [`Sink::dump_to`] with `first_notes` first after the header (`dump_on_stall`'s).
+    pub(crate) fn dump_noted(
+        self: &Arc<Self>,
+        origin: DumpOrigin,
+        reason: &str,
+        to: Option<&str>,
+        first_notes: Vec<String>,
+    ) -> Result<Dumped, DumpError> {
         let admission = writer::admit(origin).ok_or(DumpError::ShuttingDown)?;
         let time = now_seconds();
         let forwarder = self.forwarder.as_ref().filter(|_| to.is_none());
@@ -474,7 +485,8 @@ impl Sink {
             self.aged_out.fetch_add(aged, Ordering::Relaxed);
             batch.dropped += aged;
         }
-        let framing = self.framing(time, self.notes(&batch), count, reason);
+        let notes = first_notes.into_iter().chain(self.notes(&batch)).collect();
+        let framing = self.framing(time, notes, count, reason);
         let lines = batch.lines.lines();
         if let Some(mut queued) = queued {
             batch.id = Some(framing.id.clone());
@@ -637,10 +649,14 @@ impl Sink {
         if batch.dropped > 0 {
             notes.push(format!("{} older lines were dropped since the previous dump", batch.dropped));
         }
-        match self.level_trigger.take_suppressed() {
-            0 => {}
-            n => notes
-                .push(format!("{n} more dump_on triggers were suppressed by dump_cooldown since the previous dump")),
+        let (triggers, stalls) = self.level_trigger.take_suppressed();
+        if triggers > 0 {
+            notes.push(format!(
+                "{triggers} more dump_on triggers were suppressed by dump_cooldown since the previous dump"
+            ));
+        }
+        if stalls > 0 {
+            notes.push(format!("{stalls} more stall dumps were suppressed by dump_cooldown since the previous dump"));
         }
         notes
     }
@@ -1073,6 +1089,32 @@ mod tests {
     /// The lines between a dump's header (and notes) and its footer.
     fn dumped_lines(text: &str) -> Vec<&str> {
         text.lines().filter(|l| !l.starts_with("-- ") && !l.is_empty()).collect()
+    }
+
+    #[test]
+    fn a_stall_dump_has_its_note_first_and_the_next_dump_counts_the_suppressed_stalls() {
+        let dir = TestDir::new("sink-stall-notes");
+        let sink = sink_with(&dir, "{paths.data}/stall.log", 2);
+        let start = std::time::Instant::now();
+        let cooldown = Duration::from_secs(60);
+        for n in 1..=3 {
+            sink.push(format!("{n}\n").as_bytes(), 0);
+        }
+        assert!(sink.level_trigger.fire_at_once(start, cooldown));
+        sink.dump_noted(DumpOrigin::LuaThread, "dump_on_stall", None, vec!["the stall".into()]).expect("dump");
+        assert!(!sink.level_trigger.fire_at_once(start + Duration::from_secs(1), cooldown), "within the cooldown");
+        sink.push(b"4\n", 0);
+        sink.dump(DumpOrigin::LuaThread, "test").expect("dump");
+        assert!(writer::wait_idle(Duration::from_secs(5)));
+        let text = std::fs::read_to_string(dir.file("stall.log")).expect("read");
+        let first = text.find("-- the stall --\n-- 1 older lines were dropped since the previous dump --\n2\n3\n");
+        assert!(first.is_some(), "{text}");
+        assert!(
+            text.contains(
+                " --\n-- 1 more stall dumps were suppressed by dump_cooldown since the previous dump --\n4\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

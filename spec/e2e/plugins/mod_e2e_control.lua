@@ -14,6 +14,11 @@
 --   hang lua <seconds>   from a timer, spin in Lua (function spin_in_lua) for that long
 --   hang c <seconds>     from a timer, block in C (a socket.select with nothing to wait for)
 --                        for that long; both first create <data>/hanging
+--   spin <tag> <n>       on a timer (so on the main thread): log n debug lines "<tag> <i>",
+--                        write the time to <data>/stalled-at, then spin in Lua for ever, in
+--                        the function spin_until_killed
+--   block <seconds> <tag> <n>  the same, but then block in C for that long (os.execute of
+--                        sleep), and log "<tag> recovered" after it
 -- It also appends a line to <data>/logging-reloaded at each logging-reloaded event, so that
 -- a spec can wait for a SIGHUP's logging reload to have finished.
 module:set_global();
@@ -51,6 +56,24 @@ local function hang(how, seconds)
 	end);
 end
 
+-- Marks when the main loop stops turning, for the stall specs.
+local function mark_stall(tag, n)
+	for i = 1, n do
+		module:log("debug", "%s %d", tag, i);
+	end
+	local f = assert(io.open(prosody.paths.data .. "/stalled-at", "w"));
+	f:write(("%.3f"):format(require "socket".gettime()));
+	f:close();
+end
+
+-- Never returns: the stall specs kill the server.
+local function spin_until_killed()
+	local turns = 0;
+	while true do
+		turns = turns + 1;
+	end
+end
+
 local function run(line)
 	local command, rest = line:match("^(%S+)%s*(.*)$");
 	if command == "log" then
@@ -83,6 +106,19 @@ local function run(line)
 	elseif command == "hang" then
 		local how, seconds = rest:match("^(%a+) (%d+)$");
 		hang(how, tonumber(seconds));
+	elseif command == "spin" then
+		local tag, n = rest:match("^(%S+) (%d+)$");
+		module:add_timer(0, function ()
+			mark_stall(tag, tonumber(n));
+			spin_until_killed();
+		end);
+	elseif command == "block" then
+		local seconds, tag, n = rest:match("^(%d+) (%S+) (%d+)$");
+		module:add_timer(0, function ()
+			mark_stall(tag, tonumber(n));
+			os.execute("sleep " .. seconds);
+			module:log("info", "%s recovered", tag);
+		end);
 	elseif command == "reload_module" then
 		modulemanager.reload("*", rest);
 	elseif command == "unload_module" then
