@@ -168,19 +168,9 @@ private_apt_update() {
 # Downloads the packages $2... (`name/suite`) from the private apt and unpacks them into $1,
 # replacing it.
 private_download_and_unpack() {
-	local dest=$1 download=$DEPS/download deb
-	shift
-	rm -rf "$download"
-	mkdir -p "$download"
-	(cd "$download" && apt-get download -qq "${private_apt_options[@]}" "$@") \
-		|| { echo "setup: could not download $* from $private_apt_dir/sources.list" >&2; exit 1; }
-	echo "setup: unpacking $* into $dest"
-	rm -rf "$dest.new"
-	for deb in "$download"/*.deb; do
-		dpkg -x "$deb" "$dest.new"
-	done
-	rm -rf "$dest" "$download"
-	mv "$dest.new" "$dest"
+	local apt_download_options=("${private_apt_options[@]}")
+	download_and_unpack "$@" \
+		|| { echo "setup: could not download ${*:2} from $private_apt_dir/sources.list" >&2; exit 1; }
 }
 
 # Prosody 0.11 with the libraries bookworm lacks (OpenSSL 1.1 and libidn 11 for its C modules,
@@ -208,14 +198,16 @@ unpack_prosody13_newest() {
 }
 
 # Downloads the packages named after $1 (`name` or `name=version`) and unpacks them all into $1,
-# replacing it. Fails (status 1) if apt cannot download them.
+# replacing it. Fails (status 1) if apt cannot download them. apt-get takes the options in
+# apt_download_options too (private_download_and_unpack's: a sources list of our own).
+apt_download_options=()
 download_and_unpack() {
 	local dest=$1 download=$DEPS/download deb
 	shift
 	rm -rf "$download"
 	mkdir -p "$download"
 	# As root apt downloads unsandboxed anyway; say so instead of warning about it.
-	(cd "$download" && apt-get download -qq -o APT::Sandbox::User=root "$@") || return 1
+	(cd "$download" && apt-get download -qq -o APT::Sandbox::User=root "${apt_download_options[@]}" "$@") || return 1
 	echo "setup: unpacking $* into $dest"
 	rm -rf "$dest.new"
 	for deb in "$download"/*.deb; do

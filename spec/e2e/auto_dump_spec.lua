@@ -16,16 +16,6 @@ local function log_numbered(server, tag, n)
 	server:command(table.unpack(commands));
 end
 
--- The numbers of a dump's "<tag> <i>" lines, in the order they are in the dump.
-local function numbers_in(lines, tag)
-	local found = {};
-	for _, line in ipairs(lines) do
-		local i = line:match("\t" .. tag .. " (%d+)$");
-		if i then table.insert(found, tonumber(i)); end
-	end
-	return found;
-end
-
 -- Where the first line matching `pattern` is in `lines` (nil: none).
 local function index_of(lines, pattern)
 	for i, line in ipairs(lines) do
@@ -93,7 +83,7 @@ for _, version in ipairs(prosody.versions()) do
 				local name = prosody.wait_for(function () return server:files("^reload%-window%-")[1]; end, 20, "the dump");
 				local list = dumps.wait_for(server, name);
 				assert.equal(1, #list);
-				local numbers = numbers_in(list[1], "window%-line");
+				local numbers = dumps.numbers_in(list[1], "window%-line");
 				assert.equal(500, #numbers);
 				for i, n in ipairs(numbers) do assert.equal(i, n); end
 				local previous = index_of(list[1], "\twindow%-line 500$");
@@ -120,7 +110,7 @@ for _, version in ipairs(prosody.versions()) do
 				server:command("collect", "log debug after-the-reload", "fire e2e/dump");
 				local list = dumps.wait_for(server, "carried.log");
 				assert.equal(1, #list);
-				local numbers = numbers_in(list[1], "carried%-line");
+				local numbers = dumps.numbers_in(list[1], "carried%-line");
 				-- The newest lines: the last numbered ones, in order, then what came after.
 				assert.truthy(#numbers >= 200, "at least 200 of the numbered lines: " .. #numbers);
 				for i, n in ipairs(numbers) do assert.equal(500 - #numbers + i, n); end

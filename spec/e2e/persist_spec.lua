@@ -6,39 +6,7 @@
 -- same data directory runs without persistence and leaves the first one's file alone.
 local prosody = require "spec.helpers.prosody";
 
-local root = os.getenv("PWD");
-local tmpdir = os.getenv("TMPDIR");
-if tmpdir == nil or tmpdir == "" then tmpdir = "/tmp"; end
--- Each version's launcher, plugin folder and modules, as prosody.start uses them.
-local known = prosody.known_versions;
-
 local BOUND, BURST, ROUNDS = 5000, 20000, 10;
-
--- Logs BURST numbered debug lines "<tag> <i>", 1000 at full speed every 5 ms, and after each
--- such tick writes how many it logged and the seconds since the first to <data>/burst-progress. The tag is read from
--- <data>/burst-tag when the global event e2e/burst fires.
-local burst_plugin = [[
-module:set_global();
-local data = prosody.paths.data;
-module:hook_global("e2e/burst", function ()
-	local f = assert(io.open(data .. "/burst-tag"));
-	local tag = f:read("l");
-	f:close();
-	local i, started = 0, require "socket".gettime();
-	module:add_timer(0, function ()
-		for _ = 1, 1000 do
-			i = i + 1;
-			if i > ]] .. BURST .. [[ then return; end
-			module:log("debug", "%s %d", tag, i);
-		end
-		local p = io.open(data .. "/burst-progress.tmp", "w");
-		p:write(tag, " ", i, " ", require "socket".gettime() - started, "\n");
-		p:close();
-		os.rename(data .. "/burst-progress.tmp", data .. "/burst-progress");
-		return 0.005;
-	end);
-end);
-]];
 
 local function sh(command)
 	assert(os.execute(command), command);
@@ -64,46 +32,9 @@ local function sink(name, more)
 end
 
 -- A Prosody instance in `dir` (made if nil), with the log config `log`, started or started
--- again there; `data` another data directory to use.
+-- again there; `data` another data directory to use. It can log bursts (mod_e2e_burst).
 local function start(version, log, dir, data)
-	local self;
-	if dir then
-		self = setmetatable({ version = version, dir = dir, data = data or (dir .. "/data") }, prosody);
-		os.remove(dir .. "/prosody.pid");
-	else
-		dir = io.popen(("mktemp -d '%s/lrb-persist-XXXXXX'"):format(tmpdir)):read("l");
-		self = setmetatable({ version = version, dir = dir, data = data or (dir .. "/data") }, prosody);
-		sh(("mkdir -p %s %s/certs %s/plugins"):format(self.data, dir, dir));
-		write(dir .. "/plugins/mod_e2e_burst.lua", burst_plugin);
-	end
-	self.c2s_port, self.s2s_port = prosody.free_ports(2);
-	self.config = dir .. "/prosody.cfg.lua";
-	write(self.config, ([[
-run_as_root = true
-pidfile = "%s/prosody.pid"
-data_path = "%s"
-certificates = "%s/certs"
-plugin_paths = { "%s", "%s/spec/e2e/plugins", "%s/plugins" }
-c2s_ports = { %d }
-c2s_interfaces = { "127.0.0.1" }
-s2s_ports = { %d }
-s2s_interfaces = { "127.0.0.1" }
-http_ports = {}
-https_ports = {}
-modules_enabled = { %s"log_ringbuffer", "e2e_control", "e2e_burst", "%s" }
-log = %s
-VirtualHost "localhost"
-]]):format(dir, self.data, dir, known[version].plugins, root, dir, self.c2s_port, self.s2s_port,
-		known[version].modules, known[version].shell,
-		(log:gsub("%$DATA", self.data):gsub("%$DIR", dir))));
-	sh(("cd %s && sh -c 'echo $$ >> %s/launched.pid && exec \"$@\"' prosody %s -F --config %s >> %s/stdout 2>&1 &")
-		:format(dir, dir, known[version].command, self.config, dir));
-	self.pid = prosody.wait_for(function ()
-		local pid = prosody.read(dir .. "/prosody.pid");
-		return pid and pid:match("%d+");
-	end, 15, "Prosody " .. version .. " to start (see " .. dir .. "/stdout)");
-	self:command("log info e2e started");
-	return self;
+	return prosody.start(version, log, nil, { dir = dir, data = data, modules = '"e2e_burst", ' });
 end
 
 local function kill9(server)
@@ -156,7 +87,7 @@ for _, version in ipairs(prosody.versions()) do
 			-- How long a burst takes here and now (a loaded machine is slower), so that the kill
 			-- can come at a random moment within it.
 			local function burst(tag)
-				write(server.data .. "/burst-tag", tag .. "\n");
+				write(server.data .. "/burst-tag", ("%s %d\n"):format(tag, BURST));
 				os.remove(server.data .. "/burst-progress");
 				server:command("fire e2e/burst");
 			end
@@ -216,8 +147,6 @@ for _, version in ipairs(prosody.versions()) do
 		it("names the daemon's PID when Prosody forked at start (-D)", function ()
 			local log = log_config(sink("main"));
 			server = prosody.start(version, log, nil, { daemonize = true });
-			sh(("mkdir -p %s/plugins"):format(server.dir));
-			write(server.dir .. "/plugins/mod_e2e_burst.lua", burst_plugin);
 			server:command("log debug logged by the daemon");
 			local daemon = tonumber(server.pid);
 			local ring = assert(server:file("ringbuffer-main.ring"));

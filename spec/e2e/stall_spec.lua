@@ -39,16 +39,6 @@ local function count(text, plain)
 	end
 end
 
--- The numbers of the "<tag> <i>" lines of a dump, in order.
-local function numbers_in(lines, tag)
-	local found = {};
-	for _, line in ipairs(lines) do
-		local i = line:match("\t" .. tag .. " (%d+)$");
-		if i then table.insert(found, tonumber(i)); end
-	end
-	return found;
-end
-
 local function one_to(n)
 	local list = {};
 	for i = 1, n do list[i] = i; end
@@ -98,7 +88,7 @@ describe("dump_on_stall", function ()
 			local where = server.version .. ": " .. text[i];
 			local list = dumps.parse(text[i]);
 			assert.equal(1, #list, where);
-			assert.same(one_to(200), numbers_in(list[1], "spun"), where);
+			assert.same(one_to(200), dumps.numbers_in(list[1], "spun"), where);
 			local turned = tonumber(list[1].notes[1] and list[1].notes[1]:match(STALL_NOTE));
 			assert.truthy(turned and turned >= 2 and turned <= 4, where);
 			local footer_at = text[i]:find("-- End of dump --", 1, true);
@@ -134,7 +124,7 @@ describe("dump_on_stall", function ()
 			end, 10, "the traceback line");
 			local where = server.version .. ": " .. text;
 			assert.equal(1, #list, where);
-			assert.same(one_to(20), numbers_in(list[1], "blocked"), where);
+			assert.same(one_to(20), dumps.numbers_in(list[1], "blocked"), where);
 			assert.truthy(list[1].notes[1]:match(STALL_NOTE), where);
 			assert.truthy(text:find(NO_TRACEBACK, 1, true), where);
 			assert.falsy(text:find(TRACEBACK_HEADER, 1, true), where);

@@ -39,6 +39,16 @@ function dumps.count_matching(lines, pattern)
 	return n;
 end
 
+-- The numbers of the "<tag> <i>" lines (`tag` a pattern) among `lines`, in their order.
+function dumps.numbers_in(lines, tag)
+	local found = {};
+	for _, line in ipairs(lines) do
+		local i = line:match("\t" .. tag .. " (%d+)$");
+		if i then table.insert(found, tonumber(i)); end
+	end
+	return found;
+end
+
 -- Waits until the data file `name` of `instance` holds at least `count` whole dumps.
 function dumps.wait_for(instance, name, count)
 	return prosody.wait_for(function ()

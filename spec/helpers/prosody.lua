@@ -135,8 +135,10 @@ end
 function prosody.start(version, log_config, extra, options)
 	options = options or {};
 	local v = assert(versions[version], "unknown Prosody version " .. tostring(version));
-	local dir = io.popen(("mktemp -d '%s/lrb-e2e-XXXXXX'"):format(tmpdir)):read("l");
-	local self = setmetatable({ version = version, dir = dir, data = dir .. "/data" }, prosody);
+	-- options.dir: start again in the dir of an instance that has stopped (or been killed).
+	local dir = options.dir or io.popen(("mktemp -d '%s/lrb-e2e-XXXXXX'"):format(tmpdir)):read("l");
+	local self = setmetatable({ version = version, dir = dir, data = options.data or (dir .. "/data") }, prosody);
+	os.remove(dir .. "/prosody.pid");
 	sh(("mkdir -p %s %s/certs"):format(self.data, dir)); -- an empty certs dir: no certmanager error
 	self.c2s_port, self.s2s_port, self.console_port = prosody.free_ports(3);
 	log_config = log_config:gsub("%$DATA", self.data):gsub("%$DIR", dir);

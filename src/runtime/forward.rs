@@ -301,35 +301,27 @@ trait Socket: Read + Write + AsFd {
     fn close_write(&self) -> io::Result<()>;
 }
 
-impl Socket for TcpStream {
-    fn read_timeout(&self, timeout: Duration) -> io::Result<()> {
-        self.set_read_timeout(Some(timeout))
-    }
-    fn write_timeout(&self, timeout: Duration) -> io::Result<()> {
-        self.set_write_timeout(Some(timeout))
-    }
-    fn pending_error(&self) -> io::Result<Option<io::Error>> {
-        self.take_error()
-    }
-    fn close_write(&self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
+/// TCP and unix stream sockets answer the same calls under the same names.
+macro_rules! stream_socket {
+    ($type:ty) => {
+        impl Socket for $type {
+            fn read_timeout(&self, timeout: Duration) -> io::Result<()> {
+                self.set_read_timeout(Some(timeout))
+            }
+            fn write_timeout(&self, timeout: Duration) -> io::Result<()> {
+                self.set_write_timeout(Some(timeout))
+            }
+            fn pending_error(&self) -> io::Result<Option<io::Error>> {
+                self.take_error()
+            }
+            fn close_write(&self) -> io::Result<()> {
+                self.shutdown(Shutdown::Write)
+            }
+        }
+    };
 }
-
-impl Socket for UnixStream {
-    fn read_timeout(&self, timeout: Duration) -> io::Result<()> {
-        self.set_read_timeout(Some(timeout))
-    }
-    fn write_timeout(&self, timeout: Duration) -> io::Result<()> {
-        self.set_write_timeout(Some(timeout))
-    }
-    fn pending_error(&self) -> io::Result<Option<io::Error>> {
-        self.take_error()
-    }
-    fn close_write(&self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-}
+stream_socket!(TcpStream);
+stream_socket!(UnixStream);
 
 /// A stream connection whose reads and writes keep to a [`Clock`].
 struct Bounded<S> {

@@ -71,5 +71,7 @@ pub(crate) mod stall;
 pub(crate) mod stop_signal;
 #[cfg(test)]
 pub(crate) mod test_dir;
+#[cfg(test)]
+pub(crate) mod test_process;
 pub(crate) mod thread;
 pub(crate) mod writer;

@@ -1012,14 +1012,7 @@ mod tests {
 
     #[test]
     fn a_forward_stuck_at_shutdown_writes_its_lines_to_the_sink_file() {
-        let test = "runtime::sink::tests::stuck_forward_at_shutdown_alone";
-        let output = std::process::Command::new(std::env::current_exe().expect("test binary"))
-            .args(["--exact", test, "--ignored", "--test-threads=1", "--nocapture"])
-            .output()
-            .expect("run");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        eprint!("{stderr}");
-        assert!(output.status.success(), "{}{stderr}", String::from_utf8_lossy(&output.stdout));
+        crate::runtime::test_process::run_alone("runtime::sink::tests::stuck_forward_at_shutdown_alone");
     }
 
     #[test]

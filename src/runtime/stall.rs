@@ -591,13 +591,6 @@ mod tests {
 
     #[test]
     fn a_loop_that_stops_beating_is_dumped_once() {
-        let test = "runtime::stall::tests::stopped_heartbeat_alone";
-        let output = std::process::Command::new(std::env::current_exe().expect("test binary"))
-            .args(["--exact", test, "--ignored", "--test-threads=1", "--nocapture"])
-            .output()
-            .expect("run");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        eprint!("{stderr}");
-        assert!(output.status.success(), "{}{stderr}", String::from_utf8_lossy(&output.stdout));
+        crate::runtime::test_process::run_alone("runtime::stall::tests::stopped_heartbeat_alone");
     }
 }
