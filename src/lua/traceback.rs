@@ -354,3 +354,72 @@ pub(crate) fn lua_thread_id() -> c_int {
     }
     LUA_THREAD_ID.load(Ordering::SeqCst)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_disposition_comes_back_when_the_state_closes() {
+        let _serial = lua_traceback::TEST_SERIAL.lock();
+        let signal = traceback_signal();
+        let before = os::current_handler(signal);
+        let lua = Lua::new();
+        install(&lua).expect("install");
+        install(&lua).expect("a second time does nothing");
+        assert_ne!(os::current_handler(signal), before);
+        drop(lua);
+        assert_eq!(os::current_handler(signal), before);
+        assert!(lua_traceback::request().is_none(), "no Lua thread to ask any more");
+    }
+
+    #[test]
+    fn a_native_thread_gets_the_traceback_of_lua_spinning() {
+        let _serial = lua_traceback::TEST_SERIAL.lock();
+        // SAFETY: the debug library is loaded for the chunk below only, which uses it as
+        // Prosody's code may (debug.sethook).
+        let lua = unsafe { Lua::unsafe_new() };
+        install(&lua).expect("install");
+        let (went, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (asker_went, asked_done) = (went.clone(), done.clone());
+        let asker = std::thread::spawn(move || {
+            while !asker_went.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let ticket = lua_traceback::request().expect("a ticket");
+            let text = lua_traceback::wait(&ticket, Instant::now() + Duration::from_secs(30));
+            asked_done.store(true, Ordering::SeqCst);
+            text
+        });
+        let spin_done = lua.create_function(move |_, ()| Ok(done.load(Ordering::SeqCst))).expect("function");
+        lua.globals().set("done", spin_done).expect("global");
+        let go = lua
+            .create_function(move |_, ()| {
+                went.store(true, Ordering::SeqCst);
+                Ok(())
+            })
+            .expect("function");
+        lua.globals().set("go", go).expect("global");
+        let (same_hook, mask, count): (bool, String, i32) = lua
+            .load(
+                r#"
+                local function counting() end
+                debug.sethook(counting, "", 1000)
+                local function spin_in_test() go() while not done() do end end
+                spin_in_test()
+                local hook, mask, count = debug.gethook()
+                debug.sethook()
+                return hook == counting, mask, count
+                "#,
+            )
+            .eval()
+            .expect("spin");
+        let text = asker.join().expect("asker").expect("a traceback");
+        assert!(text.starts_with("stack traceback:\n\t"), "{text}");
+        assert!(text.contains("in local 'spin_in_test'"), "{text}");
+        assert!((same_hook, mask.as_str(), count) == (true, "", 1000), "debug.sethook's hook is back");
+    }
+}
