@@ -377,6 +377,73 @@ mod tests {
     }
 
     #[test]
+    fn a_second_state_waits_its_turn() {
+        let _serial = lua_traceback::TEST_SERIAL.lock();
+        let (first, second) = (Lua::new(), Lua::new());
+        install(&first).expect("install");
+        install(&second).expect("nothing to do");
+        let signal = traceback_signal();
+        let ours = os::current_handler(signal);
+        drop(second);
+        assert_eq!(os::current_handler(signal), ours, "the second state installed nothing");
+        drop(first);
+        assert_ne!(os::current_handler(signal), ours);
+    }
+
+    #[test]
+    fn the_signal_on_another_thread_does_nothing() {
+        let _serial = lua_traceback::TEST_SERIAL.lock();
+        let lua = Lua::new();
+        install(&lua).expect("install");
+        let hooks = hooks_run();
+        let other = std::thread::spawn(|| {
+            // SAFETY: sends the signal to this very thread, whose handler is ours.
+            unsafe { libc::pthread_kill(libc::pthread_self(), traceback_signal()) };
+        });
+        other.join().expect("other thread");
+        let state = MAIN_STATE.load(Ordering::SeqCst);
+        // SAFETY: the state is open and this is its thread.
+        assert!(unsafe { ffi::lua_gethook(state) }.is_none(), "no hook was set from another thread");
+        lua.load("local x = 1").exec().expect("run");
+        assert_eq!(hooks_run(), hooks);
+    }
+
+    #[test]
+    fn a_signal_still_pending_when_the_state_closes_is_dropped() {
+        let _serial = lua_traceback::TEST_SERIAL.lock();
+        let signal = traceback_signal();
+        let lua = Lua::new();
+        install(&lua).expect("install");
+        // SAFETY: plain data for sigprocmask; the signal is blocked on this thread only, sent to
+        // it (pending), and unblocked once the state closed: had the default disposition (end
+        // the process) come back with it still pending, this test process would end here.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, signal);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            libc::pthread_kill(libc::pthread_self(), signal);
+            assert!(os::is_pending(signal));
+            drop(lua);
+            assert!(!os::is_pending(signal), "discarded");
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        }
+    }
+
+    #[test]
+    fn closing_with_our_hook_set_is_harmless() {
+        let _serial = lua_traceback::TEST_SERIAL.lock();
+        let lua = Lua::new();
+        install(&lua).expect("install");
+        // SAFETY: sends the signal to this thread, the Lua thread: the handler sets the hook.
+        unsafe { libc::pthread_kill(libc::pthread_self(), traceback_signal()) };
+        let state = MAIN_STATE.load(Ordering::SeqCst);
+        // SAFETY: the state is open and this is its thread.
+        assert!(is_ours(unsafe { ffi::lua_gethook(state) }));
+        drop(lua);
+    }
+
+    #[test]
     fn a_native_thread_gets_the_traceback_of_lua_spinning() {
         let _serial = lua_traceback::TEST_SERIAL.lock();
         // SAFETY: the debug library is loaded for the chunk below only, which uses it as
