@@ -109,9 +109,10 @@ impl UserData for Probe {
 /// `traceback_probe{ after_go = bool, when_blocked = bool, count = n, wait = ms, cancel = bool,
 /// kill_before = signal, kill_after = signal }`: a native thread that waits until Lua calls
 /// `probe:go()` (or until the Lua thread is blocked in a system call), then `count` times
-/// requests a traceback and waits up to `wait` for it; an answer that does not come is cancelled if `cancel`, else its
-/// ticket is kept for `take`. `kill_before`/`kill_after`: a signal sent to the process just
-/// before/after the first request (Prosody's own signals, whose util.signal hooks Lua too).
+/// requests a traceback and waits up to `wait` for it; an answer that does not come is
+/// cancelled if `cancel`, else its ticket is kept for `take`. `kill_before`/`kill_after`: a
+/// signal sent to the process just before/after the first request (Prosody's own signals,
+/// whose util.signal hooks Lua too).
 fn start_probe(options: &Table) -> Result<Probe> {
     let after_go = options.get::<Option<bool>>("after_go")?.unwrap_or(false);
     let when_blocked = options.get::<Option<bool>>("when_blocked")?.unwrap_or(false);

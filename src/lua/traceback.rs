@@ -12,8 +12,12 @@
 //! saves and restores hooks the same way, so the two nest in either order), then reads the stack
 //! and delivers the text. Nothing is allocated, locked or called into Lua in the handler.
 //!
-//! The hook is set on the main thread only: while the main thread is inside a coroutine (or
-//! blocked in C), it runs once the main thread runs Lua code again, and the request waits.
+//! The hook is set on the main thread only (hooks belong to one Lua thread, but on LuaJIT):
+//! while the main thread is blocked in C, or inside a coroutine (a util.async runner, where
+//! Prosody runs stanza handlers), the request waits; the hook runs once the main thread runs
+//! Lua code again, and then shows the main thread's stack, not the coroutine's. LuaJIT's hooks
+//! are global, so a coroutine is interrupted too, but a loop compiled into a trace runs no hook
+//! until it leaves the trace.
 //!
 //! A fork keeps the remembered OS thread when the Lua thread forked (Prosody 0.12's `-D`): a
 //! `pthread_atfork` child handler says so for the child's PID; otherwise the child refuses
