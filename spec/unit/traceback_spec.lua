@@ -102,7 +102,7 @@ describe("the main thread's traceback from a native thread", function ()
 	it("delivers nothing for a cancelled request, and the next request gets its own", function ()
 		local before = testing.traceback_stats();
 		local probe = testing.traceback_probe({ when_blocked = true, wait = 300, cancel = true });
-		os.execute("sleep 2");
+		os.execute("sleep 1");
 		wait_for(probe);
 		assert.is_false(probe:answers()[1]);
 		assert.is_true(testing.traceback_stats().hooks > before.hooks, "the hook ran");
@@ -138,7 +138,7 @@ describe("the main thread's traceback from a native thread", function ()
 			local function counting() end
 			debug.sethook(counting, "", 1000);
 			local probe = testing.traceback_probe({ when_blocked = true, wait = 300, ["kill_" .. order] = signal.SIGUSR2 });
-			local function block_in_c() os.execute("sleep 2"); end
+			local function block_in_c() os.execute("sleep 1"); end
 			block_in_c();
 			local hook, mask, count = debug.gethook();
 			debug.sethook();
