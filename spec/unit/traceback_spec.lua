@@ -11,20 +11,23 @@ local function wait_for(probe)
 	end
 end
 
--- Spins, calling nothing, until a count hook set by Lua ends it: the hook checks the probe
--- every 10000 instructions and stops the loop once it finished (or after 30 s). The bound only
--- matters if the hook was lost, which the caller then sees.
-local function spin_without_calls(limit)
+-- Spins, calling nothing once the probe was told to go, until a count hook set by Lua ends it
+-- (see spin_under_lua_hook). The bound only matters if that hook was lost, which the caller
+-- then sees.
+local function spin_without_calls(probe, limit)
+	probe:go();
 	local x = 0;
 	for i = 1, limit do x = x + i; end
 	return x;
 end
 
 local function spin_calling(probe)
+	probe:go();
 	while not probe:finished() do end
 end
 
--- Runs spin_without_calls under a Lua count hook that stops it once `probe` finished.
+-- Runs spin_without_calls under a Lua count hook that checks the probe every 10000
+-- instructions and stops the loop once it finished (or after 30 s).
 local function spin_under_lua_hook(probe)
 	local deadline = os.time() + 30;
 	local stopped_by_hook = false;
@@ -35,7 +38,7 @@ local function spin_under_lua_hook(probe)
 		end
 	end
 	debug.sethook(lua_hook, "", 10000);
-	pcall(function () spin_without_calls(2^31); end);
+	pcall(function () spin_without_calls(probe, 2^31); end);
 	local hook, mask, count = debug.gethook();
 	debug.sethook();
 	return stopped_by_hook, hook == lua_hook, mask, count;
@@ -48,7 +51,7 @@ describe("the main thread's traceback from a native thread", function ()
 	end);
 
 	it("arrives while Lua spins in a loop that calls nothing, and names the function", function ()
-		local probe = testing.traceback_probe({ delay = 50, wait = 5000 });
+		local probe = testing.traceback_probe({ after_go = true, wait = 5000 });
 		local stopped_by_hook, same_hook, mask, count = spin_under_lua_hook(probe);
 		local answers = probe:answers();
 		assert.is_true(probe:requested());
@@ -63,7 +66,7 @@ describe("the main thread's traceback from a native thread", function ()
 	end);
 
 	it("arrives while Lua spins in a loop that calls a function, and names it", function ()
-		local probe = testing.traceback_probe({ delay = 50, wait = 5000 });
+		local probe = testing.traceback_probe({ after_go = true, wait = 5000 });
 		spin_calling(probe);
 		local answer = probe:answers()[1];
 		assert.truthy(answer, "a traceback came");
@@ -99,13 +102,13 @@ describe("the main thread's traceback from a native thread", function ()
 	it("delivers nothing for a cancelled request, and the next request gets its own", function ()
 		local before = testing.traceback_stats();
 		local probe = testing.traceback_probe({ when_blocked = true, wait = 300, cancel = true });
-		os.execute("sleep 2");
+		os.execute("sleep 1");
 		wait_for(probe);
 		assert.is_false(probe:answers()[1]);
 		assert.is_true(testing.traceback_stats().hooks > before.hooks, "the hook ran");
 		assert.equal(before.open, testing.traceback_stats().open, "no ticket of this probe waits");
 		assert.is_nil(probe:take());
-		local next_probe = testing.traceback_probe({ wait = 5000 });
+		local next_probe = testing.traceback_probe({ after_go = true, wait = 5000 });
 		spin_calling(next_probe);
 		assert.truthy(next_probe:answers()[1]);
 	end);
@@ -114,7 +117,7 @@ describe("the main thread's traceback from a native thread", function ()
 		local calls = 0;
 		local function counting() calls = calls + 1; end
 		debug.sethook(counting, "", 1000);
-		local probe = testing.traceback_probe({ wait = 5000 });
+		local probe = testing.traceback_probe({ after_go = true, wait = 5000 });
 		spin_calling(probe);
 		local hook, mask, count = debug.gethook();
 		debug.sethook();
@@ -135,7 +138,7 @@ describe("the main thread's traceback from a native thread", function ()
 			local function counting() end
 			debug.sethook(counting, "", 1000);
 			local probe = testing.traceback_probe({ when_blocked = true, wait = 300, ["kill_" .. order] = signal.SIGUSR2 });
-			local function block_in_c() os.execute("sleep 2"); end
+			local function block_in_c() os.execute("sleep 1"); end
 			block_in_c();
 			local hook, mask, count = debug.gethook();
 			debug.sethook();
@@ -151,6 +154,25 @@ describe("the main thread's traceback from a native thread", function ()
 		end);
 	end
 
+	-- The hook is set on the main thread: a coroutine spinning (a util.async runner, where
+	-- Prosody runs stanza handlers) is not interrupted. The request waits until the main thread
+	-- runs Lua again, and what comes then is the main thread's stack, not the coroutine's.
+	it("does not come while a coroutine spins; the main thread's comes after it", function ()
+		-- Asked from inside the coroutine: the main thread runs no Lua until it returns.
+		local probe;
+		local function spin_in_coroutine()
+			probe = testing.traceback_probe({ after_go = true, wait = 300 });
+			spin_calling(probe);
+		end
+		local function resume_it() coroutine.wrap(spin_in_coroutine)(); end
+		resume_it();
+		assert.is_false(probe:answers()[1]);
+		local late = probe:take();
+		assert.truthy(late, "it came once the main thread ran Lua again");
+		assert.truthy(late:find("resume_it", 1, true), late);
+		assert.falsy(late:find("spin_in_coroutine", 1, true), late);
+	end);
+
 	-- Prosody 0.12's -D forks after the modules loaded (util.pposix.daemonize): the child's main
 	-- thread, the one that forked, still answers.
 	it("still answers in a child forked by util.pposix.daemonize", function ()
@@ -160,8 +182,11 @@ describe("the main thread's traceback from a native thread", function ()
 		if not child then
 			-- The child: its answer goes to the file, and it leaves whatever happens.
 			pcall(function ()
-				local probe = testing.traceback_probe({ wait = 5000 });
-				local function spin_in_child(p) while not p:finished() do end end
+				local probe = testing.traceback_probe({ after_go = true, wait = 5000 });
+				local function spin_in_child(p)
+					p:go();
+					while not p:finished() do end
+				end
 				spin_in_child(probe);
 				local file = io.open(result .. ".tmp", "w");
 				file:write(probe:answers()[1] or "no traceback");
@@ -188,7 +213,7 @@ describe("the main thread's traceback from a native thread", function ()
 
 	it("answers 50 requests in a row, none lost or given to another", function ()
 		local open = testing.traceback_stats().open;
-		local probe = testing.traceback_probe({ count = 50, wait = 5000 });
+		local probe = testing.traceback_probe({ after_go = true, count = 50, wait = 5000 });
 		spin_calling(probe);
 		local answers, latencies = probe:answers(), probe:latencies();
 		assert.equal(50, #answers);

@@ -3,6 +3,7 @@
 //! Prosody. Loaded with `package.loadlib(path, "luaopen_log_ringbuffer_native_testing")` (or
 //! `require "log_ringbuffer_native.testing"`, which Lua's all-in-one loader resolves to it).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,11 +76,16 @@ struct ProbeState {
     kept: Option<Ticket>,
 }
 
-/// A native thread asking for the Lua thread's traceback, as the stall watchdog does.
-struct Probe(Arc<Mutex<ProbeState>>);
+/// A native thread asking for the Lua thread's traceback, as the stall watchdog does; and
+/// whether Lua said go.
+struct Probe(Arc<Mutex<ProbeState>>, Arc<AtomicBool>);
 
 impl UserData for Probe {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("go", |_, this, ()| {
+            this.1.store(true, Ordering::SeqCst);
+            Ok(())
+        });
         methods.add_method("finished", |_, this, ()| Ok(this.0.lock().finished));
         methods.add_method("requested", |_, this, ()| Ok(this.0.lock().requested));
         // The answers, in order; false where none came.
@@ -100,14 +106,15 @@ impl UserData for Probe {
     }
 }
 
-/// `traceback_probe{ delay = ms, when_blocked = bool, count = n, wait = ms, cancel = bool,
-/// kill_before = signal, kill_after = signal }`: a native thread that waits `delay` (or until
-/// the Lua thread is blocked in a system call), then `count` times requests a traceback and
-/// waits up to `wait` for it; an answer that does not come is cancelled if `cancel`, else its
-/// ticket is kept for `take`. `kill_before`/`kill_after`: a signal sent to the process just
-/// before/after the first request (Prosody's own signals, whose util.signal hooks Lua too).
+/// `traceback_probe{ after_go = bool, when_blocked = bool, count = n, wait = ms, cancel = bool,
+/// kill_before = signal, kill_after = signal }`: a native thread that waits until Lua calls
+/// `probe:go()` (or until the Lua thread is blocked in a system call), then `count` times
+/// requests a traceback and waits up to `wait` for it; an answer that does not come is
+/// cancelled if `cancel`, else its ticket is kept for `take`. `kill_before`/`kill_after`: a
+/// signal sent to the process just before/after the first request (Prosody's own signals,
+/// whose util.signal hooks Lua too).
 fn start_probe(options: &Table) -> Result<Probe> {
-    let delay = Duration::from_millis(options.get::<Option<u64>>("delay")?.unwrap_or(0));
+    let after_go = options.get::<Option<bool>>("after_go")?.unwrap_or(false);
     let when_blocked = options.get::<Option<bool>>("when_blocked")?.unwrap_or(false);
     let count = options.get::<Option<usize>>("count")?.unwrap_or(1);
     let patience = Duration::from_millis(options.get::<Option<u64>>("wait")?.unwrap_or(1000));
@@ -116,9 +123,13 @@ fn start_probe(options: &Table) -> Result<Probe> {
     let kill_after = options.get::<Option<i32>>("kill_after")?;
     let lua_thread = traceback::lua_thread_id();
     let shared = Arc::new(Mutex::new(ProbeState::default()));
-    let state = shared.clone();
+    let go = Arc::new(AtomicBool::new(false));
+    let (state, said_go) = (shared.clone(), go.clone());
     let run = move |()| {
-        std::thread::sleep(delay);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while after_go && !said_go.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         if when_blocked {
             wait_until_blocked(lua_thread);
         }
@@ -149,7 +160,7 @@ fn start_probe(options: &Table) -> Result<Probe> {
     };
     thread::spawn_worker("traceback-probe", std::iter::once(()), run)
         .map_err(|e| mlua::Error::runtime(format!("cannot start the probe: {e}")))?;
-    Ok(Probe(shared))
+    Ok(Probe(shared, go))
 }
 
 /// Sends `signal` to this process: to the Lua thread, the only one that does not block it.

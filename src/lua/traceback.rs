@@ -12,8 +12,12 @@
 //! saves and restores hooks the same way, so the two nest in either order), then reads the stack
 //! and delivers the text. Nothing is allocated, locked or called into Lua in the handler.
 //!
-//! The hook is set on the main thread only: while the main thread is inside a coroutine (or
-//! blocked in C), it runs once the main thread runs Lua code again, and the request waits.
+//! The hook is set on the main thread only (hooks belong to one Lua thread, but on LuaJIT):
+//! while the main thread is blocked in C, or inside a coroutine (a util.async runner, where
+//! Prosody runs stanza handlers), the request waits; the hook runs once the main thread runs
+//! Lua code again, and then shows the main thread's stack, not the coroutine's. LuaJIT's hooks
+//! are global, so a coroutine is interrupted too, but a loop compiled into a trace runs no hook
+//! until it leaves the trace.
 //!
 //! A fork keeps the remembered OS thread when the Lua thread forked (Prosody 0.12's `-D`): a
 //! `pthread_atfork` child handler says so for the child's PID; otherwise the child refuses
@@ -353,4 +357,140 @@ pub(crate) fn lua_thread_id() -> c_int {
         return 0;
     }
     LUA_THREAD_ID.load(Ordering::SeqCst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_disposition_comes_back_when_the_state_closes() {
+        let _serial = lua_traceback::TEST_SERIAL.lock();
+        let signal = traceback_signal();
+        let before = os::current_handler(signal);
+        let lua = Lua::new();
+        install(&lua).expect("install");
+        install(&lua).expect("a second time does nothing");
+        assert_ne!(os::current_handler(signal), before);
+        drop(lua);
+        assert_eq!(os::current_handler(signal), before);
+        assert!(lua_traceback::request().is_none(), "no Lua thread to ask any more");
+    }
+
+    #[test]
+    fn a_second_state_waits_its_turn() {
+        let _serial = lua_traceback::TEST_SERIAL.lock();
+        let (first, second) = (Lua::new(), Lua::new());
+        install(&first).expect("install");
+        install(&second).expect("nothing to do");
+        let signal = traceback_signal();
+        let ours = os::current_handler(signal);
+        drop(second);
+        assert_eq!(os::current_handler(signal), ours, "the second state installed nothing");
+        drop(first);
+        assert_ne!(os::current_handler(signal), ours);
+    }
+
+    #[test]
+    fn the_signal_on_another_thread_does_nothing() {
+        let _serial = lua_traceback::TEST_SERIAL.lock();
+        let lua = Lua::new();
+        install(&lua).expect("install");
+        let hooks = hooks_run();
+        let other = std::thread::spawn(|| {
+            // SAFETY: sends the signal to this very thread, whose handler is ours.
+            unsafe { libc::pthread_kill(libc::pthread_self(), traceback_signal()) };
+        });
+        other.join().expect("other thread");
+        let state = MAIN_STATE.load(Ordering::SeqCst);
+        // SAFETY: the state is open and this is its thread.
+        assert!(unsafe { ffi::lua_gethook(state) }.is_none(), "no hook was set from another thread");
+        lua.load("local x = 1").exec().expect("run");
+        assert_eq!(hooks_run(), hooks);
+    }
+
+    #[test]
+    fn a_signal_still_pending_when_the_state_closes_is_dropped() {
+        let _serial = lua_traceback::TEST_SERIAL.lock();
+        let signal = traceback_signal();
+        let lua = Lua::new();
+        install(&lua).expect("install");
+        // SAFETY: plain data for sigprocmask; the signal is blocked on this thread only, sent to
+        // it (pending), and unblocked once the state closed: had the default disposition (end
+        // the process) come back with it still pending, this test process would end here.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, signal);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            libc::pthread_kill(libc::pthread_self(), signal);
+            assert!(os::is_pending(signal));
+            drop(lua);
+            assert!(!os::is_pending(signal), "discarded");
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        }
+    }
+
+    #[test]
+    fn closing_with_our_hook_set_is_harmless() {
+        let _serial = lua_traceback::TEST_SERIAL.lock();
+        let lua = Lua::new();
+        install(&lua).expect("install");
+        // SAFETY: sends the signal to this thread, the Lua thread: the handler sets the hook.
+        unsafe { libc::pthread_kill(libc::pthread_self(), traceback_signal()) };
+        let state = MAIN_STATE.load(Ordering::SeqCst);
+        // SAFETY: the state is open and this is its thread.
+        assert!(is_ours(unsafe { ffi::lua_gethook(state) }));
+        drop(lua);
+    }
+
+    #[test]
+    fn a_native_thread_gets_the_traceback_of_lua_spinning() {
+        let _serial = lua_traceback::TEST_SERIAL.lock();
+        // SAFETY: the debug library is loaded for the chunk below only, which uses it as
+        // Prosody's code may (debug.sethook).
+        let lua = unsafe { Lua::unsafe_new() };
+        install(&lua).expect("install");
+        let (went, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (asker_went, asked_done) = (went.clone(), done.clone());
+        let asker = std::thread::spawn(move || {
+            while !asker_went.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let ticket = lua_traceback::request().expect("a ticket");
+            let text = lua_traceback::wait(&ticket, Instant::now() + Duration::from_secs(30));
+            asked_done.store(true, Ordering::SeqCst);
+            text
+        });
+        let spin_done = lua.create_function(move |_, ()| Ok(done.load(Ordering::SeqCst))).expect("function");
+        lua.globals().set("done", spin_done).expect("global");
+        let go = lua
+            .create_function(move |_, ()| {
+                went.store(true, Ordering::SeqCst);
+                Ok(())
+            })
+            .expect("function");
+        lua.globals().set("go", go).expect("global");
+        let (same_hook, mask, count): (bool, String, i32) = lua
+            .load(
+                r#"
+                local function counting() end
+                debug.sethook(counting, "", 1000)
+                local function spin_in_test() go() while not done() do end end
+                spin_in_test()
+                local hook, mask, count = debug.gethook()
+                debug.sethook()
+                return hook == counting, mask, count
+                "#,
+            )
+            .eval()
+            .expect("spin");
+        let text = asker.join().expect("asker").expect("a traceback");
+        assert!(text.starts_with("stack traceback:\n\t"), "{text}");
+        assert!(text.contains("in local 'spin_in_test'"), "{text}");
+        assert!((same_hook, mask.as_str(), count) == (true, "", 1000), "debug.sethook's hook is back");
+    }
 }

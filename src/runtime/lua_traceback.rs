@@ -141,14 +141,16 @@ pub(crate) fn open_tickets() -> usize {
     DESK.lock().open.len()
 }
 
+/// Held by every test that installs a requester: there is one per process.
+#[cfg(test)]
+pub(crate) static TEST_SERIAL: Mutex<()> = Mutex::new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    // The desk is process-wide: the tests that use it run one at a time.
-    static SERIAL: Mutex<()> = Mutex::new(());
     static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
 
     fn interrupt() -> bool {
@@ -174,7 +176,7 @@ mod tests {
 
     #[test]
     fn no_requester_no_ticket() {
-        let _serial = SERIAL.lock();
+        let _serial = TEST_SERIAL.lock();
         remove_requester();
         assert!(request().is_none());
         install_requester(refuse);
@@ -185,7 +187,7 @@ mod tests {
 
     #[test]
     fn the_hook_answers_the_request() {
-        let _serial = SERIAL.lock();
+        let _serial = TEST_SERIAL.lock();
         install_requester(interrupt);
         let before = INTERRUPTS.load(Ordering::SeqCst);
         let ticket = request().expect("ticket");
@@ -201,7 +203,7 @@ mod tests {
 
     #[test]
     fn wait_gives_up_and_take_gets_it_later() {
-        let _serial = SERIAL.lock();
+        let _serial = TEST_SERIAL.lock();
         install_requester(interrupt);
         let ticket = request().expect("ticket");
         assert_eq!(wait(&ticket, soon()), None, "the hook did not run (Lua blocked in C)");
@@ -212,7 +214,7 @@ mod tests {
 
     #[test]
     fn a_waiter_wakes_when_the_hook_delivers() {
-        let _serial = SERIAL.lock();
+        let _serial = TEST_SERIAL.lock();
         install_requester(interrupt);
         let ticket = request().expect("ticket");
         let hook = std::thread::spawn(|| {
@@ -227,7 +229,7 @@ mod tests {
 
     #[test]
     fn a_cancelled_ticket_gets_nothing_and_the_next_gets_its_own() {
-        let _serial = SERIAL.lock();
+        let _serial = TEST_SERIAL.lock();
         install_requester(interrupt);
         let first = request().expect("ticket");
         cancel(first);
@@ -241,7 +243,7 @@ mod tests {
 
     #[test]
     fn a_hook_answers_only_the_requests_made_before_it_looked() {
-        let _serial = SERIAL.lock();
+        let _serial = TEST_SERIAL.lock();
         install_requester(interrupt);
         let first = request().expect("ticket");
         let up_to = latest_request().expect("one waiting");
@@ -257,7 +259,7 @@ mod tests {
 
     #[test]
     fn two_open_requests_share_one_hook() {
-        let _serial = SERIAL.lock();
+        let _serial = TEST_SERIAL.lock();
         install_requester(interrupt);
         let (first, second) = (request().expect("ticket"), request().expect("ticket"));
         assert_eq!(hook_runs("both"), 2, "signals may merge into one hook run");
@@ -268,7 +270,7 @@ mod tests {
 
     #[test]
     fn an_answered_ticket_is_not_answered_again() {
-        let _serial = SERIAL.lock();
+        let _serial = TEST_SERIAL.lock();
         install_requester(interrupt);
         let ticket = request().expect("ticket");
         assert_eq!(hook_runs("first answer"), 1);
