@@ -445,10 +445,28 @@ impl Writer {
         self.blocks = self.blocks.max(blocks);
     }
 
-    /// Appends one line (as the ring stores it, `ring_len` bytes long before any cut) to `file`.
-    #[inline]
+    /// Appends one line (as the ring stores it) to `file` if it fits the current block with room
+    /// for the end mark after it: the common case, a short straight path. False: nothing was
+    /// written; [`Writer::append`] does the rest.
+    #[inline(always)]
+    pub(crate) fn append_in_block(&mut self, file: &mut [u8], line: &[u8], meta: Meta) -> bool {
+        let end = self.pos + RECORD_HEAD + line.len();
+        if end + RECORD_HEAD > self.block_end {
+            return false;
+        }
+        let Some(record) = file.get_mut(self.pos..end + 4) else { return false };
+        self.write_record(record, line, meta, end);
+        true
+    }
+
+    /// Appends one line (as the ring stores it) to `file`, starting a new block if it must.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn append(&mut self, file: &mut [u8], line: &[u8], meta: Meta) -> Appended {
         let line = &line[..line.len().min(MAX_LINE)];
+        if self.append_in_block(file, line, meta) {
+            return Appended::Stored;
+        }
         let mut outcome = Appended::Stored;
         if self.pos + RECORD_HEAD + line.len() > self.block_end {
             match self.next_block(file, line.len()) {
@@ -457,16 +475,24 @@ impl Writer {
             }
         }
         let end = self.pos + RECORD_HEAD + line.len();
-        // The next record's commit word (a terminator) is set to zero too, if the block has room
-        // for another record: reading stops there and never looks at older bytes beyond it.
+        // The next record's commit word (the end mark) too, if the block has room for another
+        // record: reading stops there and never looks at older bytes beyond it.
         let terminator = if end + RECORD_HEAD <= self.block_end { 4 } else { 0 };
         let Some(record) = file.get_mut(self.pos..end + terminator) else { return Appended::Grow };
+        self.write_record(record, line, meta, end);
+        outcome
+    }
+
+    /// Writes a record into `record` (its bytes, and the end mark's if it has room for one),
+    /// which ends at `end` in the file.
+    #[inline(always)]
+    fn write_record(&mut self, record: &mut [u8], line: &[u8], meta: Meta, end: usize) {
+        let Some((head, rest)) = record.split_at_mut_checked(RECORD_HEAD) else { return };
+        let Some((body, next)) = rest.split_at_mut_checked(line.len()) else { return };
         // The intent first: a line cut off after this is seen, counted, and never trusted.
-        record[..4].copy_from_slice(&WRITING.to_le_bytes());
+        head[..4].copy_from_slice(&WRITING.to_le_bytes());
         compiler_fence(Ordering::Release);
         let sum = checksum(record_seed(self.next_seq, meta, line.len()), line);
-        let (head, rest) = record.split_at_mut(RECORD_HEAD);
-        let (body, next) = rest.split_at_mut(line.len());
         body.copy_from_slice(line);
         if let Some(terminator) = next.get_mut(..4) {
             terminator.copy_from_slice(&[0; 4]);
@@ -481,7 +507,6 @@ impl Writer {
         self.ring_bytes += RING_HEAD + line.len();
         self.pos = end;
         self.next_seq += 1;
-        outcome
     }
 
     /// Starts the next block: a fresh one, or the oldest if the lines the limit keeps are all
