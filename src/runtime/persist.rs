@@ -218,7 +218,7 @@ impl Journal {
         Ok(Journal {
             file,
             map,
-            writer: Writer::new(limit, len),
+            writer: Writer::new(limit, len, os::journal_checksum()),
             path,
             forks: os::forks(),
             marks: Marks::default(),
