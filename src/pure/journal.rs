@@ -398,9 +398,10 @@ pub(crate) struct Writer {
     /// Where the next record goes in the file, and where the current block ends.
     pos: usize,
     block_end: usize,
-    /// What the current block holds so far (see [`Used`]).
-    lines: usize,
-    ring_bytes: usize,
+    /// Where the current block's records start and its first line's number: what it holds (see
+    /// [`Used`]) follows from them when it is complete, at no cost per line.
+    records_start: usize,
+    block_first_seq: u64,
     next_seq: u64,
     next_block_seq: u64,
     /// The file cannot grow: reuse the oldest block whatever it holds.
@@ -424,8 +425,8 @@ impl Writer {
             fresh: (0..blocks).rev().collect(),
             pos: 0,
             block_end: 0,
-            lines: 0,
-            ring_bytes: 0,
+            records_start: 0,
+            block_first_seq: 1,
             next_seq: 1,
             next_block_seq: 1,
             fixed: false,
@@ -508,21 +509,21 @@ impl Writer {
         // The intent first: a line cut off after this is seen, counted, and never trusted.
         head[..4].copy_from_slice(&WRITING.to_le_bytes());
         compiler_fence(Ordering::Release);
+        // (Each value written as soon as it is known, and the writer's own state updated before
+        // the copy: fewer values to keep across the two calls.)
+        head[8..12].copy_from_slice(&meta.time.to_le_bytes());
+        head[12..14].copy_from_slice(&meta.source_at.to_le_bytes());
         let sum = (self.checksum)(record_seed(self.next_seq, meta, line.len()), line);
+        head[4..8].copy_from_slice(&sum.to_le_bytes());
+        self.pos = end;
+        self.next_seq += 1;
         body.copy_from_slice(line);
         if let Some(terminator) = next.get_mut(..4) {
             terminator.copy_from_slice(&[0; 4]);
         }
-        head[4..8].copy_from_slice(&sum.to_le_bytes());
-        head[8..12].copy_from_slice(&meta.time.to_le_bytes());
-        head[12..14].copy_from_slice(&meta.source_at.to_le_bytes());
         // The commit word last.
         compiler_fence(Ordering::Release);
         head[..4].copy_from_slice(&(line.len() as u32 + 1).to_le_bytes());
-        self.lines += 1;
-        self.ring_bytes += RING_HEAD + line.len();
-        self.pos = end;
-        self.next_seq += 1;
     }
 
     /// Starts the next block: a fresh one, or the oldest if the lines the limit keeps are all
@@ -530,7 +531,10 @@ impl Writer {
     #[cold]
     fn next_block(&mut self, file: &mut [u8], line_len: usize) -> Option<Appended> {
         if let Some(current) = self.used.back_mut() {
-            (current.lines, current.ring_bytes) = (self.lines, self.ring_bytes);
+            // Each record is its bookkeeping and its line; the ring counts its own per line.
+            let lines = (self.next_seq - self.block_first_seq) as usize;
+            let line_bytes = self.pos - self.records_start - lines * RECORD_HEAD;
+            (current.lines, current.ring_bytes) = (lines, line_bytes + lines * RING_HEAD);
         }
         let index = match self.fresh.pop() {
             Some(index) => index,
@@ -569,7 +573,7 @@ impl Writer {
         self.next_block_seq += 1;
         let done = self.used.back().map(|u| HEADER + u.index * BLOCK..HEADER + (u.index + 1) * BLOCK);
         self.used.push_back(Used { index, lines: 0, ring_bytes: 0 });
-        (self.lines, self.ring_bytes) = (0, 0);
+        (self.records_start, self.block_first_seq) = (start + BLOCK_HEAD, self.next_seq);
         (self.pos, self.block_end) = (start + BLOCK_HEAD, start + BLOCK);
         Some(Appended::Started { done, started: start..start + BLOCK })
     }

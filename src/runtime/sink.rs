@@ -48,6 +48,8 @@ pub(crate) struct Sink {
     /// The sink a logging reload made anew in this one's place (see [`Sink::adopt`]). Locked
     /// only inside this sink's recorder lock, or alone.
     successor: Mutex<Option<Arc<Sink>>>,
+    /// The longest line the limit lets the ring keep whole (see [`Sink::journal_in_place`]).
+    keeps_whole: usize,
     /// Notes for the next dump only (a recovery's).
     notes_once: Mutex<Vec<String>>,
 }
@@ -140,6 +142,10 @@ static DUMP_COUNT: AtomicU64 = AtomicU64::new(0);
 impl Sink {
     pub(crate) fn new(options: SinkOptions, paths: Vec<(String, String)>) -> Self {
         let recorder = SharedRing::new(Recorded { recorder: Recorder::new(options.limit), journal: None });
+        let keeps_whole = match options.limit {
+            Limit::Bytes(size) => size.saturating_sub(crate::pure::journal::RING_HEAD),
+            Limit::Lines(_) => usize::MAX,
+        };
         Sink {
             options,
             paths,
@@ -150,6 +156,7 @@ impl Sink {
             forwarder: None,
             queued_forward: Mutex::new(None),
             successor: Mutex::new(None),
+            keeps_whole,
             notes_once: Mutex::default(),
         }
     }
@@ -199,11 +206,7 @@ impl Sink {
     /// limit; an empty room means no chunk to write in).
     #[inline(never)]
     fn journal_in_place(&self, journal: &mut Journal, room: &[u8], len: usize, meta: Meta) {
-        let fits = match self.options.limit {
-            Limit::Bytes(size) => crate::pure::journal::RING_HEAD + len <= size,
-            Limit::Lines(_) => true,
-        };
-        if let Some(line) = room.get(..len).filter(|_| fits && !room.is_empty()) {
+        if let Some(line) = room.get(..len).filter(|_| len <= self.keeps_whole && !room.is_empty()) {
             journal.append(line, meta);
         }
     }
