@@ -33,7 +33,7 @@ pub(crate) const HEADER: usize = 4096;
 /// A block's size: a line is at most this much (less its bookkeeping).
 pub(crate) const BLOCK: usize = 64 * 1024;
 pub(crate) const MAGIC: [u8; 8] = *b"PRBRING\0";
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 const BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"RBLK");
 /// A block's own header: magic, checksum, block sequence, first line's sequence.
 const BLOCK_HEAD: usize = 24;
@@ -120,58 +120,84 @@ pub(crate) fn as_ring_keeps(limit: Limit, line: &[u8], meta: Meta) -> (&[u8], Me
     }
 }
 
-/// A cheap checksum (not cryptographic): 8 bytes at a time, multiply-rotate mixing, folded to 32
-/// bits. Enough to tell a line written whole from zeroes, stale bytes or a torn write.
-#[inline]
+/// A record's checksum: CRC32C (Castagnoli) in three interleaved streams, so that a CPU's CRC32C
+/// instruction runs three at a time (one stream waits on each instruction's latency): the
+/// bytes' 8-byte words go to streams 0, 1, 2 in turn, the seed's 8 bytes (little endian) first
+/// into stream 0 and the last bytes (less than 24) into stream 0 too; the result is stream 0's
+/// register run on by streams 1 and 2 (4 bytes each), inverted. Every bit counts: a change in
+/// one stream changes the result. The writer takes the fastest implementation the runtime found
+/// ([`Writer::new`]); all give the same value, so a file written on one machine is read on any
+/// other.
+pub(crate) type Checksum = fn(u64, &[u8]) -> u32;
+
+/// [`Checksum`] in portable code (tables, 8 bytes a step): for reading, and for writing on a CPU
+/// without a CRC32C instruction.
 pub(crate) fn checksum(seed: u64, bytes: &[u8]) -> u32 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    // Two lanes of first and second order sums (Fletcher's checksum on 64-bit words): two
-    // additions per word, order-sensitive, then mixed.
-    let (mut a0, mut a1, mut b0, mut b1) = (0u64, 0u64, 0u64, 0u64);
-    let word = |bytes: &[u8], at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(w)
-    };
-    let mut quads = bytes.chunks_exact(32);
-    for quad in quads.by_ref() {
-        a0 = a0.wrapping_add(word(quad, 0));
-        a1 = a1.wrapping_add(word(quad, 8));
-        b0 = b0.wrapping_add(a0);
-        b1 = b1.wrapping_add(a1);
-        a0 = a0.wrapping_add(word(quad, 16));
-        a1 = a1.wrapping_add(word(quad, 24));
-        b0 = b0.wrapping_add(a0);
-        b1 = b1.wrapping_add(a1);
-    }
-    let mut pairs = quads.remainder().chunks_exact(16);
-    for pair in pairs.by_ref() {
-        let (mut x, mut y) = ([0u8; 8], [0u8; 8]);
-        x.copy_from_slice(&pair[..8]);
-        y.copy_from_slice(&pair[8..]);
-        a0 = a0.wrapping_add(u64::from_le_bytes(x));
-        a1 = a1.wrapping_add(u64::from_le_bytes(y));
-        b0 = b0.wrapping_add(a0);
-        b1 = b1.wrapping_add(a1);
-    }
-    let rest = pairs.remainder();
-    if rest.len() >= 8 {
-        a0 = a0.wrapping_add(word(rest, 0));
-        b0 = b0.wrapping_add(a0);
-    }
-    // The last bytes: the last 8 (overlapping what came before), or a short line's few.
-    let last = match bytes.len().checked_sub(8) {
-        Some(from) => {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&bytes[from..]);
-            u64::from_le_bytes(w)
+    let mut streams = [crc32c(!0, &seed.to_le_bytes()), !0, !0];
+    let mut triples = bytes.chunks_exact(24);
+    for triple in triples.by_ref() {
+        for (stream, word) in streams.iter_mut().zip(triple.chunks_exact(8)) {
+            *stream = crc32c(*stream, word);
         }
-        None => bytes.iter().enumerate().fold(0, |w, (i, &byte)| w | u64::from(byte) << (8 * i)),
-    };
-    let rest = rest.len() as u64;
-    let mut h = (seed ^ a0 ^ a1.rotate_left(32) ^ (rest << 56) ^ ((bytes.len() as u64) << 40)).wrapping_mul(K);
-    h = (h.rotate_left(29) ^ b0 ^ b1.rotate_left(32) ^ last).wrapping_mul(K);
-    (h ^ (h >> 32)) as u32
+    }
+    let first = crc32c(streams[0], triples.remainder());
+    !crc32c(crc32c(first, &streams[1].to_le_bytes()), &streams[2].to_le_bytes())
+}
+
+/// The reflected CRC32C polynomial.
+const CRC32C_POLY: u32 = 0x82f6_3b78;
+
+/// Tables for CRC32C 8 bytes at a time ("slicing by 8"): `[0]` is the byte-wise table; `[k]`
+/// advances a byte's contribution by `k` more bytes.
+const CRC32C_TABLES: [[u32; 256]; 8] = crc32c_tables();
+
+const fn crc32c_tables() -> [[u32; 256]; 8] {
+    let mut t = [[0u32; 256]; 8];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 { (c >> 1) ^ CRC32C_POLY } else { c >> 1 };
+            k += 1;
+        }
+        t[0][i] = c;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 256 {
+        let mut k = 1;
+        while k < 8 {
+            t[k][i] = (t[k - 1][i] >> 8) ^ t[0][(t[k - 1][i] & 0xff) as usize];
+            k += 1;
+        }
+        i += 1;
+    }
+    t
+}
+
+/// Runs the CRC32C register `crc` over `bytes` (no inversions: the caller's).
+fn crc32c(mut crc: u32, bytes: &[u8]) -> u32 {
+    let t: &[[u32; 256]; 8] = &CRC32C_TABLES;
+    let mut words = bytes.chunks_exact(8);
+    for word in words.by_ref() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let w = u64::from_le_bytes(w) ^ u64::from(crc);
+        let byte = |i: u32| ((w >> (8 * i)) & 0xff) as usize;
+        crc = t[7][byte(0)]
+            ^ t[6][byte(1)]
+            ^ t[5][byte(2)]
+            ^ t[4][byte(3)]
+            ^ t[3][byte(4)]
+            ^ t[2][byte(5)]
+            ^ t[1][byte(6)]
+            ^ t[0][byte(7)];
+    }
+    for &b in words.remainder() {
+        crc = (crc >> 8) ^ t[0][((crc ^ u32::from(b)) & 0xff) as usize];
+    }
+    crc
 }
 
 fn record_seed(seq: u64, meta: Meta, len: usize) -> u64 {
@@ -385,13 +411,16 @@ pub(crate) struct Writer {
     /// Where the next record goes in the file, and where the current block ends.
     pos: usize,
     block_end: usize,
-    /// What the current block holds so far (see [`Used`]).
-    lines: usize,
-    ring_bytes: usize,
+    /// Where the current block's records start and its first line's number: what it holds (see
+    /// [`Used`]) follows from them when it is complete, at no cost per line.
+    records_start: usize,
+    block_first_seq: u64,
     next_seq: u64,
     next_block_seq: u64,
     /// The file cannot grow: reuse the oldest block whatever it holds.
     fixed: bool,
+    /// How records' checksums are computed (the runtime's fastest [`Checksum`]).
+    checksum: Checksum,
 }
 
 /// The ring's bookkeeping per line (see `ring`), for counting bytes as the limit does.
@@ -399,8 +428,8 @@ pub(crate) const RING_HEAD: usize = 10;
 
 impl Writer {
     /// A writer for a file of `file_len` bytes just given a new header: its first line is
-    /// number 1.
-    pub(crate) fn new(limit: Limit, file_len: usize) -> Self {
+    /// number 1. `checksum` computes records' checksums (any implementation of [`Checksum`]).
+    pub(crate) fn new(limit: Limit, file_len: usize, checksum: Checksum) -> Self {
         let blocks = file_len.saturating_sub(HEADER) / BLOCK;
         Writer {
             limit,
@@ -409,11 +438,12 @@ impl Writer {
             fresh: (0..blocks).rev().collect(),
             pos: 0,
             block_end: 0,
-            lines: 0,
-            ring_bytes: 0,
+            records_start: 0,
+            block_first_seq: 1,
             next_seq: 1,
             next_block_seq: 1,
             fixed: false,
+            checksum,
         }
     }
 
@@ -445,10 +475,28 @@ impl Writer {
         self.blocks = self.blocks.max(blocks);
     }
 
-    /// Appends one line (as the ring stores it, `ring_len` bytes long before any cut) to `file`.
-    #[inline]
+    /// Appends one line (as the ring stores it) to `file` if it fits the current block with room
+    /// for the end mark after it: the common case, a short straight path. False: nothing was
+    /// written; [`Writer::append`] does the rest.
+    #[inline(always)]
+    pub(crate) fn append_in_block(&mut self, file: &mut [u8], line: &[u8], meta: Meta) -> bool {
+        let end = self.pos + RECORD_HEAD + line.len();
+        if end + RECORD_HEAD > self.block_end {
+            return false;
+        }
+        let Some(record) = file.get_mut(self.pos..end + 4) else { return false };
+        self.write_record(record, line, meta, end);
+        true
+    }
+
+    /// Appends one line (as the ring stores it) to `file`, starting a new block if it must.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn append(&mut self, file: &mut [u8], line: &[u8], meta: Meta) -> Appended {
         let line = &line[..line.len().min(MAX_LINE)];
+        if self.append_in_block(file, line, meta) {
+            return Appended::Stored;
+        }
         let mut outcome = Appended::Stored;
         if self.pos + RECORD_HEAD + line.len() > self.block_end {
             match self.next_block(file, line.len()) {
@@ -457,31 +505,38 @@ impl Writer {
             }
         }
         let end = self.pos + RECORD_HEAD + line.len();
-        // The next record's commit word (a terminator) is set to zero too, if the block has room
-        // for another record: reading stops there and never looks at older bytes beyond it.
+        // The next record's commit word (the end mark) too, if the block has room for another
+        // record: reading stops there and never looks at older bytes beyond it.
         let terminator = if end + RECORD_HEAD <= self.block_end { 4 } else { 0 };
         let Some(record) = file.get_mut(self.pos..end + terminator) else { return Appended::Grow };
+        self.write_record(record, line, meta, end);
+        outcome
+    }
+
+    /// Writes a record into `record` (its bytes, and the end mark's if it has room for one),
+    /// which ends at `end` in the file.
+    #[inline(always)]
+    fn write_record(&mut self, record: &mut [u8], line: &[u8], meta: Meta, end: usize) {
+        let Some((head, rest)) = record.split_at_mut_checked(RECORD_HEAD) else { return };
+        let Some((body, next)) = rest.split_at_mut_checked(line.len()) else { return };
         // The intent first: a line cut off after this is seen, counted, and never trusted.
-        record[..4].copy_from_slice(&WRITING.to_le_bytes());
+        head[..4].copy_from_slice(&WRITING.to_le_bytes());
         compiler_fence(Ordering::Release);
-        let sum = checksum(record_seed(self.next_seq, meta, line.len()), line);
-        let (head, rest) = record.split_at_mut(RECORD_HEAD);
-        let (body, next) = rest.split_at_mut(line.len());
+        // (Each value written as soon as it is known, and the writer's own state updated before
+        // the copy: fewer values to keep across the two calls.)
+        head[8..12].copy_from_slice(&meta.time.to_le_bytes());
+        head[12..14].copy_from_slice(&meta.source_at.to_le_bytes());
+        let sum = (self.checksum)(record_seed(self.next_seq, meta, line.len()), line);
+        head[4..8].copy_from_slice(&sum.to_le_bytes());
+        self.pos = end;
+        self.next_seq += 1;
         body.copy_from_slice(line);
         if let Some(terminator) = next.get_mut(..4) {
             terminator.copy_from_slice(&[0; 4]);
         }
-        head[4..8].copy_from_slice(&sum.to_le_bytes());
-        head[8..12].copy_from_slice(&meta.time.to_le_bytes());
-        head[12..14].copy_from_slice(&meta.source_at.to_le_bytes());
         // The commit word last.
         compiler_fence(Ordering::Release);
         head[..4].copy_from_slice(&(line.len() as u32 + 1).to_le_bytes());
-        self.lines += 1;
-        self.ring_bytes += RING_HEAD + line.len();
-        self.pos = end;
-        self.next_seq += 1;
-        outcome
     }
 
     /// Starts the next block: a fresh one, or the oldest if the lines the limit keeps are all
@@ -489,7 +544,10 @@ impl Writer {
     #[cold]
     fn next_block(&mut self, file: &mut [u8], line_len: usize) -> Option<Appended> {
         if let Some(current) = self.used.back_mut() {
-            (current.lines, current.ring_bytes) = (self.lines, self.ring_bytes);
+            // Each record is its bookkeeping and its line; the ring counts its own per line.
+            let lines = (self.next_seq - self.block_first_seq) as usize;
+            let line_bytes = self.pos - self.records_start - lines * RECORD_HEAD;
+            (current.lines, current.ring_bytes) = (lines, line_bytes + lines * RING_HEAD);
         }
         let index = match self.fresh.pop() {
             Some(index) => index,
@@ -528,7 +586,7 @@ impl Writer {
         self.next_block_seq += 1;
         let done = self.used.back().map(|u| HEADER + u.index * BLOCK..HEADER + (u.index + 1) * BLOCK);
         self.used.push_back(Used { index, lines: 0, ring_bytes: 0 });
-        (self.lines, self.ring_bytes) = (0, 0);
+        (self.records_start, self.block_first_seq) = (start + BLOCK_HEAD, self.next_seq);
         (self.pos, self.block_end) = (start + BLOCK_HEAD, start + BLOCK);
         Some(Appended::Started { done, started: start..start + BLOCK })
     }
@@ -547,7 +605,7 @@ mod tests {
         fn new(limit: Limit, len: usize) -> Self {
             let mut bytes = vec![0u8; len];
             write_header(&mut bytes, "main", limit, 1234);
-            File { bytes, writer: Writer::new(limit, len) }
+            File { bytes, writer: Writer::new(limit, len, checksum) }
         }
 
         fn log(&mut self, line: &[u8], time: u32) {
@@ -646,6 +704,14 @@ mod tests {
     }
 
     #[test]
+    fn the_checksum_is_crc32c() {
+        // The standard check value of CRC32C; a short line is one stream after its seed.
+        assert_eq!(!crc32c(!0, b"123456789"), 0xe306_9283);
+        let one_stream = crc32c(crc32c(crc32c(!0, b"123456789"), &[0xff; 4]), &[0xff; 4]);
+        assert_eq!(checksum(0x3837_3635_3433_3231, b"9"), !one_stream);
+    }
+
+    #[test]
     fn every_bit_of_a_line_counts_in_its_checksum() {
         for len in 0..100usize {
             let bytes: Vec<u8> = (0..len).map(|i| (i as u8) ^ 0x5a).collect();
@@ -687,10 +753,10 @@ mod tests {
                 "version",
                 {
                     let mut b = good.clone();
-                    b[H_VERSION] = 2;
+                    b[H_VERSION] = 1;
                     b
                 },
-                "layout version 2",
+                "layout version 1",
             ),
             (
                 "checksum",

@@ -28,9 +28,8 @@
 //! 8. `sink::Sink::queued_forward` (per sink: the one forward waiting behind a running one):
 //!    may take 9 (its lines go back into the ring).
 //! 9. `shared_ring::SharedRing::lock` (per sink: taking lines, giving them back, a snapshot):
-//!    may take 10 (a failed dump's lines go to the sink a reload made in its place) and the
-//!    sink's journal lock (`sink::Sink::journal`, `persist`: a second `SharedRing`, taken only
-//!    inside the recorder's, by the owner's per-line path and by dumps noting their mark; a leaf).
+//!    may take 10 (a failed dump's lines go to the sink a reload made in its place). A
+//!    persisted sink's journal lives under this same lock (`persist`: no lock of its own).
 //! 10. `sink::Sink::successor` (per sink): leaf.
 //! 11. Leaves that guard one value each: `sink::Sink::outcomes`, `reports::REPORTS`,
 //!     `inspect::Pending`'s answer slot, `dump_ledger::LEDGER` (an unlink runs under it, nothing

@@ -218,7 +218,7 @@ impl Journal {
         Ok(Journal {
             file,
             map,
-            writer: Writer::new(limit, len),
+            writer: Writer::new(limit, len, os::journal_checksum()),
             path,
             forks: os::forks(),
             marks: Marks::default(),
@@ -231,24 +231,26 @@ impl Journal {
         &self.path
     }
 
-    /// Appends one line as the ring stores it.
-    #[inline]
+    /// Appends one line as the ring stores it. The common case (no fork since the last line, the
+    /// record fits the current block) is a short straight path; the rest is out of line.
+    #[inline(always)]
     pub(crate) fn append(&mut self, line: &[u8], meta: Meta) {
+        if self.forks != os::forks() || !self.writer.append_in_block(self.map.bytes(), line, meta) {
+            self.append_otherwise(line, meta);
+        }
+    }
+
+    /// [`Journal::append`] after a fork (the child's PID goes into the header) or when the line
+    /// does not fit the current block: start a new block (releasing a completed one), or grow
+    /// the file and store the line then.
+    #[cold]
+    #[inline(never)]
+    fn append_otherwise(&mut self, line: &[u8], meta: Meta) {
         if self.forks != os::forks() {
             self.forks = os::forks();
             journal::set_pid(self.map.bytes(), std::process::id());
         }
-        let outcome = self.writer.append(self.map.bytes(), line, meta);
-        if !matches!(outcome, Appended::Stored) {
-            self.after_append(outcome, line, meta);
-        }
-    }
-
-    /// What [`Journal::append`] has to do besides storing: release a completed block, or grow
-    /// the file and store the line then.
-    #[cold]
-    #[inline(never)]
-    fn after_append(&mut self, mut outcome: Appended, line: &[u8], meta: Meta) {
+        let mut outcome = self.writer.append(self.map.bytes(), line, meta);
         loop {
             match outcome {
                 Appended::Stored => return,

@@ -33,7 +33,8 @@ pub(crate) struct Sink {
     pub(crate) options: SinkOptions,
     /// Prosody's `prosody.paths`, for `{paths.*}`.
     paths: Vec<(String, String)>,
-    recorder: SharedRing<Recorder>,
+    /// The ring and its bookkeeping, and the journal of a persisted sink: one lock for both.
+    recorder: SharedRing<Recorded>,
     /// `dump_on`'s state (see `auto_dump`).
     pub(crate) level_trigger: LevelTrigger,
     outcomes: Mutex<Outcomes>,
@@ -47,12 +48,32 @@ pub(crate) struct Sink {
     /// The sink a logging reload made anew in this one's place (see [`Sink::adopt`]). Locked
     /// only inside this sink's recorder lock, or alone.
     successor: Mutex<Option<Arc<Sink>>>,
-    /// `persist`: the journal every stored line is appended to, once opened (see `persist`).
-    /// Only the owner thread appends, inside its recorder section; other threads reach it
-    /// inside the recorder's lock (lock order: the recorder, then the journal).
-    journal: Option<SharedRing<Option<Journal>>>,
+    /// The longest line the limit lets the ring keep whole (see [`Sink::journal_in_place`]).
+    keeps_whole: usize,
     /// Notes for the next dump only (a recovery's).
     notes_once: Mutex<Vec<String>>,
+}
+
+/// What the recorder's lock guards: the ring with its bookkeeping, and the journal every stored
+/// line is appended to (`persist`, once opened): under the same lock, so a persisted line takes
+/// one lock section, not two.
+#[derive(Debug)]
+struct Recorded {
+    recorder: Recorder,
+    journal: Option<Journal>,
+}
+
+impl std::ops::Deref for Recorded {
+    type Target = Recorder;
+    fn deref(&self) -> &Recorder {
+        &self.recorder
+    }
+}
+
+impl std::ops::DerefMut for Recorded {
+    fn deref_mut(&mut self) -> &mut Recorder {
+        &mut self.recorder
+    }
 }
 
 /// A forward admitted and not yet started.
@@ -120,8 +141,11 @@ static DUMP_COUNT: AtomicU64 = AtomicU64::new(0);
 
 impl Sink {
     pub(crate) fn new(options: SinkOptions, paths: Vec<(String, String)>) -> Self {
-        let journal = options.persist.is_some().then(|| SharedRing::new(None));
-        let recorder = SharedRing::new(Recorder::new(options.limit));
+        let recorder = SharedRing::new(Recorded { recorder: Recorder::new(options.limit), journal: None });
+        let keeps_whole = match options.limit {
+            Limit::Bytes(size) => size.saturating_sub(crate::pure::journal::RING_HEAD),
+            Limit::Lines(_) => usize::MAX,
+        };
         Sink {
             options,
             paths,
@@ -132,7 +156,7 @@ impl Sink {
             forwarder: None,
             queued_forward: Mutex::new(None),
             successor: Mutex::new(None),
-            journal,
+            keeps_whole,
             notes_once: Mutex::default(),
         }
     }
@@ -148,18 +172,13 @@ impl Sink {
     #[inline]
     pub(crate) fn push(&self, line: &[u8], meta: impl Into<Meta>) {
         let meta = meta.into();
-        if let Some(journal) = &self.journal {
-            return self.push_persisted(journal, line, meta);
-        }
-        self.recorder.with_owner(|r| r.ring.push(line, meta));
-    }
-
-    /// [`Sink::push`] for a persisted sink: the line goes to the journal too, as the ring keeps it.
-    fn push_persisted(&self, journal: &SharedRing<Option<Journal>>, line: &[u8], meta: Meta) {
         self.recorder.with_owner(|r| {
-            r.ring.push(line, meta);
-            let (kept, meta) = crate::pure::journal::as_ring_keeps(r.ring.limit(), line, meta);
-            journal.with_owner(|j| j.as_mut().map(|j| j.append(kept, meta)));
+            r.recorder.ring.push(line, meta);
+            if let Some(journal) = &mut r.journal {
+                // The line as the ring keeps it.
+                let (kept, meta) = crate::pure::journal::as_ring_keeps(r.recorder.ring.limit(), line, meta);
+                journal.append(kept, meta);
+            }
         });
     }
 
@@ -171,10 +190,11 @@ impl Sink {
         // One call of `write` (so that it is inlined here), one test more for a sink without
         // `persist`.
         self.recorder.with_owner(|r| {
-            r.ring.write_in_place(meta, |room| {
+            let Recorded { recorder, journal } = r;
+            recorder.ring.write_in_place(meta, |room| {
                 let len = write(room)?;
-                if self.journal.is_some() {
-                    self.journal_in_place(room, len, meta);
+                if let Some(journal) = journal {
+                    self.journal_in_place(journal, room, len, meta);
                 }
                 Some(len)
             })
@@ -185,14 +205,9 @@ impl Sink {
     /// if the ring stores it (see `Ring::write_in_place`: a line that fits the room and the
     /// limit; an empty room means no chunk to write in).
     #[inline(never)]
-    fn journal_in_place(&self, room: &[u8], len: usize, meta: Meta) {
-        let Some(journal) = &self.journal else { return };
-        let fits = match self.options.limit {
-            Limit::Bytes(size) => crate::pure::journal::RING_HEAD + len <= size,
-            Limit::Lines(_) => true,
-        };
-        if let Some(line) = room.get(..len).filter(|_| fits && !room.is_empty()) {
-            journal.with_owner(|j| j.as_mut().map(|j| j.append(line, meta)));
+    fn journal_in_place(&self, journal: &mut Journal, room: &[u8], len: usize, meta: Meta) {
+        if let Some(line) = room.get(..len).filter(|_| len <= self.keeps_whole && !room.is_empty()) {
+            journal.append(line, meta);
         }
     }
 
@@ -201,16 +216,17 @@ impl Sink {
     /// Prosody's log, as (level, text). Nothing to do if the sink does not persist or already
     /// has its journal.
     pub(crate) fn open_journal(self: &Arc<Self>, identity: &str) -> Vec<(&'static str, String)> {
-        let Some(journal) = &self.journal else { return Vec::new() };
-        if self.journal_path().is_some() {
+        if self.options.persist.is_none() || self.journal_path().is_some() {
             return Vec::new();
         }
         let opened = persist::open(std::path::Path::new(&self.persist_dir()), identity, self.options.limit);
         let mut said: Vec<(&'static str, String)> = opened.warnings.into_iter().map(|w| ("warn", w)).collect();
         let Some(opened_journal) = opened.journal else { return said };
         let path = opened_journal.path().display().to_string();
-        self.recorder.with_lock(|_| journal.with_lock(|j| *j = Some(opened_journal)));
-        let Some(recovery) = opened.recovery else { return said };
+        let Some(recovery) = opened.recovery else {
+            self.recorder.with_lock(|r| r.journal = Some(opened_journal));
+            return said;
+        };
         let lines = recovery.lines.lines();
         let newest = recovery.lines.newest_time().map(|t| {
             let mut text = Vec::new();
@@ -229,13 +245,17 @@ impl Sink {
         }
         // Journaled again first, so that they survive another kill until a dump has them.
         let mut recovered = crate::pure::recorder::Recorder::new(self.options.limit);
+        let mut opened_journal = opened_journal;
         for line in recovery.lines.iter() {
             let bytes = line.to_vec();
-            journal.with_owner(|j| j.as_mut().map(|j| j.append(&bytes, line.meta)));
+            opened_journal.append(&bytes, line.meta);
             recovered.ring.push(&bytes, line.meta);
         }
         let batch = recovered.take();
-        self.recorder.with_lock(|r| r.adopt(batch));
+        self.recorder.with_lock(|r| {
+            r.journal = Some(opened_journal);
+            r.adopt(batch);
+        });
         self.notes_once.lock().push(note.clone());
         said.push(("warn", format!("Ring file {path}: {note}; {lines} lines recovered")));
         if let Err(e) = self.dump(DumpOrigin::LuaThread, "recovered after an unclean shutdown") {
@@ -254,30 +274,28 @@ impl Sink {
 
     /// Where this sink's ring file is, if it has one open.
     pub(crate) fn journal_path(&self) -> Option<String> {
-        let journal = self.journal.as_ref()?;
-        self.recorder.with_lock(|_| journal.with_lock(|j| j.as_ref().map(|j| j.path().display().to_string())))
+        self.recorder.with_lock(|r| r.journal.as_ref().map(|j| j.path().display().to_string()))
     }
 
     /// Takes over `predecessor`'s open ring file if it is the one this sink, called `identity`,
     /// would open (a logging reload made this sink in its place).
     pub(crate) fn take_journal(&self, predecessor: &Sink, identity: &str) {
-        let (Some(mine), Some(theirs)) = (&self.journal, &predecessor.journal) else { return };
+        if self.options.persist.is_none() || predecessor.options.persist.is_none() {
+            return;
+        }
         let wanted = persist::path_for(std::path::Path::new(&self.persist_dir()), identity);
-        let taken = predecessor.recorder.with_lock(|_| {
-            theirs.with_lock(|j| match j {
-                Some(journal) if journal.path() == wanted => j.take(),
-                _ => None,
-            })
+        let taken = predecessor.recorder.with_lock(|r| match &r.journal {
+            Some(journal) if journal.path() == wanted => r.journal.take(),
+            _ => None,
         });
         if let Some(taken) = taken {
-            self.recorder.with_lock(|_| mine.with_lock(|j| *j = Some(taken)));
+            self.recorder.with_lock(|r| r.journal = Some(taken));
         }
     }
 
     /// Closes the ring file, marking a clean shutdown: no recovery at the next start.
     pub(crate) fn close_journal(&self) {
-        let Some(journal) = &self.journal else { return };
-        if let Some(journal) = self.recorder.with_lock(|_| journal.with_lock(Option::take)) {
+        if let Some(journal) = self.recorder.with_lock(|r| r.journal.take()) {
             journal.close_cleanly();
         }
     }
@@ -286,17 +304,15 @@ impl Sink {
     fn take_batch(&self) -> Batch {
         self.recorder.with_lock(|r| {
             let mut batch = r.take();
-            if let Some(journal) = &self.journal {
-                batch.journal_mark = journal.with_lock(|j| j.as_mut().map(Journal::dump_took));
-            }
+            batch.journal_mark = r.journal.as_mut().map(Journal::dump_took);
             batch
         })
     }
 
     /// A dump of `batch` ended: its lines were all written, or went back.
     fn dump_ended(&self, batch: &Batch, written: bool) {
-        if let (Some(journal), Some(mark)) = (&self.journal, batch.journal_mark) {
-            self.recorder.with_lock(|_| journal.with_lock(|j| j.as_mut().map(|j| j.dump_ended(mark, written))));
+        if let Some(mark) = batch.journal_mark {
+            self.recorder.with_lock(|r| r.journal.as_mut().map(|j| j.dump_ended(mark, written)));
         }
     }
 
@@ -395,8 +411,8 @@ impl Sink {
     pub(crate) fn clear(&self) {
         self.recorder.with_lock(|r| {
             drop(r.take());
-            if let Some(journal) = &self.journal {
-                journal.with_lock(|j| j.as_mut().map(Journal::cleared));
+            if let Some(journal) = &mut r.journal {
+                journal.cleared();
             }
         });
     }
@@ -1119,7 +1135,7 @@ mod tests {
         }
         let new = sink_with(&dir, "{paths.data}/new.log", 4);
         new.push(b"7\n", 0);
-        let failed = old.recorder.with_lock(Recorder::take); // a dump of the old sink, still being written
+        let failed = old.recorder.with_lock(|r| r.take()); // a dump of the old sink, still being written
         old.push(b"8\n", 0);
         new.adopt(&old);
         assert_eq!(new.text(), b"8\n7\n", "logged before the reload, then after it");
