@@ -517,23 +517,110 @@ local function shell_filter(filter, fields)
 	return filter;
 end
 
--- Resolves with the answers of native queries, in order, once every one has answered.
-local function answers_of(queries)
-	return promise.new(function (resolve)
-		local answers, left = {}, #queries;
-		module:add_timer(0, function ()
-			for i, query in ipairs(queries) do
+-- Whether the shell running a command is still there: a function, asked each tick while its
+-- reads run. 13's shell session says so itself; on 0.12 the admin socket's session that holds
+-- this shell session loses its connection when the client goes away. Anything else (a caller
+-- that is no shell) counts as there.
+local admin_sessions = module:shared("/*/admin_socket/sessions");
+local function shell_presence(self)
+	local session = type(self) == "table" and self.session;
+	if type(session) ~= "table" then
+		return function () return true; end;
+	elseif type(session.is_connected) == "function" then
+		return session.is_connected;
+	end
+	for _, admin in pairs(admin_sessions) do
+		if admin.shell_session == session then
+			return function () return admin.conn ~= nil; end;
+		end
+	end
+	return function () return true; end;
+end
+
+-- The reads being answered, each a step function (see drive), and the one timer that steps
+-- them: at most one batch of lines is printed per tick for all reads together, taking turns,
+-- so however many shells read at once, a tick holds the main loop for one batch at most.
+local reading, stepping = {}, false;
+local function step_reads()
+	local printed, ready = false, false;
+	local i = 1;
+	while i <= #reading do
+		local step = reading[i];
+		local state = step(not printed);
+		if state == "done" then
+			table.remove(reading, i);
+		elseif state == "printed" then
+			-- Its turn is over: it goes last.
+			printed = true;
+			table.remove(reading, i);
+			table.insert(reading, step);
+		else
+			ready = ready or state == "ready";
+			i = i + 1;
+		end
+	end
+	if #reading == 0 then
+		stepping = false;
+		return nil;
+	end
+	return (printed or ready) and 0 or 0.01;
+end
+
+-- Runs native reads to the end in bounded steps: polls each until it has answered, then
+-- hands a found answer's lines to `on_batch` one batch (up to 500 lines, 64 KiB) at a time,
+-- in the turns step_reads gives. Once the shell went away or one read failed, cancels them all
+-- (their scans stop, their memory is freed); without `on_answer` (copies), a failed one is an
+-- answer like the others. Resolves with the answers ({ ok =, value = }), in order.
+local function drive(queries, present, on_answer, on_batch)
+	return promise.new(function (resolve, reject)
+		local answers, i = {}, 1;
+		local function stop(err)
+			for _, query in ipairs(queries) do query:cancel(); end
+			reject(err);
+			return "done";
+		end
+		local function advance(may_print)
+			if not present() then
+				module:log("debug", "A ringbuffer read was cancelled: its shell went away");
+				return stop("the shell went away");
+			end
+			while i <= #queries do
+				local query = queries[i];
 				if not answers[i] then
 					local ok, value = query:result();
-					if ok ~= nil then
-						answers[i], left = { ok = ok, value = value }, left - 1;
+					if ok == nil then return "waiting"; end
+					answers[i] = { ok = ok, value = value };
+					if on_answer then
+						if not ok then return stop(value); end
+						on_answer(i, value);
 					end
 				end
+				if on_batch and query:has_lines() then
+					if not may_print then return "ready"; end
+					on_batch(i, query:lines());
+					return "printed";
+				end
+				i = i + 1;
 			end
-			if left > 0 then return 0.01; end
 			resolve(answers);
-		end);
+			return "done";
+		end
+		-- An error (in a shell's print, say) ends this read only.
+		local function step(may_print)
+			local ok, state = pcall(advance, may_print);
+			if not ok then return stop(state); end
+			return state;
+		end
+		table.insert(reading, step);
+		if not stepping then
+			stepping = true;
+			module:add_timer(0, step_reads);
+		end
 	end);
+end
+
+local function cancel_all(queries)
+	for _, query in ipairs(queries) do query:cancel(); end
 end
 
 -- Where a command's lines go: the shell's print (0.12 and 13), or the answer text.
@@ -554,22 +641,22 @@ local function shell_read(self, pattern, filter, default_limit)
 	local queries = {};
 	for i, chosen in ipairs(sinks) do
 		local query, problem = chosen.record.handle:scan(filter, pattern, limit);
-		if not query then return false, problem; end
+		if not query then
+			cancel_all(queries);
+			return false, problem;
+		end
 		queries[i] = query;
 	end
 	local print, collected = shell_printer(self);
-	return answers_of(queries):next(function (answers)
-		local shown, matched = 0, 0;
-		for i, answer in ipairs(answers) do
-			if not answer.ok then error(answer.value, 0); end
-			local found = answer.value;
-			if #sinks > 1 then print(("== sink %s =="):format(sinks[i].label)); end
-			if found.matched > #found.lines then
-				print(("… %d more lines (limit = %d; up to %d)"):format(found.matched - #found.lines, limit, native.max_limit));
-			end
-			for _, line in ipairs(found.lines) do print(line); end
-			shown, matched = shown + #found.lines, matched + found.matched;
+	local shown, matched = 0, 0;
+	local function on_answer(i, found)
+		if #sinks > 1 then print(("== sink %s =="):format(sinks[i].label)); end
+		if found.matched > found.count then
+			print(("… %d more lines (limit = %d; up to %d)"):format(found.matched - found.count, limit, native.max_limit));
 		end
+		shown, matched = shown + found.count, matched + found.matched;
+	end
+	return drive(queries, shell_presence(self), on_answer, function (_, batch) print(batch); end):next(function ()
 		local summary = ("%d of %d matching lines shown"):format(shown, matched);
 		if collected and #collected > 0 then
 			summary = table.concat(collected, "\n") .. "\n" .. summary;
@@ -623,10 +710,15 @@ local function shell_dump(self, filter) -- luacheck: ignore 212/self
 	local queries = {};
 	for i, chosen in ipairs(sinks) do
 		local query, why = chosen.record.handle:dump_copy("admin shell", checked, checked.to);
-		if not query then return false, why; end
+		if not query then
+			cancel_all(queries);
+			return false, why;
+		end
 		queries[i] = query;
 	end
-	return answers_of(queries):next(function (answers)
+	-- A copy is written even if the shell goes away meanwhile.
+	local function always() return true; end
+	return drive(queries, always):next(function (answers)
 		log_reports();
 		local done, failed = {}, {};
 		for _, answer in ipairs(answers) do

@@ -149,10 +149,16 @@ pub struct Found {
 }
 
 /// Scans every line of `ring` (a snapshot: this takes a while for a large ring).
+#[cfg(test)]
 pub fn newest(ring: &Ring, filter: &Filter, limit: usize) -> Found {
+    newest_unless(ring, filter, limit, || false).unwrap_or_default()
+}
+
+/// [`newest`], asking `stop` every [`STOP_EVERY`] lines: `None` once it says stop.
+pub fn newest_unless(ring: &Ring, filter: &Filter, limit: usize, stop: impl Fn() -> bool) -> Option<Found> {
     let mut newest: VecDeque<Line<'_>> = VecDeque::with_capacity(limit.min(1024));
     let mut matched = 0;
-    each_passing(ring, filter, |line, _| {
+    let finished = each_passing(ring, filter, stop, |line, _| {
         matched += 1;
         if newest.len() == limit {
             newest.pop_front();
@@ -161,25 +167,42 @@ pub fn newest(ring: &Ring, filter: &Filter, limit: usize) -> Found {
             newest.push_back(line);
         }
     });
-    Found { lines: newest.into_iter().map(Line::to_vec).collect(), matched, scanned: ring.lines() as u64 }
+    finished.then(|| Found {
+        lines: newest.into_iter().map(Line::to_vec).collect(),
+        matched,
+        scanned: ring.lines() as u64,
+    })
 }
+
+/// How often a scan asks whether to stop, in lines.
+pub const STOP_EVERY: usize = 4096;
 
 /// A ring holding only the lines of `ring` that pass, for a filtered dump.
 pub fn select(ring: &Ring, filter: &Filter) -> Ring {
     let mut out = Ring::new(ring.limit());
-    each_passing(ring, filter, |line, bytes| out.push(bytes, line.meta));
+    each_passing(ring, filter, || false, |line, bytes| out.push(bytes, line.meta));
     out
 }
 
-/// Calls `passed` with each line that passes, and its bytes in one piece.
-fn each_passing<'a>(ring: &'a Ring, filter: &Filter, mut passed: impl FnMut(Line<'a>, &[u8])) {
+/// Calls `passed` with each line that passes, and its bytes in one piece; false if `stop`
+/// said stop before the end.
+fn each_passing<'a>(
+    ring: &'a Ring,
+    filter: &Filter,
+    stop: impl Fn() -> bool,
+    mut passed: impl FnMut(Line<'a>, &[u8]),
+) -> bool {
     let mut joined = Vec::new();
-    for line in ring.iter() {
+    for (i, line) in ring.iter().enumerate() {
+        if i % STOP_EVERY == STOP_EVERY - 1 && stop() {
+            return false;
+        }
         let bytes = contiguous(&line, &mut joined);
         if filter.passes(bytes, usize::from(line.meta.source_at), line.meta.time) {
             passed(line, bytes);
         }
     }
+    true
 }
 
 /// The line's bytes: borrowed when it lies in one chunk, joined into `buffer` otherwise.
@@ -204,7 +227,7 @@ mod tests {
     const STAMP: &str = "Nov 22 12:00:00 ";
 
     fn ring_of(lines: &[(&str, &str, &str, u32)]) -> Ring {
-        let mut ring = Ring::new(Limit::Lines(1000));
+        let mut ring = Ring::new(Limit::Lines(100_000));
         for (source, level, message, time) in lines {
             let line = format!("{STAMP}{source}\t{level}\t{message}\n");
             ring.push(line.as_bytes(), Meta { time: *time, source_at: STAMP.len() as u16 });
@@ -284,6 +307,20 @@ mod tests {
         assert_eq!(messages(&newest(&ring, &end, 10)), ["five"]);
         let start = Filter { pattern: Some(pattern("^Nov 22").expect("valid")), ..Filter::default() };
         assert_eq!(newest(&ring, &start, 10).matched, 5);
+    }
+
+    #[test]
+    fn a_scan_told_to_stop_gives_nothing() {
+        let lines: Vec<_> = (0..STOP_EVERY as u32 * 3).map(|i| ("a", "debug", "x", i)).collect();
+        let ring = ring_of(&lines);
+        let asked = std::cell::Cell::new(0);
+        let stop = || {
+            asked.set(asked.get() + 1);
+            asked.get() == 2
+        };
+        assert_eq!(newest_unless(&ring, &Filter::default(), 10, stop), None);
+        assert_eq!(asked.get(), 2, "asked every STOP_EVERY lines, and no more after stop");
+        assert_eq!(newest_unless(&ring, &Filter::default(), 10, || false).map(|f| f.matched), Some(lines.len() as u64));
     }
 
     #[test]
