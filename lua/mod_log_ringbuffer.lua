@@ -119,11 +119,33 @@ local function update_status()
 	failing_status = failing;
 end
 
+-- The global event `ringbuffer/dumped`, fired on the main loop after every dump, whatever
+-- started it: { sink =, path =, lines =, reason =, ok =, error = }. A handler that errors is
+-- logged; it never breaks the module.
+local function fire_dumped()
+	for _, outcome in ipairs(native.take_dumped()) do
+		local sink = "removed by a config reload";
+		for i, record in ipairs(live) do
+			if record.handle:sink_id() == outcome.sink_id then
+				sink = label(i, record);
+				break;
+			end
+		end
+		local event = { sink = sink, path = outcome.path, lines = outcome.lines, reason = outcome.reason,
+			ok = outcome.ok, error = outcome.error };
+		local ok, err = pcall(prosody.events.fire_event, "ringbuffer/dumped", event);
+		if not ok then
+			module:log("error", "A handler of ringbuffer/dumped failed: %s", tostring(err));
+		end
+	end
+end
+
 local function log_reports()
 	for _, report in ipairs(native.take_reports()) do
 		module:log(report.level, "%s", report.text);
 	end
 	update_status();
+	fire_dumped();
 end
 
 local function has_native_triggers()

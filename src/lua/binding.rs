@@ -146,6 +146,7 @@ impl UserData for Handle {
             Ok(t)
         });
         super::shell::add_methods(methods);
+        super::dumped::add_methods(methods);
     }
 }
 
@@ -328,6 +329,7 @@ pub fn exports(lua: &Lua) -> Result<Table> {
     let module = lua.create_table()?;
     module.set("new_sink", lua.create_function(new_sink)?)?;
     module.set("take_reports", lua.create_function(take_reports)?)?;
+    module.set("take_dumped", lua.create_function(super::dumped::take)?)?;
     module.set("shut_down", lua.create_function(shut_down)?)?;
     module.set("pending_signals", lua.create_function(pending_signals)?)?;
     module.set("shutdown_wait", SHUTDOWN_WAIT.as_secs_f64())?;

@@ -30,6 +30,7 @@
 //!    may take 10 (a failed dump's lines go to the sink a reload made in its place).
 //! 10. `sink::Sink::successor` (per sink): leaf.
 //! 11. Leaves that guard one value each: `sink::Sink::outcomes`, `reports::REPORTS`,
+//!     `dumped::WAITING`,
 //!     `inspect::Pending`'s answer slot, `dump_ledger::LEDGER` (an unlink runs under it, nothing
 //!     else), `writer::FLIGHTS` (with the `LANDED` condition variable).
 //!
@@ -47,6 +48,7 @@ pub(crate) mod auto_dump;
 pub(crate) mod crash;
 pub(crate) mod dump_file;
 pub(crate) mod dump_ledger;
+pub(crate) mod dumped;
 pub(crate) mod forward;
 pub(crate) mod inspect;
 #[cfg(test)]
