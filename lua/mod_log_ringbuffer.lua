@@ -534,7 +534,7 @@ local function shell_sinks(which)
 	return chosen;
 end
 
-local read_fields = { level = true, source = true, since = true, limit = true, sink = true };
+local read_fields = { level = true, source = true, since = true, limit = true, sink = true, shell = true };
 local dump_fields = { level = true, source = true, since = true, sink = true, keep = true, to = true };
 
 local function field_list(fields)
@@ -610,6 +610,50 @@ local function step_reads()
 	return (printed or ready) and 0 or 0.01;
 end
 
+-- The admin shell's own lines, which tail and grep leave out unless `shell = true`: those of
+-- the admin socket's plumbing (sources adminstream, mod_admin_socket) and, for each of the last
+-- 32 shell connections that ran a command (the querying one among them), its session (admin…),
+-- its connection (conn…) and their runners (runner…). Known from the admin-socket sessions
+-- themselves, never from the log lines.
+local shell_plumbing = { "adminstream", "mod_admin_socket" };
+local shell_connections = {}; -- newest last: { id =, conn_id =, admin = }
+local function note_shell_connection(admin)
+	if type(admin) ~= "table" or type(admin.id) ~= "string" then return; end
+	local conn_id;
+	for i, known in ipairs(shell_connections) do
+		if known.id == admin.id then
+			conn_id = known.conn_id;
+			table.remove(shell_connections, i);
+			break;
+		end
+	end
+	-- The connection is gone from the session once it closed: noted while it is there.
+	local conn = admin.conn;
+	if type(conn) == "table" and type(conn.id) == "string" then conn_id = conn.id; end
+	table.insert(shell_connections, { id = admin.id, conn_id = conn_id, admin = admin });
+	if #shell_connections > 32 then table.remove(shell_connections, 1); end
+end
+module:hook_global("admin/repl-input", function (event) note_shell_connection(event.origin); end, 1000);
+
+local function shell_sources(self)
+	local session = type(self) == "table" and self.session;
+	for _, admin in pairs(admin_sessions) do
+		if admin.shell_session == session then note_shell_connection(admin); end
+	end
+	local sources = {};
+	for _, source in ipairs(shell_plumbing) do table.insert(sources, source); end
+	for _, known in ipairs(shell_connections) do
+		table.insert(sources, known.id);
+		if known.conn_id then table.insert(sources, known.conn_id); end
+		-- The runners of the socket session and of its shell session (made at its first command).
+		for _, owner in ipairs({ known.admin, known.admin.shell_session }) do
+			local thread = type(owner) == "table" and owner.thread;
+			if type(thread) == "table" and thread.id ~= nil then table.insert(sources, "runner" .. tostring(thread.id)); end
+		end
+	end
+	return sources;
+end
+
 -- Runs native reads to the end in bounded steps: polls each until it has answered, then
 -- hands a found answer's lines to `on_batch` one batch (up to 500 lines, 64 KiB) at a time,
 -- in the turns step_reads gives. Once the shell went away or one read failed, cancels them all
@@ -682,9 +726,10 @@ local function shell_read(self, pattern, filter, default_limit)
 	local sinks, err = shell_sinks(filter.sink);
 	if not sinks then return false, err; end
 	local limit = filter.limit or default_limit;
+	local not_sources = not filter.shell and shell_sources(self) or nil;
 	local queries = {};
 	for i, chosen in ipairs(sinks) do
-		local query, problem = chosen.record.handle:scan(filter, pattern, limit);
+		local query, problem = chosen.record.handle:scan(filter, pattern, limit, not_sources);
 		if not query then
 			cancel_all(queries);
 			return false, problem;
@@ -824,6 +869,7 @@ end
 -- 13's command line: the filter fields as options (`--source mod_s2s`, `--keep`).
 local read_flags = {
 	value_params = { level = true, source = true, since = true, limit = true, sink = true };
+	kv_params = { shell = true };
 	stop_on_positional = false;
 };
 local dump_flags = {
@@ -835,9 +881,10 @@ local dump_flags = {
 local sink_arg = { name = "sink", type = "string" };
 local shell_commands = {
 	{ name = "status", desc = "Show what each ringbuffer sink holds, its triggers and its dumps", run = shell_status };
-	{ name = "tail", desc = "Show the newest n lines (default 20) without removing them; filter: level, source, since, limit, sink",
+	{ name = "tail", desc = "Show the newest n lines (default 20) without removing them;"
+		.. " filter: level, source, since, limit, sink, shell (true: the shell's own lines too)",
 		args = { { name = "n", type = "number" } }, flags = read_flags, run = shell_tail };
-	{ name = "grep", desc = "Show the newest lines matching a regular expression; filter: level, source, since, limit, sink",
+	{ name = "grep", desc = "Show the newest lines matching a regular expression; filter: level, source, since, limit, sink, shell",
 		args = { { name = "pattern", type = "string" } }, flags = read_flags, run = shell_grep };
 	{ name = "dump", desc = "Dump now; with keep = true or a filter (level, source, since) a copy, and to = path elsewhere",
 		flags = dump_flags, run = shell_dump };

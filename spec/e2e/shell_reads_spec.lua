@@ -1,7 +1,8 @@
 -- End to end: the admin shell's reads never hold Prosody's main loop long (real Prosody 0.12
 -- and 13). A 10,000-line answer comes in batches, one a tick; past four reads at once the next
 -- is told "busy"; a read whose shell went away (a real admin-socket client that disconnects
--- mid-answer, and a shell session that says it is gone) is cancelled and gives its place back.
+-- mid-answer, and a shell session that says it is gone) is cancelled and gives its place back;
+-- the shell's own lines are left out of tail unless asked for.
 local prosody = require "spec.helpers.prosody";
 
 -- A real admin-socket client: sends one shell line, waits for the first output, then drops
@@ -72,6 +73,27 @@ for _, version in ipairs(prosody.versions()) do
 			local result = probe(server, "gone");
 			assert.equal("the shell went away", result.ended);
 			assert.equal(4, result.admitted);
+		end);
+
+		it("leaves out the admin shell's own lines, unless shell = true", function ()
+			local function shell_sources(output)
+				local found = {};
+				for line in output:gmatch("[^\n]+") do
+					local source = line:match("^%S+ %S+ %S+ ([^\t]+)\t");
+					-- (runner… lines are left out too, but other modules have runners: not checked.)
+					if source and (source:match("^admin%x+$") or source:match("^conn")
+						or source == "adminstream" or source == "mod_admin_socket") then
+						table.insert(found, source);
+					end
+				end
+				return found;
+			end
+			server:shell("ringbuffer:status()"); -- another shell connection just before
+			local output = server:shell([[ringbuffer:tail(5, { sink = "main" })]]);
+			assert.truthy(output:find("OK: 5 of ", 1, true), output);
+			assert.same({}, shell_sources(output), output);
+			local with = server:shell([[ringbuffer:tail(5, { sink = "main", shell = true })]]);
+			assert.is_true(#shell_sources(with) > 0, with);
 		end);
 
 		it("is cancelled when its admin-socket client disconnects mid-answer", function ()

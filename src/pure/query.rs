@@ -23,6 +23,8 @@ pub struct Filter {
     pub since: Option<u32>,
     /// Lines (without their newline) in which this expression finds a match.
     pub pattern: Option<Regex>,
+    /// Lines whose source is none of these (the admin shell's own lines).
+    pub not_sources: Vec<Vec<u8>>,
 }
 
 /// A regular expression for [`Filter::pattern`], or why `text` is not one.
@@ -36,13 +38,23 @@ pub fn pattern(text: &str) -> Result<Regex, String> {
 
 impl Filter {
     pub fn is_empty(&self) -> bool {
-        self.min_level.is_none() && self.source.is_none() && self.since.is_none() && self.pattern.is_none()
+        self.min_level.is_none()
+            && self.source.is_none()
+            && self.since.is_none()
+            && self.pattern.is_none()
+            && self.not_sources.is_empty()
     }
 
     /// Whether `line` (whole, with its newline) passes, given its source's offset and time.
     pub fn passes(&self, line: &[u8], source_at: usize, time: u32) -> bool {
         if self.since.is_some_and(|since| time < since) {
             return false;
+        }
+        if !self.not_sources.is_empty() {
+            let source = fields(line, source_at).map(|(source, _)| source);
+            if source.is_some_and(|source| self.not_sources.iter().any(|not| not == source)) {
+                return false;
+            }
         }
         if self.min_level.is_some() || self.source.is_some() {
             let Some((source, level)) = fields(line, source_at) else { return false };
@@ -78,6 +90,9 @@ impl Filter {
         }
         if let Some(pattern) = &self.pattern {
             parts.push(format!("matching /{}/", pattern.as_str()));
+        }
+        if !self.not_sources.is_empty() {
+            parts.push("not of the admin shell".into());
         }
         parts.join(", ")
     }
@@ -308,6 +323,10 @@ mod tests {
 
         let both = Filter { source: Some("c2s*".into()), min_level: Some(Level::Info), ..Filter::default() };
         assert_eq!(messages(&newest(&ring, &both, 10)), ["three"]);
+
+        let not_these =
+            Filter { not_sources: vec![b"c2s55d0a8c3e7f0".to_vec(), b"general".to_vec()], ..Filter::default() };
+        assert_eq!(messages(&newest(&ring, &not_these, 10)), ["two", "with a tab"]);
     }
 
     #[test]
@@ -415,6 +434,7 @@ mod tests {
             source: Some("mod_s2s".into()),
             since: None,
             pattern: Some(pattern("fail").expect("valid")),
+            not_sources: Vec::new(),
         };
         assert_eq!(filter.describe(), "level >= warn, source mod_s2s, matching /fail/");
         assert!(Filter::default().is_empty());
