@@ -534,8 +534,8 @@ local function shell_sinks(which)
 	return chosen;
 end
 
-local read_fields = { level = true, source = true, since = true, limit = true, sink = true, shell = true };
-local dump_fields = { level = true, source = true, since = true, sink = true, keep = true, to = true };
+local read_fields = { level = true, source = true, since = true, limit = true, sink = true, shell = true, jid = true };
+local dump_fields = { level = true, source = true, since = true, sink = true, keep = true, to = true, jid = true };
 
 local function field_list(fields)
 	local names = {};
@@ -654,6 +654,55 @@ local function shell_sources(self)
 	return sources;
 end
 
+-- The `jid` filter: which sessions (by the source their lines carry, and their connection's)
+-- belong to which account, from Prosody's own session events (authentication, resource
+-- binding), never from the lines' text. The newest 4096 sessions are remembered, ended ones
+-- too, so a JID still finds its lines after it disconnected (about 200 bytes each).
+local jid_sessions, jid_index = {}, {}; -- { id =, conn =, bare =, full = }, newest last; by id
+local max_jid_sessions = 4096;
+local function note_session(event)
+	local session = event.session;
+	if type(session) ~= "table" or type(session.id) ~= "string" or type(session.username) ~= "string" then return; end
+	local entry = jid_index[session.id];
+	if not entry then
+		entry = { id = session.id };
+		jid_index[session.id] = entry;
+		table.insert(jid_sessions, entry);
+		if #jid_sessions > max_jid_sessions then
+			jid_index[table.remove(jid_sessions, 1).id] = nil;
+		end
+	end
+	entry.bare = (session.username .. "@" .. tostring(session.host)):lower();
+	entry.full = type(session.full_jid) == "string" and session.full_jid:lower() or entry.full;
+	local conn = session.conn;
+	if type(conn) == "table" and type(conn.id) == "string" then entry.conn = conn.id; end
+end
+function module.add_host(host_module) -- luacheck: ignore 122 (a global module's hook per host)
+	host_module:hook("authentication-success", note_session, 1000);
+	host_module:hook("resource-bind", note_session, 1000);
+end
+
+-- The sources of the sessions of `jid`: a bare JID's every session, a full JID's one.
+local function jid_sources(jid)
+	jid = jid:lower();
+	local full = jid:find("/", 1, true) ~= nil;
+	local sources = {};
+	for _, entry in ipairs(jid_sessions) do
+		if (full and entry.full == jid) or (not full and entry.bare == jid) then
+			table.insert(sources, entry.id);
+			if entry.conn then table.insert(sources, entry.conn); end
+		end
+	end
+	return sources;
+end
+
+local function check_jid(filter)
+	if filter.jid ~= nil and (type(filter.jid) ~= "string" or filter.jid == "") then
+		return nil, "jid must be a JID, e.g. \"alice@example.com\" (every session) or \"alice@example.com/phone\"";
+	end
+	return filter;
+end
+
 -- Runs native reads to the end in bounded steps: polls each until it has answered, then
 -- hands a found answer's lines to `on_batch` one batch (up to 500 lines, 64 KiB) at a time,
 -- in the turns step_reads gives. Once the shell went away or one read failed, cancels them all
@@ -727,9 +776,10 @@ local function shell_read(self, pattern, filter, default_limit)
 	if not sinks then return false, err; end
 	local limit = filter.limit or default_limit;
 	local not_sources = not filter.shell and shell_sources(self) or nil;
+	local only_sources = filter.jid and jid_sources(filter.jid) or nil;
 	local queries = {};
 	for i, chosen in ipairs(sinks) do
-		local query, problem = chosen.record.handle:scan(filter, pattern, limit, not_sources);
+		local query, problem = chosen.record.handle:scan(filter, pattern, limit, not_sources, only_sources);
 		if not query then
 			cancel_all(queries);
 			return false, problem;
@@ -756,6 +806,7 @@ end
 
 local function shell_tail(self, n, filter)
 	local checked, err = shell_filter(filter, read_fields);
+	if checked then checked, err = check_jid(checked); end
 	if not checked then return false, err; end
 	if n ~= nil and checked.limit ~= nil then
 		return false, "Give the number of lines once: tail(n) or { limit = n }";
@@ -771,12 +822,14 @@ local function shell_grep(self, pattern, filter)
 		return false, "grep needs a regular expression, e.g. ringbuffer:grep(\"c2s%x+\", { level = \"warn\" })";
 	end
 	local checked, err = shell_filter(filter, read_fields);
+	if checked then checked, err = check_jid(checked); end
 	if not checked then return false, err; end
 	return shell_read(self, pattern, checked, 100);
 end
 
 local function shell_dump(self, filter) -- luacheck: ignore 212/self
 	local checked, err = shell_filter(filter, dump_fields);
+	if checked then checked, err = check_jid(checked); end
 	if not checked then return false, err; end
 	if checked.keep ~= nil and type(checked.keep) ~= "boolean" then
 		return false, "keep must be true or false";
@@ -785,7 +838,7 @@ local function shell_dump(self, filter) -- luacheck: ignore 212/self
 	end
 	local sinks, problem = shell_sinks(checked.sink);
 	if not sinks then return false, problem; end
-	local filtered = checked.level ~= nil or checked.source ~= nil or checked.since ~= nil;
+	local filtered = checked.level ~= nil or checked.source ~= nil or checked.since ~= nil or checked.jid ~= nil;
 	if not (checked.keep or filtered) then
 		local started, failed = {}, {};
 		for _, chosen in ipairs(sinks) do
@@ -798,7 +851,8 @@ local function shell_dump(self, filter) -- luacheck: ignore 212/self
 	-- A copy, filtered or whole: the buffer keeps its lines.
 	local queries = {};
 	for i, chosen in ipairs(sinks) do
-		local query, why = chosen.record.handle:dump_copy("admin shell", checked, checked.to);
+		local query, why = chosen.record.handle:dump_copy("admin shell", checked, checked.to,
+			checked.jid and jid_sources(checked.jid) or nil);
 		if not query then
 			cancel_all(queries);
 			return false, why;
@@ -868,12 +922,12 @@ end
 
 -- 13's command line: the filter fields as options (`--source mod_s2s`, `--keep`).
 local read_flags = {
-	value_params = { level = true, source = true, since = true, limit = true, sink = true };
+	value_params = { level = true, source = true, since = true, limit = true, sink = true, jid = true };
 	kv_params = { shell = true };
 	stop_on_positional = false;
 };
 local dump_flags = {
-	value_params = { level = true, source = true, since = true, sink = true, to = true };
+	value_params = { level = true, source = true, since = true, sink = true, to = true, jid = true };
 	kv_params = { keep = true };
 	stop_on_positional = false;
 };

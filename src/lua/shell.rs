@@ -49,38 +49,32 @@ pub(crate) fn add_methods<M: UserDataMethods<Handle>>(methods: &mut M) {
         t.set("dumps_failed", c.dumps_failed)?;
         Ok(t)
     });
-    // scan(filter, pattern, limit, not_sources): the newest `limit` lines that pass, leaving
-    // out the lines of the sources listed in `not_sources` (the admin shell's own).
-    methods.add_method(
-        "scan",
-        |lua,
-         this,
-         (filter, pattern, limit, not_sources): (
-            Option<Table>,
-            Option<String>,
-            Value,
-            Option<Vec<mlua::LuaString>>,
-        )| {
-            let started = filter_from(filter).and_then(|mut filter| {
-                filter.not_sources = not_sources.unwrap_or_default().iter().map(|s| s.as_bytes().to_vec()).collect();
-                let limit = limit_from(limit)?;
-                let permit = ReadPermit::take()?;
-                let snapshot = this.sink().snapshot();
-                inspect::run("ringbuffer-scan", permit, move |cancel| {
-                    // Compiled here: a costly pattern takes up to a few hundred milliseconds.
-                    if let Some(pattern) = pattern {
-                        filter.pattern = Some(query::pattern(&pattern)?);
-                    }
-                    let found = query::newest_unless(&snapshot, &filter, limit, || cancel.is_cancelled());
-                    found.map(Answer::Found).ok_or_else(|| "cancelled".to_string())
-                })
-            });
-            answer_or_error(lua, started)
-        },
-    );
+    // scan(filter, pattern, limit, not_sources, only_sources): the newest `limit` lines that
+    // pass, leaving out the lines of the sources listed in `not_sources` (the admin shell's
+    // own) and, with `only_sources` (a JID's sessions), those of any other source.
+    methods.add_method("scan", |lua, this, (filter, pattern, limit, not_sources, only_sources): ScanArgs| {
+        let started = filter_from(filter).and_then(|mut filter| {
+            filter.not_sources = not_sources.unwrap_or_default().iter().map(|s| s.as_bytes().to_vec()).collect();
+            filter.only_sources = sources(only_sources);
+            let limit = limit_from(limit)?;
+            let permit = ReadPermit::take()?;
+            let snapshot = this.sink().snapshot();
+            inspect::run("ringbuffer-scan", permit, move |cancel| {
+                // Compiled here: a costly pattern takes up to a few hundred milliseconds.
+                if let Some(pattern) = pattern {
+                    filter.pattern = Some(query::pattern(&pattern)?);
+                }
+                let found = query::newest_unless(&snapshot, &filter, limit, || cancel.is_cancelled());
+                found.map(Answer::Found).ok_or_else(|| "cancelled".to_string())
+            })
+        });
+        answer_or_error(lua, started)
+    });
     // dump_copy(reason, filter, to): writes a copy of the lines that pass, leaving the buffer.
-    methods.add_method("dump_copy", |lua, this, (reason, filter, to): (String, Option<Table>, Option<String>)| {
-        let started = filter_from(filter).and_then(|filter| {
+    // With `only_sources`, only the lines of those sources (a JID's sessions).
+    methods.add_method("dump_copy", |lua, this, (reason, filter, to, only_sources): CopyArgs| {
+        let started = filter_from(filter).and_then(|mut filter| {
+            filter.only_sources = sources(only_sources);
             let permit = ReadPermit::take()?;
             let request = DumpRequest { filter, to };
             let sink = std::sync::Arc::clone(this.sink());
@@ -96,6 +90,14 @@ pub(crate) fn add_methods<M: UserDataMethods<Handle>>(methods: &mut M) {
         });
         answer_or_error(lua, started)
     });
+}
+
+type Sources = Option<Vec<mlua::LuaString>>;
+type ScanArgs = (Option<Table>, Option<String>, Value, Sources, Sources);
+type CopyArgs = (String, Option<Table>, Option<String>, Sources);
+
+fn sources(list: Sources) -> Option<Vec<Vec<u8>>> {
+    list.map(|list| list.iter().map(|s| s.as_bytes().to_vec()).collect())
 }
 
 /// What a slow read gives.

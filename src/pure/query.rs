@@ -25,6 +25,8 @@ pub struct Filter {
     pub pattern: Option<Regex>,
     /// Lines whose source is none of these (the admin shell's own lines).
     pub not_sources: Vec<Vec<u8>>,
+    /// Lines whose source is one of these (the sessions of a JID), if given.
+    pub only_sources: Option<Vec<Vec<u8>>>,
 }
 
 /// A regular expression for [`Filter::pattern`], or why `text` is not one.
@@ -43,6 +45,7 @@ impl Filter {
             && self.since.is_none()
             && self.pattern.is_none()
             && self.not_sources.is_empty()
+            && self.only_sources.is_none()
     }
 
     /// Whether `line` (whole, with its newline) passes, given its source's offset and time.
@@ -50,10 +53,15 @@ impl Filter {
         if self.since.is_some_and(|since| time < since) {
             return false;
         }
-        if !self.not_sources.is_empty() {
+        if !self.not_sources.is_empty() || self.only_sources.is_some() {
             let source = fields(line, source_at).map(|(source, _)| source);
             if source.is_some_and(|source| self.not_sources.iter().any(|not| not == source)) {
                 return false;
+            }
+            if let Some(only) = &self.only_sources {
+                if !source.is_some_and(|source| only.iter().any(|one| one == source)) {
+                    return false;
+                }
             }
         }
         if self.min_level.is_some() || self.source.is_some() {
@@ -93,6 +101,10 @@ impl Filter {
         }
         if !self.not_sources.is_empty() {
             parts.push("not of the admin shell".into());
+        }
+        if let Some(only) = &self.only_sources {
+            let names: Vec<_> = only.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+            parts.push(format!("of the sessions {}", names.join(" ")));
         }
         parts.join(", ")
     }
@@ -327,6 +339,10 @@ mod tests {
         let not_these =
             Filter { not_sources: vec![b"c2s55d0a8c3e7f0".to_vec(), b"general".to_vec()], ..Filter::default() };
         assert_eq!(messages(&newest(&ring, &not_these, 10)), ["two", "with a tab"]);
+        let only = Filter { only_sources: Some(vec![b"c2s55d0a8c3e7f0".to_vec()]), ..Filter::default() };
+        assert_eq!(messages(&newest(&ring, &only, 10)), ["one", "three"]);
+        let none = Filter { only_sources: Some(Vec::new()), ..Filter::default() };
+        assert_eq!(newest(&ring, &none, 10).matched, 0);
     }
 
     #[test]
@@ -435,6 +451,7 @@ mod tests {
             since: None,
             pattern: Some(pattern("fail").expect("valid")),
             not_sources: Vec::new(),
+            only_sources: None,
         };
         assert_eq!(filter.describe(), "level >= warn, source mod_s2s, matching /fail/");
         assert!(Filter::default().is_empty());
