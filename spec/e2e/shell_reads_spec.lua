@@ -69,6 +69,15 @@ for _, version in ipairs(prosody.versions()) do
 			assert.equal("admitted", result.again);
 		end);
 
+		it("compiles its pattern off the main loop and says why a bad one is refused", function ()
+			local output = server:shell([[ringbuffer:grep("(unclosed", { sink = "main" })]]);
+			assert.truthy(output:find("Error: invalid regular expression: regex parse error:", 1, true), output);
+			output = server:shell([[ringbuffer:grep("(?:\\w{40}){20}", { sink = "main" })]]);
+			assert.truthy(output:find("Error: invalid regular expression: Compiled regex exceeds size limit", 1, true), output);
+			-- Their places were given back: four reads at once are admitted.
+			assert.equal(4, probe(server, "gone").admitted);
+		end);
+
 		it("is cancelled when its shell says it went away, and gives its place back", function ()
 			local result = probe(server, "gone");
 			assert.equal("the shell went away", result.ended);
