@@ -290,11 +290,6 @@ else
 	end
 end
 
--- dump_on_match's cost per typical line, in a fresh process (bench/match.lua).
-local m = subprocess("bench/match.lua");
-table.insert(dump, ("dump_on_match = \"Slow event|Traceback\", no line matching, checked every 500 lines: %.0f ns per"
-	.. " typical line against %.0f ns without = %.2f× (target: at most 1.3×)"):format(m.with, m.without, m.with / m.without));
-
 -- The admin shell's reads of a full 64 MiB ring, in a fresh process (bench/inspect.lua).
 local r = subprocess("bench/inspect.lua");
 local inspect = {

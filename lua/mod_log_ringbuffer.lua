@@ -212,28 +212,7 @@ local function on_event(event_name)
 	end
 end
 
--- dump_on_match: every 50 ms, the lines each such sink stored meanwhile are checked (off the
--- per-line path; a match opens the same window as dump_on, on the native timer).
-local matching, match_timer = {}, nil;
-local function check_matches()
-	if next(matching) == nil then
-		match_timer = nil;
-		return;
-	end
-	for _, trigger in pairs(matching) do
-		if trigger:check() then
-			watch_reports();
-		end
-	end
-	return 0.05;
-end
-
 local function arm(record)
-	local trigger = record.handle:match_trigger();
-	if trigger then
-		matching[record] = trigger;
-		match_timer = match_timer or module:add_timer(0.05, check_matches);
-	end
 	for _, event_name in ipairs(record.handle:events()) do
 		if not by_event[event_name] then
 			by_event[event_name] = {};
@@ -250,7 +229,6 @@ local function arm(record)
 end
 
 local function disarm(record)
-	matching[record] = nil;
 	for _, records in pairs(by_event) do
 		for i = #records, 1, -1 do
 			if records[i] == record then

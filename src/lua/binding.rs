@@ -147,7 +147,6 @@ impl UserData for Handle {
         });
         super::shell::add_methods(methods);
         super::dumped::add_methods(methods);
-        super::match_check::add_methods(methods);
     }
 }
 
@@ -169,9 +168,6 @@ fn trigger_names(options: &SinkOptions) -> Vec<String> {
             auto.after.as_secs_f64(),
             auto.cooldown.as_secs_f64()
         ));
-    }
-    if let Some(pattern) = &auto.on_match {
-        names.push(format!("dump_on_match /{pattern}/"));
     }
     if auto.on_exit {
         names.push("dump_on_exit".into());

@@ -20,7 +20,7 @@ pub(crate) const MAX_SIZE: usize = 1 << 36;
 pub(crate) const MAX_LINES: usize = 1 << 28;
 pub(crate) const DEFAULT_TEMPLATE: &str = "{paths.data}/ringbuffer-logs-{pid}-{count}.log";
 /// "name" is read by the Lua side (the admin shell and the statistics name sinks by it).
-const KNOWN: [&str; 26] = [
+const KNOWN: [&str; 25] = [
     "to",
     "level",
     "levels",
@@ -32,7 +32,6 @@ const KNOWN: [&str; 26] = [
     "event",
     "timestamps",
     "dump_on",
-    "dump_on_match",
     "dump_after",
     "dump_cooldown",
     "dump_on_exit",
@@ -127,9 +126,6 @@ pub(crate) struct Problem {
 pub(crate) struct AutoDump {
     /// `dump_on`: a line at or above this level triggers a dump.
     pub(crate) on_level: Option<Level>,
-    /// `dump_on_match`: a line whose message matches this regular expression (checked valid)
-    /// triggers a dump like `dump_on`.
-    pub(crate) on_match: Option<String>,
     /// `dump_after`: capture goes on this long after the trigger, then the dump is written.
     pub(crate) after: Duration,
     /// `dump_cooldown`: a trigger this soon after the last one that dumped is only counted.
@@ -396,26 +392,8 @@ impl<G: Fn(&str) -> OptValue> Reader<G> {
                 None
             }
         };
-        let value = (self.get)("dump_on_match");
-        let on_match = match &value {
-            OptValue::Absent => None,
-            OptValue::Str(s) if !s.is_empty() => match super::query::pattern(s) {
-                Ok(_) => Some(s.clone()),
-                Err(e) => {
-                    let accepted = format!("a regular expression (Rust regex syntax; {e})");
-                    self.bad("dump_on_match", &value, &accepted, "no line's text will dump this buffer");
-                    None
-                }
-            },
-            _ => {
-                let accepted = "a regular expression (Rust regex syntax), e.g. \"Slow event|Traceback\"";
-                self.bad("dump_on_match", &value, accepted, "no line's text will dump this buffer");
-                None
-            }
-        };
         AutoDump {
             on_level,
-            on_match,
             after: self.duration("dump_after", Duration::ZERO, MAX_DUMP_AFTER),
             cooldown: self.duration("dump_cooldown", DEFAULT_COOLDOWN, duration::MAX),
             on_exit: self.flag("dump_on_exit", false),
@@ -641,7 +619,6 @@ mod tests {
             o.auto,
             AutoDump {
                 on_level: None,
-                on_match: None,
                 after: Duration::ZERO,
                 cooldown: DEFAULT_COOLDOWN,
                 on_exit: false,
@@ -651,7 +628,6 @@ mod tests {
         assert_eq!(o.retention, Retention { keep_dumps: None, compress: None, max_age: None });
         let (o, p) = parse(&[
             ("dump_on", OptValue::Str("warn".into())),
-            ("dump_on_match", OptValue::Str("Slow event|Traceback".into())),
             ("dump_after", OptValue::Str("2s".into())),
             ("dump_cooldown", OptValue::Float(0.5)),
             ("dump_on_exit", OptValue::Bool(true)),
@@ -662,7 +638,6 @@ mod tests {
         ]);
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(o.auto.on_level, Some(Level::Warn));
-        assert_eq!(o.auto.on_match.as_deref(), Some("Slow event|Traceback"));
         assert_eq!((o.auto.after, o.auto.cooldown), (Duration::from_secs(2), Duration::from_millis(500)));
         assert!(o.auto.on_exit && !o.auto.on_crash);
         assert_eq!(
@@ -711,9 +686,6 @@ mod tests {
             ("timestamps", OptValue::Str("%Q".into())),
             ("level", OptValue::Str("verbose".into())),
             ("dump_on", OptValue::Str("fatal".into())),
-            ("dump_on_match", OptValue::Str("(unclosed".into())),
-            ("dump_on_match", OptValue::Str(String::new())),
-            ("dump_on_match", OptValue::Int(1)),
             ("dump_after", OptValue::Str("2d".into())),
             ("dump_after", OptValue::Int(-1)),
             ("dump_after", OptValue::Int(7200)),

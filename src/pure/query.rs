@@ -141,16 +141,6 @@ fn fields(line: &[u8], source_at: usize) -> Option<(&[u8], &[u8])> {
     Some((source, level))
 }
 
-/// The source and the message of a line (after its source and level; without the newline):
-/// no source, and the whole line, if it has no such fields.
-pub fn source_and_message(line: &[u8], source_at: usize) -> (Option<&[u8]>, &[u8]) {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    let Some((source, level)) = fields(line, source_at) else { return (None, line) };
-    // The message starts after the source, the level and their two tabs.
-    let start = source_at + source.len() + 1 + level.len() + 1;
-    (Some(source), line.get(start..).unwrap_or(line))
-}
-
 /// Whether `text` matches `glob`, in which `*` stands for any run of bytes (also none).
 pub fn glob_matches(glob: &[u8], text: &[u8]) -> bool {
     let (mut g, mut t) = (0, 0);
@@ -243,7 +233,7 @@ fn each_passing<'a>(
 }
 
 /// The line's bytes: borrowed when it lies in one chunk, joined into `buffer` otherwise.
-pub fn contiguous<'a>(line: &Line<'a>, buffer: &'a mut Vec<u8>) -> &'a [u8] {
+fn contiguous<'a>(line: &Line<'a>, buffer: &'a mut Vec<u8>) -> &'a [u8] {
     let mut pieces = line.pieces();
     let first = pieces.next().unwrap_or(&[]);
     let Some(second) = pieces.next() else { return first };
@@ -288,15 +278,6 @@ mod tests {
             ("s2sout4f2", "warn", "four\twith a tab", 130),
             ("general", "debug", "five", 140),
         ])
-    }
-
-    #[test]
-    fn the_message_of_a_line() {
-        let source_and_message = |line: &'static [u8], at| source_and_message(line, at);
-        let line = format!("{STAMP}mod_s2s\twarn\tSlow event 'x' took 2s\n").leak().as_bytes();
-        assert_eq!(source_and_message(line, STAMP.len()), (Some(&b"mod_s2s"[..]), &b"Slow event 'x' took 2s"[..]));
-        assert_eq!(source_and_message(b"no fields\n", 0), (None, &b"no fields"[..]));
-        assert_eq!(source_and_message(b"a\tb\t\n", 0), (Some(&b"a"[..]), &b""[..]));
     }
 
     #[test]

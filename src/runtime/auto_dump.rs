@@ -1,5 +1,4 @@
-//! Dumps a sink starts by itself when a line at or above its `dump_on` level is logged (or one
-//! whose message matches `dump_on_match`, see `match_trigger`): the
+//! Dumps a sink starts by itself when a line at or above its `dump_on` level is logged: the
 //! dump is written `dump_after` later (the aftermath window: what followed the error is in the
 //! same dump), by the timer thread. A trigger within `dump_cooldown` of the last one that
 //! started a dump, or while one is waiting, only counts; the count is reported with the next
@@ -102,8 +101,6 @@ struct Due {
     due: Instant,
     window: u64,
     sink: Arc<Sink>,
-    /// What opened the window: `dump_on` (a level) or `dump_on_match`.
-    by_match: bool,
 }
 
 impl PartialEq for Due {
@@ -133,19 +130,9 @@ static TIMER: Mutex<PerProcess<Sender<Message>>> = Mutex::new(PerProcess::new())
 
 /// Called from the thread that logs, for a line at or above `sink`'s `dump_on` level.
 pub(crate) fn line_at_trigger_level(sink: &Arc<Sink>) {
-    trigger(sink, false);
-}
-
-/// Called for a line whose message matches `sink`'s `dump_on_match` (see `match_trigger`):
-/// the same window and cooldown as `dump_on`.
-pub(crate) fn line_matched(sink: &Arc<Sink>) {
-    trigger(sink, true);
-}
-
-fn trigger(sink: &Arc<Sink>, by_match: bool) {
     let auto = &sink.options.auto;
     let Some(window) = sink.level_trigger.fire(Instant::now(), auto.cooldown) else { return };
-    let due = Due { due: Instant::now() + auto.after, window, sink: Arc::clone(sink), by_match };
+    let due = Due { due: Instant::now() + auto.after, window, sink: Arc::clone(sink) };
     let mut timer = TIMER.lock();
     let sent = timer.get_or_try(start).map(|sender| sender.send(Message::Schedule(due)));
     if !matches!(sent, Ok(Ok(()))) {
@@ -173,10 +160,9 @@ pub(crate) fn flush() {
 /// a reload handed it to), unless it was dumped already (merged into a successor's own window).
 fn dump(due: &Due, origin: DumpOrigin) {
     let Some(holder) = close_window(&due.sink, due.window) else { return };
-    let reason = match (&due.sink.options.auto.on_match, due.sink.options.auto.on_level) {
-        (Some(pattern), _) if due.by_match => format!("dump_on_match = \"{pattern}\""),
-        (_, Some(level)) => format!("dump_on = \"{}\"", level.name()),
-        _ => "dump_on".into(),
+    let reason = match due.sink.options.auto.on_level {
+        Some(level) => format!("dump_on = \"{}\"", level.name()),
+        None => "dump_on".into(),
     };
     holder.dump_and_report(origin, &reason);
 }

@@ -53,7 +53,6 @@ pub(crate) mod forward;
 pub(crate) mod inspect;
 #[cfg(test)]
 pub(crate) mod lock_watch;
-pub(crate) mod match_trigger;
 pub(crate) mod os;
 pub(crate) mod regions;
 pub(crate) mod reports;
