@@ -333,6 +333,14 @@ for _, scan in ipairs(r.reads) do
 	table.insert(inspect, ("%s: answer after %.1f ms (%.2f× the dump), main loop held %.2f ms by the call, longest 10"
 		.. " log calls meanwhile %.3f ms; %d matching lines"):format(scan.name, scan.complete * 1000,
 		scan.complete / r.dump, scan.called * 1000, scan.longest_log * 1000, scan.matched));
+	table.insert(inspect, ("  longest batch of the answer's lines (one per tick): %.2f ms"):format(scan.batch * 1000));
+end
+for _, h in ipairs(r.holds) do
+	table.insert(inspect, ("Prosody %s, 10 concurrent shells reading the full ring (8 grep(\".\", { limit = 10000 }), 2 costly"
+		.. " patterns; asked again while busy): longest main-loop hold %.1f ms (idle: %.1f ms; the same shells asking"
+		.. " for status(): %.1f ms), %d answered OK, %d busy answers, %.1f s in all%s"):format(h.version,
+		h.longest * 1000, h.idle * 1000, h.control * 1000, h.answered, h.busy, h.wall,
+		h.other ~= "" and ("; other answers: " .. h.other) or ""));
 end
 
 -- Plain text to stdout, Markdown to bench/results.md.

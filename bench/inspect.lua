@@ -3,6 +3,8 @@
 -- and starting the scan: what Prosody's main loop waits), how long until the answer is there,
 -- and the longest single log call made while the scan runs (the main loop keeps logging).
 -- Baseline, in the same run: the plain dump of the same ring to tmpfs, the other way to look.
+-- Also the longest batch of an answer's lines (what the shell takes in one tick), and the
+-- longest hold of a real Prosody's main loop under 10 concurrent shell reads (shell_holds.lua).
 -- Median of 5 each. Prints a Lua table constructor.
 package.path = "bench/?.lua;" .. package.path;
 local common = require "common";
@@ -74,12 +76,20 @@ local function time_read(start)
 		longest = math.max(longest, now() - t);
 		socket.sleep(0.001);
 	end
-	return called, now() - t0, longest, answer;
+	local complete = now() - t0;
+	-- The lines, in the batches the shell prints one a tick: the longest take holds the loop.
+	local batch = 0;
+	repeat
+		local t = now();
+		local taken = query:lines();
+		batch = math.max(batch, now() - t);
+	until not taken;
+	return called, complete, longest, answer, batch;
 end
 
-local function grep(pattern)
-	return { name = ("grep(%q)"):format(pattern), start = function ()
-		return handle:scan(nil, pattern, 100);
+local function grep(pattern, limit)
+	return { name = ("grep(%q, { limit = %d })"):format(pattern, limit or 100), start = function ()
+		return handle:scan(nil, pattern, limit or 100);
 	end };
 end
 
@@ -87,6 +97,8 @@ local reads = {
 	grep("c2s55d0a8c3e0c8");
 	grep("Failed to connect|timed out");
 	grep("c2s55d0a8c3e0[0-9a-f]+.*id='\\d+42'");
+	grep(".", 10000);
+	grep("(?i)[\\p{L}\\p{N}]{300}");
 	{ name = "tail(20, { source = \"mod_s2s\", level = \"warn\" })", start = function ()
 		return handle:scan({ source = "mod_s2s", level = "warn" }, nil, 20);
 	end };
@@ -100,14 +112,14 @@ local reads = {
 
 local results = {};
 for i, read in ipairs(reads) do
-	local called, complete, longest = {}, {}, {};
+	local called, complete, longest, batch = {}, {}, {}, {};
 	local matched;
 	for r = 1, 5 do
-		local c, t, l, answer = time_read(read.start);
-		called[r], complete[r], longest[r], matched = c, t, l, answer.matched;
+		local c, t, l, answer, b = time_read(read.start);
+		called[r], complete[r], longest[r], batch[r], matched = c, t, l, b, answer.matched;
 	end
-	results[i] = ("{ name = %q, called = %.6f, complete = %.6f, longest_log = %.6f, matched = %d }")
-		:format(read.name, median(called), median(complete), median(longest), matched);
+	results[i] = ("{ name = %q, called = %.6f, complete = %.6f, longest_log = %.6f, batch = %.6f, matched = %d }")
+		:format(read.name, median(called), median(complete), median(longest), median(batch), matched);
 end
 
 -- The baseline: dumping the same ring to tmpfs (median of 5; the ring refilled between).
@@ -122,5 +134,9 @@ for r = 1, 5 do
 end
 os.remove(path);
 
-print(("return { lines = %d, bytes = %d, dump = %.6f, reads = { %s } }"):format(lines, bytes, median(dumps),
-	table.concat(results, ", ")));
+-- The longest hold of a real Prosody's main loop while 10 shells read at once (its own process).
+local holds = io.popen(arg[-1] .. " bench/shell_holds.lua"):read("a");
+holds = holds:match("^return (.*)$") or "{}";
+
+print(("return { lines = %d, bytes = %d, dump = %.6f, reads = { %s }, holds = %s }"):format(lines, bytes,
+	median(dumps), table.concat(results, ", "), holds));

@@ -150,11 +150,33 @@ local function update_status()
 	failing_status = failing;
 end
 
+-- The global event `ringbuffer/dumped`, fired on the main loop after every dump, whatever
+-- started it: { sink =, path =, lines =, reason =, ok =, error = }. A handler that errors is
+-- logged; it never breaks the module.
+local function fire_dumped()
+	for _, outcome in ipairs(native.take_dumped()) do
+		local sink = "removed by a config reload";
+		for i, record in ipairs(live) do
+			if record.handle:sink_id() == outcome.sink_id then
+				sink = label(i, record);
+				break;
+			end
+		end
+		local event = { sink = sink, path = outcome.path, lines = outcome.lines, reason = outcome.reason,
+			ok = outcome.ok, error = outcome.error };
+		local ok, err = pcall(prosody.events.fire_event, "ringbuffer/dumped", event);
+		if not ok then
+			module:log("error", "A handler of ringbuffer/dumped failed: %s", tostring(err));
+		end
+	end
+end
+
 local function log_reports()
 	for _, report in ipairs(native.take_reports()) do
 		module:log(report.level, "%s", report.text);
 	end
 	update_status();
+	fire_dumped();
 end
 
 local function has_native_triggers()
@@ -638,8 +660,8 @@ local function shell_sinks(which)
 	return chosen;
 end
 
-local read_fields = { level = true, source = true, since = true, limit = true, sink = true };
-local dump_fields = { level = true, source = true, since = true, sink = true, keep = true, to = true };
+local read_fields = { level = true, source = true, since = true, limit = true, sink = true, shell = true, jid = true };
+local dump_fields = { level = true, source = true, since = true, sink = true, keep = true, to = true, jid = true };
 
 local function field_list(fields)
 	local names = {};
@@ -665,44 +687,221 @@ local function shell_filter(filter, fields)
 	return filter;
 end
 
--- Fills in `answers` from the queries that have answered; returns how many have not.
-local function collect_answers(queries, answers)
-	local left = 0;
-	for i, query in ipairs(queries) do
-		if not answers[i] then
-			local ok, value = query:result();
-			if ok ~= nil then
-				answers[i] = { ok = ok, value = value };
-			else
-				left = left + 1;
-			end
-		end
-	end
-	return left;
-end
-
 -- 0.11's console (mod_admin_telnet) runs a command outside any async runner and prints what it
--- returns at once: while it runs one, native answers (a snapshot of a buffer, milliseconds) are
--- waited for on the spot.
+-- returns at once: while it runs one, native reads are driven to the end on the spot (see drive).
 local wait_in_place = false;
 
--- Resolves with the answers of native queries, in order, once every one has answered.
-local function answers_of(queries)
-	local answers = {};
-	if wait_in_place then
-		local deadline = time.now() + 10;
-		while collect_answers(queries, answers) > 0 do
-			if time.now() > deadline then return promise.reject("no answer from the buffer within 10 s"); end
-			socket.sleep(0.002);
-		end
-		return promise.resolve(answers);
+-- Whether the shell running a command is still there: a function, asked each tick while its
+-- reads run. 13's shell session says so itself; on 0.12 the admin socket's session that holds
+-- this shell session loses its connection when the client goes away. Anything else (a caller
+-- that is no shell) counts as there.
+local admin_sessions = module:shared("/*/admin_socket/sessions");
+local function shell_presence(self)
+	local session = type(self) == "table" and self.session;
+	if type(session) ~= "table" then
+		return function () return true; end;
+	elseif type(session.is_connected) == "function" then
+		return session.is_connected;
 	end
-	return promise.new(function (resolve)
-		module:add_timer(0, function ()
-			if collect_answers(queries, answers) > 0 then return 0.01; end
+	for _, admin in pairs(admin_sessions) do
+		if admin.shell_session == session then
+			return function () return admin.conn ~= nil; end;
+		end
+	end
+	return function () return true; end;
+end
+
+-- The reads being answered, each a step function (see drive), and the one timer that steps
+-- them: at most one batch of lines is printed per tick for all reads together, taking turns,
+-- so however many shells read at once, a tick holds the main loop for one batch at most.
+local reading, stepping = {}, false;
+local function step_reads()
+	local printed, ready = false, false;
+	local i = 1;
+	while i <= #reading do
+		local step = reading[i];
+		local state = step(not printed);
+		if state == "done" then
+			table.remove(reading, i);
+		elseif state == "printed" then
+			-- Its turn is over: it goes last.
+			printed = true;
+			table.remove(reading, i);
+			table.insert(reading, step);
+		else
+			ready = ready or state == "ready";
+			i = i + 1;
+		end
+	end
+	if #reading == 0 then
+		stepping = false;
+		return nil;
+	end
+	return (printed or ready) and 0 or 0.01;
+end
+
+-- The admin shell's own lines, which tail and grep leave out unless `shell = true`: those of
+-- the admin socket's plumbing (sources adminstream, mod_admin_socket) and, for each of the last
+-- 32 shell connections that ran a command (the querying one among them), its session (admin…),
+-- its connection (conn…) and their runners (runner…). Known from the admin-socket sessions
+-- themselves, never from the log lines.
+local shell_plumbing = { "adminstream", "mod_admin_socket" };
+local shell_connections = {}; -- newest last: { id =, conn_id =, admin = }
+local function note_shell_connection(admin)
+	if type(admin) ~= "table" or type(admin.id) ~= "string" then return; end
+	local conn_id;
+	for i, known in ipairs(shell_connections) do
+		if known.id == admin.id then
+			conn_id = known.conn_id;
+			table.remove(shell_connections, i);
+			break;
+		end
+	end
+	-- The connection is gone from the session once it closed: noted while it is there.
+	local conn = admin.conn;
+	if type(conn) == "table" and type(conn.id) == "string" then conn_id = conn.id; end
+	table.insert(shell_connections, { id = admin.id, conn_id = conn_id, admin = admin });
+	if #shell_connections > 32 then table.remove(shell_connections, 1); end
+end
+module:hook_global("admin/repl-input", function (event) note_shell_connection(event.origin); end, 1000);
+
+local function shell_sources(self)
+	local session = type(self) == "table" and self.session;
+	for _, admin in pairs(admin_sessions) do
+		if admin.shell_session == session then note_shell_connection(admin); end
+	end
+	local sources = {};
+	for _, source in ipairs(shell_plumbing) do table.insert(sources, source); end
+	for _, known in ipairs(shell_connections) do
+		table.insert(sources, known.id);
+		if known.conn_id then table.insert(sources, known.conn_id); end
+		-- The runners of the socket session and of its shell session (made at its first command).
+		for _, owner in ipairs({ known.admin, known.admin.shell_session }) do
+			local thread = type(owner) == "table" and owner.thread;
+			if type(thread) == "table" and thread.id ~= nil then table.insert(sources, "runner" .. tostring(thread.id)); end
+		end
+	end
+	return sources;
+end
+
+-- The `jid` filter: which sessions (by the source their lines carry, and their connection's)
+-- belong to which account, from Prosody's own session events (authentication, resource
+-- binding), never from the lines' text. The newest 4096 sessions are remembered, ended ones
+-- too, so a JID still finds its lines after it disconnected (about 200 bytes each).
+local jid_sessions, jid_index = {}, {}; -- { id =, conn =, bare =, full = }, newest last; by id
+local max_jid_sessions = 4096;
+local function note_session(event)
+	local session = event.session;
+	if type(session) ~= "table" or type(session.id) ~= "string" or type(session.username) ~= "string" then return; end
+	local entry = jid_index[session.id];
+	if not entry then
+		entry = { id = session.id };
+		jid_index[session.id] = entry;
+		table.insert(jid_sessions, entry);
+		if #jid_sessions > max_jid_sessions then
+			jid_index[table.remove(jid_sessions, 1).id] = nil;
+		end
+	end
+	entry.bare = (session.username .. "@" .. tostring(session.host)):lower();
+	entry.full = type(session.full_jid) == "string" and session.full_jid:lower() or entry.full;
+	local conn = session.conn;
+	if type(conn) == "table" and type(conn.id) == "string" then entry.conn = conn.id; end
+end
+function module.add_host(host_module) -- luacheck: ignore 122 (a global module's hook per host)
+	host_module:hook("authentication-success", note_session, 1000);
+	host_module:hook("resource-bind", note_session, 1000);
+end
+
+-- The sources of the sessions of `jid`: a bare JID's every session, a full JID's one.
+local function jid_sources(jid)
+	jid = jid:lower();
+	local full = jid:find("/", 1, true) ~= nil;
+	local sources = {};
+	for _, entry in ipairs(jid_sessions) do
+		if (full and entry.full == jid) or (not full and entry.bare == jid) then
+			table.insert(sources, entry.id);
+			if entry.conn then table.insert(sources, entry.conn); end
+		end
+	end
+	return sources;
+end
+
+local function check_jid(filter)
+	if filter.jid ~= nil and (type(filter.jid) ~= "string" or filter.jid == "") then
+		return nil, "jid must be a JID, e.g. \"alice@example.com\" (every session) or \"alice@example.com/phone\"";
+	end
+	return filter;
+end
+
+-- Runs native reads to the end in bounded steps: polls each until it has answered, then
+-- hands a found answer's lines to `on_batch` one batch (up to 500 lines, 64 KiB) at a time,
+-- in the turns step_reads gives (on 0.11's console, all at once: see wait_in_place). Once the
+-- shell went away or one read failed, cancels them all (their scans stop, their memory is
+-- freed); without `on_answer` (copies), a failed one is an answer like the others. Resolves with the answers ({ ok =, value = }), in order.
+local function drive(queries, present, on_answer, on_batch)
+	return promise.new(function (resolve, reject)
+		local answers, i = {}, 1;
+		local function stop(err)
+			for _, query in ipairs(queries) do query:cancel(); end
+			reject(err);
+			return "done";
+		end
+		local function advance(may_print)
+			if not present() then
+				module:log("debug", "A ringbuffer read was cancelled: its shell went away");
+				return stop("the shell went away");
+			end
+			while i <= #queries do
+				local query = queries[i];
+				if not answers[i] then
+					local ok, value = query:result();
+					if ok == nil then return "waiting"; end
+					answers[i] = { ok = ok, value = value };
+					if on_answer then
+						if not ok then return stop(value); end
+						on_answer(i, value);
+					end
+				end
+				if on_batch and query:has_lines() then
+					if not may_print then return "ready"; end
+					on_batch(i, query:lines());
+					return "printed";
+				end
+				i = i + 1;
+			end
 			resolve(answers);
-		end);
+			return "done";
+		end
+		-- An error (in a shell's print, say) ends this read only.
+		local function step(may_print)
+			local ok, state = pcall(advance, may_print);
+			if not ok then return stop(state); end
+			return state;
+		end
+		if wait_in_place then
+			-- 0.11's console: every step now, waiting for the answers in place (bounded).
+			local deadline = time.now() + 10;
+			local state = step(true);
+			while state ~= "done" do
+				if time.now() > deadline then
+					stop("no answer from the buffer within 10 s");
+					break;
+				end
+				if state == "waiting" then socket.sleep(0.002); end
+				state = step(true);
+			end
+			return;
+		end
+		table.insert(reading, step);
+		if not stepping then
+			stepping = true;
+			module:add_timer(0, step_reads);
+		end
 	end);
+end
+
+local function cancel_all(queries)
+	for _, query in ipairs(queries) do query:cancel(); end
 end
 
 -- Where a command's lines go: the shell's print (0.12 and 13), or the answer text.
@@ -720,25 +919,27 @@ local function shell_read(self, pattern, filter, default_limit)
 	local sinks, err = shell_sinks(filter.sink);
 	if not sinks then return false, err; end
 	local limit = filter.limit or default_limit;
+	local not_sources = not filter.shell and shell_sources(self) or nil;
+	local only_sources = filter.jid and jid_sources(filter.jid) or nil;
 	local queries = {};
 	for i, chosen in ipairs(sinks) do
-		local query, problem = chosen.record.handle:scan(filter, pattern, limit);
-		if not query then return false, problem; end
+		local query, problem = chosen.record.handle:scan(filter, pattern, limit, not_sources, only_sources);
+		if not query then
+			cancel_all(queries);
+			return false, problem;
+		end
 		queries[i] = query;
 	end
 	local print, collected = shell_printer(self);
-	return answers_of(queries):next(function (answers)
-		local shown, matched = 0, 0;
-		for i, answer in ipairs(answers) do
-			if not answer.ok then error(answer.value, 0); end
-			local found = answer.value;
-			if #sinks > 1 then print(("== sink %s =="):format(sinks[i].label)); end
-			if found.matched > #found.lines then
-				print(("… %d more lines (limit = %d; up to %d)"):format(found.matched - #found.lines, limit, native.max_limit));
-			end
-			for _, line in ipairs(found.lines) do print(line); end
-			shown, matched = shown + #found.lines, matched + found.matched;
+	local shown, matched = 0, 0;
+	local function on_answer(i, found)
+		if #sinks > 1 then print(("== sink %s =="):format(sinks[i].label)); end
+		if found.matched > found.count then
+			print(("… %d more lines (limit = %d; up to %d)"):format(found.matched - found.count, limit, native.max_limit));
 		end
+		shown, matched = shown + found.count, matched + found.matched;
+	end
+	return drive(queries, shell_presence(self), on_answer, function (_, batch) print(batch); end):next(function ()
 		local summary = ("%d of %d matching lines shown"):format(shown, matched);
 		if collected and #collected > 0 then
 			summary = table.concat(collected, "\n") .. "\n" .. summary;
@@ -749,6 +950,7 @@ end
 
 local function shell_tail(self, n, filter)
 	local checked, err = shell_filter(filter, read_fields);
+	if checked then checked, err = check_jid(checked); end
 	if not checked then return false, err; end
 	if n ~= nil and checked.limit ~= nil then
 		return false, "Give the number of lines once: tail(n) or { limit = n }";
@@ -764,12 +966,14 @@ local function shell_grep(self, pattern, filter)
 		return false, "grep needs a regular expression, e.g. ringbuffer:grep(\"c2s%x+\", { level = \"warn\" })";
 	end
 	local checked, err = shell_filter(filter, read_fields);
+	if checked then checked, err = check_jid(checked); end
 	if not checked then return false, err; end
 	return shell_read(self, pattern, checked, 100);
 end
 
 local function shell_dump(self, filter) -- luacheck: ignore 212/self
 	local checked, err = shell_filter(filter, dump_fields);
+	if checked then checked, err = check_jid(checked); end
 	if not checked then return false, err; end
 	if checked.keep ~= nil and type(checked.keep) ~= "boolean" then
 		return false, "keep must be true or false";
@@ -778,7 +982,7 @@ local function shell_dump(self, filter) -- luacheck: ignore 212/self
 	end
 	local sinks, problem = shell_sinks(checked.sink);
 	if not sinks then return false, problem; end
-	local filtered = checked.level ~= nil or checked.source ~= nil or checked.since ~= nil;
+	local filtered = checked.level ~= nil or checked.source ~= nil or checked.since ~= nil or checked.jid ~= nil;
 	if not (checked.keep or filtered) then
 		local started, failed = {}, {};
 		for _, chosen in ipairs(sinks) do
@@ -791,11 +995,17 @@ local function shell_dump(self, filter) -- luacheck: ignore 212/self
 	-- A copy, filtered or whole: the buffer keeps its lines.
 	local queries = {};
 	for i, chosen in ipairs(sinks) do
-		local query, why = chosen.record.handle:dump_copy("admin shell", checked, checked.to);
-		if not query then return false, why; end
+		local query, why = chosen.record.handle:dump_copy("admin shell", checked, checked.to,
+			checked.jid and jid_sources(checked.jid) or nil);
+		if not query then
+			cancel_all(queries);
+			return false, why;
+		end
 		queries[i] = query;
 	end
-	return answers_of(queries):next(function (answers)
+	-- A copy is written even if the shell goes away meanwhile.
+	local function always() return true; end
+	return drive(queries, always):next(function (answers)
 		log_reports();
 		local done, failed = {}, {};
 		for _, answer in ipairs(answers) do
@@ -861,11 +1071,12 @@ end
 
 -- 13's command line: the filter fields as options (`--source mod_s2s`, `--keep`).
 local read_flags = {
-	value_params = { level = true, source = true, since = true, limit = true, sink = true };
+	value_params = { level = true, source = true, since = true, limit = true, sink = true, jid = true };
+	kv_params = { shell = true };
 	stop_on_positional = false;
 };
 local dump_flags = {
-	value_params = { level = true, source = true, since = true, sink = true, to = true };
+	value_params = { level = true, source = true, since = true, sink = true, to = true, jid = true };
 	kv_params = { keep = true };
 	stop_on_positional = false;
 };
@@ -873,9 +1084,10 @@ local dump_flags = {
 local sink_arg = { name = "sink", type = "string" };
 local shell_commands = {
 	{ name = "status", desc = "Show what each ringbuffer sink holds, its triggers and its dumps", run = shell_status };
-	{ name = "tail", desc = "Show the newest n lines (default 20) without removing them; filter: level, source, since, limit, sink",
+	{ name = "tail", desc = "Show the newest n lines (default 20) without removing them;"
+		.. " filter: level, source, since, limit, sink, shell (true: the shell's own lines too)",
 		args = { { name = "n", type = "number" } }, flags = read_flags, run = shell_tail };
-	{ name = "grep", desc = "Show the newest lines matching a regular expression; filter: level, source, since, limit, sink",
+	{ name = "grep", desc = "Show the newest lines matching a regular expression; filter: level, source, since, limit, sink, shell",
 		args = { { name = "pattern", type = "string" } }, flags = read_flags, run = shell_grep };
 	{ name = "dump", desc = "Dump now; with keep = true or a filter (level, source, since) a copy, and to = path elsewhere",
 		flags = dump_flags, run = shell_dump };

@@ -121,7 +121,7 @@ for _, version in ipairs(prosody.versions()) do
 			local cases = {
 				{ [[ringbuffer:tail("many")]], "the number of lines must be a whole number from 1 to 10000, not 'many'" };
 				{ [[ringbuffer:tail(0)]], "from 1 to 10000, not 0" };
-				{ [[ringbuffer:tail(5, { colour = "red" })]], "Unknown filter field \"colour\"; the fields are: level, limit, since, sink, source" };
+				{ [[ringbuffer:tail(5, { colour = "red" })]], "Unknown filter field \"colour\"; the fields are: jid, level, limit, shell, since, sink, source" };
 				{ [[ringbuffer:tail(5, "warn")]], "The filter must be a table" };
 				{ [[ringbuffer:tail(5, { level = "loud" })]], "level must be one of debug, info, warn, error (not 'loud')" };
 				{ [[ringbuffer:tail(5, { since = "yesterday" })]], "since must be seconds or a span like" };

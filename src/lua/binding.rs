@@ -195,6 +195,7 @@ impl UserData for Handle {
             Ok(t)
         });
         super::shell::add_methods(methods);
+        super::dumped::add_methods(methods);
     }
 }
 
@@ -397,6 +398,7 @@ pub fn exports(lua: &Lua) -> Result<Table> {
     let module = lua.create_table()?;
     module.set("new_sink", lua.create_function(new_sink)?)?;
     module.set("take_reports", lua.create_function(take_reports)?)?;
+    module.set("take_dumped", lua.create_function(super::dumped::take)?)?;
     module.set("shut_down", lua.create_function(shut_down)?)?;
     module.set("heartbeat", lua.create_function(heartbeat)?)?;
     module.set("heartbeat_interval", heartbeat::INTERVAL.as_secs_f64())?;

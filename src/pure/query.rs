@@ -23,6 +23,10 @@ pub struct Filter {
     pub since: Option<u32>,
     /// Lines (without their newline) in which this expression finds a match.
     pub pattern: Option<Regex>,
+    /// Lines whose source is none of these (the admin shell's own lines).
+    pub not_sources: Vec<Vec<u8>>,
+    /// Lines whose source is one of these (the sessions of a JID), if given.
+    pub only_sources: Option<Vec<Vec<u8>>>,
 }
 
 /// A regular expression for [`Filter::pattern`], or why `text` is not one.
@@ -36,13 +40,29 @@ pub fn pattern(text: &str) -> Result<Regex, String> {
 
 impl Filter {
     pub fn is_empty(&self) -> bool {
-        self.min_level.is_none() && self.source.is_none() && self.since.is_none() && self.pattern.is_none()
+        self.min_level.is_none()
+            && self.source.is_none()
+            && self.since.is_none()
+            && self.pattern.is_none()
+            && self.not_sources.is_empty()
+            && self.only_sources.is_none()
     }
 
     /// Whether `line` (whole, with its newline) passes, given its source's offset and time.
     pub fn passes(&self, line: &[u8], source_at: usize, time: u32) -> bool {
         if self.since.is_some_and(|since| time < since) {
             return false;
+        }
+        if !self.not_sources.is_empty() || self.only_sources.is_some() {
+            let source = fields(line, source_at).map(|(source, _)| source);
+            if source.is_some_and(|source| self.not_sources.iter().any(|not| not == source)) {
+                return false;
+            }
+            if let Some(only) = &self.only_sources {
+                if !source.is_some_and(|source| only.iter().any(|one| one == source)) {
+                    return false;
+                }
+            }
         }
         if self.min_level.is_some() || self.source.is_some() {
             let Some((source, level)) = fields(line, source_at) else { return false };
@@ -78,6 +98,13 @@ impl Filter {
         }
         if let Some(pattern) = &self.pattern {
             parts.push(format!("matching /{}/", pattern.as_str()));
+        }
+        if !self.not_sources.is_empty() {
+            parts.push("not of the admin shell".into());
+        }
+        if let Some(only) = &self.only_sources {
+            let names: Vec<_> = only.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+            parts.push(format!("of the sessions {}", names.join(" ")));
         }
         parts.join(", ")
     }
@@ -149,10 +176,16 @@ pub struct Found {
 }
 
 /// Scans every line of `ring` (a snapshot: this takes a while for a large ring).
+#[cfg(test)]
 pub fn newest(ring: &Ring, filter: &Filter, limit: usize) -> Found {
+    newest_unless(ring, filter, limit, || false).unwrap_or_default()
+}
+
+/// [`newest`], asking `stop` every [`STOP_EVERY`] lines: `None` once it says stop.
+pub fn newest_unless(ring: &Ring, filter: &Filter, limit: usize, stop: impl Fn() -> bool) -> Option<Found> {
     let mut newest: VecDeque<Line<'_>> = VecDeque::with_capacity(limit.min(1024));
     let mut matched = 0;
-    each_passing(ring, filter, |line, _| {
+    let finished = each_passing(ring, filter, stop, |line, _| {
         matched += 1;
         if newest.len() == limit {
             newest.pop_front();
@@ -161,25 +194,42 @@ pub fn newest(ring: &Ring, filter: &Filter, limit: usize) -> Found {
             newest.push_back(line);
         }
     });
-    Found { lines: newest.into_iter().map(Line::to_vec).collect(), matched, scanned: ring.lines() as u64 }
+    finished.then(|| Found {
+        lines: newest.into_iter().map(Line::to_vec).collect(),
+        matched,
+        scanned: ring.lines() as u64,
+    })
 }
+
+/// How often a scan asks whether to stop, in lines.
+pub const STOP_EVERY: usize = 4096;
 
 /// A ring holding only the lines of `ring` that pass, for a filtered dump.
 pub fn select(ring: &Ring, filter: &Filter) -> Ring {
     let mut out = Ring::new(ring.limit());
-    each_passing(ring, filter, |line, bytes| out.push(bytes, line.meta));
+    each_passing(ring, filter, || false, |line, bytes| out.push(bytes, line.meta));
     out
 }
 
-/// Calls `passed` with each line that passes, and its bytes in one piece.
-fn each_passing<'a>(ring: &'a Ring, filter: &Filter, mut passed: impl FnMut(Line<'a>, &[u8])) {
+/// Calls `passed` with each line that passes, and its bytes in one piece; false if `stop`
+/// said stop before the end.
+fn each_passing<'a>(
+    ring: &'a Ring,
+    filter: &Filter,
+    stop: impl Fn() -> bool,
+    mut passed: impl FnMut(Line<'a>, &[u8]),
+) -> bool {
     let mut joined = Vec::new();
-    for line in ring.iter() {
+    for (i, line) in ring.iter().enumerate() {
+        if i % STOP_EVERY == STOP_EVERY - 1 && stop() {
+            return false;
+        }
         let bytes = contiguous(&line, &mut joined);
         if filter.passes(bytes, usize::from(line.meta.source_at), line.meta.time) {
             passed(line, bytes);
         }
     }
+    true
 }
 
 /// The line's bytes: borrowed when it lies in one chunk, joined into `buffer` otherwise.
@@ -204,7 +254,7 @@ mod tests {
     const STAMP: &str = "Nov 22 12:00:00 ";
 
     fn ring_of(lines: &[(&str, &str, &str, u32)]) -> Ring {
-        let mut ring = Ring::new(Limit::Lines(1000));
+        let mut ring = Ring::new(Limit::Lines(100_000));
         for (source, level, message, time) in lines {
             let line = format!("{STAMP}{source}\t{level}\t{message}\n");
             ring.push(line.as_bytes(), Meta { time: *time, source_at: STAMP.len() as u16 });
@@ -266,6 +316,14 @@ mod tests {
 
         let both = Filter { source: Some("c2s*".into()), min_level: Some(Level::Info), ..Filter::default() };
         assert_eq!(messages(&newest(&ring, &both, 10)), ["three"]);
+
+        let not_these =
+            Filter { not_sources: vec![b"c2s55d0a8c3e7f0".to_vec(), b"general".to_vec()], ..Filter::default() };
+        assert_eq!(messages(&newest(&ring, &not_these, 10)), ["two", "with a tab"]);
+        let only = Filter { only_sources: Some(vec![b"c2s55d0a8c3e7f0".to_vec()]), ..Filter::default() };
+        assert_eq!(messages(&newest(&ring, &only, 10)), ["one", "three"]);
+        let none = Filter { only_sources: Some(Vec::new()), ..Filter::default() };
+        assert_eq!(newest(&ring, &none, 10).matched, 0);
     }
 
     #[test]
@@ -284,6 +342,20 @@ mod tests {
         assert_eq!(messages(&newest(&ring, &end, 10)), ["five"]);
         let start = Filter { pattern: Some(pattern("^Nov 22").expect("valid")), ..Filter::default() };
         assert_eq!(newest(&ring, &start, 10).matched, 5);
+    }
+
+    #[test]
+    fn a_scan_told_to_stop_gives_nothing() {
+        let lines: Vec<_> = (0..STOP_EVERY as u32 * 3).map(|i| ("a", "debug", "x", i)).collect();
+        let ring = ring_of(&lines);
+        let asked = std::cell::Cell::new(0);
+        let stop = || {
+            asked.set(asked.get() + 1);
+            asked.get() == 2
+        };
+        assert_eq!(newest_unless(&ring, &Filter::default(), 10, stop), None);
+        assert_eq!(asked.get(), 2, "asked every STOP_EVERY lines, and no more after stop");
+        assert_eq!(newest_unless(&ring, &Filter::default(), 10, || false).map(|f| f.matched), Some(lines.len() as u64));
     }
 
     #[test]
@@ -359,6 +431,8 @@ mod tests {
             source: Some("mod_s2s".into()),
             since: None,
             pattern: Some(pattern("fail").expect("valid")),
+            not_sources: Vec::new(),
+            only_sources: None,
         };
         assert_eq!(filter.describe(), "level >= warn, source mod_s2s, matching /fail/");
         assert!(Filter::default().is_empty());

@@ -32,6 +32,7 @@
 //!    persisted sink's journal lives under this same lock (`persist`: no lock of its own).
 //! 10. `sink::Sink::successor` (per sink): leaf.
 //! 11. Leaves that guard one value each: `sink::Sink::outcomes`, `reports::REPORTS`,
+//!     `dumped::WAITING`,
 //!     `inspect::Pending`'s answer slot, `dump_ledger::LEDGER` (an unlink runs under it, nothing
 //!     else), `writer::FLIGHTS` (with the `LANDED` condition variable), `lua_traceback::DESK`
 //!     (with the `ANSWERED` condition variable; the requester it calls only sends a signal),
@@ -52,6 +53,7 @@ pub(crate) mod auto_dump;
 pub(crate) mod crash;
 pub(crate) mod dump_file;
 pub(crate) mod dump_ledger;
+pub(crate) mod dumped;
 pub(crate) mod forward;
 pub(crate) mod heartbeat;
 pub(crate) mod inspect;

@@ -259,6 +259,14 @@ pub(crate) fn thread_id() -> c_int {
     unsafe { libc::gettid() }
 }
 
+/// Gives the calling thread the lowest CPU priority (nice 19), so that on a busy machine
+/// Prosody's main thread runs first; best effort.
+pub(crate) fn lowest_priority_for_this_thread() {
+    // SAFETY: setpriority takes plain integers; on Linux PRIO_PROCESS with a thread id sets
+    // that one thread's nice value. A failure changes nothing.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, thread_id() as libc::id_t, 19) };
+}
+
 /// Sleeps for `pause` (async-signal-safe: nanosleep).
 pub(crate) fn pause_in_handler(pause: std::time::Duration) {
     let pause = libc::timespec { tv_sec: pause.as_secs() as libc::time_t, tv_nsec: pause.subsec_nanos().into() };

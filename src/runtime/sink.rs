@@ -422,13 +422,18 @@ impl Sink {
         self.outcomes.lock().clone()
     }
 
-    fn record_outcome(&self, path: &str, failure: Option<&DumpError>) {
+    /// Counts a dump's outcome, and queues it for the `ringbuffer/dumped` event (see `dumped`).
+    fn record_outcome(&self, path: &str, failure: Option<&DumpError>, reason: &str, lines: usize) {
+        let error = failure.map(|e| e.to_string());
         let mut outcomes = self.outcomes.lock();
         match failure {
             None => outcomes.done += 1,
             Some(_) => outcomes.failed += 1,
         }
-        outcomes.last = Some((path.to_string(), failure.map(|e| e.to_string())));
+        outcomes.last = Some((path.to_string(), error.clone()));
+        drop(outcomes);
+        let (path, reason) = (path.to_string(), reason.to_string());
+        super::dumped::push(super::dumped::Outcome { sink: self.address(), path, lines, reason, error });
     }
 
     /// The buffered lines, oldest first, without emptying the buffer.
@@ -528,7 +533,7 @@ impl Sink {
                 let why = format!("still waiting behind the forward before it; its lines went into dump {new_id}");
                 let failure = DumpError::Forward { target: path.clone(), id: older.id, error: io::Error::other(why) };
                 reports::push("warn", format!("{failure} ({})", older.reason));
-                self.record_outcome(&path, Some(&failure));
+                self.record_outcome(&path, Some(&failure), &older.reason, 0);
                 drop(flight);
             }
             return Ok(Dumped { path, lines, in_background });
@@ -539,7 +544,7 @@ impl Sink {
             Err(e) => {
                 self.dump_ended(&batch, false);
                 self.give_back(batch);
-                self.record_outcome(&path, Some(&e));
+                self.record_outcome(&path, Some(&e), reason, lines);
                 return Err(e);
             }
         };
@@ -639,7 +644,7 @@ impl Sink {
             None => dump_file::prepare_as(&path, framing, lines.text_bytes(), compress)
                 .and_then(|prepared| prepared.write(&lines)),
         };
-        self.record_outcome(&path, written.as_ref().err());
+        self.record_outcome(&path, written.as_ref().err(), reason, lines.lines());
         let count = lines.lines();
         if written.is_ok() {
             let done = if forwarder.is_some() { "Forwarded" } else { "Dumped" };
@@ -696,7 +701,7 @@ impl Sink {
                 let text = format!("Dumped {} buffered lines to {path} ({reason}){dropped}", batch.lines.lines());
                 reports::push("info", text);
                 self.dump_ended(&batch, true);
-                self.record_outcome(&path, None);
+                self.record_outcome(&path, None, reason, batch.lines.lines());
                 // keep_dumps (retention): delete this sink's older dump files.
                 if configured {
                     super::retention::after_dump(&self.options, &self.paths, &path);
@@ -705,8 +710,9 @@ impl Sink {
             Err(e) => {
                 report_failure(&e, reason);
                 self.dump_ended(&batch, false);
+                let lines = batch.lines.lines();
                 self.give_back(batch);
-                self.record_outcome(&path, Some(&e));
+                self.record_outcome(&path, Some(&e), reason, lines);
             }
         }
         drop(flight);
@@ -735,11 +741,11 @@ impl Sink {
                     format!("Forwarded {} buffered lines to {target} ({reason}); dump {id}", batch.lines.lines());
                 reports::push("info", text);
                 self.dump_ended(&batch, true);
-                self.record_outcome(&target, None);
+                self.record_outcome(&target, None, &reason, batch.lines.lines());
             }
             Err(error) => {
                 let failure = DumpError::Forward { target: target.clone(), id: framing.id.clone(), error };
-                self.record_outcome(&target, Some(&failure));
+                self.record_outcome(&target, Some(&failure), &reason, batch.lines.lines());
                 if writer::is_closing() {
                     reports::push("error", format!("{failure} ({reason}); writing the lines to the sink's file"));
                     let (path, compress) = self.target_of(None, count_for(None), framing.time);
