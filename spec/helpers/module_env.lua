@@ -69,13 +69,18 @@ local loggingmanager = require "core.loggingmanager";
 local configmanager = require "core.configmanager";
 env.logger = require "util.logger";
 
+-- The module's `prosody` global: its data path and global events (ringbuffer/dumped fires there).
+function env.prosody(data_dir)
+	return { paths = { data = data_dir }, events = require "util.events".new() };
+end
+
 -- Sets the global `log` option and loads the module; returns the module stand-in.
 function env.load(log_config, data_dir, module_object)
 	configmanager.set("*", "log", log_config);
 	loggingmanager.register_sink_type("ringbuffer", nil); -- forget any earlier test's maker
 	loggingmanager.reload_logging();
 	local m = module_object or env.new_module();
-	local sandbox = setmetatable({ module = m, prosody = { paths = { data = data_dir } } }, { __index = _G });
+	local sandbox = setmetatable({ module = m, prosody = env.prosody(data_dir) }, { __index = _G });
 	local chunk = assert(loadfile("lua/mod_log_ringbuffer.lua", "t", sandbox));
 	chunk();
 	m.env = sandbox;
