@@ -102,13 +102,14 @@ test-lua: deps build
 #    13.0.1's C modules);
 # 2. the per-line path forced onto the C API, on 13.0.1, for the specs whose path depends on it
 #    (the smoke set among them); those of what happens after a line is stored (forwarding,
-#    metrics, retention, dump files and shutdown, crashes, full disks) do not, and ran in pass 1;
+#    metrics, retention, dump files and shutdown, crashes, full disks, the ringbuffer/dumped
+#    event, the shell's batched and cancelled reads) do not, and ran in pass 1;
 # 3. on 0.11 (Lua 5.2): the smoke set (compat_spec: load, signal and event dumps, dump_on, a
 #    reload storm, the console reads, a real-traffic dump byte for byte as the upstream
 #    algorithm's, the build stamp) and module_spec (what the upstream README documents).
 E2E_EXCLUDE_API := --exclude-pattern=forward_spec --exclude-pattern=collectors_spec --exclude-pattern=metrics_spec --exclude-pattern=retention_spec \
 	--exclude-pattern=dump_path_spec --exclude-pattern=crash_spec --exclude-pattern=full_disk_spec \
-	--exclude-pattern=stall_spec
+	--exclude-pattern=stall_spec --exclude-pattern=dumped_event_spec --exclude-pattern=shell_reads_spec
 test-e2e: deps build
 	E2E_PROSODY="0.12 13-newest" LUA=$(LUA) scripts/run-e2e.sh
 	E2E_PROSODY="13" LOG_RINGBUFFER_STACK=api LUA=$(LUA) scripts/run-e2e.sh $(E2E_EXCLUDE_API)
