@@ -110,10 +110,12 @@ test-lua: deps build
 E2E_EXCLUDE_API := --exclude-pattern=forward_spec --exclude-pattern=collectors_spec --exclude-pattern=metrics_spec --exclude-pattern=retention_spec \
 	--exclude-pattern=dump_path_spec --exclude-pattern=crash_spec --exclude-pattern=full_disk_spec \
 	--exclude-pattern=stall_spec --exclude-pattern=dumped_event_spec --exclude-pattern=shell_reads_spec
+# Two lanes at once (scripts/in-parallel.sh, output lines prefixed [1] and [2]): 0.12 then 0.11,
+# and 13.0.7 then the C-API pass on 13.0.1. Each run has its own dir, ports and Prosody servers.
 test-e2e: deps build
-	E2E_PROSODY="0.12 13-newest" LUA=$(LUA) scripts/run-e2e.sh
-	E2E_PROSODY="13" LOG_RINGBUFFER_STACK=api LUA=$(LUA) scripts/run-e2e.sh $(E2E_EXCLUDE_API)
-	E2E_PROSODY="0.11" LUA=$(LUA) scripts/run-e2e.sh --pattern=compat_spec --pattern=module_spec
+	scripts/in-parallel.sh \
+		'E2E_PROSODY="0.12" LUA=$(LUA) scripts/run-e2e.sh && E2E_PROSODY="0.11" LUA=$(LUA) scripts/run-e2e.sh --pattern=compat_spec --pattern=module_spec' \
+		'E2E_PROSODY="13-newest" LUA=$(LUA) scripts/run-e2e.sh && E2E_PROSODY="13" LOG_RINGBUFFER_STACK=api LUA=$(LUA) scripts/run-e2e.sh $(E2E_EXCLUDE_API)'
 
 # The luarocks install, loaded by each Prosody version from the rocks tree. `luarocks make` builds
 # into target/ too, but exports CC=gcc to cargo: after a `make build` without CC set, cargo reruns
