@@ -33,6 +33,9 @@ pub(crate) struct Journal {
     /// The file could not grow (no space): the oldest block is reused even if the limit still
     /// keeps lines of it.
     stuck: bool,
+    /// The blocks of a journal that stays mapped in whole that have been mapped in once (by
+    /// block index): they stay mapped, and asking the kernel again costs a walk of their pages.
+    mapped_in: Vec<bool>,
 }
 
 /// Which lines dumps have written: advanced only when no dump that took lines earlier is still
@@ -223,6 +226,7 @@ impl Journal {
             forks: os::forks(),
             marks: Marks::default(),
             stuck: false,
+            mapped_in: Vec::new(),
         })
     }
 
@@ -262,6 +266,8 @@ impl Journal {
                         if let Some(done) = done {
                             self.map.release(done);
                         }
+                    } else if !self.first_mapping_in(started.start) {
+                        return;
                     }
                     // The new block's pages mapped in with one call, not one fault each.
                     return self.map.populate(started);
@@ -276,6 +282,16 @@ impl Journal {
                 }
             }
         }
+    }
+
+    /// Whether the block at `start` of a journal that stays mapped in whole is mapped in for the
+    /// first time (and notes that it now is).
+    fn first_mapping_in(&mut self, start: usize) -> bool {
+        let index = start.saturating_sub(HEADER) / BLOCK;
+        if self.mapped_in.len() <= index {
+            self.mapped_in.resize(index + 1, false);
+        }
+        !std::mem::replace(&mut self.mapped_in[index], true)
     }
 
     /// Adds an eighth (at least a block) to the file.
