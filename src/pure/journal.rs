@@ -125,12 +125,11 @@ pub(crate) fn as_ring_keeps(limit: Limit, line: &[u8], meta: Meta) -> (&[u8], Me
 /// bytes' 8-byte words go to streams 0, 1, 2 in turn, the seed's 8 bytes (little endian) first
 /// into stream 0 and the last bytes (less than 24) into stream 0 too; the result is stream 0's
 /// register run on by streams 1 and 2 (4 bytes each), inverted. Every bit counts: a change in
-/// one stream changes the result. The writer takes the fastest implementation the runtime found
-/// ([`Writer::new`]); all give the same value, so a file written on one machine is read on any
-/// other.
-pub(crate) type Checksum = fn(u64, &[u8]) -> u32;
-
-/// [`Checksum`] in portable code (tables, 8 bytes a step): for reading, and for writing on a CPU
+/// one stream changes the result. The writer computes it with the CPU's instruction where there
+/// is one ([`CopyChecksum`]); all implementations give the same value, so a file written on one
+/// machine is read on any other.
+///
+/// This is the portable code (tables, 8 bytes a step): for reading, and for writing on a CPU
 /// without a CRC32C instruction.
 pub(crate) fn checksum(seed: u64, bytes: &[u8]) -> u32 {
     let mut streams = [crc32c(!0, &seed.to_le_bytes()), !0, !0];
@@ -142,6 +141,18 @@ pub(crate) fn checksum(seed: u64, bytes: &[u8]) -> u32 {
     }
     let first = crc32c(streams[0], triples.remainder());
     !crc32c(crc32c(first, &streams[1].to_le_bytes()), &streams[2].to_le_bytes())
+}
+
+/// Copies a line into its record (`line` into `body`, of the same length) and returns the
+/// line's [`checksum`], in one pass where the CPU allows (the line is read once). The writer
+/// takes the fastest implementation the runtime found ([`Writer::new`]); all give the same value.
+pub(crate) type CopyChecksum = fn(u64, &[u8], &mut [u8]) -> u32;
+
+/// [`CopyChecksum`] in portable code: a copy, then [`checksum`].
+pub(crate) fn copy_checksum(seed: u64, line: &[u8], body: &mut [u8]) -> u32 {
+    let n = line.len().min(body.len());
+    body[..n].copy_from_slice(&line[..n]);
+    checksum(seed, &line[..n])
 }
 
 /// The reflected CRC32C polynomial.
@@ -419,8 +430,8 @@ pub(crate) struct Writer {
     next_block_seq: u64,
     /// The file cannot grow: reuse the oldest block whatever it holds.
     fixed: bool,
-    /// How records' checksums are computed (the runtime's fastest [`Checksum`]).
-    checksum: Checksum,
+    /// How lines are copied into records and checksummed (the runtime's fastest [`CopyChecksum`]).
+    copy_checksum: CopyChecksum,
 }
 
 /// The ring's bookkeeping per line (see `ring`), for counting bytes as the limit does.
@@ -428,8 +439,9 @@ pub(crate) const RING_HEAD: usize = 10;
 
 impl Writer {
     /// A writer for a file of `file_len` bytes just given a new header: its first line is
-    /// number 1. `checksum` computes records' checksums (any implementation of [`Checksum`]).
-    pub(crate) fn new(limit: Limit, file_len: usize, checksum: Checksum) -> Self {
+    /// number 1. `copy_checksum` copies lines into records and checksums them (any implementation
+    /// of [`CopyChecksum`]).
+    pub(crate) fn new(limit: Limit, file_len: usize, copy_checksum: CopyChecksum) -> Self {
         let blocks = file_len.saturating_sub(HEADER) / BLOCK;
         Writer {
             limit,
@@ -443,7 +455,7 @@ impl Writer {
             next_seq: 1,
             next_block_seq: 1,
             fixed: false,
-            checksum,
+            copy_checksum,
         }
     }
 
@@ -526,11 +538,10 @@ impl Writer {
         // the copy: fewer values to keep across the two calls.)
         head[8..12].copy_from_slice(&meta.time.to_le_bytes());
         head[12..14].copy_from_slice(&meta.source_at.to_le_bytes());
-        let sum = (self.checksum)(record_seed(self.next_seq, meta, line.len()), line);
+        let sum = (self.copy_checksum)(record_seed(self.next_seq, meta, line.len()), line, body);
         head[4..8].copy_from_slice(&sum.to_le_bytes());
         self.pos = end;
         self.next_seq += 1;
-        body.copy_from_slice(line);
         if let Some(terminator) = next.get_mut(..4) {
             terminator.copy_from_slice(&[0; 4]);
         }
@@ -605,7 +616,7 @@ mod tests {
         fn new(limit: Limit, len: usize) -> Self {
             let mut bytes = vec![0u8; len];
             write_header(&mut bytes, "main", limit, 1234);
-            File { bytes, writer: Writer::new(limit, len, checksum) }
+            File { bytes, writer: Writer::new(limit, len, copy_checksum) }
         }
 
         fn log(&mut self, line: &[u8], time: u32) {

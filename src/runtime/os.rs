@@ -563,66 +563,115 @@ pub(crate) fn count_forks() {
     });
 }
 
-/// The fastest implementation of the journal's record checksum (CRC32C, see
-/// `journal::Checksum`) this CPU offers: its CRC32C instruction (SSE 4.2) if it has one, else the
-/// portable tables. Both give the same value.
-pub(crate) fn journal_checksum() -> crate::pure::journal::Checksum {
+/// The fastest way this CPU offers to copy a line into its journal record and checksum it
+/// (CRC32C, see `journal::checksum`): its CRC32C instruction (SSE 4.2) in the same pass as the
+/// copy if it has one, else a copy and the portable tables. Both give the same value.
+pub(crate) fn journal_copy_checksum() -> crate::pure::journal::CopyChecksum {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("sse4.2") {
-        return checksum_sse42_detected;
+        return copy_checksum_sse42_detected;
     }
-    crate::pure::journal::checksum
+    crate::pure::journal::copy_checksum
 }
 
-/// [`checksum_sse42`], given out by [`journal_checksum`] only on a CPU that has SSE 4.2.
+/// [`copy_checksum_sse42`], given out by [`journal_copy_checksum`] only on a CPU that has SSE 4.2.
 #[cfg(target_arch = "x86_64")]
-fn checksum_sse42_detected(seed: u64, bytes: &[u8]) -> u32 {
-    // SAFETY: `journal_checksum` returns this function only when the CPU has SSE 4.2.
-    unsafe { checksum_sse42(seed, bytes) }
+fn copy_checksum_sse42_detected(seed: u64, line: &[u8], body: &mut [u8]) -> u32 {
+    if line.len() != body.len() {
+        return crate::pure::journal::copy_checksum(seed, line, body);
+    }
+    // SAFETY: `journal_copy_checksum` returns this function only when the CPU has SSE 4.2, and
+    // `line` and `body` were just found to be of the same length.
+    unsafe { copy_checksum_sse42(seed, line, body) }
 }
 
-/// `journal::checksum` with the CPU's CRC32C instruction: its three streams in step, 8 bytes an
-/// instruction.
+/// `journal::checksum` with the CPU's CRC32C instruction, three streams in step, 8 bytes an
+/// instruction, each word stored into `body` as it is read: the line is read once.
+///
+/// # Safety
+///
+/// The CPU must have SSE 4.2, and `body` must be as long as `line`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
-fn checksum_sse42(seed: u64, bytes: &[u8]) -> u32 {
-    use std::arch::x86_64::{_mm_crc32_u16, _mm_crc32_u32, _mm_crc32_u64, _mm_crc32_u8};
+unsafe fn copy_checksum_sse42(seed: u64, line: &[u8], body: &mut [u8]) -> u32 {
+    use std::arch::x86_64::{__m128i, _mm_crc32_u16, _mm_crc32_u32, _mm_crc32_u64, _mm_crc32_u8};
+    use std::arch::x86_64::{_mm_loadu_si128, _mm_storeu_si128};
+    let (from, to, n) = (line.as_ptr(), body.as_mut_ptr(), line.len());
+    // The 8-byte word at `at`.
+    let read = |at: usize| {
+        // SAFETY: every caller below has checked `at + 8 <= n`; an unaligned read is what this is.
+        u64::from_le(unsafe { from.add(at).cast::<u64>().read_unaligned() })
+    };
+    // Moves the 16 bytes at `at`.
+    let copy16 = |at: usize| {
+        // SAFETY: every caller below has checked `at + 16 <= n`, and `body` is `n` bytes long too
+        // (this function's contract); these are the unaligned forms.
+        unsafe { _mm_storeu_si128(to.add(at).cast::<__m128i>(), _mm_loadu_si128(from.add(at).cast::<__m128i>())) }
+    };
+    // Moves the 8-byte word at `at` and returns it.
+    let word = |at: usize| {
+        // SAFETY: every caller below has checked `at + 8 <= n`, and `body` is `n` bytes long too.
+        unsafe { to.add(at).cast::<u64>().write_unaligned(from.add(at).cast::<u64>().read_unaligned()) };
+        read(at)
+    };
     let all_ones = u64::from(u32::MAX);
     let (mut s0, mut s1, mut s2) = (_mm_crc32_u64(all_ones, seed), all_ones, all_ones);
-    // The word at `at` of a chunk of fixed size (no bounds check left).
-    fn word<const N: usize>(chunk: &[u8; N], at: usize) -> u64 {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&chunk[at..at + 8]);
-        u64::from_le_bytes(w)
+    // Two triples a step while there are (copied 16 bytes a move), then one; then the last
+    // words and bytes to stream 0.
+    let mut at = 0;
+    while at + 48 <= n {
+        copy16(at);
+        copy16(at + 16);
+        copy16(at + 32);
+        s0 = _mm_crc32_u64(_mm_crc32_u64(s0, read(at)), read(at + 24));
+        s1 = _mm_crc32_u64(_mm_crc32_u64(s1, read(at + 8)), read(at + 32));
+        s2 = _mm_crc32_u64(_mm_crc32_u64(s2, read(at + 16)), read(at + 40));
+        at += 48;
     }
-    // Two triples a step while there are, then one; then the last words and bytes to stream 0.
-    let mut rest = bytes;
-    while let Some((six, after)) = rest.split_first_chunk::<48>() {
-        s0 = _mm_crc32_u64(_mm_crc32_u64(s0, word(six, 0)), word(six, 24));
-        s1 = _mm_crc32_u64(_mm_crc32_u64(s1, word(six, 8)), word(six, 32));
-        s2 = _mm_crc32_u64(_mm_crc32_u64(s2, word(six, 16)), word(six, 40));
-        rest = after;
+    if at + 24 <= n {
+        s0 = _mm_crc32_u64(s0, word(at));
+        s1 = _mm_crc32_u64(s1, word(at + 8));
+        s2 = _mm_crc32_u64(s2, word(at + 16));
+        at += 24;
     }
-    if let Some((three, after)) = rest.split_first_chunk::<24>() {
-        s0 = _mm_crc32_u64(s0, word(three, 0));
-        s1 = _mm_crc32_u64(s1, word(three, 8));
-        s2 = _mm_crc32_u64(s2, word(three, 16));
-        rest = after;
+    // Less than 24 bytes left: two words at most, then 4, 2 and 1 bytes. Written out rather
+    // than looped, or the compiler turns the moves into calls of memcpy.
+    if at + 8 <= n {
+        s0 = _mm_crc32_u64(s0, word(at));
+        at += 8;
     }
-    while let Some((w, after)) = rest.split_first_chunk::<8>() {
-        s0 = _mm_crc32_u64(s0, u64::from_le_bytes(*w));
-        rest = after;
+    if at + 8 <= n {
+        s0 = _mm_crc32_u64(s0, word(at));
+        at += 8;
     }
     let mut crc = s0 as u32;
-    if let Some((w, after)) = rest.split_first_chunk::<4>() {
-        crc = _mm_crc32_u32(crc, u32::from_le_bytes(*w));
-        rest = after;
+    if at + 4 <= n {
+        // SAFETY: `at + 4 <= n`, and `body` is `n` bytes long too.
+        let w = unsafe {
+            let w = from.add(at).cast::<u32>().read_unaligned();
+            to.add(at).cast::<u32>().write_unaligned(w);
+            u32::from_le(w)
+        };
+        crc = _mm_crc32_u32(crc, w);
+        at += 4;
     }
-    if let Some((w, after)) = rest.split_first_chunk::<2>() {
-        crc = _mm_crc32_u16(crc, u16::from_le_bytes(*w));
-        rest = after;
+    if at + 2 <= n {
+        // SAFETY: `at + 2 <= n`, and `body` is `n` bytes long too.
+        let w = unsafe {
+            let w = from.add(at).cast::<u16>().read_unaligned();
+            to.add(at).cast::<u16>().write_unaligned(w);
+            u16::from_le(w)
+        };
+        crc = _mm_crc32_u16(crc, w);
+        at += 2;
     }
-    if let Some(&b) = rest.first() {
+    if at < n {
+        // SAFETY: `at < n`, and `body` is `n` bytes long too.
+        let b = unsafe {
+            let b = from.add(at).read();
+            to.add(at).write(b);
+            b
+        };
         crc = _mm_crc32_u8(crc, b);
     }
     !_mm_crc32_u32(_mm_crc32_u32(crc, s1 as u32), s2 as u32)
@@ -633,16 +682,18 @@ mod checksum_tests {
     use super::*;
 
     #[test]
-    fn the_cpus_checksum_is_the_portable_one() {
-        let chosen = journal_checksum();
+    fn the_cpus_copy_and_checksum_are_the_portable_ones() {
+        let chosen = journal_copy_checksum();
         let bytes: Vec<u8> = (0..700u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         for len in 0..bytes.len() {
             let seed = u64::from(len as u32).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let mut body = vec![0u8; len];
             assert_eq!(
-                chosen(seed, &bytes[..len]),
+                chosen(seed, &bytes[..len], &mut body),
                 crate::pure::journal::checksum(seed, &bytes[..len]),
                 "length {len}"
             );
+            assert_eq!(body, &bytes[..len], "length {len}");
         }
     }
 }

@@ -221,7 +221,7 @@ impl Journal {
         Ok(Journal {
             file,
             map,
-            writer: Writer::new(limit, len, os::journal_checksum()),
+            writer: Writer::new(limit, len, os::journal_copy_checksum()),
             path,
             forks: os::forks(),
             marks: Marks::default(),
