@@ -480,6 +480,12 @@ impl Writer {
         self.fixed = true;
     }
 
+    /// The sink's limit changed (a logging reload kept the file): blocks are kept and reused by
+    /// the new one from now on.
+    pub(crate) fn set_limit(&mut self, limit: Limit) {
+        self.limit = limit;
+    }
+
     /// The file grew to `file_len` bytes: new blocks to use.
     pub(crate) fn grown(&mut self, file_len: usize) {
         let blocks = file_len.saturating_sub(HEADER) / BLOCK;

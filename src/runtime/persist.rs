@@ -312,6 +312,13 @@ impl Journal {
         Ok(())
     }
 
+    /// The sink that owns it now has `limit` (a logging reload with another `size` or `lines`):
+    /// the file keeps what that limit keeps from now on, growing if it must. (The header keeps
+    /// the first limit: a recovery uses the limit of the sink that opens the file.)
+    pub(crate) fn set_limit(&mut self, limit: Limit) {
+        self.writer.set_limit(limit);
+    }
+
     /// A dump took every line stored so far: the mark to give [`Journal::dump_ended`].
     pub(crate) fn dump_took(&mut self) -> u64 {
         if self.marks.outstanding == 0 {
@@ -390,6 +397,24 @@ mod tests {
         assert_eq!(texts(&recovery.lines), ["10\n", "11\n"], "dumped lines are not recovered again");
         assert_eq!(recovery.pid, std::process::id());
         assert!(open(Path::new(&dir.path()), "8", Limit::Lines(3)).recovery.is_none(), "another sink's file");
+    }
+
+    #[test]
+    fn a_journal_given_a_larger_limit_keeps_what_the_new_limit_keeps() {
+        let dir = TestDir::new("persist-new-limit");
+        let line = |i: usize| format!("{i:0>999}\n").into_bytes();
+        let mut journal = open(Path::new(&dir.path()), "n", Limit::Lines(10)).journal.expect("a journal");
+        for i in 0..300 {
+            journal.append(&line(i), Meta::default());
+        }
+        journal.set_limit(Limit::Lines(200)); // a reload with `lines = 200`
+        for i in 300..600 {
+            journal.append(&line(i), Meta::default());
+        }
+        drop(journal);
+        let recovery = open(Path::new(&dir.path()), "n", Limit::Lines(200)).recovery.expect("recovered");
+        let wanted: Vec<Vec<u8>> = (400..600).map(line).collect();
+        assert_eq!(recovery.lines.iter().map(|l| l.to_vec()).collect::<Vec<_>>(), wanted);
     }
 
     #[test]

@@ -288,7 +288,8 @@ impl Sink {
             Some(journal) if journal.path() == wanted => r.journal.take(),
             _ => None,
         });
-        if let Some(taken) = taken {
+        if let Some(mut taken) = taken {
+            taken.set_limit(self.options.limit);
             self.recorder.with_lock(|r| r.journal = Some(taken));
         }
     }
