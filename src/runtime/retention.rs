@@ -103,7 +103,11 @@ fn prune_aged(options: &SinkOptions, paths: &[(String, String)]) {
         "" => Path::new("."),
         dir => Path::new(dir),
     };
-    report(prune_in(&pattern, dir, None, rules), &rules, &pattern.dir);
+    match prune_in(&pattern, dir, None, rules) {
+        // No folder yet: no dump was made into it, nothing to delete.
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        outcome => report(outcome, &rules, &pattern.dir),
+    }
 }
 
 /// Reports a pass's outcome for Prosody's log.
@@ -417,8 +421,12 @@ mod tests {
         assert!(!prune_aged_later(&sink_with(&dir, "{paths.data}/h-{count}.log", &[])));
         let shared = sink_with(&dir, "{paths.data}/h.log", &[("keep_dumps_for", OptValue::Int(60))]);
         assert!(!prune_aged_later(&shared));
-        // A folder that is gone: reported.
+        // A folder not made yet: nothing to do. A file in its place: reported.
         let gone = sink_with(&dir, "{paths.data}/gone/h-{count}.log", &[("keep_dumps_for", OptValue::Int(60))]);
+        assert!(prune_aged_later(&gone));
+        assert!(writer::wait_idle(Duration::from_secs(20)));
+        assert_eq!(reports_about(&dir).len(), 0);
+        fs::write(dir.file("gone"), "a file").expect("write");
         assert!(prune_aged_later(&gone));
         assert!(writer::wait_idle(Duration::from_secs(20)));
         let reports = reports_about(&dir);
