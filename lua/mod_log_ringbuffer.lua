@@ -542,15 +542,18 @@ local function sink_name(name)
 end
 
 -- `filter`, as Prosody's own file sink has it: a function given each line's message, formatted
--- the way that sink formats it (util.format), that returns the text to keep, or nil or false to
+-- the way that sink formats it (util.format's result, made natively), that returns the text to keep, or nil or false to
 -- leave the line out of this sink (it is not stored, counted or seen by dump_on). A sink
 -- without one is the native function itself and pays nothing. The filter runs in a coroutine
 -- of its own, so that one that yields cannot suspend the code that logged: a yield, an error
 -- or a value that is no string (a number is taken as its text) keeps the line unfiltered, and
 -- is logged at most once a minute per sink. A line logged while the sink's filter runs (by the
--- filter itself, or that report) is stored as it is, without the filter: no recursion.
+-- filter itself, or that report) is stored as it is, without the filter: no recursion. A call
+-- util.format cannot format (a `__tostring` that raises) is stored as the sink stores it.
 local filter_report_interval = 60;
 local clock = time.monotonic or time.now;
+-- util.format's result, formatted natively (util.format itself for what only Lua can answer).
+local format_message = native.message_formatter(format, tostring);
 
 -- How an option's value reads in a config error (as the native side shows them).
 local function shown_value(value)
@@ -593,7 +596,12 @@ local function filtered_sink(native_sink, filter, sink_label)
 			return native_sink(source, level, message, ...);
 		end
 		busy = true;
-		local text = format(message, ...);
+		local text = format_message(message, ...);
+		if text == nil then -- util.format cannot format it (see filter_format.rs): as without filter
+			native_sink(source, level, message, ...);
+			busy = false;
+			return;
+		end
 		runner = runner or new_runner();
 		local ok, mark, result = coroutine.resume(runner, text);
 		local problem;

@@ -85,9 +85,13 @@ describe("filter", function ()
 		log("debug", "control \1\27 and \n\tnewline, bad utf-8 \255, %s", "100%");
 		log("debug", "a stanza: %s, %d, %s", stanza, 2.5, nil);
 		log("debug", "missing %s %s", "one");
+		log("debug", "%q, %5.2f, %x, %d, %s", "quoted\n", math.pi, 255, {}, setmetatable({}, { __tostring = function () return "T"; end }));
+		log("debug", "raising %s", setmetatable({}, { __tostring = function () error("no text"); end }));
+		log("debug", 42);
+		log("debug", "%s", ("long "):rep(2000));
 		m:fire("spec/dump");
 		local plain, filtered = dumped(dir .. "/d.log"), dumped(dir .. "/f.log");
-		assert.equal(3, #plain);
+		assert.equal(7, #plain);
 		assert.same(plain, filtered);
 	end);
 

@@ -402,6 +402,7 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 pub fn exports(lua: &Lua) -> Result<Table> {
     let module = lua.create_table()?;
     module.set("new_sink", lua.create_function(new_sink)?)?;
+    module.set("message_formatter", lua.create_function(super::filter_format::message_formatter)?)?;
     module.set("take_reports", lua.create_function(take_reports)?)?;
     module.set("take_dumped", lua.create_function(super::dumped::take)?)?;
     module.set("shut_down", lua.create_function(shut_down)?)?;

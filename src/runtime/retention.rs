@@ -22,8 +22,8 @@ use std::time::{Duration, SystemTime};
 use super::sink::Sink;
 use super::writer::{self, DumpOrigin, Lane};
 use super::{dump_ledger, reports};
-use crate::pure::duration;
 use crate::pure::dump_names::{self, NamePattern, Shape};
+use crate::pure::duration;
 use crate::pure::options::{SinkOptions, Target};
 
 /// What deletes a sink's dump files.
@@ -348,7 +348,8 @@ mod tests {
         left.sort_by(|a, b| dump_names::natural_cmp(a, b));
         assert_eq!(names(&dir), left);
         // With keep_dumps too: each rule deletes what it says, each file once.
-        let rules = Rules { keep: Some(3), keep_for: Some(Duration::from_secs(hour / 2)), now: Some(SystemTime::now()) };
+        let rules =
+            Rules { keep: Some(3), keep_for: Some(Duration::from_secs(hour / 2)), now: Some(SystemTime::now()) };
         let pruned = prune(&pattern(&template), &dir.file("d-7-9.log"), rules).expect("prune");
         assert_eq!(pruned.deleted, [dir.file("d-7-3.log")]);
         assert_eq!(pruned.aged, [dir.file("d-7-4.log")]);
@@ -358,10 +359,8 @@ mod tests {
     /// Sets a symlink's own modification time far in the past (it must be left alone whatever
     /// its age).
     fn filetime_of_symlink_is_old(path: &str) {
-        let status = std::process::Command::new("touch")
-            .args(["-h", "-d", "2000-01-01", path])
-            .status()
-            .expect("touch");
+        let status =
+            std::process::Command::new("touch").args(["-h", "-d", "2000-01-01", path]).status().expect("touch");
         assert!(status.success());
     }
 
@@ -445,11 +444,15 @@ mod tests {
         let path = sink.dump(DumpOrigin::LuaThread, "test").expect("dump").path;
         wait_until("the dump and its pass", || sink.outcomes().done == 1 && names(&dir).len() == 2);
         assert!(writer::wait_idle(Duration::from_secs(20)));
-        let mut expected = vec!["a-101.log".to_string(), Path::new(&path).file_name().expect("name").to_string_lossy().into()];
+        let mut expected =
+            vec!["a-101.log".to_string(), Path::new(&path).file_name().expect("name").to_string_lossy().into()];
         expected.sort_by(|a, b| dump_names::natural_cmp(a, b));
         assert_eq!(names(&dir), expected);
         let reports = reports_about(&dir);
-        assert!(reports.iter().any(|r| r.text.starts_with("Deleted 1 dump file(s) older than keep_dumps_for = 1h: ")), "{reports:?}");
+        assert!(
+            reports.iter().any(|r| r.text.starts_with("Deleted 1 dump file(s) older than keep_dumps_for = 1h: ")),
+            "{reports:?}"
+        );
     }
 
     #[test]
