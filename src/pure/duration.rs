@@ -40,7 +40,7 @@ pub(crate) fn shown(d: Duration) -> String {
         return format!("{}s", d.as_secs_f64());
     }
     for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if seconds % size == 0 {
+        if seconds.is_multiple_of(size) {
             return format!("{}{unit}", seconds / size);
         }
     }
