@@ -124,3 +124,56 @@ pub(crate) fn message_formatter(lua: &Lua, (util_format, tostring): (Function, F
         Ok(formatted.unwrap_or(Value::Nil))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The formatter, with a stand-in `util.format` that marks what it formatted.
+    fn formatter(lua: &Lua) -> Function {
+        let util_format: Function = lua
+            .load(r#"return function (fmt, ...) return "<" .. string.format(fmt, ...) .. ">" end"#)
+            .eval()
+            .expect("stand-in");
+        let tostring: Function = lua.globals().get("tostring").expect("tostring");
+        message_formatter(lua, (util_format, tostring)).expect("formatter")
+    }
+
+    fn run(lua: &Lua, code: &str) -> Value {
+        let f = formatter(lua);
+        lua.globals().set("format_message", f).expect("set");
+        lua.load(code).eval().expect("run")
+    }
+
+    #[test]
+    fn formats_natively_and_asks_lua_for_the_rest() {
+        let lua = Lua::new();
+        let text = |code: &str| match run(&lua, code) {
+            Value::String(s) => s.to_string_lossy(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(text(r#"return format_message("a %s %d %s", "b", 3, nil)"#), "a b 3 (nil)");
+        assert_eq!(text(r#"return format_message("extra", 1, true)"#), "extra [1] [true]");
+        let tostring = r#"return format_message("%s", setmetatable({}, { __tostring = function () return "T" end }))"#;
+        assert_eq!(text(tostring), "T");
+        // %q is Lua's: the stand-in marks it.
+        assert_eq!(text(r#"return format_message("%q", "x")"#), "<\"x\">");
+        // Not a string: util.format whole; util.format raising (string.format of a table): nil.
+        assert_eq!(text(r#"return format_message(42)"#), "<42>");
+        assert_eq!(text(r#"return format_message({})"#), "Nil");
+    }
+
+    #[test]
+    fn a_tostring_that_formats_again_gets_buffers_of_its_own() {
+        let lua = Lua::new();
+        let code = r#"
+            local inner = setmetatable({}, { __tostring = function () return format_message("in %s %d", "x", 1) end })
+            local first = format_message("out %s", inner)
+            return first .. "|" .. format_message("again %s", "y")
+        "#;
+        match run(&lua, code) {
+            Value::String(s) => assert_eq!(s.to_string_lossy(), "out in x 1|again y"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
