@@ -542,9 +542,9 @@ local function sink_name(name)
 end
 
 -- `filter`, as Prosody's own file sink has it: a function given each line's message, formatted
--- the way that sink formats it (util.format's result, made natively), that returns the text to keep, or nil or false to
--- leave the line out of this sink (it is not stored, counted or seen by dump_on). A sink
--- without one is the native function itself and pays nothing. The filter runs in a coroutine
+-- the way that sink formats it (util.format's result, made natively), that returns the text to
+-- keep, or nil or false to leave the line out of this sink (it is not stored, counted or seen
+-- by dump_on). A sink without one is the native function itself and pays nothing. The filter runs in a coroutine
 -- of its own, so that one that yields cannot suspend the code that logged: a yield, an error
 -- or a value that is no string (a number is taken as its text) keeps the line unfiltered, and
 -- is logged at most once a minute per sink. A line logged while the sink's filter runs (by the
@@ -618,7 +618,8 @@ local function filtered_sink(native_sink, filter, sink_label)
 			problem = ("returned a %s (expected a string, or nil to leave the line out)"):format(type(result));
 		end
 		native_sink(source, level, "%s", problem and text or result);
-		if problem then report(problem); end
+		-- Another sink that raises must not leave this one busy (its filter would stay off).
+		if problem then pcall(report, problem); end
 		busy = false;
 	end
 end
