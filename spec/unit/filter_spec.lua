@@ -150,6 +150,31 @@ describe("filter", function ()
 		}, dumped(dir .. "/d.log"));
 	end);
 
+	it("stays on when another sink raises on its error report", function ()
+		-- Prosody's file sink raises on every line its filter leaves out (it writes the nil).
+		local m = load({
+			sink({ filter = function (message)
+				if message == "bad" then error("bad line", 0); end
+				return "f " .. message;
+			end }),
+			{ to = "file", levels = { "error" }, filename = dir .. "/err.log", filter = function () return nil; end },
+		}, dir);
+		local module_log = env.logger.init("mod_log_ringbuffer");
+		local record = m.log;
+		function m:log(level, fmt, ...)
+			record(self, level, fmt, ...);
+			module_log(level, fmt, ...);
+		end
+		log("debug", "bad");
+		log("debug", "good");
+		m:fire("spec/dump");
+		assert.same({ "The filter of ringbuffer sink #1 failed: bad line: the line was kept unfiltered" }, m:messages("error"));
+		-- (The report reaches this sink too if it comes before the file sink, which raises.)
+		local lines = dumped(dir .. "/d.log");
+		assert.equal("spec\tdebug\tbad", lines[1]);
+		assert.equal("spec\tdebug\tf good", lines[#lines]);
+	end);
+
 	it("never lets a filter that yields suspend the code that logged", function ()
 		local m = load({ sink({ filter = function (message)
 			if message:find("yield", 1, true) then coroutine.yield("from the filter"); end
