@@ -644,6 +644,31 @@ mod tests {
     }
 
     #[test]
+    fn keep_dumps_for_on_a_read_only_filesystem_is_reported_and_deletes_nothing() {
+        let dir = TestDir::tmpfs("retention-aged-ro", 1024 * 1024);
+        let options = [("keep_dumps_for", OptValue::Str("1h".into())), ("keep_dumps", OptValue::Int(1))];
+        let sink = sink_with(&dir, "{paths.data}/d-{count}.log", &options);
+        file(&dir, "d-1.log", 7200);
+        file(&dir, "d-2.log", 0);
+        dir.read_only(true);
+        assert!(prune_aged_later(&sink));
+        assert!(writer::wait_idle(Duration::from_secs(20)));
+        assert_eq!(names(&dir), ["d-1.log", "d-2.log"]);
+        let reports = reports_about(&dir);
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        let expected = format!("Unable to delete old dump file: {}: ", dir.file("d-1.log"));
+        assert!(reports[0].level == "warn" && reports[0].text.starts_with(&expected), "{:?}", reports[0]);
+        dir.read_only(false);
+        // Unlistable with both rules: the message names both.
+        fs::remove_dir_all(dir.file("sub")).ok();
+        let paths = [("data".to_string(), dir.file("sub"))];
+        after_dump(&sink.options, &paths, &dir.file("sub/d-3.log"));
+        let reports = reports_about(&dir);
+        let expected = format!("Unable to list dump folder for keep_dumps and keep_dumps_for: {}: ", dir.file("sub"));
+        assert!(reports.len() == 1 && reports[0].text.starts_with(&expected), "{reports:?}");
+    }
+
+    #[test]
     fn a_folder_that_cannot_be_listed_is_reported() {
         let dir = TestDir::new("retention-unlisted");
         let paths = [("data".to_string(), dir.file("gone"))];
