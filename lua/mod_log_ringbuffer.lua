@@ -272,6 +272,12 @@ local function start_heartbeat()
 	end
 end
 
+-- keep_dumps_for: besides after each dump, once an hour (first on the turn after a sink with
+-- it starts) each such sink deletes its dump files older than the span; the listing and the
+-- deleting run on a native thread (see runtime::retention), whose report is polled for.
+local age_timer;
+local start_age_timer; -- once settle() is known
+
 local function dump(record, reason, to)
 	local ok, result, lines = record.handle:dump(reason, to);
 	if not ok then
@@ -313,6 +319,9 @@ local function arm(record)
 	end
 	if record.handle:wants_heartbeat() then
 		start_heartbeat();
+	end
+	if record.handle:keeps_dumps_for() then
+		start_age_timer();
 	end
 end
 
@@ -469,6 +478,26 @@ end
 
 module:hook_global("logging-reloaded", settle);
 
+local keep_dumps_for_interval = 3600;
+local function prune_aged()
+	settle();
+	local any = false;
+	for _, record in ipairs(live) do
+		if record.handle:keeps_dumps_for() then
+			any = true;
+			if record.handle:prune_aged_dumps() then watch_reports(); end
+		end
+	end
+	if any then return keep_dumps_for_interval; end
+	age_timer = nil;
+end
+
+function start_age_timer()
+	if not age_timer then
+		age_timer = module:add_timer(0, prune_aged);
+	end
+end
+
 -- Whether `levels` is exactly what `level = min_level` gives.
 local function is_min_only(levels, min_level)
 	if type(levels) ~= "table" or levels.min ~= min_level then return false; end
@@ -512,6 +541,89 @@ local function sink_name(name)
 	return name;
 end
 
+-- `filter`, as Prosody's own file sink has it: a function given each line's message, formatted
+-- the way that sink formats it (util.format's result, made natively), that returns the text to
+-- keep, or nil or false to leave the line out of this sink (it is not stored, counted or seen
+-- by dump_on). A sink without one is the native function itself and pays nothing. The filter runs in a coroutine
+-- of its own, so that one that yields cannot suspend the code that logged: a yield, an error
+-- or a value that is no string (a number is taken as its text) keeps the line unfiltered, and
+-- is logged at most once a minute per sink. A line logged while the sink's filter runs (by the
+-- filter itself, or that report) is stored as it is, without the filter: no recursion. A call
+-- util.format cannot format (a `__tostring` that raises) is stored as the sink stores it.
+local filter_report_interval = 60;
+local clock = time.monotonic or time.now;
+-- util.format's result, formatted natively (util.format itself for what only Lua can answer).
+local format_message = native.message_formatter(format, tostring);
+
+-- How an option's value reads in a config error (as the native side shows them).
+local function shown_value(value)
+	if type(value) == "string" then return ("%q"):format(value); end
+	if type(value) == "number" or type(value) == "boolean" then return tostring(value); end
+	return "a " .. type(value);
+end
+
+local function sink_filter(filter)
+	if filter == nil or type(filter) == "function" then return filter; end
+	module:log("error", "ringbuffer sink: Invalid value for option 'filter': %s; expected a function "
+		.. "(message) -> message or nil; capturing lines unfiltered", shown_value(filter));
+	return nil;
+end
+
+local function filtered_sink(native_sink, filter, sink_label)
+	local busy = false;
+	local finished = {}; -- marks the runner's own yields
+	local runner;
+	local function new_runner()
+		return coroutine.create(function (text)
+			while true do
+				text = coroutine.yield(finished, filter(text));
+			end
+		end);
+	end
+	local reported_at, unreported = nil, 0;
+	local function report(problem)
+		local now = clock();
+		if reported_at and now - reported_at < filter_report_interval then
+			unreported = unreported + 1;
+			return;
+		end
+		local more = unreported > 0 and ("; %d more such lines since the last report"):format(unreported) or "";
+		reported_at, unreported = now, 0;
+		module:log("error", "The filter of ringbuffer sink %s %s: the line was kept unfiltered%s", sink_label, problem, more);
+	end
+	return function (source, level, message, ...)
+		if busy then
+			return native_sink(source, level, message, ...);
+		end
+		busy = true;
+		local text = format_message(message, ...);
+		if text == nil then -- util.format cannot format it (see filter_format.rs): as without filter
+			native_sink(source, level, message, ...);
+			busy = false;
+			return;
+		end
+		runner = runner or new_runner();
+		local ok, mark, result = coroutine.resume(runner, text);
+		local problem;
+		if not ok then
+			runner, problem = nil, "failed: " .. tostring(mark);
+		elseif mark ~= finished then
+			runner, problem = nil, "yielded (a filter must return at once)";
+		elseif result == nil or result == false then
+			busy = false;
+			return;
+		elseif type(result) == "number" then
+			result = tostring(result);
+		elseif type(result) ~= "string" then
+			problem = ("returned a %s (expected a string, or nil to leave the line out)"):format(type(result));
+		end
+		native_sink(source, level, "%s", problem and text or result);
+		-- Another sink that raises must not leave this one busy (its filter would stay off).
+		if problem then pcall(report, problem); end
+		busy = false;
+	end
+end
+
 local function ringbuffer_sink_maker(sink_config)
 	if pass and logger_was_reset() then
 		finish_pass(); -- a new reload began before the last one was settled
@@ -541,6 +653,10 @@ local function ringbuffer_sink_maker(sink_config)
 	pass.taken[record] = true;
 	if not journals_open(pass.previous) then
 		open_journal(record, #pass.claimed);
+	end
+	local filter = sink_filter(sink_config.filter);
+	if filter then
+		return filtered_sink(record.sink, filter, record.name or ("#" .. #pass.claimed));
 	end
 	return record.sink;
 end

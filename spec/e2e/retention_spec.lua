@@ -1,6 +1,8 @@
 -- End to end: bounded disk use in real Prosody 0.12 and 13: `keep_dumps` keeps the newest N
--- files a sink's template made and touches nothing else; `compress` writes gzip/zstd dumps that
--- the real `gzip` and `zstd` commands decompress to exactly the plain dump's bytes.
+-- files a sink's template made and touches nothing else; `keep_dumps_for` deletes the ones older
+-- than a span; `compress` writes gzip/zstd dumps that the real `gzip` and `zstd` commands
+-- decompress to exactly the plain dump's bytes. And what is kept at all: `filter`, Prosody's
+-- own sink option, drops and rewrites lines.
 local prosody = require "spec.helpers.prosody";
 local dumps = require "spec.helpers.dumps";
 
@@ -124,6 +126,119 @@ for _, version in ipairs(prosody.versions()) do
 				table.sort(seen);
 				assert.same({ 2, 3 }, seen);
 				assert.equal("foreign\n", prosody.read(dir .. "/gz-x.log.gz"));
+			end);
+		end);
+
+		describe("filter and keep_dumps_for", function ()
+			-- The filters are written as in a real config file: globals taken once, at load (13
+			-- reaches Lua's through `Lua`), and strings' own methods.
+			local server;
+			setup(function ()
+				server = prosody.start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", name = "filtered", event = "e2e/filter", timestamps = false, filename = "$DATA/filter.log",
+		filter = (function ()
+			local inner = (Lua or _G).require("util.logger").init("inner");
+			return function (message)
+				if message:find("drop-me", 1, true) then return nil; end
+				if message:find("break-me", 1, true) then return message:no_such_method(); end
+				if message:find("log-me", 1, true) then inner("debug", "while filtering <%s>", message); end
+				return (message:gsub("secret%-%w+", "[hidden]"));
+			end;
+		end)() };
+	{ to = "ringbuffer", name = "yielding", event = "e2e/filter", timestamps = false, filename = "$DATA/yield.log",
+		filter = (function ()
+			local yield = (Lua or _G).coroutine.yield;
+			return function (message)
+				if message == "yield-me" then yield("from the filter"); end
+				return "ok " .. message;
+			end;
+		end)() };
+	{ to = "ringbuffer", name = "aged", keep_dumps_for = "1h", event = "e2e/aged", timestamps = false,
+		filename_template = "{paths.data}/aged/aged-{pid}-{count}.log" };
+	{ to = "ringbuffer", name = "other", event = "e2e/aged", timestamps = false,
+		filename_template = "{paths.data}/aged/other-{pid}-{count}.log" };
+}]]);
+			end);
+			teardown(function () if server then server:cleanup(); end end);
+
+			it("drops and rewrites lines, keeps a failing one unfiltered and says so once; one that logs is safe", function ()
+				local commands = { "log debug keep-me", "log debug drop-me please", "log info a secret-XYZ here" };
+				for i = 1, 20 do table.insert(commands, "log debug break-me " .. i); end
+				table.insert(commands, "log debug log-me");
+				table.insert(commands, "log info all-logged");
+				server:command(table.unpack(commands));
+				server:wait_for_log("all-logged");
+				server:command("fire e2e/filter");
+				local lines = dumps.wait_for(server, "filter.log", 1) and dumps.parse(server:file("filter.log"))[1];
+				local text = table.concat(lines, "\n");
+				assert.truthy(text:find("mod_e2e_control\tdebug\tkeep-me", 1, true), text);
+				assert.falsy(text:find("drop-me", 1, true), text);
+				assert.truthy(text:find("\tinfo\ta [hidden] here", 1, true), text);
+				assert.falsy(text:find("secret-XYZ", 1, true), text);
+				assert.equal(20, dumps.count_matching(lines, "\tdebug\tbreak%-me %d+$"));
+				-- The filter's own line, unfiltered, before the line it was filtering.
+				local inner_at = text:find("inner\tdebug\twhile filtering <log-me>", 1, true);
+				assert.truthy(inner_at and inner_at < text:find("\tdebug\tlog-me", 1, true), text);
+				-- One report for 20 failures (a minute apart at most), in the sink itself too,
+				-- unfiltered; the file sink has it once.
+				local report = "The filter of ringbuffer sink filtered failed: "
+				local _, in_log = server:log():gsub(report:gsub("%p", "%%%0"), "");
+				assert.equal(1, in_log, server:log());
+				assert.equal(1, dumps.count_matching(lines, "\terror\t" .. report:gsub("%p", "%%%0")
+					.. ".*no_such_method.*: the line was kept unfiltered$"));
+			end);
+
+			it("keeps the line of a filter that yields in a coroutine unfiltered, and the code that logged goes on", function ()
+				server:command("log_async debug yield-me", "log debug plain");
+				server:wait_for_log("The filter of ringbuffer sink yielding yielded (a filter must return at once): "
+					.. "the line was kept unfiltered");
+				server:command("log info yield-logged");
+				server:wait_for_log("yield-logged");
+				server:command("fire e2e/filter");
+				-- Its second dump (the first test's event dumped it too).
+				local lines = dumps.wait_for(server, "yield.log", 2) and dumps.parse(server:file("yield.log"))[2];
+				local text = table.concat(lines, "\n") .. "\n";
+				local yielded = text:find("\tdebug\tyield-me\n", 1, true);
+				local continued = text:find("\tdebug\tok yield-me continued\n", 1, true);
+				assert.truthy(yielded and continued and yielded < continued, text);
+				assert.truthy(text:find("\tdebug\tok plain\n", 1, true), text);
+			end);
+
+			it("keep_dumps_for: after a dump, deletes the template's files older than the span and nothing else", function ()
+				local dir = server.data .. "/aged";
+				sh("mkdir -p " .. dir .. "/sub");
+				local old = { "aged-1-1.log", "aged-1-2.log.gz" };
+				local kept = { "aged-1-3.log", "aged-x-1.log", "aged-1-1.log.bak", "other-1-1.log", "sub/aged-1-4.log" };
+				for _, name in ipairs(old) do sh(("echo old > %s/%s && touch -d '2 hours ago' %s/%s"):format(dir, name, dir, name)); end
+				sh(("echo recent > %s/aged-1-3.log && touch -d '50 minutes ago' %s/aged-1-3.log"):format(dir, dir));
+				for _, name in ipairs(kept) do
+					if name ~= "aged-1-3.log" then
+						sh(("echo decoy > %s/%s && touch -d '2 hours ago' %s/%s"):format(dir, name, dir, name));
+					end
+				end
+				-- A symlink and a folder under names the template makes, both old.
+				sh(("ln -s %s/other-1-1.log %s/aged-2-1.log && touch -h -d '2 hours ago' %s/aged-2-1.log"):format(dir, dir, dir));
+				sh(("mkdir %s/aged-2-2.log && touch -d '2 hours ago' %s/aged-2-2.log"):format(dir, dir));
+				server:command("log debug aged-line", "fire e2e/aged");
+				local expected = ("Deleted 2 dump file(s) older than keep_dumps_for = 1h: %s/aged-1-1.log, %s/aged-1-2.log.gz")
+					:format(dir, dir);
+				server:wait_for_log(expected);
+				local log = server:log();
+				local dumped = log:find("Dumped %d+ buffered lines to " .. (dir .. "/aged-" .. server.pid):gsub("%p", "%%%0"));
+				assert.truthy(dumped and dumped < log:find(expected, 1, true), log);
+				local ours = listing(dir);
+				local expected_names = { "aged-2-1.log", "aged-2-2.log", "sub" };
+				for _, name in ipairs(kept) do table.insert(expected_names, name); end
+				for _, name in ipairs(ours) do
+					if name:match("^aged%-" .. server.pid .. "%-%d+%.log$") or name:match("^other%-" .. server.pid .. "%-%d+%.log$") then
+						table.insert(expected_names, name);
+					end
+				end
+				table.sort(expected_names);
+				assert.same(expected_names, ours);
+				assert.equal("recent\n", prosody.read(dir .. "/aged-1-3.log"));
+				assert.equal("decoy\n", prosody.read(dir .. "/other-1-1.log"));
 			end);
 		end);
 

@@ -22,7 +22,7 @@ use crate::pure::ring::Limit;
 use crate::pure::signal_names::Trigger;
 use crate::runtime::forward::Forwarder;
 use crate::runtime::sink::{DumpOrigin, Sink};
-use crate::runtime::{auto_dump, crash, heartbeat, os, reports, signals, stall, stop_signal, writer};
+use crate::runtime::{auto_dump, crash, heartbeat, os, reports, retention, signals, stall, stop_signal, writer};
 use std::time::Duration;
 
 /// The handle Lua holds for one sink.
@@ -76,6 +76,11 @@ impl UserData for Handle {
             this.sink().close_journal();
             Ok(())
         });
+        // Whether the sink has `keep_dumps_for`; its hourly pass starts deleting this sink's dump
+        // files older than the span, in the background (reported like a dump's pass), and says
+        // whether it started (not without files of its own, nor once shutdown has begun).
+        methods.add_method("keeps_dumps_for", |_, this, ()| Ok(this.sink().options.retention.keep_for.is_some()));
+        methods.add_method("prune_aged_dumps", |_, this, ()| Ok(retention::prune_aged_later(this.sink())));
         // Whether a dump_on window is open: its dump is still to come.
         methods.add_method("window_open", |_, this, ()| Ok(this.sink().level_trigger.window_open()));
         // Starts a dump, written by the writer thread: `true, path, lines` or `nil, error` if
@@ -397,6 +402,7 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 pub fn exports(lua: &Lua) -> Result<Table> {
     let module = lua.create_table()?;
     module.set("new_sink", lua.create_function(new_sink)?)?;
+    module.set("message_formatter", lua.create_function(super::filter_format::message_formatter)?)?;
     module.set("take_reports", lua.create_function(take_reports)?)?;
     module.set("take_dumped", lua.create_function(super::dumped::take)?)?;
     module.set("shut_down", lua.create_function(shut_down)?)?;

@@ -3,6 +3,7 @@
 //! - `binding`: the module table Prosody's side requires, and the sink handle (safe, mlua);
 //! - `shell`: the admin shell's methods of the handle (filters, slow reads on a thread);
 //! - `dumped`: the outcomes of dumps for the `ringbuffer/dumped` event;
+//! - `filter_format`: the message formatter the `filter` option's Lua wrapper calls;
 //! - `testing`: a second entry point in the same library for specs and benchmarks;
 //! - `upvalues`: the sink closure's upvalues, defined once;
 //! - `sink_call`: the sink function Prosody calls for every line: one unsafe entry, then safe;
@@ -23,6 +24,7 @@ compile_error!("choose the Lua to build for: one of the features lua51, lua52, l
 mod binding;
 mod call;
 mod dumped;
+mod filter_format;
 #[cfg_attr(not(feature = "lua54"), path = "raw_stack_none.rs")]
 mod raw_stack;
 mod shell;

@@ -249,11 +249,18 @@ fn matches(pieces: &[Piece], text: &[u8]) -> bool {
     at[text.len()]
 }
 
-/// The warning for Prosody's log when `keep_dumps` is set but can have no effect, because the
-/// dumps do not get files of their own; `None` when it is unset or works. For the sink's config
-/// problems (a warning), where Prosody's `paths` are known (`lua::binding::new_sink`).
+/// The warning for Prosody's log when `keep_dumps` or `keep_dumps_for` is set but can have no
+/// effect, because the dumps do not get files of their own; `None` when both are unset or work.
+/// For the sink's config problems (a warning), where Prosody's `paths` are known
+/// (`lua::binding::new_sink`).
 pub(crate) fn keep_dumps_warning(target: &Target, retention: &Retention, paths: &[(String, String)]) -> Option<String> {
-    let keep = retention.keep_dumps?;
+    let keep = retention.keep_dumps.map(|n| format!("'keep_dumps' ({n})"));
+    let keep_for = retention.keep_for.map(|d| format!("'keep_dumps_for' ({})", super::duration::shown(d)));
+    let subject = match (keep, keep_for) {
+        (None, None) => return None,
+        (Some(one), None) | (None, Some(one)) => format!("Option {one} has"),
+        (Some(keep), Some(keep_for)) => format!("Options {keep} and {keep_for} have"),
+    };
     let why = match target {
         Target::File(name) => format!("'filename' ({name:?}) sends every dump to the same file"),
         Target::Template(template) => match shape(template, paths) {
@@ -267,7 +274,7 @@ pub(crate) fn keep_dumps_warning(target: &Target, retention: &Retention, paths: 
         },
     };
     Some(format!(
-        "Option 'keep_dumps' ({keep}) has no effect: {why}; use a filename_template whose file name has {{count}} or {{time}}, such as \"{{paths.data}}/ringbuffer-logs-{{pid}}-{{count}}.log\""
+        "{subject} no effect: {why}; use a filename_template whose file name has {{count}} or {{time}}, such as \"{{paths.data}}/ringbuffer-logs-{{pid}}-{{count}}.log\""
     ))
 }
 
@@ -463,14 +470,22 @@ mod tests {
 
     #[test]
     fn keep_dumps_warns_when_it_cannot_work() {
-        let retention = |keep| Retention { keep_dumps: keep, compress: None, max_age: None };
+        let retention = |keep| Retention { keep_dumps: keep, compress: None, max_age: None, keep_for: None };
         let template = |t: &str| Target::Template(t.into());
         assert_eq!(keep_dumps_warning(&template("/t/{pid}.log"), &retention(None), &[]), None);
         assert_eq!(keep_dumps_warning(&template("/t/{count}.log"), &retention(Some(3)), &[]), None);
         for target in [Target::File("/t/x.log".into()), template("/t/{pid}.log"), template("/t/{count}/x.log")] {
             let text = keep_dumps_warning(&target, &retention(Some(3)), &[]).expect("a warning");
             assert!(text.starts_with("Option 'keep_dumps' (3) has no effect: "), "{text}");
+            let aged = Retention { keep_for: Some(Duration::from_secs(14 * 86_400)), ..retention(None) };
+            let text = keep_dumps_warning(&target, &aged, &[]).expect("a warning");
+            assert!(text.starts_with("Option 'keep_dumps_for' (14d) has no effect: "), "{text}");
+            let both = Retention { keep_dumps: Some(3), ..aged };
+            let text = keep_dumps_warning(&target, &both, &[]).expect("a warning");
+            assert!(text.starts_with("Options 'keep_dumps' (3) and 'keep_dumps_for' (14d) have no effect: "), "{text}");
         }
+        let aged = Retention { keep_for: Some(Duration::from_secs(60)), ..retention(None) };
+        assert_eq!(keep_dumps_warning(&template("/t/{count}.log"), &aged, &[]), None);
     }
 
     #[test]

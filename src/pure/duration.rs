@@ -1,5 +1,5 @@
 //! Spans of time as the config and the shell give them: a number of seconds (`2`, `0.5`) or a
-//! number with a unit (`"500ms"`, `"2s"`, `"15m"`, `"2h"`).
+//! number with a unit (`"500ms"`, `"2s"`, `"15m"`, `"2h"`, `"14d"`).
 
 use std::time::Duration;
 
@@ -26,9 +26,25 @@ pub(crate) fn from_text(text: &str) -> Option<Duration> {
         "ms" => 0.001,
         "m" | "min" => 60.0,
         "h" => 3600.0,
+        "d" => 86_400.0,
         _ => return None,
     };
     from_seconds(number * scale)
+}
+
+/// A span as messages show it: in the largest unit that gives a whole number (`"14d"`,
+/// `"12h"`, `"90m"`, `"45s"`), else in seconds with fractions (`"0.5s"`).
+pub(crate) fn shown(d: Duration) -> String {
+    let seconds = d.as_secs();
+    if d.subsec_nanos() != 0 || seconds == 0 {
+        return format!("{}s", d.as_secs_f64());
+    }
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if seconds.is_multiple_of(size) {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
 }
 
 #[cfg(test)]
@@ -43,11 +59,22 @@ mod tests {
         assert_eq!(from_text("15m"), Some(Duration::from_secs(900)));
         assert_eq!(from_text("2h"), Some(Duration::from_secs(7200)));
         assert_eq!(from_seconds(0.25), Some(Duration::from_millis(250)));
-        for bad in ["", "s", "-1", "2d", "1e3", "two", "1.2.3s"] {
+        assert_eq!(from_text("14d"), Some(Duration::from_secs(14 * 86_400)));
+        assert_eq!(from_text("0.5d"), Some(Duration::from_secs(43_200)));
+        assert_eq!(from_text("366d"), Some(MAX));
+        for bad in ["", "s", "-1", "367d", "2w", "1e3", "two", "1.2.3s"] {
             assert_eq!(from_text(bad), None, "{bad}");
         }
         assert_eq!(from_seconds(-1.0), None);
         assert_eq!(from_seconds(f64::NAN), None);
         assert_eq!(from_seconds(1e12), None);
+    }
+
+    #[test]
+    fn shown_in_the_largest_whole_unit() {
+        for (seconds, text) in [(14 * 86_400, "14d"), (43_200, "12h"), (5400, "90m"), (45, "45s"), (0, "0s")] {
+            assert_eq!(shown(Duration::from_secs(seconds)), text);
+        }
+        assert_eq!(shown(Duration::from_millis(1500)), "1.5s");
     }
 }

@@ -21,7 +21,8 @@ pub(crate) const DEFAULT_SIZE: usize = 100 * 1024;
 pub(crate) const MAX_SIZE: usize = 1 << 36;
 pub(crate) const MAX_LINES: usize = 1 << 28;
 pub(crate) const DEFAULT_TEMPLATE: &str = "{paths.data}/ringbuffer-logs-{pid}-{count}.log";
-/// "name" is read by the Lua side (the admin shell and the statistics name sinks by it).
+/// "name" and "filter" are read by the Lua side (the admin shell and the statistics name sinks by
+/// the first; the second is run on each line before the native sink).
 const KNOWN: &[&str] = &[
     "to",
     "level",
@@ -53,6 +54,8 @@ const KNOWN: &[&str] = &[
     "syslog_name",
     "syslog_facility",
     "persist",
+    "filter",
+    "keep_dumps_for",
 ];
 /// `dump_cooldown` when not given: an error storm gives one dump a minute.
 pub(crate) const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
@@ -185,6 +188,9 @@ pub(crate) struct Retention {
     pub(crate) compress: Option<Compression>,
     /// `max_age`: older lines are left out of dumps (and counted as dropped).
     pub(crate) max_age: Option<Duration>,
+    /// `keep_dumps_for`: files this sink's template made that were last modified longer ago
+    /// are deleted (see `runtime::retention`).
+    pub(crate) keep_for: Option<Duration>,
 }
 
 /// How dumps are written and where they are forwarded.
@@ -496,7 +502,30 @@ impl<G: Fn(&str) -> OptValue> Reader<G> {
             OptValue::Absent => None,
             _ => Some(self.duration("max_age", duration::MAX, duration::MAX)),
         };
-        Retention { keep_dumps, compress, max_age }
+        Retention { keep_dumps, compress, max_age, keep_for: self.keep_dumps_for() }
+    }
+
+    /// `keep_dumps_for`: a span of more than 0 s, up to [`duration::MAX`].
+    fn keep_dumps_for(&mut self) -> Option<Duration> {
+        let value = (self.get)("keep_dumps_for");
+        let parsed = match &value {
+            OptValue::Absent => return None,
+            OptValue::Int(n) => duration::from_seconds(*n as f64),
+            OptValue::Float(n) => duration::from_seconds(*n),
+            OptValue::Str(s) => duration::from_text(s),
+            _ => None,
+        };
+        match parsed {
+            Some(d) if !d.is_zero() => Some(d),
+            _ => {
+                let accepted = format!(
+                    "a span of more than 0 s and up to {}, such as \"14d\" or \"12h\" (or seconds)",
+                    duration::shown(duration::MAX)
+                );
+                self.bad("keep_dumps_for", &value, &accepted, "keeping dump files whatever their age");
+                None
+            }
+        }
     }
 
     fn unknown_keys(&mut self, keys: &[String]) {
@@ -749,7 +778,7 @@ mod tests {
                 on_stall: None
             }
         );
-        assert_eq!(o.retention, Retention { keep_dumps: None, compress: None, max_age: None });
+        assert_eq!(o.retention, Retention { keep_dumps: None, compress: None, max_age: None, keep_for: None });
         let (o, p) = parse(&[
             ("dump_on", OptValue::Str("warn".into())),
             ("dump_after", OptValue::Str("2s".into())),
@@ -760,6 +789,7 @@ mod tests {
             ("keep_dumps", OptValue::Int(3)),
             ("compress", OptValue::Str("zstd".into())),
             ("max_age", OptValue::Str("15m".into())),
+            ("keep_dumps_for", OptValue::Str("14d".into())),
         ]);
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(o.auto.on_level, Some(Level::Warn));
@@ -771,7 +801,8 @@ mod tests {
             Retention {
                 keep_dumps: Some(3),
                 compress: Some(Compression::Zstd),
-                max_age: Some(Duration::from_secs(900))
+                max_age: Some(Duration::from_secs(900)),
+                keep_for: Some(Duration::from_secs(14 * 86_400))
             }
         );
     }
@@ -850,6 +881,31 @@ mod tests {
     }
 
     #[test]
+    fn keep_dumps_for_takes_spans() {
+        for (value, seconds) in [
+            (OptValue::Str("14d".into()), 14 * 86_400),
+            (OptValue::Str("12h".into()), 43_200),
+            (OptValue::Int(60), 60),
+            (OptValue::Float(1.0), 1),
+        ] {
+            let (o, p) = parse(&[("keep_dumps_for", value.clone())]);
+            assert!(p.is_empty(), "{value:?}: {p:?}");
+            assert_eq!(o.retention.keep_for, Some(Duration::from_secs(seconds)), "{value:?}");
+        }
+        let (o, p) = parse(&[("keep_dumps_for", OptValue::Str("soon".into()))]);
+        assert_eq!(o.retention.keep_for, None);
+        assert_eq!(
+            p[0].text,
+            "Invalid value for option 'keep_dumps_for': \"soon\"; expected a span of more than 0 s and up to 366d, \
+             such as \"14d\" or \"12h\" (or seconds); keeping dump files whatever their age"
+        );
+        // `filter` is the Lua side's: known here, checked there.
+        assert!(parse(&[("filter", OptValue::Other("function"))]).1.is_empty());
+        let key = |value: &str| parse(&[("keep_dumps_for", OptValue::Str(value.into()))]).0.reload_key();
+        assert_ne!(key("14d"), key("12h"));
+    }
+
+    #[test]
     fn one_signal_given_twice_is_one_trigger() {
         let (o, _) =
             parse(&[("signal", OptValue::Str("SIGUSR2".into())), ("event", OptValue::Str("signal/SIGUSR2".into()))]);
@@ -893,6 +949,11 @@ mod tests {
             ("forward_timeout", OptValue::Int(0)),
             ("forward_timeout", OptValue::Str("2h".into())),
             ("forward_timeout", OptValue::Bool(true)),
+            ("keep_dumps_for", OptValue::Int(0)),
+            ("keep_dumps_for", OptValue::Str("0d".into())),
+            ("keep_dumps_for", OptValue::Str("367d".into())),
+            ("keep_dumps_for", OptValue::Str("2 weeks".into())),
+            ("keep_dumps_for", OptValue::Bool(true)),
         ] {
             let (o, p) = parse(&[(name, value.clone())]);
             assert_eq!(p.len(), 1, "{name} = {value:?}");

@@ -371,6 +371,11 @@ impl Sink {
         }
     }
 
+    /// Prosody's `prosody.paths`, as the sink renders `{paths.*}` with them.
+    pub(crate) fn paths(&self) -> &[(String, String)] {
+        &self.paths
+    }
+
     /// The collector dumps are forwarded to, if any.
     pub(crate) fn forwards_to(&self) -> Option<String> {
         self.forwarder.as_ref().map(|f| f.target.to_string())

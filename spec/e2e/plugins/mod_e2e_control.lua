@@ -1,6 +1,8 @@
 -- Test-only plugin: lets the end-to-end specs drive a running Prosody through a control file.
 -- Every 50 ms it runs the lines written to <data>/control and removes the file:
 --   log <level> <text>   log a line through Prosody's logger
+--   log_async <level> <text>  the same from a util.async runner (a coroutine), then log
+--                        "<text> continued" from it
 --   fire <event>         fire a global event
 --   traceback            what mod_debug_traceback (a community module, not packaged) does:
 --                        fire debug_traceback/triggered, then append a traceback to
@@ -79,6 +81,12 @@ local function run(line)
 	if command == "log" then
 		local level, text = rest:match("^(%S+) (.*)$");
 		module:log(level, "%s", text);
+	elseif command == "log_async" then
+		local level, text = rest:match("^(%S+) (.*)$");
+		require "util.async".runner(function ()
+			module:log(level, "%s", text);
+			module:log(level, "%s continued", text);
+		end):run(true);
 	elseif command == "fire" then
 		prosody.events.fire_event(rest, {});
 	elseif command == "traceback" then
