@@ -16,6 +16,7 @@ use super::dump_file::{self, DumpError, Prepared};
 use super::dump_ledger;
 use super::forward::{self, Forwarder};
 use super::persist::{self, Journal};
+use super::redact_key;
 use super::reports;
 use super::shared_ring::SharedRing;
 pub(crate) use super::writer::DumpOrigin;
@@ -25,12 +26,15 @@ use crate::pure::options::{SinkOptions, Target};
 use crate::pure::query::{self, Filter};
 use crate::pure::recorder::{Batch, Recorder};
 use crate::pure::records::{Framing, Identity};
+use crate::pure::redact::Redactor;
 use crate::pure::ring::{Limit, Meta, Ring};
 use crate::pure::template::{self, Values};
 
 #[derive(Debug)]
 pub(crate) struct Sink {
     pub(crate) options: SinkOptions,
+    /// `redact`, with this process's key: lines are redacted before they are stored.
+    pub(crate) redactor: Option<Redactor>,
     /// Prosody's `prosody.paths`, for `{paths.*}`.
     paths: Vec<(String, String)>,
     /// The ring and its bookkeeping, and the journal of a persisted sink: one lock for both.
@@ -146,8 +150,10 @@ impl Sink {
             Limit::Bytes(size) => size.saturating_sub(crate::pure::journal::RING_HEAD),
             Limit::Lines(_) => usize::MAX,
         };
+        let redactor = (!options.redact.is_empty()).then(|| Redactor::new(options.redact, redact_key::process_key()));
         Sink {
             options,
+            redactor,
             paths,
             recorder,
             level_trigger: LevelTrigger::default(),
@@ -246,8 +252,15 @@ impl Sink {
         // Journaled again first, so that they survive another kill until a dump has them.
         let mut recovered = crate::pure::recorder::Recorder::new(self.options.limit);
         let mut opened_journal = opened_journal;
+        let mut redacted = Vec::new();
         for line in recovery.lines.iter() {
-            let bytes = line.to_vec();
+            let mut bytes = line.to_vec();
+            // Written by a process that redacted less, perhaps.
+            if let Some(redactor) = &self.redactor {
+                if redactor.redact(&bytes, message_from(line.meta), &mut redacted) {
+                    std::mem::swap(&mut bytes, &mut redacted);
+                }
+            }
             opened_journal.append(&bytes, line.meta);
             recovered.ring.push(&bytes, line.meta);
         }
@@ -326,10 +339,11 @@ impl Sink {
         if std::ptr::eq(Arc::as_ptr(self), predecessor) {
             return;
         }
-        let batch = predecessor.recorder.with_lock(|r| {
+        let mut batch = predecessor.recorder.with_lock(|r| {
             *predecessor.successor.lock() = Some(Arc::clone(self));
             r.take()
         });
+        self.redact_handed_over(predecessor, &mut batch);
         self.recorder.with_lock(|r| r.adopt(batch));
         predecessor.level_trigger.hand_over(&self.level_trigger);
     }
@@ -365,8 +379,21 @@ impl Sink {
             }
             Some(successor) => Some((successor, batch)),
         });
-        if let Some((successor, batch)) = unplaced {
+        if let Some((successor, mut batch)) = unplaced {
+            successor.redact_handed_over(self, &mut batch);
             successor.put_back(batch, Recorder::adopt);
+        }
+    }
+
+    /// `redact` for lines a reload hands over from `predecessor`: what this sink redacts and
+    /// the predecessor did not (only that: a pseudonym redacted again would change).
+    fn redact_handed_over(&self, predecessor: &Sink, batch: &mut Batch) {
+        let Some(redactor) = &self.redactor else {
+            return;
+        };
+        let missing = redactor.classes().without(predecessor.options.redact);
+        if !missing.is_empty() {
+            batch.lines = redacted_ring(&Redactor::new(missing, redact_key::process_key()), &batch.lines);
         }
     }
 
@@ -825,6 +852,27 @@ fn report_failure(error: &DumpError, reason: &str) {
     reports::push("error", format!("{error} ({reason}){kept}"));
 }
 
+/// Where a stored line's text after its timestamp begins (what `redact` looks at).
+fn message_from(meta: Meta) -> usize {
+    if meta.source_at == Meta::NO_SOURCE {
+        0
+    } else {
+        usize::from(meta.source_at)
+    }
+}
+
+/// `lines`, each redacted by `redactor`, all of them (the adopting recorder applies its limit).
+fn redacted_ring(redactor: &Redactor, lines: &Ring) -> Ring {
+    let mut ring = Ring::new(Limit::Lines(lines.lines().max(1)));
+    let mut redacted = Vec::new();
+    for line in lines.iter() {
+        let bytes = line.to_vec();
+        let kept = if redactor.redact(&bytes, message_from(line.meta), &mut redacted) { &redacted } else { &bytes };
+        ring.push(kept, line.meta);
+    }
+    ring
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1159,6 +1207,30 @@ mod tests {
         assert!(old.successor().is_some_and(|s| Arc::ptr_eq(&s, &new)));
         new.adopt(&new); // never its own successor
         assert!(new.successor().is_none());
+    }
+
+    #[test]
+    fn lines_a_reload_hands_to_a_sink_that_redacts_are_redacted() {
+        let dir = TestDir::new("sink-adopt-redact");
+        let old = sink_with(&dir, "{paths.data}/old.log", 100);
+        old.push(b"Dec 07 c2s1\tdebug\tfrom 192.0.2.1 <body>hi</body>\n", Meta { time: 7, source_at: 7 });
+        let failed = old.recorder.with_lock(|r| r.take()); // a dump of the old sink, still being written
+        old.push(b"Dec 07 c2s1\tdebug\tu@example.com <body>later</body>\n", Meta { time: 7, source_at: 7 });
+        let jids = [("redact", OptValue::Str("jids".into())), ("lines", OptValue::Int(100))];
+        let new = sink_from(&dir, &jids);
+        new.adopt(&old);
+        old.give_back(failed);
+        let all = [("redact", OptValue::Bool(true)), ("lines", OptValue::Int(100))];
+        let newest = sink_from(&dir, &all);
+        let jid_pseudonym = String::from_utf8(new.text()).expect("text");
+        newest.adopt(&new);
+        let text = String::from_utf8(newest.text()).expect("text");
+        assert!(!text.contains("192.0.2.1") && !text.contains(">hi<") && !text.contains("later"), "{text}");
+        assert!(text.contains("from ip:") && text.contains("[redacted 5 bytes]") && text.contains("\tu:"), "{text}");
+        assert!(text.starts_with("Dec 07 c2s1\tdebug\tfrom ip:"), "the timestamp stays: {text}");
+        // The pseudonym the jids sink made is not made again.
+        assert_eq!(text.matches("u:").count(), 1, "{text}");
+        assert!(text.contains(&jid_pseudonym[jid_pseudonym.find("u:").expect("u:")..][..10]), "{text}");
     }
 
     #[test]
