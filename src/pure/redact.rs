@@ -114,6 +114,9 @@ pub(crate) struct Redactor {
     key: Key,
     /// The [`TRIGGERS`] bits the classes need.
     triggers: u8,
+    /// Those bits without `=` (and `:` if only credentials want it), for a line that cannot
+    /// hold a credential's name.
+    triggers_without_names: u8,
 }
 
 impl Redactor {
@@ -131,7 +134,11 @@ impl Redactor {
         if classes.contains(Classes::JIDS) {
             triggers |= AT_AT;
         }
-        Redactor { classes, key, triggers }
+        let mut triggers_without_names = triggers & !AT_EQUALS;
+        if !classes.contains(Classes::ADDRESSES) {
+            triggers_without_names &= !AT_COLON;
+        }
+        Redactor { classes, key, triggers, triggers_without_names }
     }
 
     pub(crate) fn classes(&self) -> Classes {
@@ -142,13 +149,20 @@ impl Redactor {
     /// anything was: `out` then holds the whole line redacted. False: `line` stands as it is
     /// (and `out` is left as it was).
     pub(crate) fn redact(&self, line: &[u8], from: usize, out: &mut Vec<u8>) -> bool {
-        let mut scan = Scan { s: line, from, out, copied: 0, changed: false, cut: None, runs_seen_to: 0, red: self };
+        let text = line.get(from..).unwrap_or_default();
+        // A credential's name has a `k` (token, cookie), a `w` (password, passwd) or a `z`
+        // (authorization): without them, no `=` or `:` need a look for one.
+        let names = self.classes.contains(Classes::CREDENTIALS)
+            && (memchr::memchr3(b'k', b'w', b'z', text).is_some() || memchr::memchr3(b'K', b'W', b'Z', text).is_some());
+        let mask = if names { self.triggers } else { self.triggers_without_names };
+        let mut scan =
+            Scan { s: line, from, out, copied: 0, changed: false, cut: None, runs_seen_to: 0, names, red: self };
         let mut i = from;
         loop {
-            let at = self.next_trigger(line, i);
+            let at = next_trigger(line, i, mask);
             let end = scan.cut.map_or(line.len(), |(start, _)| start);
             i = if at < end {
-                scan.at(at, TRIGGERS[line[at] as usize] & self.triggers).max(at + 1)
+                scan.at(at, TRIGGERS[line[at] as usize] & mask).max(at + 1)
             } else {
                 match scan.cut.take() {
                     Some((start, stop)) => {
@@ -166,23 +180,23 @@ impl Redactor {
     }
 }
 
-impl Redactor {
-    /// Where the next byte a rule of these classes starts at is, from `at` on (the line's length:
-    /// nowhere). Eight bytes at a time: most of a line is none of them.
-    fn next_trigger(&self, line: &[u8], mut at: usize) -> usize {
-        let mask = self.triggers;
-        while let Some(eight) = line.get(at..at + 8) {
-            let any = eight.iter().fold(0, |any, &b| any | TRIGGERS[b as usize]);
-            if any & mask != 0 {
-                break;
-            }
-            at += 8;
+/// Where the next byte whose [`TRIGGERS`] bits meet `mask` is, from `at` on (the line's length:
+/// nowhere). Eight bytes at a time: most of a line is none of them.
+fn next_trigger(line: &[u8], mut at: usize, mask: u8) -> usize {
+    while let Some(eight) = line.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let mut flags = 0u64;
+        for (k, &b) in eight.iter().enumerate() {
+            flags |= u64::from(TRIGGERS[b as usize] & mask) << (8 * k);
         }
-        while at < line.len() && TRIGGERS[line[at] as usize] & mask == 0 {
-            at += 1;
+        if flags != 0 {
+            return at + (flags.trailing_zeros() / 8) as usize;
         }
-        at.min(line.len())
+        at += 8;
     }
+    while at < line.len() && TRIGGERS[line[at] as usize] & mask == 0 {
+        at += 1;
+    }
+    at.min(line.len())
 }
 
 /// One line being redacted: what of it was copied to `out` so far.
@@ -198,6 +212,8 @@ struct Scan<'a> {
     cut: Option<(usize, usize)>,
     /// Runs of address characters before this were judged already.
     runs_seen_to: usize,
+    /// Whether the line may hold a credential's name (see `Redactor::redact`).
+    names: bool,
     red: &'a Redactor,
 }
 
@@ -215,7 +231,7 @@ impl Scan<'_> {
             }
             b'@' => self.jid(i),
             _ => {
-                if kind & (AT_EQUALS | AT_COLON) != 0 && classes.contains(Classes::CREDENTIALS) {
+                if kind & (AT_EQUALS | AT_COLON) != 0 && self.names {
                     if let Some((start, stop)) = named_value(s, i, self.floor()) {
                         self.replace_with_marker(start, stop);
                         return stop;
@@ -342,6 +358,10 @@ fn element_content(s: &[u8], i: usize, classes: Classes) -> Option<(usize, usize
     } else {
         return None;
     };
+    // The names' first letters (an end tag's `/`, a `<message`, a `<presence` go no further).
+    if !matches!(s.get(name_at), Some(b'a' | b'b' | b'c' | b'd' | b'i' | b'o' | b'p' | b'r' | b's' | b't')) {
+        return None;
+    }
     let name_len = s[name_at..].iter().take_while(|&&b| b.is_ascii_alphanumeric() || b == b'-').count();
     let name = &s[name_at..name_at + name_len];
     let wanted = (classes.contains(Classes::BODIES) && is_body_element(name))
@@ -892,6 +912,37 @@ mod tests {
         other.redact(b"1.2.3.4\n", 0, &mut c);
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn the_eight_byte_scan_finds_what_a_byte_scan_finds() {
+        let r = Redactor::new(Classes::ALL_BUT_JIDS.with(Classes::JIDS), KEY);
+        let naive = |line: &[u8], at: usize, mask: u8| {
+            (at..line.len()).find(|&i| TRIGGERS[line[i] as usize] & mask != 0).unwrap_or(line.len())
+        };
+        let alphabet = b"a<&=:.@\x00\x01\x7f\x80\xff\xc3\xa9<>;-";
+        let mut seed = 12345u32;
+        for len in 0..40 {
+            for _ in 0..50 {
+                let line: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                        // Mostly plain letters, like a log line.
+                        let pick = (seed >> 16) as usize % (alphabet.len() * 4);
+                        if pick < alphabet.len() {
+                            alphabet[pick]
+                        } else {
+                            b'x'
+                        }
+                    })
+                    .collect();
+                for mask in [r.triggers, r.triggers_without_names] {
+                    for at in 0..=len {
+                        assert_eq!(next_trigger(&line, at, mask), naive(&line, at, mask), "{line:?} {at}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
