@@ -1319,6 +1319,32 @@ mod tests {
     }
 
     #[test]
+    fn a_sink_that_redacts_redacts_what_it_recovers_from_a_process_that_did_not() {
+        let dir = TestDir::new("sink-persist-redact");
+        let plain = [
+            ("persist", OptValue::Bool(true)),
+            ("lines", OptValue::Int(5)),
+            ("filename_template", OptValue::Str("{paths.data}/recovered.log".into())),
+        ];
+        let first = sink_from(&dir, &plain);
+        assert!(first.open_journal("redacting").is_empty());
+        first.push(b"Dec 07 c2s1\tdebug\tfrom 192.0.2.1 <body>hi</body>\n", Meta { time: 1_700_000_000, source_at: 7 });
+        drop(first); // no clean shutdown
+        let redacting = [&plain[..], &[("redact", OptValue::Bool(true))]].concat();
+        let second = sink_from(&dir, &redacting);
+        let said = second.open_journal("redacting");
+        assert!(said.iter().any(|(_, t)| t.contains("1 lines recovered")), "{said:?}");
+        let text = wait_for_dump(&dir.file("recovered.log"));
+        assert!(!text.contains("192.0.2.1") && !text.contains(">hi<"), "{text}");
+        assert!(
+            text.contains("Dec 07 c2s1\tdebug\tfrom ip:") && text.contains("<body>[redacted 2 bytes]</body>"),
+            "{text}"
+        );
+        assert!(writer::wait_idle(Duration::from_secs(10)));
+        second.close_journal();
+    }
+
+    #[test]
     fn a_persisted_sink_recovers_what_a_process_left_and_dumps_it_with_a_note() {
         let dir = TestDir::new("sink-persist");
         let options = [
