@@ -281,11 +281,12 @@ end
 local instructions_line;
 if shell("command -v valgrind") ~= "" then
 	local floor, ours, persist = instructions("floor"), instructions("ours"), instructions("persist");
-	local filtered = instructions("filtered");
-	instructions_line = floor and ours and persist and filtered and ("callgrind, typical line: floor %.0f instructions, ours"
+	local filtered, redact = instructions("filtered"), instructions("redact");
+	instructions_line = floor and ours and persist and filtered and redact and ("callgrind, typical line: floor %.0f instructions, ours"
 		.. " size=100K %.0f instructions = %.2f× the floor; with persist %.0f instructions = %.3f× ours (target ≤ 1.10×);"
-		.. " with a filter that returns its message %.0f instructions = %.2f× ours (a sink without filter pays nothing)")
-		:format(floor, ours, ours / floor, persist, persist / ours, filtered, filtered / ours);
+		.. " with a filter that returns its message %.0f instructions = %.2f× ours (a sink without filter pays nothing);"
+		.. " with redact = true %.0f instructions = %.2f× ours (target ≤ 1.5×)")
+		:format(floor, ours, ours / floor, persist, persist / ours, filtered, filtered / ours, redact, redact / ours);
 end
 instructions_line = instructions_line or "callgrind: not available (install valgrind for instruction counts)";
 

@@ -242,7 +242,16 @@ fn opt_value(value: Value) -> OptValue {
         Value::Integer(n) => OptValue::Int(n),
         Value::Number(n) => OptValue::Float(n),
         Value::String(s) => OptValue::Str(s.to_string_lossy()),
+        Value::Table(t) => OptValue::List(t.sequence_values::<Value>().flatten().map(opt_item).collect()),
         other => OptValue::Other(other.type_name()),
+    }
+}
+
+/// An entry of a list option: a value, a table in it only named.
+fn opt_item(value: Value) -> OptValue {
+    match value {
+        Value::Table(_) => OptValue::Other("table"),
+        other => opt_value(other),
     }
 }
 

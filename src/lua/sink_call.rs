@@ -38,6 +38,7 @@ use super::upvalues::{Upvalue, STANZA_ANCHORS};
 use crate::pure::date::{self, StampSecond};
 use crate::pure::format::{self, Arg, ArgValues, Args, FastLine, FormatCache, FormatError};
 use crate::pure::level::Level;
+use crate::pure::redact::Redactor;
 use crate::pure::ring::Meta;
 use crate::runtime::auto_dump;
 use crate::runtime::sink::Sink;
@@ -51,6 +52,8 @@ pub(crate) struct LuaSink {
     held_top: Cell<i64>,
     /// `dump_on`, kept here so that a sink without it pays one test of a local field per line.
     dump_on: Option<Level>,
+    /// `redact`, kept here likewise: a sink without it pays one test per line.
+    redact: Option<Redactor>,
     /// Capture paused from the admin shell: lines are not stored.
     pub(crate) paused: Cell<bool>,
 }
@@ -62,6 +65,8 @@ struct Scratch {
     simple: Vec<u8>,
     line: Vec<u8>,
     message: Vec<u8>,
+    /// A line after `redact`.
+    redacted: Vec<u8>,
     /// The second `stamp` was made for (and where its fraction digits are, if it has any).
     stamp_second: StampSecond,
     stamp: Vec<u8>,
@@ -75,8 +80,10 @@ impl LuaSink {
     /// The Lua side of `sink`.
     pub(crate) fn new(sink: Arc<Sink>) -> Self {
         let dump_on = sink.options.auto.on_level;
+        let redact = sink.redactor.clone();
         LuaSink {
             sink,
+            redact,
             scratch: RefCell::new(Scratch::default()),
             held_top: Cell::new(0),
             dump_on,
@@ -152,7 +159,7 @@ fn store(call: &mut LuaCall<'_>, this: &LuaSink) {
             (&mut own, false)
         }
     };
-    let Scratch { simple, line, message, stamp_second, stamp, formats } = scratch;
+    let Scratch { simple, line, message, redacted, stamp_second, stamp, formats } = scratch;
 
     // Every line keeps the second it was logged at (for `max_age`), timestamps or not.
     // A timestamp with fractions of a second (`%3N`) reads the precise clock, once, for both
@@ -188,24 +195,26 @@ fn store(call: &mut LuaCall<'_>, this: &LuaSink) {
     // The source begins after the timestamp (for the admin shell's filters).
     let meta = Meta { time, source_at: u16::try_from(stamp.len()).unwrap_or(Meta::NO_SOURCE) };
     // The common line goes straight into the ring; if the ring's current chunk is too full
-    // for it, into `simple` and then the ring; anything else takes the general path.
+    // for it (or the sink redacts), into `simple` and then the ring; anything else takes the
+    // general path.
     let mut full = false;
-    let stored = this.sink.push_in_place(meta, |room| {
-        let mut out = FastLine::new(room);
-        let done = simple_line(call, stamp, formats, &mut out);
-        full = out.is_full();
-        done.map(|()| out.written())
-    });
+    let stored = this.redact.is_none()
+        && this.sink.push_in_place(meta, |room| {
+            let mut out = FastLine::new(room);
+            let done = simple_line(call, stamp, formats, &mut out);
+            full = out.is_full();
+            done.map(|()| out.written())
+        });
     if stored {
         return;
     }
-    if full {
+    if full || this.redact.is_some() {
         if simple.is_empty() {
             simple.resize(SIMPLE_LINE_MAX, 0);
         }
         let mut out = FastLine::new(simple);
         if simple_line(call, stamp, formats, &mut out).is_some() {
-            this.sink.push(out.bytes(), meta);
+            keep_line(this, out.bytes(), stamp.len(), meta, redacted);
             return;
         }
     }
@@ -237,7 +246,29 @@ fn store(call: &mut LuaCall<'_>, this: &LuaSink) {
         }
     }
     line.push(b'\n');
-    this.sink.push(line, meta);
+    keep_line(this, line, stamp.len(), meta, redacted);
+}
+
+/// Stores a finished line that did not go straight into the ring: every line's text passes
+/// here (a sink with `redact` formats none in place), after formatting and before storing,
+/// the place for anything that must see or change the final text. `message_from`: where the
+/// text after the timestamp begins.
+#[inline(always)]
+fn keep_line(this: &LuaSink, line: &[u8], message_from: usize, meta: Meta, redacted: &mut Vec<u8>) {
+    match &this.redact {
+        None => this.sink.push(line, meta),
+        Some(redactor) => keep_redacted(this, redactor, line, message_from, meta, redacted),
+    }
+}
+
+/// `redact`: the line as stored, and so as every output shows it.
+#[inline(never)]
+fn keep_redacted(this: &LuaSink, redactor: &Redactor, line: &[u8], from: usize, meta: Meta, redacted: &mut Vec<u8>) {
+    if redactor.redact(line, from, redacted) {
+        this.sink.push(redacted, meta);
+    } else {
+        this.sink.push(line, meta);
+    }
 }
 
 /// [`record_simple`] on the running call's arguments, read straight off the stack where

@@ -13,6 +13,7 @@ use super::level::Level;
 use super::message_framing::{self, StreamFraming};
 use super::pacing::{self, Pace};
 use super::records::{Format, FACILITIES, PRECISE_STAMP};
+use super::redact::Classes;
 use super::ring::{Limit, MIN_SIZE};
 use super::signal_names::{self, Trigger};
 
@@ -56,6 +57,7 @@ const KNOWN: &[&str] = &[
     "persist",
     "filter",
     "keep_dumps_for",
+    "redact",
 ];
 /// `dump_cooldown` when not given: an error storm gives one dump a minute.
 pub(crate) const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
@@ -80,7 +82,10 @@ pub(crate) enum OptValue {
     Int(i64),
     Float(f64),
     Str(String),
-    /// Any other Lua type, by name (`table`, `function`, ...).
+    /// A table: its array part (`{ "bodies", "credentials" }`), each entry as a value of its
+    /// own (tables in it as `Other`).
+    List(Vec<OptValue>),
+    /// Any other Lua type, by name (`function`, ...).
     Other(&'static str),
 }
 
@@ -97,6 +102,9 @@ impl OptValue {
                 String::from_utf8_lossy(&text).into_owned()
             }
             OptValue::Str(s) => format!("{s:?}"),
+            OptValue::List(items) => {
+                format!("{{ {} }}", items.iter().map(OptValue::shown).collect::<Vec<_>>().join(", "))
+            }
             OptValue::Other(t) => format!("a {t}"),
         }
     }
@@ -232,6 +240,7 @@ pub(crate) struct ReloadKey {
     retention: Retention,
     output: Output,
     persist: Option<Persist>,
+    redact: Classes,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -248,6 +257,8 @@ pub(crate) struct SinkOptions {
     pub(crate) output: Output,
     /// `persist`: the ring also goes to a file that outlives the process (see `runtime::persist`).
     pub(crate) persist: Option<Persist>,
+    /// `redact`: what is redacted from each line before it is stored (see `pure::redact`).
+    pub(crate) redact: Classes,
 }
 
 /// Collects problems while the options are read.
@@ -477,6 +488,49 @@ impl<G: Fn(&str) -> OptValue> Reader<G> {
         }
     }
 
+    /// `redact`: `true` (every class but "jids"), a class name, or a list of them. Failing
+    /// safe: an unknown name is a config error that leaves the names it knows in force, and a
+    /// value of another kind is one that redacts what `true` does.
+    fn redact(&mut self) -> Classes {
+        const ACCEPTED: &str = "true, false or a list of \"bodies\", \"credentials\", \"addresses\", \"jids\"";
+        let value = (self.get)("redact");
+        let names = match &value {
+            OptValue::Absent | OptValue::Bool(false) => return Classes::NONE,
+            OptValue::Bool(true) => return Classes::ALL_BUT_JIDS,
+            OptValue::Str(name) => vec![OptValue::Str(name.clone())],
+            OptValue::List(items) => items.clone(),
+            _ => {
+                self.bad("redact", &value, ACCEPTED, "redacting what redact = true does");
+                return Classes::ALL_BUT_JIDS;
+            }
+        };
+        let mut classes = Classes::NONE;
+        let mut unknown = Vec::new();
+        for name in &names {
+            match name {
+                OptValue::Str(name) if Classes::from_name(name).is_some() => {
+                    classes = classes.with(Classes::from_name(name).unwrap_or_default());
+                }
+                other => unknown.push(other.shown()),
+            }
+        }
+        if !unknown.is_empty() {
+            let known = classes.names();
+            let fallback = if known.is_empty() {
+                "redacting nothing else".to_string()
+            } else {
+                format!("redacting {} only", known.join(", "))
+            };
+            let text = format!(
+                "Invalid value for option 'redact': {}; unknown {}; expected {ACCEPTED}; {fallback}",
+                value.shown(),
+                unknown.join(", ")
+            );
+            self.problems.push(Problem { severity: Severity::Error, text });
+        }
+        classes
+    }
+
     fn retention(&mut self) -> Retention {
         let value = (self.get)("keep_dumps");
         let keep_dumps = match value.as_count() {
@@ -679,6 +733,7 @@ impl SinkOptions {
             retention: reader.retention(),
             output: reader.output(),
             persist: reader.persist(),
+            redact: reader.redact(),
         };
         if options.output.format.precise_time() && (reader.get)("timestamps") != OptValue::Absent {
             let text = format!(
@@ -706,6 +761,7 @@ impl SinkOptions {
             retention: self.retention.clone(),
             output: self.output.clone(),
             persist: self.persist.clone(),
+            redact: self.redact,
         }
     }
 }
@@ -979,6 +1035,48 @@ mod tests {
         }
         let a = parse(&[("persist", OptValue::Bool(true))]).0.reload_key();
         assert_ne!(a, parse(&[]).0.reload_key());
+    }
+
+    #[test]
+    fn redact_takes_true_a_name_or_a_list() {
+        let str = |s: &str| OptValue::Str(s.into());
+        assert_eq!(parse(&[]).0.redact, Classes::NONE);
+        assert_eq!(parse(&[("redact", OptValue::Bool(false))]).0.redact, Classes::NONE);
+        assert_eq!(parse(&[("redact", OptValue::Bool(true))]).0.redact, Classes::ALL_BUT_JIDS);
+        assert_eq!(parse(&[("redact", str("jids"))]).0.redact, Classes::JIDS);
+        let (o, p) = parse(&[("redact", OptValue::List(vec![str("bodies"), str("jids")]))]);
+        assert!(p.is_empty());
+        assert_eq!(o.redact, Classes::BODIES.with(Classes::JIDS));
+        assert_eq!(parse(&[("redact", OptValue::List(vec![]))]).0.redact, Classes::NONE);
+        assert_ne!(o.reload_key(), parse(&[("redact", str("bodies"))]).0.reload_key());
+    }
+
+    #[test]
+    fn redact_with_an_unknown_class_keeps_the_known_ones_and_says_so() {
+        let str = |s: &str| OptValue::Str(s.into());
+        let (o, p) = parse(&[("redact", OptValue::List(vec![str("bodys"), str("addresses"), OptValue::Int(3)]))]);
+        assert_eq!(o.redact, Classes::ADDRESSES);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].severity, Severity::Error);
+        assert!(
+            p[0].text.contains("Invalid value for option 'redact': { \"bodys\", \"addresses\", 3 }"),
+            "{}",
+            p[0].text
+        );
+        assert!(
+            p[0].text.contains("unknown \"bodys\", 3") && p[0].text.ends_with("redacting addresses only"),
+            "{}",
+            p[0].text
+        );
+        let (o, p) = parse(&[("redact", str("everything"))]);
+        assert_eq!(o.redact, Classes::NONE);
+        assert!(p[0].text.ends_with("redacting nothing else"), "{}", p[0].text);
+        // A value of the wrong kind: the admin meant to redact; what true does is done.
+        for wrong in [OptValue::Int(1), OptValue::Other("function")] {
+            let (o, p) = parse(&[("redact", wrong)]);
+            assert_eq!(o.redact, Classes::ALL_BUT_JIDS);
+            assert!(p[0].text.contains("redacting what redact = true does"), "{}", p[0].text);
+        }
     }
 
     #[test]

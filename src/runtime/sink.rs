@@ -16,6 +16,7 @@ use super::dump_file::{self, DumpError, Prepared};
 use super::dump_ledger;
 use super::forward::{self, Forwarder};
 use super::persist::{self, Journal};
+use super::redact_key;
 use super::reports;
 use super::shared_ring::SharedRing;
 pub(crate) use super::writer::DumpOrigin;
@@ -25,12 +26,15 @@ use crate::pure::options::{SinkOptions, Target};
 use crate::pure::query::{self, Filter};
 use crate::pure::recorder::{Batch, Recorder};
 use crate::pure::records::{Framing, Identity};
+use crate::pure::redact::Redactor;
 use crate::pure::ring::{Limit, Meta, Ring};
 use crate::pure::template::{self, Values};
 
 #[derive(Debug)]
 pub(crate) struct Sink {
     pub(crate) options: SinkOptions,
+    /// `redact`, with this process's key: lines are redacted before they are stored.
+    pub(crate) redactor: Option<Redactor>,
     /// Prosody's `prosody.paths`, for `{paths.*}`.
     paths: Vec<(String, String)>,
     /// The ring and its bookkeeping, and the journal of a persisted sink: one lock for both.
@@ -146,8 +150,10 @@ impl Sink {
             Limit::Bytes(size) => size.saturating_sub(crate::pure::journal::RING_HEAD),
             Limit::Lines(_) => usize::MAX,
         };
+        let redactor = (!options.redact.is_empty()).then(|| Redactor::new(options.redact, redact_key::process_key()));
         Sink {
             options,
+            redactor,
             paths,
             recorder,
             level_trigger: LevelTrigger::default(),
@@ -246,8 +252,15 @@ impl Sink {
         // Journaled again first, so that they survive another kill until a dump has them.
         let mut recovered = crate::pure::recorder::Recorder::new(self.options.limit);
         let mut opened_journal = opened_journal;
+        let mut redacted = Vec::new();
         for line in recovery.lines.iter() {
-            let bytes = line.to_vec();
+            let mut bytes = line.to_vec();
+            // Written by a process that redacted less, perhaps.
+            if let Some(redactor) = &self.redactor {
+                if redactor.redact(&bytes, message_from(line.meta), &mut redacted) {
+                    std::mem::swap(&mut bytes, &mut redacted);
+                }
+            }
             opened_journal.append(&bytes, line.meta);
             recovered.ring.push(&bytes, line.meta);
         }
@@ -327,10 +340,11 @@ impl Sink {
         if std::ptr::eq(Arc::as_ptr(self), predecessor) {
             return;
         }
-        let batch = predecessor.recorder.with_lock(|r| {
+        let mut batch = predecessor.recorder.with_lock(|r| {
             *predecessor.successor.lock() = Some(Arc::clone(self));
             r.take()
         });
+        self.redact_handed_over(predecessor, &mut batch);
         self.recorder.with_lock(|r| r.adopt(batch));
         predecessor.level_trigger.hand_over(&self.level_trigger);
     }
@@ -366,7 +380,8 @@ impl Sink {
             }
             Some(successor) => Some((successor, batch)),
         });
-        if let Some((successor, batch)) = unplaced {
+        if let Some((successor, mut batch)) = unplaced {
+            successor.redact_handed_over(self, &mut batch);
             successor.put_back(batch, Recorder::adopt);
         }
     }
@@ -374,6 +389,18 @@ impl Sink {
     /// Prosody's `prosody.paths`, as the sink renders `{paths.*}` with them.
     pub(crate) fn paths(&self) -> &[(String, String)] {
         &self.paths
+    }
+
+    /// `redact` for lines a reload hands over from `predecessor`: what this sink redacts and
+    /// the predecessor did not (only that: a pseudonym redacted again would change).
+    fn redact_handed_over(&self, predecessor: &Sink, batch: &mut Batch) {
+        let Some(redactor) = &self.redactor else {
+            return;
+        };
+        let missing = redactor.classes().without(predecessor.options.redact);
+        if !missing.is_empty() {
+            batch.lines = redacted_ring(&Redactor::new(missing, redact_key::process_key()), &batch.lines);
+        }
     }
 
     /// The collector dumps are forwarded to, if any.
@@ -831,6 +858,27 @@ fn report_failure(error: &DumpError, reason: &str) {
     reports::push("error", format!("{error} ({reason}){kept}"));
 }
 
+/// Where a stored line's text after its timestamp begins (what `redact` looks at).
+fn message_from(meta: Meta) -> usize {
+    if meta.source_at == Meta::NO_SOURCE {
+        0
+    } else {
+        usize::from(meta.source_at)
+    }
+}
+
+/// `lines`, each redacted by `redactor`, all of them (the adopting recorder applies its limit).
+fn redacted_ring(redactor: &Redactor, lines: &Ring) -> Ring {
+    let mut ring = Ring::new(Limit::Lines(lines.lines().max(1)));
+    let mut redacted = Vec::new();
+    for line in lines.iter() {
+        let bytes = line.to_vec();
+        let kept = if redactor.redact(&bytes, message_from(line.meta), &mut redacted) { &redacted } else { &bytes };
+        ring.push(kept, line.meta);
+    }
+    ring
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1168,6 +1216,30 @@ mod tests {
     }
 
     #[test]
+    fn lines_a_reload_hands_to_a_sink_that_redacts_are_redacted() {
+        let dir = TestDir::new("sink-adopt-redact");
+        let old = sink_with(&dir, "{paths.data}/old.log", 100);
+        old.push(b"Dec 07 c2s1\tdebug\tfrom 192.0.2.1 <body>hi</body>\n", Meta { time: 7, source_at: 7 });
+        let failed = old.recorder.with_lock(|r| r.take()); // a dump of the old sink, still being written
+        old.push(b"Dec 07 c2s1\tdebug\tu@example.com <body>later</body>\n", Meta { time: 7, source_at: 7 });
+        let jids = [("redact", OptValue::Str("jids".into())), ("lines", OptValue::Int(100))];
+        let new = sink_from(&dir, &jids);
+        new.adopt(&old);
+        old.give_back(failed);
+        let all = [("redact", OptValue::Bool(true)), ("lines", OptValue::Int(100))];
+        let newest = sink_from(&dir, &all);
+        let jid_pseudonym = String::from_utf8(new.text()).expect("text");
+        newest.adopt(&new);
+        let text = String::from_utf8(newest.text()).expect("text");
+        assert!(!text.contains("192.0.2.1") && !text.contains(">hi<") && !text.contains("later"), "{text}");
+        assert!(text.contains("from ip:") && text.contains("[redacted 5 bytes]") && text.contains("\tu:"), "{text}");
+        assert!(text.starts_with("Dec 07 c2s1\tdebug\tfrom ip:"), "the timestamp stays: {text}");
+        // The pseudonym the jids sink made is not made again.
+        assert_eq!(text.matches("u:").count(), 1, "{text}");
+        assert!(text.contains(&jid_pseudonym[jid_pseudonym.find("u:").expect("u:")..][..10]), "{text}");
+    }
+
+    #[test]
     fn an_open_window_is_dumped_by_the_successor_after_a_reload() {
         let dir = TestDir::new("sink-window");
         let window = [
@@ -1250,6 +1322,32 @@ mod tests {
         let text = wait_for_dump(&dir.file("merged.log"));
         assert_eq!(dumped_lines(&text), ["old error", "new error"]);
         assert_eq!(text.matches("-- End of dump --").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn a_sink_that_redacts_redacts_what_it_recovers_from_a_process_that_did_not() {
+        let dir = TestDir::new("sink-persist-redact");
+        let plain = [
+            ("persist", OptValue::Bool(true)),
+            ("lines", OptValue::Int(5)),
+            ("filename_template", OptValue::Str("{paths.data}/recovered.log".into())),
+        ];
+        let first = sink_from(&dir, &plain);
+        assert!(first.open_journal("redacting").is_empty());
+        first.push(b"Dec 07 c2s1\tdebug\tfrom 192.0.2.1 <body>hi</body>\n", Meta { time: 1_700_000_000, source_at: 7 });
+        drop(first); // no clean shutdown
+        let redacting = [&plain[..], &[("redact", OptValue::Bool(true))]].concat();
+        let second = sink_from(&dir, &redacting);
+        let said = second.open_journal("redacting");
+        assert!(said.iter().any(|(_, t)| t.contains("1 lines recovered")), "{said:?}");
+        let text = wait_for_dump(&dir.file("recovered.log"));
+        assert!(!text.contains("192.0.2.1") && !text.contains(">hi<"), "{text}");
+        assert!(
+            text.contains("Dec 07 c2s1\tdebug\tfrom ip:") && text.contains("<body>[redacted 2 bytes]</body>"),
+            "{text}"
+        );
+        assert!(writer::wait_idle(Duration::from_secs(10)));
+        second.close_journal();
     }
 
     #[test]
