@@ -23,6 +23,7 @@ compile_error!("choose the Lua to build for: one of the features lua51, lua52, l
 mod binding;
 mod call;
 mod dumped;
+mod follow;
 #[cfg_attr(not(feature = "lua54"), path = "raw_stack_none.rs")]
 mod raw_stack;
 mod shell;
