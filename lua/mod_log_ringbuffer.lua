@@ -1023,9 +1023,9 @@ local function shell_dump(self, filter) -- luacheck: ignore 212/self
 end
 
 -- follow: the newest `backlog` matching lines, then each new one as it is logged, until the
--- shell goes away (Ctrl-C). A native thread per follower looks for new lines every 0.1 s and
--- keeps those that pass in a bounded outbox (256 KiB; see runtime::follow); one timer for all
--- followers prints their batches, taking turns, for at most 2 ms a tick. While a shell's
+-- shell goes away (Ctrl-C). One timer for all followers hands each one's native thread a
+-- snapshot every 0.1 s; the thread keeps the new lines that pass in a bounded outbox (256 KiB;
+-- see runtime::follow); the timer prints their batches, taking turns, for at most 2 ms a tick. While a shell's
 -- connection has more than `follow_output_max` bytes it has not taken, nothing more is printed
 -- to it: the follower's outbox fills, and the lines past it are counted and told once the
 -- shell reads again.
@@ -1110,7 +1110,7 @@ local function shell_follow(self, filter)
 	local present, conn = shell_presence(self), shell_connection(self);
 	local print = shell_printer(self);
 	print(("Following ringbuffer sink %s (Ctrl-C ends it)"):format(chosen.label));
-	local shown, skipped = 0, 0;
+	local shown, skipped, next_look = 0, 0, 0;
 	return promise.new(function (resolve, reject)
 		local function live_sink()
 			for _, record in ipairs(live) do
@@ -1134,21 +1134,28 @@ local function shell_follow(self, filter)
 			if failed then return finish(false, failed); end
 			if checked.jid and jid_changes ~= jid_seen then
 				-- Sessions of the JID that began since: their lines from now on.
-				jid_seen = jid_changes;
-				follower:set_sources(jid_sources(checked.jid));
+				if follower:set_sources(jid_sources(checked.jid)) then jid_seen = jid_changes; end
 			end
-			if output_waiting(conn()) > follow_output_max then return "waiting"; end
-			local text, count, lost = follower:lines();
-			if count == nil then return "waiting"; end
-			if lost > 0 then
-				skipped = skipped + lost;
-				print(("… %d lines skipped: the shell could not keep up"):format(lost));
+			local more = false;
+			if output_waiting(conn()) <= follow_output_max then
+				local text, count, lost, left = follower:lines();
+				if lost and lost > 0 then
+					skipped = skipped + lost;
+					print(("… %d lines skipped: the shell could not keep up"):format(lost));
+				end
+				if text then
+					print(text);
+					shown = shown + count;
+				end
+				more = left == true;
 			end
-			if text then
-				print(text);
-				shown = shown + count;
+			-- Last: the thread then has until the next turn to look (the outbox is its lock).
+			local now = time.now();
+			if now >= next_look then
+				next_look = now + 0.1;
+				follower:look();
 			end
-			return follower:has_lines() and "more" or "waiting";
+			return more and "more" or "waiting";
 		end
 		local function step()
 			local ok, state = pcall(advance);

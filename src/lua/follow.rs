@@ -6,7 +6,7 @@
 use mlua::{IntoLuaMulti, Lua, MultiValue, Table, UserData, UserDataMethods, Value};
 
 use super::binding::Handle;
-use super::shell::{filter_from, sources, Sources, BATCH_BYTES, BATCH_LINES};
+use super::shell::{filter_from, sources, Sources};
 use crate::runtime::follow::{self, Follower};
 
 /// The most backlog lines a follower starts with.
@@ -44,19 +44,24 @@ struct Following(Follower);
 
 impl UserData for Following {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // The next batch: its lines joined by newlines (or nil), how many, and how many lines
-        // were skipped before them; nothing at all if there is nothing to tell.
-        methods.add_method("lines", |lua, this, ()| match this.0.take(BATCH_LINES, BATCH_BYTES) {
+        // The next batch: its lines joined by newlines (or nil), how many, how many lines were
+        // skipped before them, and whether more wait; nothing at all if there is nothing to
+        // tell now.
+        methods.add_method("lines", |lua, this, ()| match this.0.take() {
             None => Ok(MultiValue::new()),
-            Some(batch) => {
+            Some((batch, more)) => {
                 let text = if batch.lines > 0 { Value::String(lua.create_string(&batch.text)?) } else { Value::Nil };
-                (text, batch.lines, batch.skipped).into_lua_multi(lua)
+                (text, batch.lines, batch.skipped, more).into_lua_multi(lua)
             }
         });
-        methods.add_method("has_lines", |_, this, ()| Ok(this.0.has_lines()));
         methods.add_method("error", |_, this, ()| Ok(this.0.error()));
+        // False if the follower was busy: ask again.
         methods.add_method("set_sources", |_, this, list: Vec<mlua::LuaString>| {
-            this.0.set_sources(list.iter().map(|s| s.as_bytes().to_vec()).collect());
+            Ok(this.0.set_sources(list.iter().map(|s| s.as_bytes().to_vec()).collect()))
+        });
+        // Hands the follower's thread a snapshot of the lines stored so far.
+        methods.add_method("look", |_, this, ()| {
+            this.0.look();
             Ok(())
         });
         methods.add_method("stop", |_, this, ()| {

@@ -12,10 +12,21 @@ use std::collections::VecDeque;
 use super::query::{self, Filter};
 use super::ring::Ring;
 
-/// Where a reader is: the number of the next line it has not looked at.
+/// Where a reader is: the number of the next line it has not looked at, and where that line's
+/// record lies in the snapshot it last looked at, so that the next look finds it without
+/// walking every line before it (see [`Cursor::look`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     next: u64,
+    place: Option<Place>,
+}
+
+/// Line `next` begins `at` bytes after line `first`, the oldest held, in a ring of `rebuilds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Place {
+    first: u64,
+    at: usize,
+    rebuilds: u64,
 }
 
 /// What one look found besides the lines that passed.
@@ -39,39 +50,85 @@ impl Cursor {
         stop: impl Fn() -> bool,
     ) -> Option<(Cursor, VecDeque<Vec<u8>>)> {
         let found = query::newest_unless(ring, filter, backlog, stop)?;
-        Some((Cursor { next: ring.stored() }, found.lines))
+        Some((Cursor { next: ring.stored(), place: None }, found.lines))
     }
 
     /// Looks at up to `max_lines` lines of `ring` (a snapshot) from the cursor on, giving each
-    /// that passes to `passed`, and moves the cursor after them.
-    pub fn look(&mut self, ring: &Ring, filter: &Filter, max_lines: usize, mut passed: impl FnMut(Vec<u8>)) -> Looked {
+    /// that passes to `passed`, and moves the cursor after them. `previous` is the snapshot
+    /// the cursor last looked at, if still at hand: the cursor's line is then found by walking
+    /// only the lines dropped from the front since; else every line before it.
+    pub fn look(
+        &mut self,
+        previous: Option<&Ring>,
+        ring: &Ring,
+        filter: &Filter,
+        max_lines: usize,
+        mut passed: impl FnMut(Vec<u8>),
+    ) -> Looked {
         let stored = ring.stored();
         let first = stored - ring.lines() as u64;
         // (A ring never counts fewer lines stored than before; kept safe all the same.)
         self.next = self.next.min(stored);
         let skipped = first.saturating_sub(self.next);
         self.next = self.next.max(first);
+        let index = (self.next - first) as usize;
+        let located = self.place_in(previous, ring, first).and_then(|at| Some((at, ring.iter_at(index, at)?)));
+        let walked = || {
+            let at = ring.iter().take(index).map(|line| line.record_len()).sum();
+            Some((at, ring.iter_at(index, at)?))
+        };
+        let Some((mut at, lines)) = located.or_else(walked) else {
+            // (Not reached: a walk's place lies within the lines held.)
+            self.place = None;
+            return Looked { skipped, lines: 0, more: false };
+        };
         let mut joined = Vec::new();
-        let mut lines = 0;
-        for line in ring.iter().skip((self.next - first) as usize).take(max_lines) {
+        let mut looked = 0;
+        for line in lines.take(max_lines) {
             let bytes = query::contiguous(&line, &mut joined);
             if filter.passes(bytes, usize::from(line.meta.source_at), line.meta.time) {
                 passed(bytes.to_vec());
             }
+            at += line.record_len();
+            looked += 1;
+        }
+        self.next += looked as u64;
+        self.place = Some(Place { first, at, rebuilds: ring.rebuilds() });
+        Looked { skipped, lines: looked, more: self.next < stored }
+    }
+
+    /// Where line `next` begins in `ring` (whose oldest held line is `first`), from where it
+    /// began in `previous`, less the lines dropped from the front since.
+    fn place_in(&self, previous: Option<&Ring>, ring: &Ring, first: u64) -> Option<usize> {
+        let (place, previous) = (self.place?, previous?);
+        let previous_first = previous.stored() - previous.lines() as u64;
+        if place.rebuilds != ring.rebuilds() || place.rebuilds != previous.rebuilds() || place.first != previous_first {
+            return None;
+        }
+        let dropped = usize::try_from(first.checked_sub(place.first)?).ok()?;
+        let mut lines = 0;
+        let mut bytes = 0;
+        for line in previous.iter().take(dropped) {
+            bytes += line.record_len();
             lines += 1;
         }
-        self.next += lines as u64;
-        Looked { skipped, lines, more: self.next < stored }
+        if lines < dropped {
+            return None;
+        }
+        place.at.checked_sub(bytes)
     }
 }
 
-/// Matching lines waiting for the shell, at most `max_bytes` of them, and the count of those
-/// that did not fit or were gone before they were looked at.
+/// Matching lines waiting for the shell, joined into batches as they come (so that the shell's
+/// side takes one buffer a batch), at most `max_bytes` of them, and the count of those that did
+/// not fit or were gone before they were looked at.
 #[derive(Debug)]
 pub struct Outbox {
-    lines: VecDeque<Vec<u8>>,
+    batches: VecDeque<Batch>,
     bytes: usize,
     max_bytes: usize,
+    batch_lines: usize,
+    batch_bytes: usize,
     skipped: u64,
 }
 
@@ -85,18 +142,34 @@ pub struct Batch {
 }
 
 impl Outbox {
-    pub fn new(max_bytes: usize) -> Self {
-        Outbox { lines: VecDeque::new(), bytes: 0, max_bytes, skipped: 0 }
+    /// An outbox of at most `max_bytes`, whose batches hold up to `batch_lines` lines and
+    /// `batch_bytes` (or one longer line).
+    pub fn new(max_bytes: usize, batch_lines: usize, batch_bytes: usize) -> Self {
+        Outbox { batches: VecDeque::new(), bytes: 0, max_bytes, batch_lines, batch_bytes, skipped: 0 }
     }
 
-    /// Keeps `line` if it fits, else counts it skipped.
-    pub fn offer(&mut self, line: Vec<u8>) {
-        if self.bytes + line.len() > self.max_bytes {
+    /// Keeps `line` (whole, with its newline) if it fits, else counts it skipped.
+    pub fn offer(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        if self.bytes + line.len() + 1 > self.max_bytes {
             self.skipped += 1;
             return;
         }
-        self.bytes += line.len();
-        self.lines.push_back(line);
+        self.bytes += line.len() + 1;
+        let (lines, bytes) = (self.batch_lines, self.batch_bytes);
+        let open = match self.batches.back_mut() {
+            Some(last) if last.lines < lines && last.text.len() + 1 + line.len() <= bytes => last,
+            _ => {
+                self.batches
+                    .push_back(Batch { text: Vec::with_capacity(bytes.min(line.len().max(256))), ..Batch::default() });
+                self.batches.back_mut().expect("just pushed")
+            }
+        };
+        if open.lines > 0 {
+            open.text.push(b'\n');
+        }
+        open.text.extend_from_slice(line);
+        open.lines += 1;
     }
 
     pub fn skip(&mut self, lines: u64) {
@@ -105,7 +178,7 @@ impl Outbox {
 
     /// Whether there is anything to tell the shell.
     pub fn is_empty(&self) -> bool {
-        self.lines.is_empty() && self.skipped == 0
+        self.batches.is_empty() && self.skipped == 0
     }
 
     /// Lines skipped and not yet told.
@@ -114,31 +187,20 @@ impl Outbox {
         self.skipped
     }
 
-    /// Bytes of the lines held.
+    /// Bytes of the lines held (a newline each).
     #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.bytes
     }
 
-    /// The oldest lines held, up to `max_lines` and `max_bytes` (at least one line), with the
-    /// skipped count (then reset); `None` if there is nothing to tell.
-    pub fn take(&mut self, max_lines: usize, max_bytes: usize) -> Option<Batch> {
+    /// The oldest batch, with the skipped count (then reset); `None` if there is nothing to tell.
+    pub fn take(&mut self) -> Option<Batch> {
         if self.is_empty() {
             return None;
         }
-        let mut batch = Batch { skipped: std::mem::take(&mut self.skipped), ..Batch::default() };
-        while let Some(line) = self.lines.front() {
-            if batch.lines == max_lines || (batch.lines > 0 && batch.text.len() + line.len() > max_bytes) {
-                break;
-            }
-            if batch.lines > 0 {
-                batch.text.push(b'\n');
-            }
-            batch.text.extend_from_slice(line.strip_suffix(b"\n").unwrap_or(line));
-            self.bytes -= line.len();
-            self.lines.pop_front();
-            batch.lines += 1;
-        }
+        let mut batch = self.batches.pop_front().unwrap_or_default();
+        self.bytes -= batch.text.len() + usize::from(batch.lines > 0);
+        batch.skipped = std::mem::take(&mut self.skipped);
         Some(batch)
     }
 }
@@ -162,7 +224,7 @@ mod tests {
 
     fn look_all(cursor: &mut Cursor, ring: &Ring, filter: &Filter) -> (Vec<Vec<u8>>, Looked) {
         let mut found = Vec::new();
-        let looked = cursor.look(ring, filter, usize::MAX, |line| found.push(line));
+        let looked = cursor.look(None, ring, filter, usize::MAX, |line| found.push(line));
         (found, looked)
     }
 
@@ -230,10 +292,40 @@ mod tests {
             push(&mut ring, "c2s1", "debug", &format!("line {i}"));
         }
         let mut found = Vec::new();
-        assert!(cursor.look(&ring, &filter, 3, |l| found.push(l)).more);
-        assert!(cursor.look(&ring, &filter, 3, |l| found.push(l)).more);
-        assert!(!cursor.look(&ring, &filter, 3, |l| found.push(l)).more);
+        assert!(cursor.look(None, &ring, &filter, 3, |l| found.push(l)).more);
+        assert!(cursor.look(None, &ring, &filter, 3, |l| found.push(l)).more);
+        assert!(!cursor.look(None, &ring, &filter, 3, |l| found.push(l)).more);
         assert_eq!(messages(&found), (0..7).map(|i| format!("line {i}")).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn finds_its_place_from_the_previous_snapshot_as_a_walk_would() {
+        // Lines of many lengths through a small ring that evicts, a dump that takes them all,
+        // and looks of a few lines each: the lines seen are those a walk from the front sees.
+        let mut ring = Ring::new(Limit::Bytes(4096));
+        let filter = Filter::default();
+        let (mut fast, _) = Cursor::after_backlog(&ring, &filter, 0, || false).expect("done");
+        let mut slow = fast;
+        let (mut seen_fast, mut seen_slow) = (Vec::new(), Vec::new());
+        let (mut skipped_fast, mut skipped_slow) = (0, 0);
+        let mut previous: Option<Ring> = None;
+        for round in 0..300 {
+            for i in 0..(round % 7) * 3 {
+                push(&mut ring, "c2s1", "debug", &format!("{round}.{i} {}", "x".repeat((round * 13 + i * 7) % 90)));
+            }
+            if round == 150 {
+                drop(ring.take());
+            }
+            let snapshot = ring.snapshot();
+            let max = 1 + round % 5;
+            let looked = fast.look(previous.as_ref(), &snapshot, &filter, max, |l| seen_fast.push(l));
+            skipped_fast += looked.skipped;
+            skipped_slow += slow.look(None, &snapshot, &filter, max, |l| seen_slow.push(l)).skipped;
+            previous = Some(snapshot);
+        }
+        assert_eq!(messages(&seen_fast), messages(&seen_slow));
+        assert_eq!(skipped_fast, skipped_slow);
+        assert!(seen_fast.len() > 300 && skipped_fast > 0, "{} seen, {skipped_fast} skipped", seen_fast.len());
     }
 
     #[test]
@@ -247,25 +339,25 @@ mod tests {
 
     #[test]
     fn the_outbox_is_bounded_counts_what_did_not_fit_and_gives_batches() {
-        let mut outbox = Outbox::new(10);
-        assert!(outbox.take(5, 100).is_none());
-        for line in ["aaaa\n", "bbbb\n", "cccc\n"] {
-            outbox.offer(line.as_bytes().to_vec());
+        let mut outbox = Outbox::new(15, 2, 100);
+        assert!(outbox.take().is_none());
+        for line in ["aaaa\n", "bbbb\n", "cccc\n", "dddd\n"] {
+            outbox.offer(line.as_bytes());
         }
-        assert_eq!(outbox.bytes(), 10);
+        assert_eq!(outbox.bytes(), 15, "three lines fit");
         outbox.skip(4);
-        let batch = outbox.take(1, 100).expect("a batch");
-        assert_eq!(batch, Batch { text: b"aaaa".to_vec(), lines: 1, skipped: 5 });
-        outbox.offer(b"dd\n".to_vec());
-        let batch = outbox.take(5, 100).expect("a batch");
-        assert_eq!(batch, Batch { text: b"bbbb\ndd".to_vec(), lines: 2, skipped: 0 });
-        assert!(outbox.is_empty());
+        assert_eq!(outbox.take(), Some(Batch { text: b"aaaa\nbbbb".to_vec(), lines: 2, skipped: 5 }));
+        outbox.offer(b"ee\n");
+        assert_eq!(outbox.take(), Some(Batch { text: b"cccc\nee".to_vec(), lines: 2, skipped: 0 }));
+        assert!(outbox.is_empty() && outbox.bytes() == 0);
         // A batch's bytes are bounded, but it always carries one line.
-        for line in ["eeee\n", "ffff\n"] {
-            outbox.offer(line.as_bytes().to_vec());
+        let mut outbox = Outbox::new(100, 10, 6);
+        for line in ["ffff\n", "gg\n", "a much longer line\n"] {
+            outbox.offer(line.as_bytes());
         }
-        assert_eq!(outbox.take(5, 2).expect("a batch").lines, 1);
-        assert_eq!(outbox.take(5, 2).expect("a batch").lines, 1);
+        assert_eq!(outbox.take().map(|b| b.lines), Some(1));
+        assert_eq!(outbox.take().map(|b| b.lines), Some(1));
+        assert_eq!(outbox.take().map(|b| b.text), Some(b"a much longer line".to_vec()));
         assert_eq!(outbox.bytes(), 0);
     }
 }

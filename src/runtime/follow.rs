@@ -1,32 +1,41 @@
-//! The admin shell's followers (`ringbuffer:follow`): each is a thread that looks at a snapshot
-//! of its sink every [`LOOK_EVERY`] for the lines stored since it last looked, and keeps those
-//! that pass its filter in a bounded outbox for the shell (see `pure::follow`). The per-line
-//! path knows nothing of them; the main loop only takes the outbox's lines in batches.
+//! The admin shell's followers (`ringbuffer:follow`): each is a thread that, whenever the main
+//! loop hands it a snapshot of its sink ([`Follower::look`], every 0.1 s from the shell's
+//! timer), looks at the lines stored since it last looked and keeps those that pass its filter
+//! in a bounded outbox for the shell (see `pure::follow`). The per-line path knows nothing of
+//! them. The snapshot is taken on the main loop, as for `tail`, so the thread (at the lowest CPU
+//! priority) never holds the ring's lock; the main loop only ever *tries* the follower's own lock
+//! (a thread put off the CPU while holding it never holds the main loop up).
 //!
 //! At most [`MAX_FOLLOWERS`] exist at once, counted from their start until their thread ended;
-//! one more is refused with a "busy" answer. Each holds at most [`OUTBOX_BYTES`] of lines, a
-//! snapshot while it looks, and [`LOOK_LINES`] lines' matches between two locks of its outbox.
+//! one more is refused with a "busy" answer. Each holds at most [`OUTBOX_BYTES`] of lines, one
+//! snapshot waiting and one it looks at, and [`LOOK_LINES`] lines' matches between two locks of
+//! its outbox.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::inspect::Cancel;
 use super::sink::Sink;
 use crate::pure::follow::{Batch, Cursor, Outbox};
 use crate::pure::query::{self, Filter};
+use crate::pure::ring::Ring;
 
 /// How many followers may exist at once.
 pub(crate) const MAX_FOLLOWERS: usize = 16;
-/// How often a follower looks for new lines: with the shell's own poll, lines reach it well
-/// within half a second.
-pub(crate) const LOOK_EVERY: Duration = Duration::from_millis(100);
 /// The most bytes of matching lines a follower keeps for a shell that does not take them.
 pub(crate) const OUTBOX_BYTES: usize = 256 * 1024;
+/// The most lines, and bytes, of one batch for the shell (at most one line more than the
+/// bytes): what the shell prints at once; small, as printing 64 KiB takes the main loop
+/// milliseconds (the XML of the shell's protocol).
+pub(crate) const BATCH_LINES: usize = 100;
+pub(crate) const BATCH_BYTES: usize = 16 * 1024;
 /// Lines looked at between two checks for cancellation (and two locks of the outbox).
 const LOOK_LINES: usize = 4096;
+/// How long the thread waits for a snapshot before it checks whether it was cancelled.
+const WAIT: Duration = Duration::from_millis(500);
 
 static FOLLOWERS: AtomicUsize = AtomicUsize::new(0);
 
@@ -57,7 +66,7 @@ impl Drop for Place {
     }
 }
 
-/// What the follower's thread hands the shell.
+/// What the main loop and the follower's thread hand each other.
 #[derive(Debug)]
 struct Shared {
     outbox: Outbox,
@@ -65,12 +74,26 @@ struct Shared {
     error: Option<String>,
     /// New sessions for the filter's `only_sources` (a JID's sessions), taken at the next look.
     sources: Option<Vec<Vec<u8>>>,
+    /// The newest snapshot, until the thread takes it.
+    snapshot: Option<Ring>,
+    /// The snapshot the thread looked at, for the main loop to drop: its memory came from the
+    /// main thread's allocator arena, whose lock a thread at the lowest priority must not hold
+    /// (freeing many chunks) while the CPU is busy elsewhere, since the main loop then waits.
+    spent: Option<Ring>,
+}
+
+#[derive(Debug)]
+struct Channel {
+    shared: Mutex<Shared>,
+    /// A snapshot came, or the follower was cancelled.
+    woken: Condvar,
 }
 
 /// A running follower; dropping it ends it.
 #[derive(Debug)]
 pub(crate) struct Follower {
-    shared: Arc<Mutex<Shared>>,
+    sink: Arc<Sink>,
+    channel: Arc<Channel>,
     cancel: Cancel,
 }
 
@@ -83,65 +106,95 @@ pub(crate) fn start(
     backlog: usize,
 ) -> Result<Follower, String> {
     let place = Place::take()?;
-    let shared = Arc::new(Mutex::new(Shared { outbox: Outbox::new(OUTBOX_BYTES), error: None, sources: None }));
+    let outbox = Outbox::new(OUTBOX_BYTES, BATCH_LINES, BATCH_BYTES);
+    let shared = Shared { outbox, error: None, sources: None, snapshot: None, spent: None };
+    let channel = Arc::new(Channel { shared: Mutex::new(shared), woken: Condvar::new() });
     let cancel = Cancel::default();
-    let work = (place, sink, filter, pattern, Arc::clone(&shared), cancel.clone());
+    let work = (place, sink.snapshot(), filter, pattern, Arc::clone(&channel), cancel.clone());
     super::thread::spawn_worker("ringbuffer-follow", std::iter::once(work), move |work| {
-        let (_place, sink, filter, pattern, to_shell, cancelled) = work;
+        let (_place, first, filter, pattern, channel, cancelled) = work;
         super::os::lowest_priority_for_this_thread();
-        follow(&sink, filter, pattern, backlog, &to_shell, &cancelled);
+        follow(first, filter, pattern, backlog, &channel, &cancelled);
     })
     .map_err(|e| format!("cannot start a thread: {e}"))?;
-    Ok(Follower { shared, cancel })
+    Ok(Follower { sink, channel, cancel })
 }
 
-/// The follower's thread: the backlog, then a look every [`LOOK_EVERY`] until cancelled.
+/// The follower's thread: the backlog from the `first` snapshot, then a look at each snapshot
+/// handed to it, until cancelled.
 fn follow(
-    sink: &Sink,
+    first: Ring,
     mut filter: Filter,
     pattern: Option<String>,
     backlog: usize,
-    to_shell: &Mutex<Shared>,
+    channel: &Channel,
     cancelled: &Cancel,
 ) {
     if let Some(pattern) = pattern {
         match query::pattern(&pattern) {
             Ok(compiled) => filter.pattern = Some(compiled),
             Err(e) => {
-                to_shell.lock().error = Some(e);
+                channel.shared.lock().error = Some(e);
                 return;
             }
         }
     }
     let stop = || cancelled.is_cancelled();
-    let Some((mut cursor, lines)) = Cursor::after_backlog(&sink.snapshot(), &filter, backlog, stop) else {
+    let Some((mut cursor, lines)) = Cursor::after_backlog(&first, &filter, backlog, stop) else {
         return;
     };
     {
-        let mut shared = to_shell.lock();
+        let mut shared = channel.shared.lock();
         for line in lines {
-            shared.outbox.offer(line);
+            shared.outbox.offer(&line);
         }
+        shared.spent = Some(first);
     }
-    while !cancelled.is_cancelled() {
-        std::thread::sleep(LOOK_EVERY);
-        if let Some(sources) = to_shell.lock().sources.take() {
-            filter.only_sources = Some(sources);
+    let mut previous: Option<Ring> = None;
+    loop {
+        let snapshot = {
+            let mut shared = channel.shared.lock();
+            loop {
+                if cancelled.is_cancelled() {
+                    return;
+                }
+                if let Some(sources) = shared.sources.take() {
+                    filter.only_sources = Some(sources);
+                }
+                if let Some(snapshot) = shared.snapshot.take() {
+                    break snapshot;
+                }
+                channel.woken.wait_for(&mut shared, WAIT);
+            }
+        };
+        look(&mut cursor, previous.as_ref(), &snapshot, &filter, &channel.shared, cancelled);
+        // Kept for the next look (see Cursor::look); the one before goes back to the main loop
+        // (and only if the main loop did not take the last one is it dropped here).
+        if let Some(older) = previous.replace(snapshot) {
+            let _oldest = channel.shared.lock().spent.replace(older);
         }
-        look(&mut cursor, sink, &filter, to_shell, cancelled);
     }
 }
 
-/// Looks at every line stored since the cursor, in steps of [`LOOK_LINES`].
-fn look(cursor: &mut Cursor, sink: &Sink, filter: &Filter, to_shell: &Mutex<Shared>, cancelled: &Cancel) {
-    let snapshot = sink.snapshot();
+/// Looks at every line of `snapshot` stored since the cursor, in steps of [`LOOK_LINES`].
+fn look(
+    cursor: &mut Cursor,
+    previous: Option<&Ring>,
+    snapshot: &Ring,
+    filter: &Filter,
+    shared: &Mutex<Shared>,
+    cancelled: &Cancel,
+) {
     let mut passed = Vec::new();
+    let mut previous = previous;
     loop {
-        let looked = cursor.look(&snapshot, filter, LOOK_LINES, |line| passed.push(line));
-        let mut shared = to_shell.lock();
+        let looked = cursor.look(previous, snapshot, filter, LOOK_LINES, |line| passed.push(line));
+        // The next step goes on in this same snapshot.
+        previous = Some(snapshot);
+        let mut shared = shared.lock();
         shared.outbox.skip(looked.skipped);
         for line in passed.drain(..) {
-            shared.outbox.offer(line);
+            shared.outbox.offer(&line);
         }
         drop(shared);
         if !looked.more || cancelled.is_cancelled() {
@@ -151,28 +204,46 @@ fn look(cursor: &mut Cursor, sink: &Sink, filter: &Filter, to_shell: &Mutex<Shar
 }
 
 impl Follower {
-    /// The next batch of lines for the shell (see [`Outbox::take`]).
-    pub(crate) fn take(&self, max_lines: usize, max_bytes: usize) -> Option<Batch> {
-        self.shared.lock().outbox.take(max_lines, max_bytes)
+    /// Hands the thread a snapshot of the sink to look at, unless it has one it did not take
+    /// yet. Called on the main loop (the snapshot takes the ring's lock for microseconds).
+    pub(crate) fn look(&self) {
+        let snapshot = self.sink.snapshot();
+        let Some(mut shared) = self.channel.shared.try_lock() else { return };
+        let spent = shared.spent.take();
+        if shared.snapshot.is_none() {
+            shared.snapshot = Some(snapshot);
+            self.channel.woken.notify_one();
+        }
+        drop(shared);
+        drop(spent);
     }
 
-    pub(crate) fn has_lines(&self) -> bool {
-        !self.shared.lock().outbox.is_empty()
+    /// The next batch of lines for the shell (see [`Outbox::take`]) and whether more wait;
+    /// `None` also while the thread holds the outbox.
+    pub(crate) fn take(&self) -> Option<(Batch, bool)> {
+        let mut shared = self.channel.shared.try_lock()?;
+        let batch = shared.outbox.take()?;
+        Some((batch, !shared.outbox.is_empty()))
     }
 
     /// Why the follower stopped, if it failed.
     pub(crate) fn error(&self) -> Option<String> {
-        self.shared.lock().error.clone()
+        self.channel.shared.try_lock()?.error.clone()
     }
 
-    /// The sessions whose lines pass from now on (a JID's, with sessions new since the start).
-    pub(crate) fn set_sources(&self, sources: Vec<Vec<u8>>) {
-        self.shared.lock().sources = Some(sources);
+    /// The sessions whose lines pass from now on (a JID's, with sessions new since the start);
+    /// false if the thread held its lock (ask again).
+    pub(crate) fn set_sources(&self, sources: Vec<Vec<u8>>) -> bool {
+        let Some(mut shared) = self.channel.shared.try_lock() else { return false };
+        shared.sources = Some(sources);
+        true
     }
 
-    /// Ends the follower: its thread stops within [`LOOK_EVERY`] and frees what it held.
+    /// Ends the follower: its thread stops at once, or after the look it is in (its next
+    /// [`LOOK_LINES`] lines), and frees what it held.
     pub(crate) fn stop(&self) {
         self.cancel.cancel();
+        self.channel.woken.notify_one();
     }
 }
 
@@ -205,8 +276,22 @@ mod tests {
         sink.push(line.as_bytes(), Meta { time: 100, source_at: STAMP.len() as u16 });
     }
 
+    // (Waiting for the lock, which the main loop's `take` only tries.)
     fn taken(follower: &Follower) -> Batch {
-        follower.take(500, 64 * 1024).unwrap_or_default()
+        follower.channel.shared.lock().outbox.take().unwrap_or_default()
+    }
+
+    fn has_lines(follower: &Follower) -> bool {
+        !follower.channel.shared.lock().outbox.is_empty()
+    }
+
+    // What the shell's timer does: hand a snapshot, until `done`.
+    fn looking_until(follower: &Follower, done: impl Fn() -> bool) {
+        wait_until(|| {
+            let done = done();
+            follower.look();
+            done
+        });
     }
 
     // One test for everything that counts followers: the count is global to the process.
@@ -221,11 +306,11 @@ mod tests {
         let filter = Filter { min_level: Some(Level::Info), ..Filter::default() };
         let follower = start(Arc::clone(&sink), filter, Some("before|after|fill".into()), 10).expect("started");
         assert_eq!(followers(), before + 1);
-        wait_until(|| follower.has_lines());
+        wait_until(|| has_lines(&follower));
         assert_eq!(taken(&follower).text, format!("{STAMP}c2s1\tinfo\tbefore 1").into_bytes());
         log(&sink, "info", "after");
         log(&sink, "info", "not matching");
-        wait_until(|| follower.has_lines());
+        looking_until(&follower, || has_lines(&follower));
         assert_eq!(taken(&follower).text, format!("{STAMP}c2s1\tinfo\tafter").into_bytes());
 
         // A shell that takes nothing: the outbox stays bounded and the rest is counted.
@@ -233,7 +318,10 @@ mod tests {
         for _ in 0..1000 {
             log(&sink, "info", &format!("fill {filler}"));
         }
-        wait_until(|| follower.shared.lock().outbox.skipped_so_far() > 0);
+        looking_until(&follower, || follower.channel.shared.lock().outbox.skipped_so_far() > 0);
+        follower.look();
+        // (Its last look is done once the outbox holds every line that fitted.)
+        wait_until(|| follower.channel.shared.lock().snapshot.is_none());
         let mut batch = taken(&follower);
         let (mut lines, skipped) = (batch.lines, batch.skipped);
         while batch.lines > 0 {
