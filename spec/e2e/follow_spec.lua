@@ -127,6 +127,18 @@ for _, version in ipairs(prosody.versions()) do
 			end);
 		end
 
+		it("says why it refuses bad arguments, and a bad pattern ends it", function ()
+			local output = server:shell([[ringbuffer:follow({ backlog = -1 })]]);
+			assert.truthy(output:find("backlog must be a whole number from 0 to 10000", 1, true), output);
+			output = server:shell([[ringbuffer:follow({ colour = "red" })]]);
+			assert.truthy(output:find('Unknown filter field "colour"', 1, true), output);
+			output = server:shell([[ringbuffer:follow({ sink = "nope" })]]);
+			assert.truthy(output:find('There is no ringbuffer sink "nope"', 1, true), output);
+			output = server:shell([[ringbuffer:follow({ pattern = "(unclosed" })]]);
+			assert.truthy(output:find("invalid regular expression: regex parse error:", 1, true), output);
+			prosody.wait_for(function () return followers(server) == 0; end, 10, "the follower to end");
+		end);
+
 		it("keeps memory bounded for a shell that never reads, and tells it what was skipped", function ()
 			local unix = require "socket.unix";
 			local client = assert((unix.stream or unix)());
