@@ -8,6 +8,8 @@
 local prosody = require "spec.helpers.prosody";
 local socket = require "socket";
 
+local loadgen = "bench/loadgen/target/release/bench-loadgen";
+
 local started, shells = 0, {};
 -- Runs prosodyctl shell with `args` in the background, its output line-buffered into a file;
 -- its PID is recorded for scripts/run-e2e.sh's cleanup. (A background job ignores SIGINT: it is
@@ -89,7 +91,11 @@ for _, version in ipairs(prosody.versions()) do
 			server = prosody.start(version, [[{
 	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
 	{ to = "ringbuffer", name = "main", size = 4194304, filename = "$DATA/main.log" };
-}]]);
+}]], ([[
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+modules_enabled = { %s"log_ringbuffer", "e2e_control", "admin_shell", "roster", "saslauth", "ping" }
+]]):format(version == "0.12" and '"posix", ' or ""));
 			server:command("load_module e2e_follow", "spam 20000 fill 200");
 			server:wait_for_log("fill done");
 			threads = server:thread_count();
@@ -126,6 +132,40 @@ for _, version in ipairs(prosody.versions()) do
 				shows_markers_obeys_the_filter_and_ends("ringbuffer follow --level info --pattern 'follow-marker \\d+ at' --backlog 0");
 			end);
 		end
+
+		it("with jid, follows the sessions of that account that log in, and no other's", function ()
+			assert(os.execute("cargo build --release --quiet --offline --manifest-path bench/loadgen/Cargo.toml"));
+			for _, user in ipairs({ "u0", "u1" }) do
+				local output, code = server:ctl("register", user, "localhost", "bench");
+				assert(code == 0, output);
+			end
+			local shell = start_shell(server, [['ringbuffer:follow({ jid = "u0@localhost", backlog = 0 })']]);
+			-- Two real c2s clients, u0 ("Alice") and u1 ("Bob"), log in, exchange messages and leave.
+			local pipe = io.popen(("%s --port %d --clients 2 --messages 20 --warmup 2 --server-pid %s --timeout 60 2>&1")
+				:format(loadgen, server.c2s_port, server.pid));
+			local result = pipe:read("a");
+			pipe:close();
+			assert(result:find("result ", 1, true), result);
+			local function session_of(user)
+				local output = server:shell(([[ringbuffer:grep("Authenticated as %s@localhost", { sink = "main" })]]):format(user));
+				return output:match("%S+ %S+ %S+ (c2s%x+)\t[^\t]*\tAuthenticated as");
+			end
+			local alice, bob = assert(session_of("u0")), assert(session_of("u1"));
+			local function sources()
+				local found = {};
+				for source in shell.output():gmatch("\n%S+ %S+ %S+ ([^\t\n]+)\t") do found[source] = true; end
+				return found;
+			end
+			prosody.wait_for(function ()
+				return shell.output():find(alice .. "\tinfo\tClient disconnected", 1, true);
+			end, 10, "Alice's last line in the follow");
+			for source in pairs(sources()) do
+				assert.truthy(source == alice or source:match("^conn"), source .. " in:\n" .. shell.output());
+			end
+			assert.is_nil(sources()[bob]);
+			shell.interrupt();
+			prosody.wait_for(function () return followers(server) == 0; end, 10, "the follower to end");
+		end);
 
 		it("says why it refuses bad arguments, and a bad pattern ends it", function ()
 			local output = server:shell([[ringbuffer:follow({ backlog = -1 })]]);
