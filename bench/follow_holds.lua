@@ -8,18 +8,19 @@
 -- Prints a Lua table constructor: per version and run, the longest hold (seconds), the wall
 -- time of the 100,000 lines and the bytes the readers received.
 -- Usage (from the checkout): lua5.4 bench/follow_holds.lua
--- (`lua5.4 bench/follow_holds.lua readers SOCKET N read|stuck` is the reader process.)
+-- (`lua5.4 bench/follow_holds.lua readers SOCKET N read|stuck [FILTER]` is the reader process,
+-- also for `make bench-server`'s configuration F.)
 package.path = "./?.lua;" .. package.path;
 local socket = require "socket";
 
-local function follow_clients(path, n)
+local function follow_clients(path, n, filter)
 	local unix = require "socket.unix";
 	local clients = {};
 	for i = 1, n do
 		local client = assert((unix.stream or unix)());
 		assert(client:connect(path));
 		assert(client:send("<stream:stream xmlns='xmpp:prosody.im/admin' xmlns:stream='http://etherx.jabber.org/streams'>"
-			.. "<repl-input>ringbuffer:follow({ pattern = \".\", backlog = 0 })</repl-input>"));
+			.. "<repl-input>ringbuffer:follow(" .. filter .. ")</repl-input>"));
 		client:settimeout(0);
 		clients[i] = client;
 	end
@@ -27,7 +28,7 @@ local function follow_clients(path, n)
 end
 
 if arg[1] == "readers" then
-	local clients = follow_clients(arg[2], tonumber(arg[3]));
+	local clients = follow_clients(arg[2], tonumber(arg[3]), arg[5] or '{ pattern = ".", backlog = 0 }');
 	local received = 0;
 	io.stdout:setvbuf("line");
 	print("connected");

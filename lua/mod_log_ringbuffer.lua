@@ -1025,10 +1025,10 @@ end
 -- follow: the newest `backlog` matching lines, then each new one as it is logged, until the
 -- shell goes away (Ctrl-C). One timer for all followers hands each one's native thread a
 -- snapshot every 0.1 s; the thread keeps the new lines that pass in a bounded outbox (256 KiB;
--- see runtime::follow); the timer prints their batches, taking turns, for at most 2 ms a tick. While a shell's
--- connection has more than `follow_output_max` bytes it has not taken, nothing more is printed
--- to it: the follower's outbox fills, and the lines past it are counted and told once the
--- shell reads again.
+-- see runtime::follow); the timer prints their batches (100 lines, 16 KiB), taking turns, for
+-- at most 2 ms a tick. While a shell's connection has more than `follow_output_max` bytes it
+-- has not taken, nothing more is printed to it: the follower's outbox fills, and the lines
+-- past it are counted and told once the shell reads again.
 local follow_fields = { level = true, source = true, since = true, sink = true, shell = true, jid = true,
 	pattern = true, backlog = true };
 local follow_output_max = 128 * 1024;
@@ -1079,6 +1079,8 @@ local function step_followers()
 		follow_timer = false;
 		return nil;
 	end
+	-- The next tick starts with the next follower, so none waits behind busy ones for ever.
+	table.insert(following, table.remove(following, 1));
 	return more and 0 or 0.1;
 end
 
