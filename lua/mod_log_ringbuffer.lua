@@ -906,6 +906,7 @@ end
 -- too, so a JID still finds its lines after it disconnected (about 200 bytes each).
 local jid_sessions, jid_index = {}, {}; -- { id =, conn =, bare =, full = }, newest last; by id
 local max_jid_sessions = 4096;
+local jid_changes = 0; -- counts changes to the mapping, for followers of a JID
 local function note_session(event)
 	local session = event.session;
 	if type(session) ~= "table" or type(session.id) ~= "string" or type(session.username) ~= "string" then return; end
@@ -918,6 +919,7 @@ local function note_session(event)
 			jid_index[table.remove(jid_sessions, 1).id] = nil;
 		end
 	end
+	jid_changes = jid_changes + 1;
 	entry.bare = (session.username .. "@" .. tostring(session.host)):lower();
 	entry.full = type(session.full_jid) == "string" and session.full_jid:lower() or entry.full;
 	local conn = session.conn;
@@ -1136,6 +1138,160 @@ local function shell_dump(self, filter) -- luacheck: ignore 212/self
 	end);
 end
 
+-- follow: the newest `backlog` matching lines, then each new one as it is logged, until the
+-- shell goes away (Ctrl-C). One timer for all followers hands each one's native thread a
+-- snapshot every 0.1 s; the thread keeps the new lines that pass in a bounded outbox (256 KiB;
+-- see runtime::follow); the timer prints their batches (100 lines, 16 KiB), taking turns, for
+-- at most 2 ms a tick. While a shell's connection has more than `follow_output_max` bytes it
+-- has not taken, nothing more is printed to it: the follower's outbox fills, and the lines
+-- past it are counted and told once the shell reads again.
+local follow_fields = { level = true, source = true, since = true, sink = true, shell = true, jid = true,
+	pattern = true, backlog = true };
+local follow_output_max = 128 * 1024;
+local following, follow_timer = {}, false; -- steps, see shell_follow
+local follow_stops = {}; -- follower ends, by step, for module.unload
+
+-- Bytes the connection holds that its client has not taken yet (0.12: a list of strings;
+-- 13: a dbuffer, whose length # gives; either: a string).
+local function output_waiting(conn)
+	local buffer = type(conn) == "table" and conn.writebuffer;
+	if type(buffer) == "string" then
+		return #buffer;
+	elseif type(buffer) == "table" then
+		local mt = getmetatable(buffer);
+		if mt and mt.__len then return #buffer; end
+		local n = 0;
+		for _, chunk in ipairs(buffer) do n = n + #tostring(chunk); end
+		return n;
+	end
+	return 0;
+end
+
+-- The admin-socket connection of the shell running a command (a function: it may change).
+local function shell_connection(self)
+	local session = type(self) == "table" and self.session;
+	for _, admin in pairs(admin_sessions) do
+		if admin.shell_session == session then
+			return function () return admin.conn; end;
+		end
+	end
+	return function () return nil; end;
+end
+
+local function step_followers()
+	local started, more = time.now(), false;
+	local i = 1;
+	while i <= #following do
+		local step = following[i];
+		local state = time.now() - started < 0.002 and step() or "waiting";
+		if state == "done" then
+			table.remove(following, i);
+		else
+			more = more or state == "more";
+			i = i + 1;
+		end
+	end
+	if #following == 0 then
+		follow_timer = false;
+		return nil;
+	end
+	-- The next tick starts with the next follower, so none waits behind busy ones for ever.
+	table.insert(following, table.remove(following, 1));
+	return more and 0 or 0.1;
+end
+
+local function shell_follow(self, filter)
+	local checked, err = shell_filter(filter, follow_fields);
+	if checked then checked, err = check_jid(checked); end
+	if not checked then return false, err; end
+	if checked.pattern ~= nil and (type(checked.pattern) ~= "string" or checked.pattern == "") then
+		return false, "pattern must be a regular expression, e.g. \"c2s%x+\"";
+	end
+	local backlog = checked.backlog;
+	if backlog ~= nil then
+		backlog = tonumber(backlog);
+		if not backlog or backlog % 1 ~= 0 or backlog < 0 or backlog > native.max_backlog then
+			return false, ("backlog must be a whole number from 0 to %d"):format(native.max_backlog);
+		end
+	end
+	local sinks, problem = shell_sinks(checked.sink);
+	if not sinks then return false, problem; end
+	if #sinks > 1 then
+		return false, "follow reads one sink: name it, e.g. { sink = \"" .. sinks[1].label .. "\" }";
+	end
+	local chosen = sinks[1];
+	local not_sources = not checked.shell and shell_sources(self) or nil;
+	local jid_seen = jid_changes;
+	local follower, why = chosen.record.handle:follow(checked, checked.pattern, backlog, not_sources,
+		checked.jid and jid_sources(checked.jid) or nil);
+	if not follower then return false, why; end
+	local present, conn = shell_presence(self), shell_connection(self);
+	local print = shell_printer(self);
+	print(("Following ringbuffer sink %s (Ctrl-C ends it)"):format(chosen.label));
+	local shown, skipped, next_look = 0, 0, 0;
+	return promise.new(function (resolve, reject)
+		local function live_sink()
+			for _, record in ipairs(live) do
+				if record == chosen.record then return true; end
+			end
+			return false;
+		end
+		local function finish(ok, text)
+			follower:stop();
+			module:log("debug", "A ringbuffer follower ended: %s", text);
+			if ok then resolve(text); else reject(text); end
+			return "done";
+		end
+		local function advance()
+			if not present() then
+				return finish(true, "the shell went away");
+			elseif not live_sink() then
+				return finish(false, "the sink was reloaded; follow again");
+			end
+			local failed = follower:error();
+			if failed then return finish(false, failed); end
+			if checked.jid and jid_changes ~= jid_seen then
+				-- Sessions of the JID that began since: their lines from now on.
+				if follower:set_sources(jid_sources(checked.jid)) then jid_seen = jid_changes; end
+			end
+			local more = false;
+			if output_waiting(conn()) <= follow_output_max then
+				local text, count, lost, left = follower:lines();
+				if lost and lost > 0 then
+					skipped = skipped + lost;
+					print(("… %d lines skipped: the shell could not keep up"):format(lost));
+				end
+				if text then
+					print(text);
+					shown = shown + count;
+				end
+				more = left == true;
+			end
+			-- Last: the thread then has until the next turn to look (the outbox is its lock).
+			local now = time.now();
+			if now >= next_look then
+				next_look = now + 0.1;
+				follower:look();
+			end
+			return more and "more" or "waiting";
+		end
+		local function step()
+			local ok, state = pcall(advance);
+			if not ok then state = finish(false, state); end
+			if state == "done" then follow_stops[step] = nil; end
+			return state;
+		end
+		table.insert(following, step);
+		follow_stops[step] = function () finish(false, "the module was unloaded or reloaded; follow again"); end;
+		if not follow_timer then
+			follow_timer = true;
+			module:add_timer(0, step_followers);
+		end
+	end):next(function (ended)
+		return ("%d lines shown, %d skipped; ended: %s"):format(shown, skipped, ended);
+	end);
+end
+
 local function shell_time(t)
 	return t and os.date("%Y-%m-%d %H:%M:%S", t) or "-";
 end
@@ -1162,6 +1318,9 @@ local function shell_status()
 		if s.paused then
 			table.insert(out, "    capture is paused (ringbuffer:resume() to go on)");
 		end
+	end
+	if native.followers() > 0 then
+		table.insert(out, ("%d followers (ringbuffer:follow) running"):format(native.followers()));
 	end
 	return true, #out > 0 and table.concat(out, "\n") or "No ringbuffer sinks are configured";
 end
@@ -1197,6 +1356,11 @@ local dump_flags = {
 	stop_on_positional = false;
 };
 
+local follow_flags = {
+	value_params = { level = true, source = true, since = true, sink = true, jid = true, pattern = true, backlog = true };
+	kv_params = { shell = true };
+	stop_on_positional = false;
+};
 local sink_arg = { name = "sink", type = "string" };
 local shell_commands = {
 	{ name = "status", desc = "Show what each ringbuffer sink holds, its triggers and its dumps", run = shell_status };
@@ -1207,6 +1371,9 @@ local shell_commands = {
 		args = { { name = "pattern", type = "string" } }, flags = read_flags, run = shell_grep };
 	{ name = "dump", desc = "Dump now; with keep = true or a filter (level, source, since) a copy, and to = path elsewhere",
 		flags = dump_flags, run = shell_dump };
+	{ name = "follow", desc = "Show the newest matching lines (backlog, default 10), then each new one as it is logged,"
+		.. " until Ctrl-C; filter: level, source, since, sink, shell, jid, pattern, backlog",
+		flags = follow_flags, run = shell_follow };
 	{ name = "clear", desc = "Empty a sink's buffer (or all) without dumping it", args = { sink_arg },
 		run = for_sinks("Cleared", function (handle) handle:clear(); end) };
 	{ name = "pause", desc = "Stop capturing lines into a sink (or all)", args = { sink_arg },
@@ -1273,6 +1440,8 @@ for _, command in ipairs(shell_commands) do
 end
 
 function module.unload()
+	for _, stop in pairs(follow_stops) do stop(); end
+	follow_stops = {};
 	log_reports();
 	settle();
 	for _, record in ipairs(live) do

@@ -11,6 +11,8 @@
 #   D  A + debug to a file
 #   N  A + a Lua sink that does nothing: what handing debug lines to any sink costs the server
 #   P  B with capture paused (mod_bench_pause_ringbuffer): the native sink is called and returns
+#   F  B + 10 admin-shell followers (ringbuffer:follow of u0's sessions, each read by a client
+#      of bench/follow_holds.lua's reader process); not in the default set
 # Ratios to A are taken within each round; bench/server/report.lua prints their medians and
 # writes bench/server-results.md and bench/server-results.svg. Everything runs in a temp dir
 # that is removed however the script ends; only the processes started here are stopped.
@@ -53,7 +55,7 @@ results=$tmp/results.tsv
 # Every ratio is taken against A, so A must run too.
 [[ " ${CONFIGS[*]} " == *" A "* ]] || fail "CONFIGS must include A, the baseline (got: ${CONFIGS[*]})"
 for config in "${CONFIGS[@]}"; do
-	[[ $config == [ABCHDNP] ]] || fail "unknown configuration '$config' in CONFIGS (A B C H D N P)"
+	[[ $config == [ABCHDNPF] ]] || fail "unknown configuration '$config' in CONFIGS (A B C H D N P F)"
 done
 
 # The configuration for run $config (set by run_one) replaces lib.sh's ringbuffer-only one;
@@ -62,8 +64,9 @@ write_prosody_config() {
 	local extra='' sinks=''
 	mkdir -p "$data" "$tmp/certs"
 	case $config in
-		B | P) extra='"log_ringbuffer";'
+		B | P | F) extra='"log_ringbuffer";'
 			[ "$config" != P ] || extra="$extra \"bench_pause_ringbuffer\";"
+			[ "$config" != F ] || extra="$extra \"admin_shell\";"
 			sinks="{ levels = { min = \"debug\" }, to = \"ringbuffer\", size = $RING_SIZE, signal = \"SIGUSR2\" };" ;;
 		C) extra='"bench_upstream_sink";'
 			sinks="{ levels = { min = \"debug\" }, to = \"bench_upstream\", size = $RING_SIZE };" ;;
@@ -135,7 +138,20 @@ run_one() {
 	config=$2
 	rm -f "$tmp/debug.log"
 	start_prosody "" "${launcher[@]}"
-	case $config in B | P) wait_for_library log_ringbuffer_native "the module's native library" ;; esac
+	case $config in B | P | F) wait_for_library log_ringbuffer_native "the module's native library" ;; esac
+	local readers=
+	if [ "$config" = F ]; then
+		rm -f "$data/prosody.sock.received"
+		"$LUA" bench/follow_holds.lua readers "$data/prosody.sock" 10 read '{ jid = "u0@localhost", backlog = 0 }' \
+			>"$tmp/readers.out" 2>&1 &
+		readers=$!
+		local waited=0
+		until [ -f "$data/prosody.sock.received" ]; do
+			sleep 0.1
+			waited=$((waited + 1))
+			[ "$waited" -lt 100 ] || fail "configuration F: the followers did not start ($version)"
+		done
+	fi
 	[ "$config" != D ] || count=(--count-file "$tmp/debug.log")
 	[ -z "$GC_PROBE" ] || count+=(--before-timed "kill -USR1 $pid; sleep 1" --after-timed "kill -USR1 $pid; sleep 1")
 	[ -z "$CALLGRIND_DIR" ] || count+=(--before-timed "callgrind_control -i on $pid >/dev/null" \
@@ -143,7 +159,8 @@ run_one() {
 	line=$("$LOADGEN" --port "$C2S_PORT" --server-pid "$pid" --clients "$CLIENTS" --password "$PASSWORD" \
 		--messages "$MESSAGES" --warmup "$WARMUP" "${count[@]}" 2>"$tmp/loadgen.err") \
 		|| { fail_show=("$tmp/loadgen.err" "load generator"); fail "load generator failed ($version, $config)"; }
-	case $config in B | P) check_prosody_log ;; esac
+	[ -z "$readers" ] || { kill "$readers"; wait "$readers" 2>/dev/null || true; }
+	case $config in B | P | F) check_prosody_log ;; esac
 	if [ "$config" = P ] && ! grep -q "Paused ringbuffer sink" "$tmp/prosody.log"; then
 		fail "configuration P: the ringbuffer sink was not paused ($version)"
 	fi

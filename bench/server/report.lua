@@ -18,6 +18,7 @@ local configs = {
 	{ key = "D", name = "D: A + debug to a file" };
 	{ key = "N", name = "N: A + a Lua sink doing nothing, debug" };
 	{ key = "P", name = "P: B with capture paused (the call alone)" };
+	{ key = "F", name = "F: B + 10 shell followers of one user" };
 };
 
 -- runs[version][round][config] = { rate =, server_cpu =, ... }

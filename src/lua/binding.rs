@@ -201,6 +201,7 @@ impl UserData for Handle {
         });
         super::shell::add_methods(methods);
         super::dumped::add_methods(methods);
+        super::follow::add_methods(methods);
     }
 }
 
@@ -421,6 +422,8 @@ pub fn exports(lua: &Lua) -> Result<Table> {
     module.set("check_stop_signal", lua.create_function(check_stop_signal)?)?;
     module.set("shutdown_wait", SHUTDOWN_WAIT.as_secs_f64())?;
     module.set("max_limit", super::shell::MAX_LIMIT)?;
+    module.set("followers", lua.create_function(super::follow::followers)?)?;
+    module.set("max_backlog", super::follow::MAX_BACKLOG)?;
     // The Lua file this library was built with, and the same stamp of the file at `path`: the
     // Lua side refuses to run with a library of another build (see pure::build_stamp).
     module.set("build_stamp", env!("LOG_RINGBUFFER_BUILD_STAMP"))?;

@@ -25,6 +25,7 @@ mod binding;
 mod call;
 mod dumped;
 mod filter_format;
+mod follow;
 #[cfg_attr(not(feature = "lua54"), path = "raw_stack_none.rs")]
 mod raw_stack;
 mod shell;

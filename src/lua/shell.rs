@@ -92,11 +92,11 @@ pub(crate) fn add_methods<M: UserDataMethods<Handle>>(methods: &mut M) {
     });
 }
 
-type Sources = Option<Vec<mlua::LuaString>>;
+pub(crate) type Sources = Option<Vec<mlua::LuaString>>;
 type ScanArgs = (Option<Table>, Option<String>, Value, Sources, Sources);
 type CopyArgs = (String, Option<Table>, Option<String>, Sources);
 
-fn sources(list: Sources) -> Option<Vec<Vec<u8>>> {
+pub(crate) fn sources(list: Sources) -> Option<Vec<Vec<u8>>> {
     list.map(|list| list.iter().map(|s| s.as_bytes().to_vec()).collect())
 }
 
@@ -191,7 +191,7 @@ fn answer_or_error(lua: &Lua, started: Result<Pending<Answer>, String>) -> mlua:
 
 /// The filter a shell command gives: `{ level =, source =, since = }` (a `grep` pattern is
 /// compiled by the scan, off the main loop).
-fn filter_from(table: Option<Table>) -> Result<Filter, String> {
+pub(crate) fn filter_from(table: Option<Table>) -> Result<Filter, String> {
     let mut filter = Filter::default();
     let Some(table) = table else { return Ok(filter) };
     let field = |name: &str| table.raw_get::<Value>(name).unwrap_or(Value::Nil);

@@ -4,6 +4,7 @@ pub(crate) mod build_stamp;
 pub(crate) mod date;
 pub(crate) mod dump_names;
 pub(crate) mod duration;
+pub(crate) mod follow;
 pub mod format;
 pub(crate) mod forward_target;
 pub(crate) mod hung_stop;

@@ -233,7 +233,7 @@ fn each_passing<'a>(
 }
 
 /// The line's bytes: borrowed when it lies in one chunk, joined into `buffer` otherwise.
-fn contiguous<'a>(line: &Line<'a>, buffer: &'a mut Vec<u8>) -> &'a [u8] {
+pub(crate) fn contiguous<'a>(line: &Line<'a>, buffer: &'a mut Vec<u8>) -> &'a [u8] {
     let mut pieces = line.pieces();
     let first = pieces.next().unwrap_or(&[]);
     let Some(second) = pieces.next() else { return first };

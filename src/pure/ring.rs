@@ -74,6 +74,9 @@ pub struct Ring {
     evicted: u64,
     /// Lines stored so far (lines given back by [`Ring::insert`] not counted again).
     stored: u64,
+    /// How often the lines were moved out or rebuilt ([`Ring::take`], [`Ring::insert`]): a
+    /// reader's byte positions from before are void.
+    rebuilds: u64,
     /// When the newest line was logged.
     newest: u32,
 }
@@ -90,6 +93,7 @@ impl Ring {
             spare: None,
             evicted: 0,
             stored: 0,
+            rebuilds: 0,
             newest: 0,
         }
     }
@@ -107,6 +111,24 @@ impl Ring {
     /// Lines stored since the ring was made.
     pub fn stored(&self) -> u64 {
         self.stored
+    }
+
+    /// See `rebuilds` (a follower's positions hold while this stays the same).
+    pub fn rebuilds(&self) -> u64 {
+        self.rebuilds
+    }
+
+    /// The lines from the `index`-th held one on, given that its record begins `at` bytes
+    /// after the oldest held line's (the sum of the [`Line::record_len`] of the lines before
+    /// it); `None` if that lies beyond the lines held.
+    pub fn iter_at(&self, index: usize, at: usize) -> Option<Lines<'_>> {
+        let (lines, bytes) = self.excess();
+        let held = self.lines - lines;
+        (index <= held && bytes + at <= self.used).then_some(Lines {
+            ring: self,
+            offset: bytes + at,
+            remaining: held - index,
+        })
     }
 
     /// When the newest line held was logged.
@@ -253,6 +275,7 @@ impl Ring {
     /// Moves every line out, leaving this ring empty with the same limit.
     pub fn take(&mut self) -> Ring {
         self.evict();
+        self.rebuilds += 1;
         let mut taken = Ring::new(self.limit);
         std::mem::swap(&mut taken.sealed, &mut self.sealed);
         std::mem::swap(&mut taken.open, &mut self.open);
@@ -276,6 +299,7 @@ impl Ring {
             self.push(&line.to_vec(), line.meta);
         }
         (self.stored, self.newest) = (stored, newest.max(batch.newest));
+        self.rebuilds += 1;
     }
 
     /// Lines dropped from the front since the ring was made, to respect the limit.
@@ -444,6 +468,11 @@ impl<'a> Line<'a> {
             left -= n;
             Some(&ring.chunk(index)[at..at + n])
         })
+    }
+
+    /// The bytes its record takes in the ring (its text and header).
+    pub fn record_len(&self) -> usize {
+        HEADER + self.len
     }
 
     pub fn to_vec(self) -> Vec<u8> {

@@ -33,7 +33,8 @@
 //! 10. `sink::Sink::successor` (per sink): leaf.
 //! 11. Leaves that guard one value each: `sink::Sink::outcomes`, `reports::REPORTS`,
 //!     `dumped::WAITING`,
-//!     `inspect::Pending`'s answer slot, `dump_ledger::LEDGER` (an unlink runs under it, nothing
+//!     `inspect::Pending`'s answer slot, a follower's outbox (`follow::Shared`; its thread takes
+//!     9 for a snapshot only while not holding it), `dump_ledger::LEDGER` (an unlink runs under it, nothing
 //!     else), `writer::FLIGHTS` (with the `LANDED` condition variable), `lua_traceback::DESK`
 //!     (with the `ANSWERED` condition variable; the requester it calls only sends a signal),
 //!     `stall::WATCHDOG` (the dumps it starts and the traceback it waits for come after it is
@@ -54,6 +55,7 @@ pub(crate) mod crash;
 pub(crate) mod dump_file;
 pub(crate) mod dump_ledger;
 pub(crate) mod dumped;
+pub(crate) mod follow;
 pub(crate) mod forward;
 pub(crate) mod heartbeat;
 pub(crate) mod inspect;

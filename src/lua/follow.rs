@@ -1,0 +1,72 @@
+//! `ringbuffer:follow`'s native side: `handle:follow(...)` starts a follower (see
+//! `runtime::follow`) and gives it to the shell as a userdata that the shell's timer asks for
+//! batches of lines; dropping it, or `follower:stop()`, ends its thread. Bad arguments and the
+//! "busy" answer are `nil, message`, never raised.
+
+use mlua::{IntoLuaMulti, Lua, MultiValue, Table, UserData, UserDataMethods, Value};
+
+use super::binding::Handle;
+use super::shell::{filter_from, sources, Sources};
+use crate::runtime::follow::{self, Follower};
+
+/// The most backlog lines a follower starts with.
+pub(crate) const MAX_BACKLOG: usize = 10_000;
+
+pub(crate) fn add_methods<M: UserDataMethods<Handle>>(methods: &mut M) {
+    // follow(filter, pattern, backlog, not_sources, only_sources): like scan (see shell), for
+    // the lines stored from now on too.
+    methods.add_method("follow", |lua, this, (filter, pattern, backlog, not_sources, only_sources): FollowArgs| {
+        let started = filter_from(filter).and_then(|mut filter| {
+            filter.not_sources = sources(not_sources).unwrap_or_default();
+            filter.only_sources = sources(only_sources);
+            let backlog = match backlog {
+                None => 10,
+                Some(n) if (0..=MAX_BACKLOG as i64).contains(&n) => n as usize,
+                Some(n) => return Err(format!("backlog must be a whole number from 0 to {MAX_BACKLOG}, not {n}")),
+            };
+            follow::start(std::sync::Arc::clone(this.sink()), filter, pattern, backlog)
+        });
+        match started {
+            Ok(follower) => lua.create_userdata(Following(follower))?.into_lua_multi(lua),
+            Err(e) => (Value::Nil, e).into_lua_multi(lua),
+        }
+    });
+}
+
+type FollowArgs = (Option<Table>, Option<String>, Option<i64>, Sources, Sources);
+
+/// How many followers exist (their threads running), for the shell's status and the tests.
+pub(crate) fn followers(_: &Lua, (): ()) -> mlua::Result<usize> {
+    Ok(follow::followers())
+}
+
+struct Following(Follower);
+
+impl UserData for Following {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        // The next batch: its lines joined by newlines (or nil), how many, how many lines were
+        // skipped before them, and whether more wait; nothing at all if there is nothing to
+        // tell now.
+        methods.add_method("lines", |lua, this, ()| match this.0.take() {
+            None => Ok(MultiValue::new()),
+            Some((batch, more)) => {
+                let text = if batch.lines > 0 { Value::String(lua.create_string(&batch.text)?) } else { Value::Nil };
+                (text, batch.lines, batch.skipped, more).into_lua_multi(lua)
+            }
+        });
+        methods.add_method("error", |_, this, ()| Ok(this.0.error()));
+        // False if the follower was busy: ask again.
+        methods.add_method("set_sources", |_, this, list: Vec<mlua::LuaString>| {
+            Ok(this.0.set_sources(list.iter().map(|s| s.as_bytes().to_vec()).collect()))
+        });
+        // Hands the follower's thread a snapshot of the lines stored so far.
+        methods.add_method("look", |_, this, ()| {
+            this.0.look();
+            Ok(())
+        });
+        methods.add_method("stop", |_, this, ()| {
+            this.0.stop();
+            Ok(())
+        });
+    }
+}

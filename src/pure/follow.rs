@@ -1,0 +1,363 @@
+//! Following a ring (`ringbuffer:follow`): which of the lines stored since a reader last looked
+//! pass its filter, and the bounded outbox they wait in until the shell takes them.
+//!
+//! Lines are numbered by the ring's count of lines stored, so a reader needs no hook on the
+//! per-line path: it remembers the number of the next line it wants and, on its next look at
+//! a snapshot, starts there. Lines the ring dropped (or a dump took) before the reader looked,
+//! and matching lines beyond the outbox's bound while the shell did not take them, are not
+//! kept but counted, for the shell's "lines skipped" notice.
+
+use std::collections::VecDeque;
+
+use super::query::{self, Filter};
+use super::ring::Ring;
+
+/// Where a reader is: the number of the next line it has not looked at, and where that line's
+/// record lies in the snapshot it last looked at, so that the next look finds it without
+/// walking every line before it (see [`Cursor::look`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    next: u64,
+    place: Option<Place>,
+}
+
+/// Line `next` begins `at` bytes after line `first`, the oldest held, in a ring of `rebuilds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Place {
+    first: u64,
+    at: usize,
+    rebuilds: u64,
+}
+
+/// What one look found besides the lines that passed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Looked {
+    /// Lines gone from the ring before the reader got to them.
+    pub skipped: u64,
+    /// Lines looked at.
+    pub lines: usize,
+    /// Whether stored lines are left to look at (the look stopped at its bound).
+    pub more: bool,
+}
+
+impl Cursor {
+    /// A cursor after every line `ring` holds, and the newest `backlog` of them that pass
+    /// (oldest first); `None` once `stop` said stop.
+    pub fn after_backlog(
+        ring: &Ring,
+        filter: &Filter,
+        backlog: usize,
+        stop: impl Fn() -> bool,
+    ) -> Option<(Cursor, VecDeque<Vec<u8>>)> {
+        let found = query::newest_unless(ring, filter, backlog, stop)?;
+        Some((Cursor { next: ring.stored(), place: None }, found.lines))
+    }
+
+    /// Looks at up to `max_lines` lines of `ring` (a snapshot) from the cursor on, giving each
+    /// that passes to `passed`, and moves the cursor after them. `previous` is the snapshot
+    /// the cursor last looked at, if still at hand: the cursor's line is then found by walking
+    /// only the lines dropped from the front since; else every line before it.
+    pub fn look(
+        &mut self,
+        previous: Option<&Ring>,
+        ring: &Ring,
+        filter: &Filter,
+        max_lines: usize,
+        mut passed: impl FnMut(Vec<u8>),
+    ) -> Looked {
+        let stored = ring.stored();
+        let first = stored - ring.lines() as u64;
+        // (A ring never counts fewer lines stored than before; kept safe all the same.)
+        self.next = self.next.min(stored);
+        let skipped = first.saturating_sub(self.next);
+        self.next = self.next.max(first);
+        let index = (self.next - first) as usize;
+        let located = self.place_in(previous, ring, first).and_then(|at| Some((at, ring.iter_at(index, at)?)));
+        let walked = || {
+            let at = ring.iter().take(index).map(|line| line.record_len()).sum();
+            Some((at, ring.iter_at(index, at)?))
+        };
+        let Some((mut at, lines)) = located.or_else(walked) else {
+            // (Not reached: a walk's place lies within the lines held.)
+            self.place = None;
+            return Looked { skipped, lines: 0, more: false };
+        };
+        let mut joined = Vec::new();
+        let mut looked = 0;
+        for line in lines.take(max_lines) {
+            let bytes = query::contiguous(&line, &mut joined);
+            if filter.passes(bytes, usize::from(line.meta.source_at), line.meta.time) {
+                passed(bytes.to_vec());
+            }
+            at += line.record_len();
+            looked += 1;
+        }
+        self.next += looked as u64;
+        self.place = Some(Place { first, at, rebuilds: ring.rebuilds() });
+        Looked { skipped, lines: looked, more: self.next < stored }
+    }
+
+    /// Where line `next` begins in `ring` (whose oldest held line is `first`), from where it
+    /// began in `previous`, less the lines dropped from the front since.
+    fn place_in(&self, previous: Option<&Ring>, ring: &Ring, first: u64) -> Option<usize> {
+        let (place, previous) = (self.place?, previous?);
+        let previous_first = previous.stored() - previous.lines() as u64;
+        if place.rebuilds != ring.rebuilds() || place.rebuilds != previous.rebuilds() || place.first != previous_first {
+            return None;
+        }
+        let dropped = usize::try_from(first.checked_sub(place.first)?).ok()?;
+        let mut lines = 0;
+        let mut bytes = 0;
+        for line in previous.iter().take(dropped) {
+            bytes += line.record_len();
+            lines += 1;
+        }
+        if lines < dropped {
+            return None;
+        }
+        place.at.checked_sub(bytes)
+    }
+}
+
+/// Matching lines waiting for the shell, joined into batches as they come (so that the shell's
+/// side takes one buffer a batch), at most `max_bytes` of them, and the count of those that did
+/// not fit or were gone before they were looked at.
+#[derive(Debug)]
+pub struct Outbox {
+    batches: VecDeque<Batch>,
+    bytes: usize,
+    max_bytes: usize,
+    batch_lines: usize,
+    batch_bytes: usize,
+    skipped: u64,
+}
+
+/// Lines for the shell: joined by newlines (without the last one's), how many, and how many
+/// were skipped before them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub text: Vec<u8>,
+    pub lines: usize,
+    pub skipped: u64,
+}
+
+impl Outbox {
+    /// An outbox of at most `max_bytes`, whose batches hold up to `batch_lines` lines and
+    /// `batch_bytes` (or one longer line).
+    pub fn new(max_bytes: usize, batch_lines: usize, batch_bytes: usize) -> Self {
+        Outbox { batches: VecDeque::new(), bytes: 0, max_bytes, batch_lines, batch_bytes, skipped: 0 }
+    }
+
+    /// Keeps `line` (whole, with its newline) if it fits, else counts it skipped.
+    pub fn offer(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        if self.bytes + line.len() + 1 > self.max_bytes {
+            self.skipped += 1;
+            return;
+        }
+        self.bytes += line.len() + 1;
+        let (lines, bytes) = (self.batch_lines, self.batch_bytes);
+        let open = match self.batches.back_mut() {
+            Some(last) if last.lines < lines && last.text.len() + 1 + line.len() <= bytes => last,
+            _ => {
+                self.batches
+                    .push_back(Batch { text: Vec::with_capacity(bytes.min(line.len().max(256))), ..Batch::default() });
+                self.batches.back_mut().expect("just pushed")
+            }
+        };
+        if open.lines > 0 {
+            open.text.push(b'\n');
+        }
+        open.text.extend_from_slice(line);
+        open.lines += 1;
+    }
+
+    pub fn skip(&mut self, lines: u64) {
+        self.skipped += lines;
+    }
+
+    /// Whether there is anything to tell the shell.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty() && self.skipped == 0
+    }
+
+    /// Lines skipped and not yet told.
+    #[cfg(test)]
+    pub fn skipped_so_far(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Bytes of the lines held (a newline each).
+    #[cfg(test)]
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The oldest batch, with the skipped count (then reset); `None` if there is nothing to tell.
+    pub fn take(&mut self) -> Option<Batch> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut batch = self.batches.pop_front().unwrap_or_default();
+        self.bytes -= batch.text.len() + usize::from(batch.lines > 0);
+        batch.skipped = std::mem::take(&mut self.skipped);
+        Some(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pure::level::Level;
+    use crate::pure::ring::{Limit, Meta};
+
+    const STAMP: &str = "Dec 07 03:00:00 ";
+
+    fn push(ring: &mut Ring, source: &str, level: &str, message: &str) {
+        let line = format!("{STAMP}{source}\t{level}\t{message}\n");
+        ring.push(line.as_bytes(), Meta { time: 100, source_at: STAMP.len() as u16 });
+    }
+
+    fn messages(lines: &[Vec<u8>]) -> Vec<String> {
+        lines.iter().map(|l| String::from_utf8_lossy(l).rsplit('\t').next().unwrap_or("").trim_end().into()).collect()
+    }
+
+    fn look_all(cursor: &mut Cursor, ring: &Ring, filter: &Filter) -> (Vec<Vec<u8>>, Looked) {
+        let mut found = Vec::new();
+        let looked = cursor.look(None, ring, filter, usize::MAX, |line| found.push(line));
+        (found, looked)
+    }
+
+    #[test]
+    fn shows_the_backlog_then_only_the_lines_stored_since() {
+        let mut ring = Ring::new(Limit::Lines(100));
+        for i in 0..5 {
+            push(&mut ring, "c2s1", "debug", &format!("old {i}"));
+        }
+        let filter = Filter::default();
+        let (mut cursor, backlog) = Cursor::after_backlog(&ring.snapshot(), &filter, 2, || false).expect("done");
+        assert_eq!(messages(&backlog.into_iter().collect::<Vec<_>>()), ["old 3", "old 4"]);
+        assert_eq!(look_all(&mut cursor, &ring, &filter).0.len(), 0, "nothing new yet");
+        push(&mut ring, "c2s1", "debug", "new 1");
+        push(&mut ring, "c2s1", "debug", "new 2");
+        let (found, looked) = look_all(&mut cursor, &ring, &filter);
+        assert_eq!(messages(&found), ["new 1", "new 2"]);
+        assert_eq!(looked, Looked { skipped: 0, lines: 2, more: false });
+        assert!(look_all(&mut cursor, &ring, &filter).0.is_empty());
+    }
+
+    #[test]
+    fn obeys_the_filter() {
+        let mut ring = Ring::new(Limit::Lines(100));
+        let filter = Filter {
+            min_level: Some(Level::Info),
+            pattern: Some(query::pattern("alice").expect("pattern")),
+            not_sources: vec![b"admin1".to_vec()],
+            ..Filter::default()
+        };
+        let (mut cursor, _) = Cursor::after_backlog(&ring, &filter, 10, || false).expect("done");
+        push(&mut ring, "c2s1", "debug", "alice debug");
+        push(&mut ring, "c2s1", "info", "alice info");
+        push(&mut ring, "c2s1", "warn", "bob warn");
+        push(&mut ring, "admin1", "warn", "alice of the shell");
+        assert_eq!(messages(&look_all(&mut cursor, &ring, &filter).0), ["alice info"]);
+    }
+
+    #[test]
+    fn counts_lines_dropped_or_taken_before_it_looked() {
+        let mut ring = Ring::new(Limit::Lines(10));
+        let filter = Filter::default();
+        let (mut cursor, _) = Cursor::after_backlog(&ring, &filter, 10, || false).expect("done");
+        for i in 0..1000 {
+            push(&mut ring, "c2s1", "debug", &format!("line {i}"));
+        }
+        let (found, looked) = look_all(&mut cursor, &ring, &filter);
+        assert_eq!(found.len(), ring.lines());
+        assert_eq!(looked.skipped, 1000 - ring.lines() as u64);
+        assert_eq!(messages(&found).last().map(String::as_str), Some("line 999"));
+        // A dump takes the lines the reader has not looked at yet.
+        push(&mut ring, "c2s1", "debug", "taken");
+        drop(ring.take());
+        push(&mut ring, "c2s1", "debug", "after the dump");
+        let (found, looked) = look_all(&mut cursor, &ring, &filter);
+        assert_eq!((messages(&found), looked.skipped), (vec!["after the dump".to_string()], 1));
+    }
+
+    #[test]
+    fn looks_in_bounded_steps() {
+        let mut ring = Ring::new(Limit::Lines(100));
+        let filter = Filter::default();
+        let (mut cursor, _) = Cursor::after_backlog(&ring, &filter, 10, || false).expect("done");
+        for i in 0..7 {
+            push(&mut ring, "c2s1", "debug", &format!("line {i}"));
+        }
+        let mut found = Vec::new();
+        assert!(cursor.look(None, &ring, &filter, 3, |l| found.push(l)).more);
+        assert!(cursor.look(None, &ring, &filter, 3, |l| found.push(l)).more);
+        assert!(!cursor.look(None, &ring, &filter, 3, |l| found.push(l)).more);
+        assert_eq!(messages(&found), (0..7).map(|i| format!("line {i}")).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn finds_its_place_from_the_previous_snapshot_as_a_walk_would() {
+        // Lines of many lengths through a small ring that evicts, a dump that takes them all,
+        // and looks of a few lines each: the lines seen are those a walk from the front sees.
+        let mut ring = Ring::new(Limit::Bytes(4096));
+        let filter = Filter::default();
+        let (mut fast, _) = Cursor::after_backlog(&ring, &filter, 0, || false).expect("done");
+        let mut slow = fast;
+        let (mut seen_fast, mut seen_slow) = (Vec::new(), Vec::new());
+        let (mut skipped_fast, mut skipped_slow) = (0, 0);
+        let mut previous: Option<Ring> = None;
+        for round in 0..300 {
+            for i in 0..(round % 7) * 3 {
+                push(&mut ring, "c2s1", "debug", &format!("{round}.{i} {}", "x".repeat((round * 13 + i * 7) % 90)));
+            }
+            if round == 150 {
+                drop(ring.take());
+            }
+            let snapshot = ring.snapshot();
+            let max = 1 + round % 5;
+            let looked = fast.look(previous.as_ref(), &snapshot, &filter, max, |l| seen_fast.push(l));
+            skipped_fast += looked.skipped;
+            skipped_slow += slow.look(None, &snapshot, &filter, max, |l| seen_slow.push(l)).skipped;
+            previous = Some(snapshot);
+        }
+        assert_eq!(messages(&seen_fast), messages(&seen_slow));
+        assert_eq!(skipped_fast, skipped_slow);
+        assert!(seen_fast.len() > 300 && skipped_fast > 0, "{} seen, {skipped_fast} skipped", seen_fast.len());
+    }
+
+    #[test]
+    fn a_stopped_backlog_scan_gives_nothing() {
+        let mut ring = Ring::new(Limit::Lines(100_000));
+        for i in 0..10_000 {
+            push(&mut ring, "c2s1", "debug", &format!("line {i}"));
+        }
+        assert!(Cursor::after_backlog(&ring, &Filter::default(), 10, || true).is_none());
+    }
+
+    #[test]
+    fn the_outbox_is_bounded_counts_what_did_not_fit_and_gives_batches() {
+        let mut outbox = Outbox::new(15, 2, 100);
+        assert!(outbox.take().is_none());
+        for line in ["aaaa\n", "bbbb\n", "cccc\n", "dddd\n"] {
+            outbox.offer(line.as_bytes());
+        }
+        assert_eq!(outbox.bytes(), 15, "three lines fit");
+        outbox.skip(4);
+        assert_eq!(outbox.take(), Some(Batch { text: b"aaaa\nbbbb".to_vec(), lines: 2, skipped: 5 }));
+        outbox.offer(b"ee\n");
+        assert_eq!(outbox.take(), Some(Batch { text: b"cccc\nee".to_vec(), lines: 2, skipped: 0 }));
+        assert!(outbox.is_empty() && outbox.bytes() == 0);
+        // A batch's bytes are bounded, but it always carries one line.
+        let mut outbox = Outbox::new(100, 10, 6);
+        for line in ["ffff\n", "gg\n", "a much longer line\n"] {
+            outbox.offer(line.as_bytes());
+        }
+        assert_eq!(outbox.take().map(|b| b.lines), Some(1));
+        assert_eq!(outbox.take().map(|b| b.lines), Some(1));
+        assert_eq!(outbox.take().map(|b| b.text), Some(b"a much longer line".to_vec()));
+        assert_eq!(outbox.bytes(), 0);
+    }
+}

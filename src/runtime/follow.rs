@@ -1,0 +1,349 @@
+//! The admin shell's followers (`ringbuffer:follow`): each is a thread that, whenever the main
+//! loop hands it a snapshot of its sink ([`Follower::look`], every 0.1 s from the shell's
+//! timer), looks at the lines stored since it last looked and keeps those that pass its filter
+//! in a bounded outbox for the shell (see `pure::follow`). The per-line path knows nothing of
+//! them. The snapshot is taken on the main loop, as for `tail`, so the thread (at the lowest CPU
+//! priority) never holds the ring's lock; the main loop only ever *tries* the follower's own lock
+//! (a thread put off the CPU while holding it never holds the main loop up).
+//!
+//! At most [`MAX_FOLLOWERS`] exist at once, counted from their start until their thread ended;
+//! one more is refused with a "busy" answer. Each holds at most [`OUTBOX_BYTES`] of lines, one
+//! snapshot waiting and one it looks at, and [`LOOK_LINES`] lines' matches between two locks of
+//! its outbox.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::inspect::Cancel;
+use super::sink::Sink;
+use crate::pure::follow::{Batch, Cursor, Outbox};
+use crate::pure::query::{self, Filter};
+use crate::pure::ring::Ring;
+
+/// How many followers may exist at once.
+pub(crate) const MAX_FOLLOWERS: usize = 16;
+/// The most bytes of matching lines a follower keeps for a shell that does not take them.
+pub(crate) const OUTBOX_BYTES: usize = 256 * 1024;
+/// The most lines, and bytes, of one batch for the shell (at most one line more than the
+/// bytes): what the shell prints at once; small, as printing 64 KiB takes the main loop
+/// milliseconds (the XML of the shell's protocol).
+pub(crate) const BATCH_LINES: usize = 100;
+pub(crate) const BATCH_BYTES: usize = 16 * 1024;
+/// Lines looked at between two checks for cancellation (and two locks of the outbox).
+const LOOK_LINES: usize = 4096;
+/// How long the thread waits for a snapshot before it checks whether it was cancelled.
+const WAIT: Duration = Duration::from_millis(500);
+
+static FOLLOWERS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many followers exist (their threads running).
+pub(crate) fn followers() -> usize {
+    FOLLOWERS.load(Ordering::Acquire)
+}
+
+/// One of the [`MAX_FOLLOWERS`] places; given back when its thread ends.
+struct Place(());
+
+impl Place {
+    fn take() -> Result<Self, String> {
+        FOLLOWERS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_FOLLOWERS).then_some(n + 1))
+            .map(|_| Place(()))
+            .map_err(|_| {
+                format!(
+                    "busy: {MAX_FOLLOWERS} ringbuffer followers are running already (the most at once); end one first"
+                )
+            })
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        FOLLOWERS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What the main loop and the follower's thread hand each other.
+#[derive(Debug)]
+struct Shared {
+    outbox: Outbox,
+    /// Why it stopped (a bad pattern), once.
+    error: Option<String>,
+    /// New sessions for the filter's `only_sources` (a JID's sessions), taken at the next look.
+    sources: Option<Vec<Vec<u8>>>,
+    /// The newest snapshot, until the thread takes it.
+    snapshot: Option<Ring>,
+    /// The snapshot the thread looked at, for the main loop to drop: its memory came from the
+    /// main thread's allocator arena, whose lock a thread at the lowest priority must not hold
+    /// (freeing many chunks) while the CPU is busy elsewhere, since the main loop then waits.
+    spent: Option<Ring>,
+}
+
+#[derive(Debug)]
+struct Channel {
+    shared: Mutex<Shared>,
+    /// A snapshot came, or the follower was cancelled.
+    woken: Condvar,
+}
+
+/// A running follower; dropping it ends it.
+#[derive(Debug)]
+pub(crate) struct Follower {
+    sink: Arc<Sink>,
+    channel: Arc<Channel>,
+    cancel: Cancel,
+}
+
+/// Starts following `sink`: the newest `backlog` lines that pass first, then each new one.
+/// `pattern` is compiled on the follower's thread (a costly one takes a while).
+pub(crate) fn start(
+    sink: Arc<Sink>,
+    filter: Filter,
+    pattern: Option<String>,
+    backlog: usize,
+) -> Result<Follower, String> {
+    let place = Place::take()?;
+    let outbox = Outbox::new(OUTBOX_BYTES, BATCH_LINES, BATCH_BYTES);
+    let shared = Shared { outbox, error: None, sources: None, snapshot: None, spent: None };
+    let channel = Arc::new(Channel { shared: Mutex::new(shared), woken: Condvar::new() });
+    let cancel = Cancel::default();
+    let work = (place, sink.snapshot(), filter, pattern, Arc::clone(&channel), cancel.clone());
+    super::thread::spawn_worker("ringbuffer-follow", std::iter::once(work), move |work| {
+        let (_place, first, filter, pattern, channel, cancelled) = work;
+        super::os::lowest_priority_for_this_thread();
+        follow(first, filter, pattern, backlog, &channel, &cancelled);
+    })
+    .map_err(|e| format!("cannot start a thread: {e}"))?;
+    Ok(Follower { sink, channel, cancel })
+}
+
+/// The follower's thread: the backlog from the `first` snapshot, then a look at each snapshot
+/// handed to it, until cancelled.
+fn follow(
+    first: Ring,
+    mut filter: Filter,
+    pattern: Option<String>,
+    backlog: usize,
+    channel: &Channel,
+    cancelled: &Cancel,
+) {
+    if let Some(pattern) = pattern {
+        match query::pattern(&pattern) {
+            Ok(compiled) => filter.pattern = Some(compiled),
+            Err(e) => {
+                channel.shared.lock().error = Some(e);
+                return;
+            }
+        }
+    }
+    let stop = || cancelled.is_cancelled();
+    let Some((mut cursor, lines)) = Cursor::after_backlog(&first, &filter, backlog, stop) else {
+        return;
+    };
+    {
+        let mut shared = channel.shared.lock();
+        for line in lines {
+            shared.outbox.offer(&line);
+        }
+        shared.spent = Some(first);
+    }
+    let mut previous: Option<Ring> = None;
+    loop {
+        let snapshot = {
+            let mut shared = channel.shared.lock();
+            loop {
+                if cancelled.is_cancelled() {
+                    return;
+                }
+                if let Some(sources) = shared.sources.take() {
+                    filter.only_sources = Some(sources);
+                }
+                if let Some(snapshot) = shared.snapshot.take() {
+                    break snapshot;
+                }
+                channel.woken.wait_for(&mut shared, WAIT);
+            }
+        };
+        look(&mut cursor, previous.as_ref(), &snapshot, &filter, &channel.shared, cancelled);
+        // Kept for the next look (see Cursor::look); the one before goes back to the main loop
+        // (and only if the main loop did not take the last one is it dropped here).
+        if let Some(older) = previous.replace(snapshot) {
+            let _oldest = channel.shared.lock().spent.replace(older);
+        }
+    }
+}
+
+/// Looks at every line of `snapshot` stored since the cursor, in steps of [`LOOK_LINES`].
+fn look(
+    cursor: &mut Cursor,
+    previous: Option<&Ring>,
+    snapshot: &Ring,
+    filter: &Filter,
+    shared: &Mutex<Shared>,
+    cancelled: &Cancel,
+) {
+    let mut passed = Vec::new();
+    let mut previous = previous;
+    loop {
+        let looked = cursor.look(previous, snapshot, filter, LOOK_LINES, |line| passed.push(line));
+        // The next step goes on in this same snapshot.
+        previous = Some(snapshot);
+        let mut shared = shared.lock();
+        shared.outbox.skip(looked.skipped);
+        for line in passed.drain(..) {
+            shared.outbox.offer(&line);
+        }
+        drop(shared);
+        if !looked.more || cancelled.is_cancelled() {
+            return;
+        }
+    }
+}
+
+impl Follower {
+    /// Hands the thread a snapshot of the sink to look at, unless it has one it did not take
+    /// yet. Called on the main loop (the snapshot takes the ring's lock for microseconds).
+    pub(crate) fn look(&self) {
+        let snapshot = self.sink.snapshot();
+        let Some(mut shared) = self.channel.shared.try_lock() else { return };
+        let spent = shared.spent.take();
+        if shared.snapshot.is_none() {
+            shared.snapshot = Some(snapshot);
+            self.channel.woken.notify_one();
+        }
+        drop(shared);
+        drop(spent);
+    }
+
+    /// The next batch of lines for the shell (see [`Outbox::take`]) and whether more wait;
+    /// `None` also while the thread holds the outbox.
+    pub(crate) fn take(&self) -> Option<(Batch, bool)> {
+        let mut shared = self.channel.shared.try_lock()?;
+        let batch = shared.outbox.take()?;
+        Some((batch, !shared.outbox.is_empty()))
+    }
+
+    /// Why the follower stopped, if it failed.
+    pub(crate) fn error(&self) -> Option<String> {
+        self.channel.shared.try_lock()?.error.clone()
+    }
+
+    /// The sessions whose lines pass from now on (a JID's, with sessions new since the start);
+    /// false if the thread held its lock (ask again).
+    pub(crate) fn set_sources(&self, sources: Vec<Vec<u8>>) -> bool {
+        let Some(mut shared) = self.channel.shared.try_lock() else { return false };
+        shared.sources = Some(sources);
+        true
+    }
+
+    /// Ends the follower: its thread stops at once, or after the look it is in (its next
+    /// [`LOOK_LINES`] lines), and frees what it held.
+    pub(crate) fn stop(&self) {
+        self.cancel.cancel();
+        self.channel.woken.notify_one();
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pure::level::Level;
+    use crate::pure::options::{OptValue, SinkOptions};
+    use crate::pure::ring::Meta;
+    use std::time::Instant;
+
+    const STAMP: &str = "Dec 07 03:00:00 ";
+
+    fn wait_until(done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "not in time");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn log(sink: &Sink, level: &str, message: &str) {
+        let line = format!("{STAMP}c2s1\t{level}\t{message}\n");
+        sink.push(line.as_bytes(), Meta { time: 100, source_at: STAMP.len() as u16 });
+    }
+
+    // (Waiting for the lock, which the main loop's `take` only tries.)
+    fn taken(follower: &Follower) -> Batch {
+        follower.channel.shared.lock().outbox.take().unwrap_or_default()
+    }
+
+    fn has_lines(follower: &Follower) -> bool {
+        !follower.channel.shared.lock().outbox.is_empty()
+    }
+
+    // What the shell's timer does: hand a snapshot, until `done`.
+    fn looking_until(follower: &Follower, done: impl Fn() -> bool) {
+        wait_until(|| {
+            let done = done();
+            follower.look();
+            done
+        });
+    }
+
+    // One test for everything that counts followers: the count is global to the process.
+    #[test]
+    fn follows_new_lines_skips_what_the_shell_leaves_is_bounded_and_ends() {
+        // Room for every line of the test: what is skipped, the outbox could not keep.
+        let size = |name: &str| if name == "size" { OptValue::Int(4 << 20) } else { OptValue::Absent };
+        let sink = Arc::new(Sink::new(SinkOptions::parse(size, &[]).0, Vec::new()));
+        log(&sink, "info", "before 1");
+        log(&sink, "debug", "before 2");
+        let before = followers();
+        let filter = Filter { min_level: Some(Level::Info), ..Filter::default() };
+        let follower = start(Arc::clone(&sink), filter, Some("before|after|fill".into()), 10).expect("started");
+        assert_eq!(followers(), before + 1);
+        wait_until(|| has_lines(&follower));
+        assert_eq!(taken(&follower).text, format!("{STAMP}c2s1\tinfo\tbefore 1").into_bytes());
+        log(&sink, "info", "after");
+        log(&sink, "info", "not matching");
+        looking_until(&follower, || has_lines(&follower));
+        assert_eq!(taken(&follower).text, format!("{STAMP}c2s1\tinfo\tafter").into_bytes());
+
+        // A shell that takes nothing: the outbox stays bounded and the rest is counted.
+        let filler = "x".repeat(1000);
+        for _ in 0..1000 {
+            log(&sink, "info", &format!("fill {filler}"));
+        }
+        looking_until(&follower, || follower.channel.shared.lock().outbox.skipped_so_far() > 0);
+        follower.look();
+        // (Its last look is done once the outbox holds every line that fitted.)
+        wait_until(|| follower.channel.shared.lock().snapshot.is_none());
+        let mut batch = taken(&follower);
+        let (mut lines, skipped) = (batch.lines, batch.skipped);
+        while batch.lines > 0 {
+            batch = taken(&follower);
+            lines += batch.lines;
+        }
+        assert!(lines * 1000 <= OUTBOX_BYTES && skipped > 0, "{lines} lines kept, {skipped} skipped");
+        assert_eq!(lines as u64 + skipped, 1000);
+
+        // Past the bound, one more is refused; dropping one ends its thread.
+        let extra: Vec<_> = std::iter::from_fn(|| start(Arc::clone(&sink), Filter::default(), None, 1).ok()).collect();
+        assert_eq!(extra.len(), MAX_FOLLOWERS - before - 1);
+        let busy = start(Arc::clone(&sink), Filter::default(), None, 1).expect_err("busy");
+        assert!(busy.starts_with("busy: "), "{busy}");
+        drop(extra);
+        drop(follower);
+        wait_until(|| followers() == before);
+
+        // A bad pattern is an error, and the follower's place is given back.
+        let bad = start(Arc::clone(&sink), Filter::default(), Some("(unclosed".into()), 1).expect("started");
+        wait_until(|| bad.error().is_some());
+        assert!(bad.error().unwrap_or_default().starts_with("invalid regular expression"));
+        wait_until(|| followers() == before);
+    }
+}
