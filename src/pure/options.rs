@@ -102,10 +102,19 @@ impl OptValue {
                 String::from_utf8_lossy(&text).into_owned()
             }
             OptValue::Str(s) => format!("{s:?}"),
+            // Named only, as any other table: most options take none.
+            OptValue::List(_) => "a table".into(),
+            OptValue::Other(t) => format!("a {t}"),
+        }
+    }
+
+    /// As [`OptValue::shown`], a list with its items: for an option that takes a list.
+    fn listed(&self) -> String {
+        match self {
             OptValue::List(items) => {
                 format!("{{ {} }}", items.iter().map(OptValue::shown).collect::<Vec<_>>().join(", "))
             }
-            OptValue::Other(t) => format!("a {t}"),
+            other => other.shown(),
         }
     }
 
@@ -523,7 +532,7 @@ impl<G: Fn(&str) -> OptValue> Reader<G> {
             };
             let text = format!(
                 "Invalid value for option 'redact': {}; unknown {}; expected {ACCEPTED}; {fallback}",
-                value.shown(),
+                value.listed(),
                 unknown.join(", ")
             );
             self.problems.push(Problem { severity: Severity::Error, text });
