@@ -226,9 +226,14 @@ impl Triggers {
     /// is zero).
     fn classify(&mut self, line: &[u8], at: usize) {
         let rest = line.get(at..).unwrap_or_default();
-        let mut block = [0u8; 64];
-        let len = rest.len().min(64);
-        block[..len].copy_from_slice(&rest[..len]);
+        let block = match rest.first_chunk::<64>() {
+            Some(block) => *block,
+            None => {
+                let mut block = [0u8; 64];
+                block[..rest.len()].copy_from_slice(rest);
+                block
+            }
+        };
         // Each byte's `TRIGGERS` bits (a table cannot be looked up sixteen bytes at a time).
         let mut stops = [0u8; 64];
         for (stop, &b) in stops.iter_mut().zip(&block) {
