@@ -149,17 +149,17 @@ impl Redactor {
     /// anything was: `out` then holds the whole line redacted. False: `line` stands as it is
     /// (and `out` is left as it was).
     pub(crate) fn redact(&self, line: &[u8], from: usize, out: &mut Vec<u8>) -> bool {
-        let text = line.get(from..).unwrap_or_default();
         // A credential's name has a `k` (token, cookie), a `w` (password, passwd) or a `z`
         // (authorization): without them, no `=` or `:` need a look for one.
-        let names = self.classes.contains(Classes::CREDENTIALS)
-            && (memchr::memchr3(b'k', b'w', b'z', text).is_some() || memchr::memchr3(b'K', b'W', b'Z', text).is_some());
+        let names =
+            self.classes.contains(Classes::CREDENTIALS) && holds_a_name_letter(line.get(from..).unwrap_or_default());
         let mask = if names { self.triggers } else { self.triggers_without_names };
         let mut scan =
             Scan { s: line, from, out, copied: 0, changed: false, cut: None, runs_seen_to: 0, names, red: self };
+        let mut triggers = Triggers::new(mask);
         let mut i = from;
         loop {
-            let at = next_trigger(line, i, mask);
+            let at = triggers.next(line, i);
             let end = scan.cut.map_or(line.len(), |(start, _)| start);
             i = if at < end {
                 scan.at(at, TRIGGERS[line[at] as usize] & mask).max(at + 1)
@@ -181,22 +181,92 @@ impl Redactor {
 }
 
 /// Where the next byte whose [`TRIGGERS`] bits meet `mask` is, from `at` on (the line's length:
-/// nowhere). Eight bytes at a time: most of a line is none of them.
-fn next_trigger(line: &[u8], mut at: usize, mask: u8) -> usize {
-    while let Some(eight) = line.get(at..).and_then(<[u8]>::first_chunk::<8>) {
-        let mut flags = 0u64;
-        for (k, &b) in eight.iter().enumerate() {
-            flags |= u64::from(TRIGGERS[b as usize] & mask) << (8 * k);
-        }
-        if flags != 0 {
-            return at + (flags.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
+/// nowhere).
+#[cfg(test)]
+fn next_trigger(line: &[u8], at: usize, mask: u8) -> usize {
+    Triggers::new(mask).next(line, at)
+}
+
+/// Finds the bytes whose [`TRIGGERS`] bits meet a mask, 64 bytes at a time: each block is
+/// classified at once (byte comparisons without branches, which the compiler makes vector
+/// instructions) into one bit per byte, the scan's stops then taking their turn from the bits.
+struct Triggers {
+    mask: u8,
+    /// The block last classified begins here; `hits` has a bit for each of its bytes that is a
+    /// stop.
+    block_at: usize,
+    hits: u64,
+}
+
+impl Triggers {
+    fn new(mask: u8) -> Self {
+        // No block classified yet: one that ends before any line begins.
+        Triggers { mask, block_at: usize::MAX - 64, hits: 0 }
     }
-    while at < line.len() && TRIGGERS[line[at] as usize] & mask == 0 {
-        at += 1;
+
+    /// The next trigger at or after `at` (the line's length: none).
+    #[inline(always)]
+    fn next(&mut self, line: &[u8], mut at: usize) -> usize {
+        loop {
+            if at >= self.block_at && at - self.block_at < 64 {
+                let hits = self.hits & (u64::MAX << (at - self.block_at));
+                if hits != 0 {
+                    return self.block_at + hits.trailing_zeros() as usize;
+                }
+                at = self.block_at + 64;
+            }
+            if at >= line.len() {
+                return line.len();
+            }
+            self.classify(line, at);
+        }
     }
-    at.min(line.len())
+
+    /// Finds the stops among the 64 bytes from `at` (zeros past the line's end: no trigger
+    /// is zero).
+    fn classify(&mut self, line: &[u8], at: usize) {
+        let rest = line.get(at..).unwrap_or_default();
+        let block = match rest.first_chunk::<64>() {
+            Some(block) => *block,
+            None => {
+                let mut block = [0u8; 64];
+                block[..rest.len()].copy_from_slice(rest);
+                block
+            }
+        };
+        // Each byte's `TRIGGERS` bits (a table cannot be looked up sixteen bytes at a time).
+        let mut stops = [0u8; 64];
+        for (stop, &b) in stops.iter_mut().zip(&block) {
+            let bits = ((u8::from(b == b'<') | u8::from(b == b'&')) * AT_XML)
+                | (u8::from(b == b'=') * AT_EQUALS)
+                | (u8::from(b == b':') * AT_COLON)
+                | (u8::from(b == b'.') * AT_DOT)
+                | (u8::from(b == b'@') * AT_AT);
+            *stop = u8::from(bits & self.mask != 0);
+        }
+        self.block_at = at;
+        self.hits = bit_per_byte(&stops);
+    }
+}
+
+/// Whether `text` has a `k`, `w` or `z`, either case (all of it looked at, without branches:
+/// vector instructions).
+fn holds_a_name_letter(text: &[u8]) -> bool {
+    text.iter().fold(0u8, |any, &b| {
+        let folded = b | 0x20;
+        any | u8::from(folded == b'k') | u8::from(folded == b'w') | u8::from(folded == b'z')
+    }) != 0
+}
+
+/// 64 bytes, each 0 or 1, as 64 bits (bit k: byte k).
+#[inline(always)]
+fn bit_per_byte(bytes: &[u8; 64]) -> u64 {
+    let mut bits = 0u64;
+    for (n, eight) in bytes.as_chunks::<8>().0.iter().enumerate() {
+        // The multiplication moves byte k's bit (0 or 1) to bit 56 + k.
+        bits |= (u64::from_le_bytes(*eight).wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * n);
+    }
+    bits
 }
 
 /// One line being redacted: what of it was copied to `out` so far.
@@ -939,6 +1009,38 @@ mod tests {
                 for mask in [r.triggers, r.triggers_without_names] {
                     for at in 0..=len {
                         assert_eq!(next_trigger(&line, at, mask), naive(&line, at, mask), "{line:?} {at}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_block_scan_finds_every_trigger_across_blocks_and_where_the_scan_goes_on() {
+        let r = Redactor::new(Classes::ALL_BUT_JIDS.with(Classes::JIDS), KEY);
+        let naive = |line: &[u8], at: usize, mask: u8| {
+            (at..line.len()).find(|&i| TRIGGERS[line[i] as usize] & mask != 0).unwrap_or(line.len())
+        };
+        let alphabet = b"a<&=:.@\x00\x80\xff";
+        let mut seed = 777u32;
+        for len in [63, 64, 65, 127, 128, 129, 200, 300] {
+            for _ in 0..20 {
+                let line: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                        let pick = (seed >> 16) as usize % (alphabet.len() * 8);
+                        alphabet.get(pick).copied().unwrap_or(b'x')
+                    })
+                    .collect();
+                for mask in [r.triggers, r.triggers_without_names, AT_DOT, AT_AT] {
+                    // One cursor, as a line's scan uses it: on from each stop, and on from
+                    // places further ahead (the scan skips what it replaced).
+                    let mut triggers = Triggers::new(mask);
+                    let mut at = 0;
+                    while at < len {
+                        let found = triggers.next(&line, at);
+                        assert_eq!(found, naive(&line, at, mask), "{line:?} {at}");
+                        at = found + 1 + (found % 3) * 17;
                     }
                 }
             }
