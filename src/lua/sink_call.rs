@@ -38,6 +38,7 @@ use super::upvalues::{Upvalue, STANZA_ANCHORS};
 use crate::pure::date::{self, StampSecond};
 use crate::pure::format::{self, Arg, ArgValues, Args, FastLine, FormatCache, FormatError};
 use crate::pure::level::Level;
+use crate::pure::message_match::MessagePattern;
 use crate::pure::ring::Meta;
 use crate::runtime::auto_dump;
 use crate::runtime::sink::Sink;
@@ -51,6 +52,8 @@ pub(crate) struct LuaSink {
     held_top: Cell<i64>,
     /// `dump_on`, kept here so that a sink without it pays one test of a local field per line.
     dump_on: Option<Level>,
+    /// `dump_on_match`, kept here for the same reason.
+    dump_on_match: Option<MessagePattern>,
     /// Capture paused from the admin shell: lines are not stored.
     pub(crate) paused: Cell<bool>,
 }
@@ -75,11 +78,13 @@ impl LuaSink {
     /// The Lua side of `sink`.
     pub(crate) fn new(sink: Arc<Sink>) -> Self {
         let dump_on = sink.options.auto.on_level;
+        let dump_on_match = sink.options.auto.on_match.clone();
         LuaSink {
             sink,
             scratch: RefCell::new(Scratch::default()),
             held_top: Cell::new(0),
             dump_on,
+            dump_on_match,
             paused: Cell::new(false),
         }
     }
@@ -118,9 +123,50 @@ fn record(call: &mut LuaCall<'_>, this: &LuaSink) {
     if this.paused.get() {
         return;
     }
-    store(call, this);
+    // A sink without `dump_on_match` stores the line as it would without the option at all.
+    match &this.dump_on_match {
+        None => {
+            store(call, this, &NoCheck);
+        }
+        Some(pattern) => {
+            if store(call, this, pattern) {
+                // A line that matches and is at the level opens one window, not one and a count.
+                auto_dump::line_matched(&this.sink);
+                return;
+            }
+        }
+    }
     if let Some(trigger) = this.dump_on {
         check_trigger(call, this, trigger);
+    }
+}
+
+/// What is checked on each line right after it is formatted, as it is stored.
+trait StoreCheck {
+    /// Whether [`StoreCheck::check`] can say true: false leaves the per-line path as it is
+    /// without any check (one copy of it is made for each kind of check).
+    const CHECKS: bool;
+    /// Whether `line` (its source at `source_at`) is one to act on.
+    fn check(&self, line: &[u8], source_at: usize) -> bool;
+}
+
+/// Nothing: the line is only stored.
+struct NoCheck;
+
+impl StoreCheck for NoCheck {
+    const CHECKS: bool = false;
+    #[inline(always)]
+    fn check(&self, _: &[u8], _: usize) -> bool {
+        false
+    }
+}
+
+/// `dump_on_match`: whether the line's message matches.
+impl StoreCheck for MessagePattern {
+    const CHECKS: bool = true;
+    #[inline(never)]
+    fn check(&self, line: &[u8], source_at: usize) -> bool {
+        self.matches_line(line, source_at)
     }
 }
 
@@ -138,9 +184,9 @@ fn check_trigger(call: &LuaCall<'_>, this: &LuaSink, trigger: Level) {
     }
 }
 
-/// Formats the line and stores it in the ring.
+/// Formats the line and stores it in the ring; what `check` says of it.
 #[inline(always)]
-fn store(call: &mut LuaCall<'_>, this: &LuaSink) {
+fn store<C: StoreCheck>(call: &mut LuaCall<'_>, this: &LuaSink, check: &C) -> bool {
     // A __tostring that logs re-enters this sink while the scratch buffers are in use.
     let mut own;
     let mut guard = this.scratch.try_borrow_mut();
@@ -190,14 +236,19 @@ fn store(call: &mut LuaCall<'_>, this: &LuaSink) {
     // The common line goes straight into the ring; if the ring's current chunk is too full
     // for it, into `simple` and then the ring; anything else takes the general path.
     let mut full = false;
+    let mut checked = false;
     let stored = this.sink.push_in_place(meta, |room| {
         let mut out = FastLine::new(room);
         let done = simple_line(call, stamp, formats, &mut out);
         full = out.is_full();
+        if C::CHECKS && done.is_some() {
+            // In the ring's space (no copy): other threads wait for the ring this long more.
+            checked = check.check(out.bytes(), stamp.len());
+        }
         done.map(|()| out.written())
     });
     if stored {
-        return;
+        return checked;
     }
     if full {
         if simple.is_empty() {
@@ -206,7 +257,7 @@ fn store(call: &mut LuaCall<'_>, this: &LuaSink) {
         let mut out = FastLine::new(simple);
         if simple_line(call, stamp, formats, &mut out).is_some() {
             this.sink.push(out.bytes(), meta);
-            return;
+            return check.check(out.bytes(), stamp.len());
         }
     }
 
@@ -238,6 +289,7 @@ fn store(call: &mut LuaCall<'_>, this: &LuaSink) {
     }
     line.push(b'\n');
     this.sink.push(line, meta);
+    check.check(line, stamp.len())
 }
 
 /// [`record_simple`] on the running call's arguments, read straight off the stack where

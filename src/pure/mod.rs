@@ -10,6 +10,7 @@ pub(crate) mod hung_stop;
 pub(crate) mod journal;
 pub(crate) mod level;
 pub(crate) mod message_framing;
+pub(crate) mod message_match;
 pub(crate) mod options;
 pub(crate) mod pacing;
 pub(crate) mod query;
