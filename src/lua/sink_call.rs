@@ -129,7 +129,7 @@ fn record(call: &mut LuaCall<'_>, this: &LuaSink) {
             store(call, this, &NoCheck);
         }
         Some(pattern) => {
-            if store(call, this, pattern) {
+            if store_matching(call, this, pattern) {
                 // A line that matches and is at the level opens one window, not one and a count.
                 auto_dump::line_matched(&this.sink);
                 return;
@@ -141,13 +141,20 @@ fn record(call: &mut LuaCall<'_>, this: &LuaSink) {
     }
 }
 
+/// [`store`] for a sink with `dump_on_match`: whether the line's message matches. Not inlined,
+/// so that [`record`] for a sink without it stays as it was.
+#[inline(never)]
+fn store_matching(call: &mut LuaCall<'_>, this: &LuaSink, pattern: &MessagePattern) -> bool {
+    store(call, this, pattern)
+}
+
 /// What is checked on each line right after it is formatted, as it is stored.
 trait StoreCheck {
     /// Whether [`StoreCheck::check`] can say true: false leaves the per-line path as it is
     /// without any check (one copy of it is made for each kind of check).
     const CHECKS: bool;
-    /// Whether `line` (its source at `source_at`) is one to act on.
-    fn check(&self, line: &[u8], source_at: usize) -> bool;
+    /// Whether `line` (its source at `source_at`, its message at `message_at`) is one to act on.
+    fn check(&self, line: &[u8], source_at: usize, message_at: usize) -> bool;
 }
 
 /// Nothing: the line is only stored.
@@ -156,7 +163,7 @@ struct NoCheck;
 impl StoreCheck for NoCheck {
     const CHECKS: bool = false;
     #[inline(always)]
-    fn check(&self, _: &[u8], _: usize) -> bool {
+    fn check(&self, _: &[u8], _: usize, _: usize) -> bool {
         false
     }
 }
@@ -165,8 +172,8 @@ impl StoreCheck for NoCheck {
 impl StoreCheck for MessagePattern {
     const CHECKS: bool = true;
     #[inline(never)]
-    fn check(&self, line: &[u8], source_at: usize) -> bool {
-        self.matches_line(line, source_at)
+    fn check(&self, line: &[u8], source_at: usize, message_at: usize) -> bool {
+        self.matches_line(line, source_at, message_at)
     }
 }
 
@@ -241,11 +248,11 @@ fn store<C: StoreCheck>(call: &mut LuaCall<'_>, this: &LuaSink, check: &C) -> bo
         let mut out = FastLine::new(room);
         let done = simple_line(call, stamp, formats, &mut out);
         full = out.is_full();
-        if C::CHECKS && done.is_some() {
+        if let Some(message_at) = done.filter(|_| C::CHECKS) {
             // In the ring's space (no copy): other threads wait for the ring this long more.
-            checked = check.check(out.bytes(), stamp.len());
+            checked = check.check(out.bytes(), stamp.len(), message_at);
         }
-        done.map(|()| out.written())
+        done.map(|_| out.written())
     });
     if stored {
         return checked;
@@ -255,9 +262,9 @@ fn store<C: StoreCheck>(call: &mut LuaCall<'_>, this: &LuaSink, check: &C) -> bo
             simple.resize(SIMPLE_LINE_MAX, 0);
         }
         let mut out = FastLine::new(simple);
-        if simple_line(call, stamp, formats, &mut out).is_some() {
+        if let Some(message_at) = simple_line(call, stamp, formats, &mut out) {
             this.sink.push(out.bytes(), meta);
-            return check.check(out.bytes(), stamp.len());
+            return check.check(out.bytes(), stamp.len(), message_at);
         }
     }
 
@@ -289,13 +296,13 @@ fn store<C: StoreCheck>(call: &mut LuaCall<'_>, this: &LuaSink, check: &C) -> bo
     }
     line.push(b'\n');
     this.sink.push(line, meta);
-    check.check(line, stamp.len())
+    check.check(line, stamp.len(), message_start)
 }
 
 /// [`record_simple`] on the running call's arguments, read straight off the stack where
 /// `raw_stack` allows, through the C API otherwise.
 #[inline(always)]
-fn simple_line(call: &LuaCall<'_>, stamp: &[u8], formats: &FormatCache, out: &mut FastLine<'_>) -> Option<()> {
+fn simple_line(call: &LuaCall<'_>, stamp: &[u8], formats: &FormatCache, out: &mut FastLine<'_>) -> Option<usize> {
     match call.frame() {
         Some(frame) => record_simple(&frame, &frame.skip(ARG_MESSAGE as usize), stamp, formats, out),
         None => record_simple(&call.api_args(1), &call.api_args(ARG_MESSAGE + 1), stamp, formats, out),
@@ -304,8 +311,9 @@ fn simple_line(call: &LuaCall<'_>, stamp: &[u8], formats: &FormatCache, out: &mu
 
 /// The common line in one pass, without calling Lua: string source and level, and a message
 /// that `format::format_simple` can take (a cached format, or one without conversions and
-/// arguments). `None` leaves nothing stored; the general path then starts over.
-/// `frame` holds all of the call's arguments, `args` those after the message.
+/// arguments): where the message begins in `out`. `None` leaves nothing stored; the general
+/// path then starts over. `frame` holds all of the call's arguments, `args` those after the
+/// message.
 #[inline(always)]
 fn record_simple<'a, V: ArgValues<'a>>(
     frame: &V,
@@ -313,7 +321,7 @@ fn record_simple<'a, V: ArgValues<'a>>(
     stamp: &[u8],
     formats: &FormatCache,
     out: &mut FastLine<'_>,
-) -> Option<()> {
+) -> Option<usize> {
     let (Arg::Str(source), Arg::Str(level), Arg::Str(fmt)) = (frame.get(0), frame.get(1), frame.get(2)) else {
         return None;
     };
@@ -322,12 +330,14 @@ fn record_simple<'a, V: ArgValues<'a>>(
     out.trusted(b"\t")?;
     out.plain(level)?;
     out.trusted(b"\t")?;
+    let message_at = out.written();
     match formats.lookup(fmt) {
         Some(compiled) => format::format_simple(compiled, args, out)?,
         None if args.count() == 0 && !fmt.contains(&b'%') => out.plain(fmt)?,
         None => return None,
     }
-    out.trusted(b"\n")
+    out.trusted(b"\n")?;
+    Some(message_at)
 }
 
 /// A source or level name: `%s` rules, `tostring` for non-strings.

@@ -17,8 +17,8 @@ use regex::bytes::{Regex, RegexBuilder};
 /// or a JID take a few KiB).
 const SIZE_LIMIT: usize = 1 << 20;
 
-/// The source of the lines the module itself logs (it is a global module).
-const OWN_SOURCE: &[u8] = b"mod_log_ringbuffer";
+/// The source of the lines the module itself logs (it is a global module), and the tab after it.
+const OWN_SOURCE: &[u8] = b"mod_log_ringbuffer\t";
 
 /// A compiled `dump_on_match` pattern. Two are equal if their texts are (for the reload key).
 #[derive(Debug, Clone)]
@@ -41,15 +41,15 @@ impl MessagePattern {
         self.regex.as_str()
     }
 
-    /// Whether the message of `line` (a stored line, its source at `source_at`) matches, unless
-    /// the module logged it.
-    pub(crate) fn matches_line(&self, line: &[u8], source_at: usize) -> bool {
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        match fields(line, source_at) {
-            Some((OWN_SOURCE, _)) => false,
-            Some((_, message)) => self.regex.is_match(message),
-            None => self.regex.is_match(line),
+    /// Whether the message of `line` (a line `<timestamp><source>\t<level>\t<message>\n` as it
+    /// is stored, its source at `source_at` and its message at `message_at`: the formatting
+    /// knows where, no need to look) matches, unless the module logged it.
+    pub(crate) fn matches_line(&self, line: &[u8], source_at: usize, message_at: usize) -> bool {
+        if line.get(source_at..).is_some_and(|fields| fields.starts_with(OWN_SOURCE)) {
+            return false;
         }
+        let message = line.get(message_at..).unwrap_or_default();
+        self.regex.is_match(message.strip_suffix(b"\n").unwrap_or(message))
     }
 }
 
@@ -65,21 +65,6 @@ impl Hash for MessagePattern {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.source().hash(state);
     }
-}
-
-/// The source and the message of a stored line `<timestamp><source>\t<level>\t<message>`
-/// (without its newline), the source at `source_at`; `None` if it has no such fields.
-fn fields(line: &[u8], source_at: usize) -> Option<(&[u8], &[u8])> {
-    let fields = line.get(source_at..)?;
-    // A plain loop: source and level are a few bytes, too short for a vectorised search to pay.
-    let source_end = fields.iter().position(|&b| b == b'\t')?;
-    let message = after_tab(fields.get(source_end + 1..)?)?;
-    Some((&fields[..source_end], message))
-}
-
-/// What follows the first tab of `text`.
-fn after_tab(text: &[u8]) -> Option<&[u8]> {
-    text.iter().position(|&b| b == b'\t').and_then(|tab| text.get(tab + 1..))
 }
 
 /// A regex error as one line for Prosody's log. A syntax error's text spans several lines: the
@@ -102,35 +87,36 @@ fn one_line(error: &str) -> String {
 mod tests {
     use super::*;
 
+    /// `line`'s source at `source_at` and its message after the next two tabs.
+    fn matches(pattern: &MessagePattern, line: &[u8], source_at: usize) -> bool {
+        let tabs: Vec<usize> =
+            line.iter().enumerate().filter(|(i, &b)| *i >= source_at && b == b'\t').map(|(i, _)| i).collect();
+        pattern.matches_line(line, source_at, tabs[1] + 1)
+    }
+
     #[test]
     fn the_message_alone_is_matched() {
         let pattern = MessagePattern::new("^Slow event").expect("compiles");
         let line = b"Dec 07 03:00:00 general\twarn\tSlow event handler: 1.2s\n";
-        assert!(pattern.matches_line(line, 16));
-        assert!(!pattern.matches_line(b"Dec 07 03:00:00 Slow event\twarn\tsomething else\n", 16), "the source is not");
+        assert!(matches(&pattern, line, 16));
+        assert!(!matches(&pattern, b"Dec 07 03:00:00 Slow event\twarn\tsomething else\n", 16), "the source is not");
         let level = MessagePattern::new("warn").expect("compiles");
-        assert!(!level.matches_line(b"general\twarn\tall is well\n", 0), "nor the level");
+        assert!(!matches(&level, b"general\twarn\tall is well\n", 0), "nor the level");
         let end = MessagePattern::new("1.2s$").expect("compiles");
-        assert!(end.matches_line(line, 16), "the newline is not part of the message");
+        assert!(matches(&end, line, 16), "the newline is not part of the message");
         let tab = MessagePattern::new("b\tc").expect("compiles");
-        assert!(tab.matches_line(b"src\tinfo\ta b\tc\n", 0), "a tab within the message");
-    }
-
-    #[test]
-    fn a_line_without_fields_is_matched_whole() {
-        let pattern = MessagePattern::new("^(no fields here|one\ttab|short)$").expect("compiles");
-        assert!(pattern.matches_line(b"no fields here\n", 0));
-        assert!(pattern.matches_line(b"one\ttab\n", 0));
-        assert!(pattern.matches_line(b"short", 99));
-        assert!(MessagePattern::new("^$").expect("compiles").matches_line(b"s\tl\t\n", 0), "an empty message");
+        assert!(matches(&tab, b"src\tinfo\ta b\tc\n", 0), "a tab within the message");
+        assert!(MessagePattern::new("^$").expect("compiles").matches_line(b"s\tl\t\n", 0, 4), "an empty message");
+        assert!(!pattern.matches_line(b"short", 0, 99), "an offset past the end: no message");
     }
 
     #[test]
     fn the_module_s_own_lines_never_match() {
         let pattern = MessagePattern::new("Slow event").expect("compiles");
         let report = b"mod_log_ringbuffer\tinfo\tDumped 5 buffered lines to x.log (dump_on_match = \"Slow event\")\n";
-        assert!(!pattern.matches_line(report, 0));
-        assert!(pattern.matches_line(b"mod_log_ringbuffer2\tinfo\tSlow event\n", 0));
+        assert!(!matches(&pattern, report, 0));
+        assert!(matches(&pattern, b"mod_log_ringbuffer2\tinfo\tSlow event\n", 0));
+        assert!(matches(&pattern, b"mod_log\tinfo\tSlow event\n", 0));
     }
 
     #[test]
