@@ -1,5 +1,5 @@
 //! `dump_on_match`: the regular expression a sink checks each captured line's message against,
-//! and where the message is in a line as the ring stores it.
+//! and that check on a line as the ring stores it.
 //!
 //! Rust `regex` syntax: matching takes time linear in the message, whatever the pattern, and a
 //! pattern with a literal part (`Slow event`, `Traceback`, a JID) is looked for with the crate's
@@ -13,8 +13,8 @@ use std::hash::{Hash, Hasher};
 
 use regex::bytes::{Regex, RegexBuilder};
 
-/// Compiled programs larger than this are refused (`(?:\w{40}){20}` is; `Slow event|Traceback`
-/// or a JID take a few KiB).
+/// Compiled programs larger than this are refused (`(?:\w{40}){20}` is, in a few milliseconds;
+/// literal words, a JID or a few alternatives are far below it).
 const SIZE_LIMIT: usize = 1 << 20;
 
 /// The source of the lines the module itself logs (it is a global module), and the tab after it.
