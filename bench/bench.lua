@@ -49,6 +49,10 @@ local sinks = {
 	{ name = "ours size=100K persist", install = function ()
 		logger.add_level_sink("debug", (select(2, common.new_persisted_sink({ size = 100 * 1024 }, common.persist_dir()))));
 	end };
+	-- The same as "ours size=100K" with `dump_on_match`: every line's message is matched.
+	{ name = "ours size=100K dump_on_match", install = function ()
+		logger.add_level_sink("debug", native_sink({ size = 100 * 1024, dump_on_match = common.match_pattern }));
+	end };
 	{ name = "ours lines=1000", install = function ()
 		logger.add_level_sink("debug", native_sink({ lines = 1000 }));
 	end };
@@ -236,6 +240,21 @@ do
 			ratio(w, persisted, plain)));
 	end
 end
+-- `dump_on_match`: the matching sink against the same sink without it, within each round.
+local match_rows = {};
+do
+	local plain, matching;
+	for s, sink in ipairs(sinks) do
+		if sink.name == "ours size=100K" then plain = s; end
+		if sink.name == "ours size=100K dump_on_match" then matching = s; end
+	end
+	for w, workload in ipairs(common.workloads) do
+		table.insert(match_rows, ("%s: %s ns/line with dump_on_match vs %s ns/line without: %.3f× (median of the ratios"
+			.. " within each round; target ≤ 1.3×)"):format(workload.name, ns(results[w][matching].ns),
+			ns(results[w][plain].ns), ratio(w, matching, plain)));
+	end
+	table.insert(match_rows, 1, ("pattern %q, which no line of the workloads matches"):format(common.match_pattern));
+end
 local table_note = ("ns/line: median of %d rounds of N log calls through util.logger (~%d ms each, after warm-up,"
 	.. " sinks taking turns within a round); × floor and speedup: medians of the ratios within each round;"
 	.. " heap: Lua heap allocated per line with the collector stopped."):format(RUNS, RUN_SECONDS * 1000);
@@ -281,12 +300,14 @@ end
 local instructions_line;
 if shell("command -v valgrind") ~= "" then
 	local floor, ours, persist = instructions("floor"), instructions("ours"), instructions("persist");
-	local filtered, redact = instructions("filtered"), instructions("redact");
-	instructions_line = floor and ours and persist and filtered and redact and ("callgrind, typical line: floor %.0f instructions, ours"
-		.. " size=100K %.0f instructions = %.2f× the floor; with persist %.0f instructions = %.3f× ours (target ≤ 1.10×);"
-		.. " with a filter that returns its message %.0f instructions = %.2f× ours (a sink without filter pays nothing);"
-		.. " with redact = true %.0f instructions = %.2f× ours (target ≤ 1.5×)")
-		:format(floor, ours, ours / floor, persist, persist / ours, filtered, filtered / ours, redact, redact / ours);
+	local filtered, redact, matching = instructions("filtered"), instructions("redact"), instructions("match");
+	instructions_line = floor and ours and persist and filtered and redact and matching and ("callgrind, typical line: floor"
+		.. " %.0f instructions, ours size=100K %.0f instructions = %.2f× the floor; with persist %.0f instructions = %.3f×"
+		.. " ours (target ≤ 1.10×); with a filter that returns its message %.0f instructions = %.2f× ours (a sink without"
+		.. " filter pays nothing); with redact = true %.0f instructions = %.2f× ours (target ≤ 1.5×); with dump_on_match"
+		.. " %.0f instructions = %.3f× ours (target ≤ 1.3×)")
+		:format(floor, ours, ours / floor, persist, persist / ours, filtered, filtered / ours, redact, redact / ours,
+			matching, matching / ours);
 end
 instructions_line = instructions_line or "callgrind: not available (install valgrind for instruction counts)";
 
@@ -354,12 +375,14 @@ local function section(list, bullet)
 end
 print(section(header, "") .. "\n\n" .. render(rows) .. "\n" .. table_note .. "\n" .. instructions_line
 	.. "\n\nPersist (wall clock):\n" .. section(persist_rows, "  ")
+	.. "\n\ndump_on_match (wall clock):\n" .. section(match_rows, "  ")
 	.. "\n\nMemory:\n" .. section(memory, "  ")
 	.. "\n\nDump:\n" .. section(dump, "  ")
 	.. "\n\nAdmin shell reads:\n" .. section(inspect, "  "));
 local md = assert(io.open("bench/results.md", "w"));
 md:write("# mod_log_ringbuffer benchmark\n\n", section(header, "- "), "\n\n", render(rows, true), "\n\n", table_note,
 	"\n\n", instructions_line, "\n\n## Persist (wall clock)\n\n", section(persist_rows, "- "),
+	"\n\n## dump_on_match (wall clock)\n\n", section(match_rows, "- "),
 	"\n\n## Memory\n\n", section(memory, "- "), "\n\n## Dump\n\n", section(dump, "- "),
 	"\n\n## Admin shell reads\n\n", section(inspect, "- "), "\n\n![ns/line](results.svg)\n");
 md:close();

@@ -39,6 +39,10 @@ common.workloads = {
 	end };
 };
 
+-- The `dump_on_match` of the benchmarks' matching sink: the issue's examples (mod_log_slow_events'
+-- warning, a Lua traceback, one user's JID), none of which the workloads' lines contain.
+common.match_pattern = [[Slow event|Traceback|alice@example\.com]];
+
 -- A folder for the ring files of persisted sinks (`persist`), made empty: PERSIST_DIR, or one
 -- under TMPDIR.
 function common.persist_dir()

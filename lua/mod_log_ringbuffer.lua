@@ -525,7 +525,7 @@ local function new_record(handle, sink, problems)
 	end
 	local record = { handle = handle, sink = sink };
 	if #handle:events() == 0 and not handle:has_native_triggers() and not handle:dump_on_exit() then
-		module:log("warn", "A ringbuffer sink has no 'signal', 'event', 'dump_on' or 'dump_on_exit' option: "
+		module:log("warn", "A ringbuffer sink has no 'signal', 'event', 'dump_on', 'dump_on_match' or 'dump_on_exit' option: "
 			.. "nothing will dump it but the admin shell or a crash");
 	end
 	arm(record);

@@ -154,6 +154,7 @@ impl UserData for Handle {
         methods.add_method("has_native_triggers", |_, this, ()| {
             let options = &this.sink().options;
             Ok(options.auto.on_level.is_some()
+                || options.auto.on_match.is_some()
                 || options.auto.on_stall.is_some()
                 || options.triggers.iter().any(|t| matches!(t, Trigger::Signal(..))))
         });
@@ -220,6 +221,14 @@ fn trigger_names(options: &SinkOptions) -> Vec<String> {
         names.push(format!(
             "dump_on {} (after {}s, cooldown {}s)",
             level.name(),
+            auto.after.as_secs_f64(),
+            auto.cooldown.as_secs_f64()
+        ));
+    }
+    if let Some(pattern) = &auto.on_match {
+        names.push(format!(
+            "dump_on_match {:?} (after {}s, cooldown {}s)",
+            pattern.source(),
             auto.after.as_secs_f64(),
             auto.cooldown.as_secs_f64()
         ));

@@ -38,6 +38,7 @@ use super::upvalues::{Upvalue, STANZA_ANCHORS};
 use crate::pure::date::{self, StampSecond};
 use crate::pure::format::{self, Arg, ArgValues, Args, FastLine, FormatCache, FormatError};
 use crate::pure::level::Level;
+use crate::pure::message_match::MessagePattern;
 use crate::pure::redact::Redactor;
 use crate::pure::ring::Meta;
 use crate::runtime::auto_dump;
@@ -54,6 +55,8 @@ pub(crate) struct LuaSink {
     dump_on: Option<Level>,
     /// `redact`, kept here likewise: a sink without it pays one test per line.
     redact: Option<Redactor>,
+    /// `dump_on_match`, kept here for the same reason.
+    dump_on_match: Option<MessagePattern>,
     /// Capture paused from the admin shell: lines are not stored.
     pub(crate) paused: Cell<bool>,
 }
@@ -81,12 +84,14 @@ impl LuaSink {
     pub(crate) fn new(sink: Arc<Sink>) -> Self {
         let dump_on = sink.options.auto.on_level;
         let redact = sink.redactor.clone();
+        let dump_on_match = sink.options.auto.on_match.clone();
         LuaSink {
             sink,
             redact,
             scratch: RefCell::new(Scratch::default()),
             held_top: Cell::new(0),
             dump_on,
+            dump_on_match,
             paused: Cell::new(false),
         }
     }
@@ -125,9 +130,57 @@ fn record(call: &mut LuaCall<'_>, this: &LuaSink) {
     if this.paused.get() {
         return;
     }
-    store(call, this);
+    // A sink without `dump_on_match` stores the line as it would without the option at all.
+    match &this.dump_on_match {
+        None => {
+            store(call, this, &NoCheck);
+        }
+        Some(pattern) => {
+            if store_matching(call, this, pattern) {
+                // A line that matches and is at the level opens one window, not one and a count.
+                auto_dump::line_matched(&this.sink);
+                return;
+            }
+        }
+    }
     if let Some(trigger) = this.dump_on {
         check_trigger(call, this, trigger);
+    }
+}
+
+/// [`store`] for a sink with `dump_on_match`: whether the line's message matches. Not inlined,
+/// so that [`record`] for a sink without it stays as it was.
+#[inline(never)]
+fn store_matching(call: &mut LuaCall<'_>, this: &LuaSink, pattern: &MessagePattern) -> bool {
+    store(call, this, pattern)
+}
+
+/// What is checked on each line right after it is formatted, as it is stored.
+trait StoreCheck {
+    /// Whether [`StoreCheck::check`] can say true: false leaves the per-line path as it is
+    /// without any check (one copy of it is made for each kind of check).
+    const CHECKS: bool;
+    /// Whether `line` (its source at `source_at`, its message at `message_at`) is one to act on.
+    fn check(&self, line: &[u8], source_at: usize, message_at: usize) -> bool;
+}
+
+/// Nothing: the line is only stored.
+struct NoCheck;
+
+impl StoreCheck for NoCheck {
+    const CHECKS: bool = false;
+    #[inline(always)]
+    fn check(&self, _: &[u8], _: usize, _: usize) -> bool {
+        false
+    }
+}
+
+/// `dump_on_match`: whether the line's message matches.
+impl StoreCheck for MessagePattern {
+    const CHECKS: bool = true;
+    #[inline(never)]
+    fn check(&self, line: &[u8], source_at: usize, message_at: usize) -> bool {
+        self.matches_line(line, source_at, message_at)
     }
 }
 
@@ -145,9 +198,9 @@ fn check_trigger(call: &LuaCall<'_>, this: &LuaSink, trigger: Level) {
     }
 }
 
-/// Formats the line and stores it in the ring.
+/// Formats the line and stores it in the ring; what `check` says of it.
 #[inline(always)]
-fn store(call: &mut LuaCall<'_>, this: &LuaSink) {
+fn store<C: StoreCheck>(call: &mut LuaCall<'_>, this: &LuaSink, check: &C) -> bool {
     // A __tostring that logs re-enters this sink while the scratch buffers are in use.
     let mut own;
     let mut guard = this.scratch.try_borrow_mut();
@@ -198,24 +251,31 @@ fn store(call: &mut LuaCall<'_>, this: &LuaSink) {
     // for it (or the sink redacts), into `simple` and then the ring; anything else takes the
     // general path.
     let mut full = false;
+    let mut checked = false;
     let stored = this.redact.is_none()
         && this.sink.push_in_place(meta, |room| {
             let mut out = FastLine::new(room);
             let done = simple_line(call, stamp, formats, &mut out);
             full = out.is_full();
-            done.map(|()| out.written())
+            if let Some(message_at) = done.filter(|_| C::CHECKS) {
+                // In the ring's space (no copy): other threads wait for the ring this long more.
+                checked = check.check(out.bytes(), stamp.len(), message_at);
+            }
+            done.map(|_| out.written())
         });
     if stored {
-        return;
+        return checked;
     }
     if full || this.redact.is_some() {
         if simple.is_empty() {
             simple.resize(SIMPLE_LINE_MAX, 0);
         }
         let mut out = FastLine::new(simple);
-        if simple_line(call, stamp, formats, &mut out).is_some() {
+        if let Some(message_at) = simple_line(call, stamp, formats, &mut out) {
+            // Matched before `redact`: a pattern sees what was logged.
+            let matched = check.check(out.bytes(), stamp.len(), message_at);
             keep_line(this, out.bytes(), stamp.len(), meta, redacted);
-            return;
+            return matched;
         }
     }
 
@@ -246,7 +306,9 @@ fn store(call: &mut LuaCall<'_>, this: &LuaSink) {
         }
     }
     line.push(b'\n');
+    let matched = check.check(line, stamp.len(), message_start);
     keep_line(this, line, stamp.len(), meta, redacted);
+    matched
 }
 
 /// Stores a finished line that did not go straight into the ring: every line's text passes
@@ -274,7 +336,7 @@ fn keep_redacted(this: &LuaSink, redactor: &Redactor, line: &[u8], from: usize, 
 /// [`record_simple`] on the running call's arguments, read straight off the stack where
 /// `raw_stack` allows, through the C API otherwise.
 #[inline(always)]
-fn simple_line(call: &LuaCall<'_>, stamp: &[u8], formats: &FormatCache, out: &mut FastLine<'_>) -> Option<()> {
+fn simple_line(call: &LuaCall<'_>, stamp: &[u8], formats: &FormatCache, out: &mut FastLine<'_>) -> Option<usize> {
     match call.frame() {
         Some(frame) => record_simple(&frame, &frame.skip(ARG_MESSAGE as usize), stamp, formats, out),
         None => record_simple(&call.api_args(1), &call.api_args(ARG_MESSAGE + 1), stamp, formats, out),
@@ -283,8 +345,9 @@ fn simple_line(call: &LuaCall<'_>, stamp: &[u8], formats: &FormatCache, out: &mu
 
 /// The common line in one pass, without calling Lua: string source and level, and a message
 /// that `format::format_simple` can take (a cached format, or one without conversions and
-/// arguments). `None` leaves nothing stored; the general path then starts over.
-/// `frame` holds all of the call's arguments, `args` those after the message.
+/// arguments): where the message begins in `out`. `None` leaves nothing stored; the general
+/// path then starts over. `frame` holds all of the call's arguments, `args` those after the
+/// message.
 #[inline(always)]
 fn record_simple<'a, V: ArgValues<'a>>(
     frame: &V,
@@ -292,7 +355,7 @@ fn record_simple<'a, V: ArgValues<'a>>(
     stamp: &[u8],
     formats: &FormatCache,
     out: &mut FastLine<'_>,
-) -> Option<()> {
+) -> Option<usize> {
     let (Arg::Str(source), Arg::Str(level), Arg::Str(fmt)) = (frame.get(0), frame.get(1), frame.get(2)) else {
         return None;
     };
@@ -301,12 +364,14 @@ fn record_simple<'a, V: ArgValues<'a>>(
     out.trusted(b"\t")?;
     out.plain(level)?;
     out.trusted(b"\t")?;
+    let message_at = out.written();
     match formats.lookup(fmt) {
         Some(compiled) => format::format_simple(compiled, args, out)?,
         None if args.count() == 0 && !fmt.contains(&b'%') => out.plain(fmt)?,
         None => return None,
     }
-    out.trusted(b"\n")
+    out.trusted(b"\n")?;
+    Some(message_at)
 }
 
 /// A source or level name: `%s` rules, `tostring` for non-strings.

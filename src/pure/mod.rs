@@ -12,6 +12,7 @@ pub(crate) mod journal;
 pub(crate) mod keyed_hash;
 pub(crate) mod level;
 pub(crate) mod message_framing;
+pub(crate) mod message_match;
 pub(crate) mod options;
 pub(crate) mod pacing;
 pub(crate) mod query;

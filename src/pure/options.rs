@@ -11,6 +11,7 @@ use super::duration;
 use super::forward_target::{self, ForwardTarget, Transport};
 use super::level::Level;
 use super::message_framing::{self, StreamFraming};
+use super::message_match::MessagePattern;
 use super::pacing::{self, Pace};
 use super::records::{Format, FACILITIES, PRECISE_STAMP};
 use super::redact::Classes;
@@ -36,6 +37,7 @@ const KNOWN: &[&str] = &[
     "event",
     "timestamps",
     "dump_on",
+    "dump_on_match",
     "dump_after",
     "dump_cooldown",
     "dump_on_exit",
@@ -166,6 +168,8 @@ pub(crate) struct Problem {
 pub(crate) struct AutoDump {
     /// `dump_on`: a line at or above this level triggers a dump.
     pub(crate) on_level: Option<Level>,
+    /// `dump_on_match`: a line whose message matches this triggers a dump, whatever its level.
+    pub(crate) on_match: Option<MessagePattern>,
     /// `dump_after`: capture goes on this long after the trigger, then the dump is written.
     pub(crate) after: Duration,
     /// `dump_cooldown`: a trigger this soon after the last one that dumped is only counted.
@@ -452,11 +456,32 @@ impl<G: Fn(&str) -> OptValue> Reader<G> {
         };
         AutoDump {
             on_level,
+            on_match: self.match_pattern(),
             after: self.duration("dump_after", Duration::ZERO, MAX_DUMP_AFTER),
             cooldown: self.duration("dump_cooldown", DEFAULT_COOLDOWN, duration::MAX),
             on_exit: self.flag("dump_on_exit", false),
             on_crash: self.flag("dump_on_crash", true),
             on_stall: self.stall(),
+        }
+    }
+
+    /// `dump_on_match`: a regular expression; a bad one leaves the trigger out.
+    fn match_pattern(&mut self) -> Option<MessagePattern> {
+        const ACCEPTED: &str = "a regular expression (Rust regex syntax)";
+        const FALLBACK: &str = "no message will dump this buffer";
+        match (self.get)("dump_on_match") {
+            OptValue::Absent => None,
+            OptValue::Str(text) => match MessagePattern::new(&text) {
+                Ok(pattern) => Some(pattern),
+                Err(why) => {
+                    self.bad("dump_on_match", &OptValue::Str(text), ACCEPTED, &format!("{why}; {FALLBACK}"));
+                    None
+                }
+            },
+            v => {
+                self.bad("dump_on_match", &v, ACCEPTED, FALLBACK);
+                None
+            }
         }
     }
 
@@ -836,6 +861,7 @@ mod tests {
             o.auto,
             AutoDump {
                 on_level: None,
+                on_match: None,
                 after: Duration::ZERO,
                 cooldown: DEFAULT_COOLDOWN,
                 on_exit: false,
@@ -889,6 +915,27 @@ mod tests {
         let (o, p) = parse(&[("dump_on_stall", OptValue::Int(3601))]);
         assert_eq!(o.auto.on_stall, None);
         assert!(p[0].text.contains("no stall will dump this buffer"), "{}", p[0].text);
+    }
+
+    #[test]
+    fn dump_on_match_takes_a_regular_expression_and_a_bad_one_is_left_out() {
+        assert_eq!(parse(&[]).0.auto.on_match, None);
+        let (o, p) = parse(&[("dump_on_match", OptValue::Str("Slow event|Traceback".into()))]);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(o.auto.on_match.as_ref().map(MessagePattern::source), Some("Slow event|Traceback"));
+        assert_eq!(o.auto.on_level, None, "dump_on stays unset");
+        for value in [OptValue::Str("Slow (event".into()), OptValue::Str(r"(?:\w{40}){20}".into()), OptValue::Int(1)] {
+            let (o, p) = parse(&[("dump_on_match", value.clone())]);
+            assert_eq!(o.auto.on_match, None, "{value:?}");
+            assert_eq!(p.len(), 1, "{value:?}: {p:?}");
+            let text = &p[0].text;
+            assert!(text.starts_with("Invalid value for option 'dump_on_match'"), "{text}");
+            assert!(text.ends_with("no message will dump this buffer") && !text.contains('\n'), "{text}");
+        }
+        let (_, p) = parse(&[("dump_on_match", OptValue::Str("Slow (event".into()))]);
+        assert!(p[0].text.contains("unclosed group"), "{}", p[0].text);
+        let (_, p) = parse(&[("dump_on_match", OptValue::Str(r"(?:\w{40}){20}".into()))]);
+        assert!(p[0].text.contains("size limit"), "{}", p[0].text);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Dumps a sink starts by itself when a line at or above its `dump_on` level is logged: the
+//! Dumps a sink starts by itself when a line at or above its `dump_on` level is logged, or a
+//! line whose message matches its `dump_on_match` pattern (either starts a window): the
 //! dump is written `dump_after` later (the aftermath window: what followed the error is in the
 //! same dump), by the timer thread. A trigger within `dump_cooldown` of the last one that
 //! started a dump, or while one is waiting, only counts; the count is reported with the next
@@ -118,6 +119,17 @@ struct Due {
     due: Instant,
     window: u64,
     sink: Arc<Sink>,
+    /// What opened the window, for the dump's reason.
+    cause: Cause,
+}
+
+/// What kind of line opened a window.
+#[derive(Debug, Clone, Copy)]
+enum Cause {
+    /// A line at or above `dump_on`.
+    Level,
+    /// A line whose message matches `dump_on_match`.
+    Match,
 }
 
 impl PartialEq for Due {
@@ -147,9 +159,19 @@ static TIMER: Mutex<PerProcess<Sender<Message>>> = Mutex::new(PerProcess::new())
 
 /// Called from the thread that logs, for a line at or above `sink`'s `dump_on` level.
 pub(crate) fn line_at_trigger_level(sink: &Arc<Sink>) {
+    line_triggered(sink, Cause::Level);
+}
+
+/// Called from the thread that logs, for a line whose message matches `sink`'s `dump_on_match`.
+#[cold]
+pub(crate) fn line_matched(sink: &Arc<Sink>) {
+    line_triggered(sink, Cause::Match);
+}
+
+fn line_triggered(sink: &Arc<Sink>, cause: Cause) {
     let auto = &sink.options.auto;
     let Some(window) = sink.level_trigger.fire(Instant::now(), auto.cooldown) else { return };
-    let due = Due { due: Instant::now() + auto.after, window, sink: Arc::clone(sink) };
+    let due = Due { due: Instant::now() + auto.after, window, sink: Arc::clone(sink), cause };
     let mut timer = TIMER.lock();
     let sent = timer.get_or_try(start).map(|sender| sender.send(Message::Schedule(due)));
     if !matches!(sent, Ok(Ok(()))) {
@@ -177,9 +199,12 @@ pub(crate) fn flush() {
 /// a reload handed it to), unless it was dumped already (merged into a successor's own window).
 fn dump(due: &Due, origin: DumpOrigin) {
     let Some(holder) = close_window(&due.sink, due.window) else { return };
-    let reason = match due.sink.options.auto.on_level {
-        Some(level) => format!("dump_on = \"{}\"", level.name()),
-        None => "dump_on".into(),
+    let auto = &due.sink.options.auto;
+    let reason = match (due.cause, auto.on_level, &auto.on_match) {
+        (Cause::Level, Some(level), _) => format!("dump_on = \"{}\"", level.name()),
+        (Cause::Match, _, Some(pattern)) => format!("dump_on_match = {:?}", pattern.source()),
+        (Cause::Level, ..) => "dump_on".into(),
+        (Cause::Match, ..) => "dump_on_match".into(),
     };
     holder.dump_and_report(origin, &reason);
 }
