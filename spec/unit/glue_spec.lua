@@ -298,7 +298,7 @@ describe("mod_log_ringbuffer", function ()
 			table.insert(names, item.name);
 		end
 		table.sort(names);
-		assert.same({ "clear", "dump", "grep", "pause", "resume", "status", "tail" }, names);
+		assert.same({ "clear", "dump", "follow", "grep", "pause", "resume", "status", "tail" }, names);
 		-- A handle that raises: the shell gets false and a message, not an error.
 		local broken = setmetatable({}, { __index = function () error("broken handle"); end });
 		table.insert(m.env.module.save().live, { handle = broken });
