@@ -48,11 +48,7 @@ function env.new_module()
 	-- Fires a global event and waits for the dumps it started to be written.
 	function m:fire(event)
 		for _, handler in ipairs(self.hooks[event] or {}) do handler({}); end
-		local deadline = os.time() + 5;
-		while helper.native.dumps_in_flight() > 0 do
-			assert(os.time() <= deadline, "dumps still pending");
-			os.execute("sleep 0.01");
-		end
+		env.wait_for_dumps();
 	end
 	function m:handler_count(event) return #(self.hooks[event] or {}); end
 	function m:messages(level)
@@ -106,5 +102,14 @@ function env.tempdir()
 end
 
 env.read = require "spec.helpers.prosody".read;
+
+-- Waits until every dump started so far has been written.
+function env.wait_for_dumps()
+	local deadline = os.time() + 5;
+	while helper.native.dumps_in_flight() > 0 do
+		assert(os.time() <= deadline, "dumps still pending");
+		os.execute("sleep 0.01");
+	end
+end
 
 return env;

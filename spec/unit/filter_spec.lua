@@ -1,15 +1,8 @@
 -- The `filter` option (lua/mod_log_ringbuffer.lua) inside Prosody's real logging manager, and
 -- keep_dumps_for's timer.
 local env = require "spec.helpers.module_env";
-local native = require "spec.helpers.native".native;
 
-local function wait_for_dumps()
-	local deadline = os.time() + 5;
-	while native.dumps_in_flight() > 0 do
-		assert(os.time() <= deadline, "dumps still pending");
-		os.execute("sleep 0.01");
-	end
-end
+local wait_for_dumps = env.wait_for_dumps;
 
 -- The module stand-in; its clock (util.time.monotonic as the module sees it) is `m.now`.
 local function load(log_config, dir)
@@ -44,6 +37,16 @@ local function dumped(path)
 		if not line:match("^%-%- ") then table.insert(lines, line); end
 	end
 	return lines;
+end
+
+-- Makes the module stand-in's module:log go to the sinks too, as Prosody's does.
+local function logs_to_the_sinks(m)
+	local module_log = env.logger.init("mod_log_ringbuffer");
+	local record = m.log;
+	function m:log(level, fmt, ...)
+		record(self, level, fmt, ...);
+		module_log(level, fmt, ...);
+	end
 end
 
 describe("filter", function ()
@@ -130,13 +133,7 @@ describe("filter", function ()
 			if message:find("fail", 1, true) then error("failing on purpose", 0); end
 			return "filtered: " .. message;
 		end }) }, dir);
-		-- Prosody's module:log goes to the sinks too.
-		local module_log = env.logger.init("mod_log_ringbuffer");
-		local record = m.log;
-		function m:log(level, fmt, ...)
-			record(self, level, fmt, ...);
-			module_log(level, fmt, ...);
-		end
+		logs_to_the_sinks(m);
 		log("info", "first");
 		log("info", "please fail");
 		m:fire("spec/dump");
@@ -159,12 +156,7 @@ describe("filter", function ()
 			end }),
 			{ to = "file", levels = { "error" }, filename = dir .. "/err.log", filter = function () return nil; end },
 		}, dir);
-		local module_log = env.logger.init("mod_log_ringbuffer");
-		local record = m.log;
-		function m:log(level, fmt, ...)
-			record(self, level, fmt, ...);
-			module_log(level, fmt, ...);
-		end
+		logs_to_the_sinks(m);
 		log("debug", "bad");
 		log("debug", "good");
 		m:fire("spec/dump");

@@ -10,16 +10,7 @@ local function count(text, plain)
 	end
 end
 
-local native = require "spec.helpers.native".native;
-
--- Waits until every dump started so far has been written.
-local function wait_for_dumps()
-	local deadline = os.time() + 5;
-	while native.dumps_in_flight() > 0 do
-		assert(os.time() <= deadline, "dumps still pending");
-		os.execute("sleep 0.01");
-	end
-end
+local wait_for_dumps = env.wait_for_dumps;
 
 -- The module stand-in, plus what this module needs of Prosody's module API beyond it.
 local function new_module()

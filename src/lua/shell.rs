@@ -57,7 +57,7 @@ pub(crate) fn add_methods<M: UserDataMethods<Handle>>(methods: &mut M) {
             filter.not_sources = not_sources.unwrap_or_default().iter().map(|s| s.as_bytes().to_vec()).collect();
             filter.only_sources = sources(only_sources);
             let limit = limit_from(limit)?;
-            let permit = ReadPermit::take()?;
+            let permit = inspect::read_permit()?;
             let snapshot = this.sink().snapshot();
             inspect::run("ringbuffer-scan", permit, move |cancel| {
                 // Compiled here: a costly pattern takes up to a few hundred milliseconds.
@@ -75,7 +75,7 @@ pub(crate) fn add_methods<M: UserDataMethods<Handle>>(methods: &mut M) {
     methods.add_method("dump_copy", |lua, this, (reason, filter, to, only_sources): CopyArgs| {
         let started = filter_from(filter).and_then(|mut filter| {
             filter.only_sources = sources(only_sources);
-            let permit = ReadPermit::take()?;
+            let permit = inspect::read_permit()?;
             let request = DumpRequest { filter, to };
             let sink = std::sync::Arc::clone(this.sink());
             let dump = move |flight| sink.dump_copy(&reason, &request, flight).map(Answer::Dumped);

@@ -11,13 +11,13 @@
 //! snapshot waiting and one it looks at, and [`LOOK_LINES`] lines' matches between two locks of
 //! its outbox.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
 use super::inspect::Cancel;
+use super::places::Places;
 use super::sink::Sink;
 use crate::pure::follow::{Batch, Cursor, Outbox};
 use crate::pure::query::{self, Filter};
@@ -37,33 +37,12 @@ const LOOK_LINES: usize = 4096;
 /// How long the thread waits for a snapshot before it checks whether it was cancelled.
 const WAIT: Duration = Duration::from_millis(500);
 
-static FOLLOWERS: AtomicUsize = AtomicUsize::new(0);
+/// One place per follower, given back when its thread ends.
+static FOLLOWERS: Places = Places::new(MAX_FOLLOWERS, "followers", "end one first");
 
 /// How many followers exist (their threads running).
 pub(crate) fn followers() -> usize {
-    FOLLOWERS.load(Ordering::Acquire)
-}
-
-/// One of the [`MAX_FOLLOWERS`] places; given back when its thread ends.
-struct Place(());
-
-impl Place {
-    fn take() -> Result<Self, String> {
-        FOLLOWERS
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_FOLLOWERS).then_some(n + 1))
-            .map(|_| Place(()))
-            .map_err(|_| {
-                format!(
-                    "busy: {MAX_FOLLOWERS} ringbuffer followers are running already (the most at once); end one first"
-                )
-            })
-    }
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        FOLLOWERS.fetch_sub(1, Ordering::AcqRel);
-    }
+    FOLLOWERS.taken()
 }
 
 /// What the main loop and the follower's thread hand each other.
@@ -105,7 +84,7 @@ pub(crate) fn start(
     pattern: Option<String>,
     backlog: usize,
 ) -> Result<Follower, String> {
-    let place = Place::take()?;
+    let place = FOLLOWERS.take()?;
     let outbox = Outbox::new(OUTBOX_BYTES, BATCH_LINES, BATCH_BYTES);
     let shared = Shared { outbox, error: None, sources: None, snapshot: None, spent: None };
     let channel = Arc::new(Channel { shared: Mutex::new(shared), woken: Condvar::new() });

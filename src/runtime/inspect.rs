@@ -9,44 +9,30 @@
 //! after, and what it held is freed.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::places::{Place, Places};
+
 /// How many reads may exist at once (running, or with an answer not yet taken).
 pub(crate) const MAX_READS: usize = 4;
 
-static READS: AtomicUsize = AtomicUsize::new(0);
+static READS: Places = Places::new(MAX_READS, "reads", "try again in a moment");
 
 /// One of the [`MAX_READS`] places; given back when dropped.
-#[derive(Debug)]
-pub(crate) struct ReadPermit(());
+pub(crate) type ReadPermit = Place;
 
-impl ReadPermit {
-    /// A place for one more read, or the "busy" answer.
-    pub(crate) fn take() -> Result<Self, String> {
-        READS
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_READS).then_some(n + 1))
-            .map(|_| ReadPermit(()))
-            .map_err(|_| {
-                format!(
-                    "busy: {MAX_READS} ringbuffer reads are running already (the most at once); try again in a moment"
-                )
-            })
-    }
-}
-
-impl Drop for ReadPermit {
-    fn drop(&mut self) {
-        READS.fetch_sub(1, Ordering::AcqRel);
-    }
+/// A place for one more read, or the "busy" answer.
+pub(crate) fn read_permit() -> Result<ReadPermit, String> {
+    READS.take()
 }
 
 /// How many reads hold a place now.
 #[cfg(test)]
 pub(crate) fn reads() -> usize {
-    READS.load(Ordering::Acquire)
+    READS.taken()
 }
 
 /// Set when the read's shell went away: the work should stop.
@@ -144,7 +130,7 @@ mod tests {
     #[test]
     fn answers_once_a_panic_is_an_error_places_are_bounded_and_cancel_frees() {
         let before = reads();
-        let pending = run("test-inspect", ReadPermit::take().expect("place"), |_| Ok(42)).expect("started");
+        let pending = run("test-inspect", read_permit().expect("place"), |_| Ok(42)).expect("started");
         let (answer, permit) = wait(&pending);
         assert_eq!(answer, Ok(42));
         assert!(pending.take().is_none());
@@ -152,18 +138,17 @@ mod tests {
         drop(permit);
         assert_eq!(reads(), before);
 
-        let broken =
-            run::<u8, _>("test-inspect", ReadPermit::take().expect("place"), |_| panic!("bug")).expect("started");
+        let broken = run::<u8, _>("test-inspect", read_permit().expect("place"), |_| panic!("bug")).expect("started");
         assert!(wait(&broken).0.expect_err("error").contains("internal error"));
 
         // Every place taken: the next read is told the server is busy.
-        let held: Vec<_> = std::iter::from_fn(|| ReadPermit::take().ok()).collect();
+        let held: Vec<_> = std::iter::from_fn(|| read_permit().ok()).collect();
         assert_eq!(held.len(), MAX_READS - before);
-        assert!(ReadPermit::take().expect_err("busy").starts_with("busy: "));
+        assert!(read_permit().expect_err("busy").starts_with("busy: "));
         drop(held);
 
         // A cancelled read stops and gives its place back; its answer is dropped.
-        let endless = run::<u8, _>("test-inspect", ReadPermit::take().expect("place"), |cancel| {
+        let endless = run::<u8, _>("test-inspect", read_permit().expect("place"), |cancel| {
             while !cancel.is_cancelled() {
                 std::thread::sleep(Duration::from_millis(1));
             }

@@ -64,6 +64,7 @@ pub(crate) mod lock_watch;
 pub(crate) mod lua_traceback;
 pub(crate) mod os;
 pub(crate) mod persist;
+pub(crate) mod places;
 pub(crate) mod redact_key;
 pub(crate) mod regions;
 pub(crate) mod reports;
