@@ -7,10 +7,10 @@
 //! plain ASCII strings, integers, booleans and nil) is done in one pass: its arguments read
 //! straight off the stack where `raw_stack` allows (through the C API otherwise), formatted by
 //! `format_simple` directly into the ring's free space, with no Lua call and no copy. Every
-//! other line takes the general path ([`LineArgs`]): formatted in Rust into a buffer, calling Lua
-//! only for what Lua alone can answer (`__tostring`, `%q`, invalid UTF-8, unusual conversions)
-//! through Prosody's own `util.format` under `lua_pcall`, so errors there never escape. Neither
-//! path creates Lua values for strings, numbers or booleans.
+//! other line takes the general path ([`LineArgs`]): formatted in Rust into a buffer, calling
+//! Lua only for what Lua alone can answer (`__tostring`, `%q`, invalid UTF-8, unusual
+//! conversions) through Prosody's own `util.format` under `lua_pcall`, so errors there never
+//! escape. Neither path creates Lua values for strings, numbers or booleans.
 //!
 //! Lua code run from the general path (a `__tostring`, or a finalizer run by the collector) can
 //! replace any value in this call's stack frame with `debug.setlocal` (for a C function it
@@ -151,8 +151,8 @@ fn take_line(call: &mut LuaCall<'_>, this: &LuaSink) {
     }
 }
 
-/// [`format_and_push`] for a sink with `dump_on_match`: whether the line's message matches. Not inlined,
-/// so that [`take_line`] for a sink without it stays as it was.
+/// [`format_and_push`] for a sink with `dump_on_match`: whether the line's message matches.
+/// Not inlined, so that [`take_line`] for a sink without it stays as it was.
 #[inline(never)]
 fn format_and_push_matching(call: &mut LuaCall<'_>, this: &LuaSink, pattern: &MessagePattern) -> bool {
     format_and_push(call, this, pattern)
@@ -355,9 +355,9 @@ fn write_common_line_of_call(
 
 /// Writes the common line into `out` in one pass, without calling Lua: string source and
 /// level, and a message that `format::format_simple` can take (a cached format, or one without
-/// conversions and arguments); returns where the message begins in `out`. `None` leaves nothing stored; the general
-/// path then starts over. `frame` holds all of the call's arguments, `args` those after the
-/// message.
+/// conversions and arguments); returns where the message begins in `out`. `None` leaves nothing
+/// stored; the general path then starts over. `frame` holds all of the call's arguments, `args`
+/// those after the message.
 #[inline(always)]
 fn write_common_line<'a, V: ArgValues<'a>>(
     frame: &V,

@@ -5,7 +5,7 @@
 //! function, it builds a context whose methods are safe. The context keeps its own count of the
 //! stack (`top`) and of the room Lua guarantees (`capacity`), so every index is checked in Rust
 //! (no C API call) before it reaches Lua, and every push has a slot. Values read off the stack
-//! borrow the context: `Frame`, [`ApiArgs`](api_args::ApiArgs) and the strings they hand out live only while the
+//! borrow the context: `Frame`, `ApiArgs` and the strings they hand out live only while the
 //! context is borrowed shared, and every operation that may move the stack or run Lua code
 //! (a push, a call, anything that may step the garbage collector and so run a finalizer) needs
 //! it mutably. Safe code therefore cannot read a reallocated stack, nor a string that Lua code
@@ -20,7 +20,7 @@
 //! - `lua_call`: the context itself ([`LuaCall`]) and the probe that checks its direct reads;
 //! - `scope`: walking tables without running Lua ([`Scope`] and the tokens it hands out);
 //! - `call_args`: the call's arguments kept as given across Lua code ([`CallArgs`]);
-//! - `api_args`: the arguments read through the C API for the formatter ([`ApiArgs`](api_args::ApiArgs)).
+//! - `api_args`: the arguments read through the C API for the formatter (`ApiArgs`).
 
 mod api_args;
 mod call_args;

@@ -70,8 +70,8 @@ impl Compiled {
     }
 }
 
-/// A format in the form the fast path's `format_simple` runs: its literal text (`%%` already made `%`) and,
-/// for each conversion, where the text before it ends and whether it is `%s`.
+/// A format in the form the fast path's `format_simple` runs: its literal text (`%%` already
+/// made `%`) and, for each conversion, where the text before it ends and whether it is `%s`.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Simple {
     pub(super) text: Box<[u8]>,
