@@ -1,8 +1,14 @@
-//! The Lua module `log_ringbuffer_native`: a thin mlua skin over the pure Rust parts.
+//! The Lua module `log_ringbuffer_native`: its table, and the sink handle's own methods. This is
+//! where Lua drives the runtime (mlua, safe but for the closures made over raw C functions).
 //!
-//! `new_sink(config, paths, format, tostring, stanza_mt)` returns a handle, the sink function for
-//! Prosody's logging manager, and the config problems to log. The handle dumps, arms and
-//! disarms native triggers, and names the events the Lua side must hook.
+//! `new_sink(config, paths, format, tostring, stanza_mt)` parses the options, makes the sink
+//! (`runtime::sink`, with its collector connection) and the sink function for Prosody's logging
+//! manager, and returns those with the config problems to log. The handle's methods start the
+//! runtime's work: dumps (handed to the writer thread), the native triggers it arms and disarms
+//! (signal, crash, stop-signal and stall watchers), the `persist` ring file, the hourly
+//! `keep_dumps_for` pass; and they name the events the Lua side must hook. The module's
+//! functions run the process-wide parts: the reports native threads leave, the heartbeat,
+//! shutdown and the wait for dumps in flight, the pending-signal and stop-signal checks.
 
 use std::os::raw::c_void;
 use std::rc::Rc;
@@ -11,9 +17,10 @@ use std::sync::Arc;
 use mlua::{AnyUserData, Function, IntoLuaMulti, LightUserData, Lua, Result, Table, UserData, UserDataMethods, Value};
 
 use super::call::probe_call;
+use super::handle::Handle;
 use super::sink_call::LuaSink;
+use super::sink_closure::{sink_closure, SinkUpvalues};
 use super::stack_path::{self, Decision};
-use super::upvalues::{sink_closure, SinkUpvalues};
 use crate::pure::build_stamp;
 use crate::pure::dump_names;
 use crate::pure::format::FormatCache;
@@ -24,21 +31,6 @@ use crate::runtime::forward::Forwarder;
 use crate::runtime::sink::{DumpOrigin, Sink};
 use crate::runtime::{auto_dump, crash, heartbeat, os, reports, retention, signals, stall, stop_signal, writer};
 use std::time::Duration;
-
-/// The handle Lua holds for one sink.
-pub(crate) struct Handle(Rc<LuaSink>);
-
-impl Handle {
-    /// The sink behind the handle.
-    pub(crate) fn sink(&self) -> &Arc<Sink> {
-        &self.0.sink
-    }
-
-    /// The Lua thread's side of the sink.
-    pub(crate) fn lua_sink(&self) -> &LuaSink {
-        &self.0
-    }
-}
 
 impl UserData for Handle {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
@@ -299,11 +291,11 @@ fn new_sink(
     settle_stack_path(lua);
     let state = Rc::new(LuaSink::new(Arc::new(Sink::new(options, path_list).forwarding(forwarder))));
     let pointer = Rc::as_ptr(&state) as *const c_void;
-    let handle = lua.create_userdata(Handle(state))?;
+    let handle = lua.create_userdata(Handle::new(state))?;
     let sink = sink_closure(
         lua,
         SinkUpvalues {
-            sink: pointer,
+            lua_sink: pointer,
             format,
             tostring,
             handle: handle.clone(),

@@ -3,7 +3,7 @@
 
 use mlua::{Lua, Result, Table, UserDataMethods};
 
-use super::binding::Handle;
+use super::handle::Handle;
 use crate::runtime::dumped;
 
 pub(crate) fn add_methods<M: UserDataMethods<Handle>>(methods: &mut M) {

@@ -17,13 +17,13 @@ use crate::pure::format::{Arg, ArgValues, Args, FormatCache, FormatError};
 
 /// What is reused from call to call: the formats' splits, and the output buffer.
 #[derive(Default)]
-struct Scratch {
+struct FormatterBuffers {
     formats: FormatCache,
     out: Vec<u8>,
 }
 
 /// An argument with its string bytes copied out, so the formatter can borrow them.
-enum Held {
+enum CopiedArg {
     Nil,
     Bool(bool),
     Int(i64),
@@ -32,41 +32,41 @@ enum Held {
     Other,
 }
 
-impl Held {
-    fn of(value: &Value) -> Held {
+impl CopiedArg {
+    fn of(value: &Value) -> CopiedArg {
         match value {
-            Value::Nil => Held::Nil,
-            Value::Boolean(b) => Held::Bool(*b),
-            Value::Integer(n) => Held::Int(*n),
-            Value::Number(n) => Held::Float(*n),
-            Value::String(s) => Held::Str(s.as_bytes().to_vec()),
-            _ => Held::Other,
+            Value::Nil => CopiedArg::Nil,
+            Value::Boolean(b) => CopiedArg::Bool(*b),
+            Value::Integer(n) => CopiedArg::Int(*n),
+            Value::Number(n) => CopiedArg::Float(*n),
+            Value::String(s) => CopiedArg::Str(s.as_bytes().to_vec()),
+            _ => CopiedArg::Other,
         }
     }
 }
 
 /// One call's arguments, and the Lua functions for the rare conversions.
-struct CallArgs<'a> {
+struct FilterCallArgs<'a> {
     lua: &'a Lua,
-    held: &'a [Held],
+    copied: &'a [CopiedArg],
     values: &'a [Value],
     util_format: &'a Function,
     tostring: &'a Function,
 }
 
-impl<'a> ArgValues<'a> for CallArgs<'a> {
+impl<'a> ArgValues<'a> for FilterCallArgs<'a> {
     fn count(&self) -> usize {
-        self.held.len()
+        self.copied.len()
     }
 
     fn get(&self, i: usize) -> Arg<'a> {
-        match self.held.get(i) {
-            None | Some(Held::Nil) => Arg::Nil,
-            Some(Held::Bool(b)) => Arg::Bool(*b),
-            Some(Held::Int(n)) => Arg::Int(*n),
-            Some(Held::Float(n)) => Arg::Float(*n),
-            Some(Held::Str(bytes)) => Arg::Str(bytes),
-            Some(Held::Other) => Arg::Other,
+        match self.copied.get(i) {
+            None | Some(CopiedArg::Nil) => Arg::Nil,
+            Some(CopiedArg::Bool(b)) => Arg::Bool(*b),
+            Some(CopiedArg::Int(n)) => Arg::Int(*n),
+            Some(CopiedArg::Float(n)) => Arg::Float(*n),
+            Some(CopiedArg::Str(bytes)) => Arg::Str(bytes),
+            Some(CopiedArg::Other) => Arg::Other,
         }
     }
 }
@@ -78,7 +78,7 @@ fn append(result: Result<mlua::LuaString>, out: &mut Vec<u8>) -> std::result::Re
     Ok(())
 }
 
-impl<'a> Args<'a> for CallArgs<'a> {
+impl<'a> Args<'a> for FilterCallArgs<'a> {
     fn lua_format(&mut self, spec: &[u8], i: usize, out: &mut Vec<u8>) -> std::result::Result<(), FormatError> {
         let spec = self.lua.create_string(spec).map_err(|e| e.to_string())?;
         let value = self.values.get(i).cloned().unwrap_or(Value::Nil);
@@ -100,25 +100,26 @@ impl<'a> Args<'a> for CallArgs<'a> {
 /// nil, never an error, for a message that `util.format` itself cannot format (a message that
 /// is no string, a `__tostring` that raises): the caller then stores the call as the sink would.
 pub(crate) fn message_formatter(lua: &Lua, (util_format, tostring): (Function, Function)) -> Result<Function> {
-    let scratch = RefCell::new(Scratch::default());
+    let buffers = RefCell::new(FormatterBuffers::default());
     lua.create_function(move |lua, (message, args): (Value, MultiValue)| {
         let Value::String(fmt) = &message else {
             return Ok(util_format.call::<Value>((message, args)).unwrap_or(Value::Nil));
         };
         let values: Vec<Value> = args.into_iter().collect();
-        let held: Vec<Held> = values.iter().map(Held::of).collect();
-        let mut call = CallArgs { lua, held: &held, values: &values, util_format: &util_format, tostring: &tostring };
+        let copied: Vec<CopiedArg> = values.iter().map(CopiedArg::of).collect();
+        let mut call =
+            FilterCallArgs { lua, copied: &copied, values: &values, util_format: &util_format, tostring: &tostring };
         // A `__tostring` run from here may log through another filtered sink, which calls this
         // again: that call gets buffers of its own.
         let mut own = None;
-        let mut reused = scratch.try_borrow_mut();
-        let scratch = match reused.as_deref_mut() {
-            Ok(scratch) => scratch,
-            Err(_) => own.insert(Scratch::default()),
+        let mut reused = buffers.try_borrow_mut();
+        let buffers = match reused.as_deref_mut() {
+            Ok(buffers) => buffers,
+            Err(_) => own.insert(FormatterBuffers::default()),
         };
-        scratch.out.clear();
-        let formatted = match scratch.formats.format(&fmt.as_bytes(), &mut call, &mut scratch.out) {
-            Ok(_) => lua.create_string(&scratch.out).map(Value::String),
+        buffers.out.clear();
+        let formatted = match buffers.formats.format(&fmt.as_bytes(), &mut call, &mut buffers.out) {
+            Ok(_) => lua.create_string(&buffers.out).map(Value::String),
             Err(_) => util_format.call::<Value>((message, MultiValue::from_iter(values))),
         };
         Ok(formatted.unwrap_or(Value::Nil))

@@ -5,7 +5,7 @@
 
 use mlua::{IntoLuaMulti, Lua, MultiValue, Table, UserData, UserDataMethods, Value};
 
-use super::binding::Handle;
+use super::handle::Handle;
 use super::shell::{filter_from, sources, Sources};
 use crate::runtime::follow::{self, Follower};
 

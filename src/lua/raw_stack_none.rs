@@ -20,7 +20,7 @@ pub(super) struct Running(Never);
 
 impl Running {
     /// Only for an identified Lua, which this build never has: its contract cannot be met, so
-    /// it is never called (`call.rs` asks `stack_path::direct` and `identified` first).
+    /// it is never called (`call` asks `stack_path::direct` and `identified` first).
     ///
     /// # Safety
     /// None can be met: do not call.

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 
 use mlua::{IntoLuaMulti, Lua, MultiValue, Table, UserData, UserDataMethods, Value};
 
-use super::binding::Handle;
+use super::handle::Handle;
 use crate::pure::date::now_precise;
 use crate::pure::duration;
 use crate::pure::level::Level;

@@ -7,10 +7,10 @@
 //! plain ASCII strings, integers, booleans and nil) is done in one pass: its arguments read
 //! straight off the stack where `raw_stack` allows (through the C API otherwise), formatted by
 //! `format_simple` directly into the ring's free space, with no Lua call and no copy. Every
-//! other line takes the general path ([`Line`]): formatted in Rust into a buffer, calling Lua
-//! only for what Lua alone can answer (`__tostring`, `%q`, invalid UTF-8, unusual conversions)
-//! through Prosody's own `util.format` under `lua_pcall`, so errors there never escape. Neither
-//! path creates Lua values for strings, numbers or booleans.
+//! other line takes the general path ([`LineArgs`]): formatted in Rust into a buffer, calling
+//! Lua only for what Lua alone can answer (`__tostring`, `%q`, invalid UTF-8, unusual
+//! conversions) through Prosody's own `util.format` under `lua_pcall`, so errors there never
+//! escape. Neither path creates Lua values for strings, numbers or booleans.
 //!
 //! Lua code run from the general path (a `__tostring`, or a finalizer run by the collector) can
 //! replace any value in this call's stack frame with `debug.setlocal` (for a C function it
@@ -33,8 +33,8 @@ use std::sync::Arc;
 use mlua::ffi;
 
 use super::call::{CallArgs, LuaCall};
-use super::stanza;
-use super::upvalues::{Upvalue, STANZA_ANCHORS};
+use super::stanza::{self, Anchors};
+use super::upvalues::Upvalue;
 use crate::pure::date::{self, StampSecond};
 use crate::pure::format::{self, Arg, ArgValues, Args, FastLine, FormatCache, FormatError};
 use crate::pure::level::Level;
@@ -47,7 +47,7 @@ use crate::runtime::sink::Sink;
 /// Per-sink state owned by the Lua thread (`RefCell`, `Cell`: only that thread touches it).
 pub(crate) struct LuaSink {
     pub(crate) sink: Arc<Sink>,
-    scratch: RefCell<Scratch>,
+    buffers: RefCell<LineBuffers>,
     /// Entries of the held table in use by the lines in progress (a `__tostring` that logs
     /// makes a line within a line; they end in reverse order).
     held_top: Cell<i64>,
@@ -63,8 +63,8 @@ pub(crate) struct LuaSink {
 
 /// Buffers reused from line to line, and the timestamp of the current second.
 #[derive(Default)]
-struct Scratch {
-    /// The fast path's buffer (see `record_simple`); made on first use.
+struct LineBuffers {
+    /// The fast path's buffer (see `write_common_line`); made on first use.
     simple: Vec<u8>,
     line: Vec<u8>,
     message: Vec<u8>,
@@ -88,7 +88,7 @@ impl LuaSink {
         LuaSink {
             sink,
             redact,
-            scratch: RefCell::new(Scratch::default()),
+            buffers: RefCell::new(LineBuffers::default()),
             held_top: Cell::new(0),
             dump_on,
             dump_on_match,
@@ -104,7 +104,7 @@ const ARG_MESSAGE: c_int = 3;
 /// The sink function.
 ///
 /// # Safety
-/// Only for Lua to call, as the closure `upvalues::sink_closure` makes.
+/// Only for Lua to call, as the closure `sink_closure` makes.
 pub(crate) unsafe extern "C-unwind" fn sink_call(state: *mut ffi::lua_State) -> c_int {
     // A panic here would be a bug; the line is lost but Prosody carries on.
     let _ = catch_unwind(AssertUnwindSafe(|| {
@@ -117,7 +117,7 @@ pub(crate) unsafe extern "C-unwind" fn sink_call(state: *mut ffi::lua_State) -> 
             // on the sink itself, which, like writing to its memory, nothing here can guard
             // against.)
             if let Some(this) = unsafe { pointer.as_ref() } {
-                record(&mut call, this);
+                take_line(&mut call, this);
             }
         };
         // SAFETY: Lua passes the state running this function, and `run` returns before it.
@@ -126,17 +126,20 @@ pub(crate) unsafe extern "C-unwind" fn sink_call(state: *mut ffi::lua_State) -> 
     0
 }
 
-fn record(call: &mut LuaCall<'_>, this: &LuaSink) {
+/// One call of the sink: unless capture is paused, the line is formatted and pushed into the
+/// ring ([`format_and_push`]), then `auto_dump` hears of it if it matches `dump_on_match` or is
+/// at `dump_on`'s level.
+fn take_line(call: &mut LuaCall<'_>, this: &LuaSink) {
     if this.paused.get() {
         return;
     }
     // A sink without `dump_on_match` stores the line as it would without the option at all.
     match &this.dump_on_match {
         None => {
-            store(call, this, &NoCheck);
+            format_and_push(call, this, &NoCheck);
         }
         Some(pattern) => {
-            if store_matching(call, this, pattern) {
+            if format_and_push_matching(call, this, pattern) {
                 // A line that matches and is at the level opens one window, not one and a count.
                 auto_dump::line_matched(&this.sink);
                 return;
@@ -148,11 +151,11 @@ fn record(call: &mut LuaCall<'_>, this: &LuaSink) {
     }
 }
 
-/// [`store`] for a sink with `dump_on_match`: whether the line's message matches. Not inlined,
-/// so that [`record`] for a sink without it stays as it was.
+/// [`format_and_push`] for a sink with `dump_on_match`: whether the line's message matches.
+/// Not inlined, so that [`take_line`] for a sink without it stays as it was.
 #[inline(never)]
-fn store_matching(call: &mut LuaCall<'_>, this: &LuaSink, pattern: &MessagePattern) -> bool {
-    store(call, this, pattern)
+fn format_and_push_matching(call: &mut LuaCall<'_>, this: &LuaSink, pattern: &MessagePattern) -> bool {
+    format_and_push(call, this, pattern)
 }
 
 /// What is checked on each line right after it is formatted, as it is stored.
@@ -198,21 +201,23 @@ fn check_trigger(call: &LuaCall<'_>, this: &LuaSink, trigger: Level) {
     }
 }
 
-/// Formats the line and stores it in the ring; what `check` says of it.
+/// Formats the line and pushes it into the sink's ring: the common line in one pass
+/// ([`write_common_line`], straight into the ring's space where it fits), any other on the
+/// general path ([`LineArgs`]); what `check` says of it.
 #[inline(always)]
-fn store<C: StoreCheck>(call: &mut LuaCall<'_>, this: &LuaSink, check: &C) -> bool {
-    // A __tostring that logs re-enters this sink while the scratch buffers are in use.
+fn format_and_push<C: StoreCheck>(call: &mut LuaCall<'_>, this: &LuaSink, check: &C) -> bool {
+    // A __tostring that logs re-enters this sink while the buffers are in use.
     let mut own;
-    let mut guard = this.scratch.try_borrow_mut();
+    let mut guard = this.buffers.try_borrow_mut();
     // Only the sink's own cache may keep formats alive in the upvalue table, slot for slot.
-    let (scratch, keep_formats): (&mut Scratch, bool) = match guard.as_deref_mut() {
+    let (buffers, keep_formats): (&mut LineBuffers, bool) = match guard.as_deref_mut() {
         Ok(s) => (s, true),
         Err(_) => {
-            own = Scratch::default();
+            own = LineBuffers::default();
             (&mut own, false)
         }
     };
-    let Scratch { simple, line, message, redacted, stamp_second, stamp, formats } = scratch;
+    let LineBuffers { simple, line, message, redacted, stamp_second, stamp, formats } = buffers;
 
     // Every line keeps the second it was logged at (for `max_age`), timestamps or not.
     // A timestamp with fractions of a second (`%3N`) reads the precise clock, once, for both
@@ -225,7 +230,7 @@ fn store<C: StoreCheck>(call: &mut LuaCall<'_>, this: &LuaSink, check: &C) -> bo
         now = second;
         if stamp_second.second != Some(now) {
             let escape = |raw: &[u8], out: &mut Vec<u8>| {
-                format::string_field(raw, &mut Line::new(call, this, false).view(1), out).is_ok()
+                format::string_field(raw, &mut LineArgs::new(call, this, false).view(1), out).is_ok()
             };
             stamp_second.refresh(date, now, nanos, stamp, escape);
         }
@@ -237,7 +242,7 @@ fn store<C: StoreCheck>(call: &mut LuaCall<'_>, this: &LuaSink, check: &C) -> bo
                 let mut raw = Vec::new();
                 date.render(now, &mut raw);
                 stamp.clear();
-                if format::string_field(&raw, &mut Line::new(call, this, false).view(1), stamp).is_err() {
+                if format::string_field(&raw, &mut LineArgs::new(call, this, false).view(1), stamp).is_err() {
                     stamp.clear();
                 }
                 stamp_second.second = Some(now);
@@ -255,7 +260,7 @@ fn store<C: StoreCheck>(call: &mut LuaCall<'_>, this: &LuaSink, check: &C) -> bo
     let stored = this.redact.is_none()
         && this.sink.push_in_place(meta, |room| {
             let mut out = FastLine::new(room);
-            let done = simple_line(call, stamp, formats, &mut out);
+            let done = write_common_line_of_call(call, stamp, formats, &mut out);
             full = out.is_full();
             if let Some(message_at) = done.filter(|_| C::CHECKS) {
                 // In the ring's space (no copy): other threads wait for the ring this long more.
@@ -271,7 +276,7 @@ fn store<C: StoreCheck>(call: &mut LuaCall<'_>, this: &LuaSink, check: &C) -> bo
             simple.resize(SIMPLE_LINE_MAX, 0);
         }
         let mut out = FastLine::new(simple);
-        if let Some(message_at) = simple_line(call, stamp, formats, &mut out) {
+        if let Some(message_at) = write_common_line_of_call(call, stamp, formats, &mut out) {
             // Matched before `redact`: a pattern sees what was logged.
             let matched = check.check(out.bytes(), stamp.len(), message_at);
             keep_line(this, out.bytes(), stamp.len(), meta, redacted);
@@ -279,7 +284,7 @@ fn store<C: StoreCheck>(call: &mut LuaCall<'_>, this: &LuaSink, check: &C) -> bo
         }
     }
 
-    let mut values = Line::new(call, this, keep_formats);
+    let mut values = LineArgs::new(call, this, keep_formats);
     line.clear();
     line.extend_from_slice(stamp);
     field(&mut values, ARG_SOURCE, line);
@@ -333,23 +338,28 @@ fn keep_redacted(this: &LuaSink, redactor: &Redactor, line: &[u8], from: usize, 
     }
 }
 
-/// [`record_simple`] on the running call's arguments, read straight off the stack where
+/// [`write_common_line`] on the running call's arguments, read straight off the stack where
 /// `raw_stack` allows, through the C API otherwise.
 #[inline(always)]
-fn simple_line(call: &LuaCall<'_>, stamp: &[u8], formats: &FormatCache, out: &mut FastLine<'_>) -> Option<usize> {
+fn write_common_line_of_call(
+    call: &LuaCall<'_>,
+    stamp: &[u8],
+    formats: &FormatCache,
+    out: &mut FastLine<'_>,
+) -> Option<usize> {
     match call.frame() {
-        Some(frame) => record_simple(&frame, &frame.skip(ARG_MESSAGE as usize), stamp, formats, out),
-        None => record_simple(&call.api_args(1), &call.api_args(ARG_MESSAGE + 1), stamp, formats, out),
+        Some(frame) => write_common_line(&frame, &frame.skip(ARG_MESSAGE as usize), stamp, formats, out),
+        None => write_common_line(&call.api_args(1), &call.api_args(ARG_MESSAGE + 1), stamp, formats, out),
     }
 }
 
-/// The common line in one pass, without calling Lua: string source and level, and a message
-/// that `format::format_simple` can take (a cached format, or one without conversions and
-/// arguments): where the message begins in `out`. `None` leaves nothing stored; the general
-/// path then starts over. `frame` holds all of the call's arguments, `args` those after the
-/// message.
+/// Writes the common line into `out` in one pass, without calling Lua: string source and
+/// level, and a message that `format::format_simple` can take (a cached format, or one without
+/// conversions and arguments); returns where the message begins in `out`. `None` leaves nothing
+/// stored; the general path then starts over. `frame` holds all of the call's arguments, `args`
+/// those after the message.
 #[inline(always)]
-fn record_simple<'a, V: ArgValues<'a>>(
+fn write_common_line<'a, V: ArgValues<'a>>(
     frame: &V,
     args: &V,
     stamp: &[u8],
@@ -375,7 +385,7 @@ fn record_simple<'a, V: ArgValues<'a>>(
 }
 
 /// A source or level name: `%s` rules, `tostring` for non-strings.
-fn field(values: &mut Line<'_, '_>, index: c_int, out: &mut Vec<u8>) {
+fn field(values: &mut LineArgs<'_, '_>, index: c_int, out: &mut Vec<u8>) {
     let result = match values.value(index) {
         Arg::Str(s) => format::string_field(s, &mut values.view(1), out).map(|_| ()),
         _ => values.call_format(b"%s", Pushed::Value(index), out),
@@ -387,7 +397,7 @@ fn field(values: &mut Line<'_, '_>, index: c_int, out: &mut Vec<u8>) {
 
 /// The message Prosody's `util.format` would have raised on: say why, then show the raw format
 /// and every argument, so nothing is lost.
-fn describe_failure(values: &mut Line<'_, '_>, why: &str, out: &mut Vec<u8>) {
+fn describe_failure(values: &mut LineArgs<'_, '_>, why: &str, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(format!("[format error: {why}] ").as_bytes());
     match values.value(ARG_MESSAGE) {
@@ -403,9 +413,10 @@ fn describe_failure(values: &mut Line<'_, '_>, why: &str, out: &mut Vec<u8>) {
     }
 }
 
-/// The call's values for the general path, which may run Lua code: see [`CallArgs`], which
-/// keeps them as the call was given them whatever that code does.
-struct Line<'line, 'call> {
+/// The call's arguments (source, level, message and its arguments) for the general path, which
+/// may run Lua code: see [`CallArgs`], which keeps them as the call was given them whatever
+/// that code does.
+struct LineArgs<'line, 'call> {
     args: CallArgs<'line, 'call>,
     /// Whether the format cache may keep formats in the upvalue table (not for a line within a
     /// line, which uses a cache of its own).
@@ -420,9 +431,9 @@ enum Pushed<'t> {
     Text(&'t [u8]),
 }
 
-impl<'line, 'call> Line<'line, 'call> {
+impl<'line, 'call> LineArgs<'line, 'call> {
     fn new(call: &'line mut LuaCall<'call>, this: &'line LuaSink, keep_formats: bool) -> Self {
-        Line { args: CallArgs::new(call, Upvalue::Held.index(), &this.held_top), keep_formats }
+        LineArgs { args: CallArgs::new(call, Upvalue::Held.index(), &this.held_top), keep_formats }
     }
 
     /// The call's arguments from index `first` on, for the formatter.
@@ -485,6 +496,16 @@ impl<'line, 'call> Line<'line, 'call> {
     }
 }
 
+/// Where native stanza printing finds what it compares with: the sink closure's upvalues.
+const STANZA_ANCHORS: Anchors = Anchors {
+    stanza_mt: Upvalue::StanzaMt,
+    original_tostring: Upvalue::StanzaTostring,
+    key_tostring: Upvalue::KeyTostring,
+    key_name: Upvalue::KeyName,
+    key_attr: Upvalue::KeyAttr,
+    key_xmlns: Upvalue::KeyXmlns,
+};
+
 /// Values native stanza printing pushes besides the stanza itself.
 const STANZA_ROOM: c_int = 8;
 
@@ -506,9 +527,9 @@ fn finish_call(call: &mut LuaCall<'_>, status: Option<c_int>, out: &mut Vec<u8>)
     result
 }
 
-/// A [`Line`]'s values from index `first` on, as the formatter's [`Args`].
+/// A [`LineArgs`]'s values from index `first` on, as the formatter's [`Args`].
 struct View<'v, 'line, 'call> {
-    line: &'v mut Line<'line, 'call>,
+    line: &'v mut LineArgs<'line, 'call>,
     first: c_int,
 }
 

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use mlua::{Lua, Result, Table, UserData, UserDataMethods, UserDataRef};
 use parking_lot::Mutex;
 
-use super::binding::{settle_stack_path, Handle};
+use super::binding::settle_stack_path;
+use super::handle::Handle;
 use super::stack_path::FORCE_VARIABLE;
 use super::traceback;
 use crate::pure::format::LUA_NAME;

@@ -1,4 +1,13 @@
 //! The pure core: no threads, no statics, no Lua. Everything here is unit-tested on its own.
+//!
+//! Not everything here is a pure function of its arguments, and not everything is safe code:
+//! - `date` reads the wall clock (`now_seconds`: `time`; `now_precise`: `clock_gettime`), and
+//!   renders dates with the C library's `localtime_r` and `strftime`, which read the time zone
+//!   (`TZ`, or the system's) and so give what Lua's `os.date` gives;
+//! - `unsafe` (each block with its `SAFETY` line) is in `date` (those libc calls),
+//!   `format::numbers` (`snprintf`, for floats as Lua prints them) and the per-line path's
+//!   copies in `format::fast` and `format::copy` (unaligned word and SSE2 loads and stores, into
+//!   room checked first).
 
 pub(crate) mod build_stamp;
 pub(crate) mod date;

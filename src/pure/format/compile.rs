@@ -1,9 +1,8 @@
 //! A format string split into its pieces once, so that a format logged again and again is not
 //! parsed again (the cache keeps the split), and so that the fast path can tell whether it can
-//! take the format at all.
+//! take the format at all (and in which form: [`Simple`]).
 
 use super::copy::needs_care;
-use super::fast::Simple;
 use super::FormatError;
 
 /// The conversion letters `util.format`'s pattern recognises (`%%[^...]*[...]`).
@@ -68,6 +67,38 @@ impl Compiled {
         literal(&mut pieces, i, fmt.len());
         let simple = if plain_literals { Simple::new(fmt, &pieces) } else { None };
         Ok(Compiled { pieces, plain_literals, simple })
+    }
+}
+
+/// A format in the form the fast path's `format_simple` runs: its literal text (`%%` already
+/// made `%`) and, for each conversion, where the text before it ends and whether it is `%s`.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Simple {
+    pub(super) text: Box<[u8]>,
+    pub(super) conversions: Box<[(usize, bool)]>,
+}
+
+impl Simple {
+    /// The fast form of a format of plain literals (split into `pieces`), if it has no other
+    /// conversions than bare `%s`, `%d` and `%i`.
+    pub(super) fn new(fmt: &[u8], pieces: &[Piece]) -> Option<Simple> {
+        let mut text = Vec::new();
+        let mut conversions = Vec::new();
+        for piece in pieces {
+            match *piece {
+                Piece::Literal(from, to) => text.extend_from_slice(&fmt[from..to]),
+                Piece::Percent => text.push(b'%'),
+                Piece::Conversion(from, to) => {
+                    let string = match &fmt[from..to] {
+                        b"%s" => true,
+                        b"%d" | b"%i" => false,
+                        _ => return None,
+                    };
+                    conversions.push((text.len(), string));
+                }
+            }
+        }
+        Some(Simple { text: text.into(), conversions: conversions.into() })
     }
 }
 

@@ -4,42 +4,9 @@
 //! at the first byte that needs care (or when the room runs out) the line is given up, and the
 //! caller starts over on the general path, which gives the same bytes for whatever this takes.
 
-use super::compile::Piece;
 use super::copy::{copy_plain_raw, copy_raw};
 use super::numbers::{float_is_integer, float_prints_whole, int_text};
 use super::{Arg, ArgValues, Compiled};
-
-/// A format in the form [`format_simple`] runs: its literal text (`%%` already made `%`) and,
-/// for each conversion, where the text before it ends and whether it is `%s`.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Simple {
-    text: Box<[u8]>,
-    conversions: Box<[(usize, bool)]>,
-}
-
-impl Simple {
-    /// The fast form of a format of plain literals (split into `pieces`), if it has no other
-    /// conversions than bare `%s`, `%d` and `%i`.
-    pub(super) fn new(fmt: &[u8], pieces: &[Piece]) -> Option<Simple> {
-        let mut text = Vec::new();
-        let mut conversions = Vec::new();
-        for piece in pieces {
-            match *piece {
-                Piece::Literal(from, to) => text.extend_from_slice(&fmt[from..to]),
-                Piece::Percent => text.push(b'%'),
-                Piece::Conversion(from, to) => {
-                    let string = match &fmt[from..to] {
-                        b"%s" => true,
-                        b"%d" | b"%i" => false,
-                        _ => return None,
-                    };
-                    conversions.push((text.len(), string));
-                }
-            }
-        }
-        Some(Simple { text: text.into(), conversions: conversions.into() })
-    }
-}
 
 /// A line being written by the fast path into a buffer of fixed size. Every write either fits
 /// and is plain ASCII, or returns `None` and the caller starts over on the general path.
