@@ -14,7 +14,9 @@ local time = require "util.time";
 
 local native_name = "log_ringbuffer_native";
 
--- Accepted for compatibility with the Lua module; dumps are no longer written in chunks.
+-- The Lua module reads its buffer out in chunks of at most this many bytes as it dumps. Read so
+-- that a configuration written for it loads unchanged (and a value that is no number is still
+-- reported as for any option), but ignored: a native thread writes dumps in large blocks.
 module:get_option_number("log_ringbuffer_chunk_size", 16384);
 
 -- Where the native library can be, from what Prosody tells the module about itself (no path is
@@ -81,20 +83,32 @@ end
 
 local native, native_path = load_native();
 
--- This file and the library must come from one build (a library installed one way can shadow a
--- newer one installed another way): a library of another build is refused, naming both files.
-local lua_stamp, stamp_err;
-if module.path and native.lua_file_stamp then
-	lua_stamp, stamp_err = native.lua_file_stamp(module.path);
+-- This file, the admin shell's (ringbuffer_shell.lib.lua) and the library must come from one build
+-- (a library installed one way can shadow a newer one installed another way): a Lua file the
+-- library was not built with is refused, naming both files.
+local function check_build(lua_file, built_stamp)
+	local lua_stamp, stamp_err;
+	if lua_file and native.lua_file_stamp then
+		lua_stamp, stamp_err = native.lua_file_stamp(lua_file);
+	end
+	if lua_stamp == nil or lua_stamp ~= built_stamp then
+		error(("The Lua file %s (build %s) and the native library %s (build %s) come from different builds; "
+			.. "install both from one build (make install-plugin, or the same package or rock) and restart Prosody")
+			:format(lua_file or "?", lua_stamp or stamp_err or "unknown", native_path,
+				built_stamp or "unknown: older than build stamps"), 0);
+	end
 end
-if module.path and (lua_stamp == nil or lua_stamp ~= native.build_stamp) then
-	error(("The Lua file %s (build %s) and the native library %s (build %s) come from different builds; "
-		.. "install both from one build (make install-plugin, or the same package or rock) and restart Prosody")
-		:format(module.path, lua_stamp or stamp_err or "unknown", native_path,
-			native.build_stamp or "unknown: older than build stamps"), 0);
+if module.path then
+	check_build(module.path, native.build_stamp);
 end
--- The admin shell (ringbuffer_shell.lib.lua).
+-- The admin shell. module:require looks for it in the plugin folders, as for this file: a plugin
+-- folder and the Debian package hold mod_log_ringbuffer/ringbuffer_shell.lib.lua; a rock installs
+-- share/lua/<version>/mod_log_ringbuffer/ringbuffer_shell.lua, where Prosody 0.12 and 13 look too.
+-- Its build is checked before anything of it is put in place.
 local ringbuffer_shell = module:require "ringbuffer_shell";
+if module.path then
+	check_build(ringbuffer_shell.path, native.shell_build_stamp);
+end
 native.loaded_from = native_path;
 package.loaded[native_name] = native;
 module:log("info", "Using %s with the native library %s (build %s)", module.path or "this file", native_path,

@@ -733,6 +733,7 @@ local function remove_sections()
 end
 
 return {
+	path = debug.getinfo(1, "S").source:match("^@(.*)$"); -- this file, for the build check
 	register = register;
 	stop_followers = stop_followers;
 	remove_sections = remove_sections;
