@@ -45,6 +45,7 @@ $(LIB): Cargo.toml build.rs $(shell find src -name "*.rs")
 install-plugin: build
 	mkdir -p $(PLUGIN_DIR)/mod_log_ringbuffer
 	install -m 0644 lua/mod_log_ringbuffer.lua $(PLUGIN_DIR)/mod_log_ringbuffer/mod_log_ringbuffer.lua
+	install -m 0644 lua/mod_log_ringbuffer/ringbuffer_shell.lib.lua $(PLUGIN_DIR)/mod_log_ringbuffer/ringbuffer_shell.lib.lua
 	install -m 0755 $(LIB) $(PLUGIN_DIR)/mod_log_ringbuffer/log_ringbuffer_native.so
 
 # The same for Prosody 0.11 (Lua 5.2), with $(LIB_LUA52), into $(PLUGIN_DIR).
@@ -57,6 +58,7 @@ $(LIB_LUA52):
 install-plugin-lua52: $(LIB_LUA52)
 	mkdir -p $(PLUGIN_DIR)/mod_log_ringbuffer
 	install -m 0644 lua/mod_log_ringbuffer.lua $(PLUGIN_DIR)/mod_log_ringbuffer/mod_log_ringbuffer.lua
+	install -m 0644 lua/mod_log_ringbuffer/ringbuffer_shell.lib.lua $(PLUGIN_DIR)/mod_log_ringbuffer/ringbuffer_shell.lib.lua
 	install -m 0755 $(LIB_LUA52) $(PLUGIN_DIR)/mod_log_ringbuffer/log_ringbuffer_native.so
 
 # target/rocks/: a luarocks repository with a source rock that builds offline (the crates vendored

@@ -1,7 +1,7 @@
 //! Keeps the library mapped until the process exits: Prosody's `lua_close` at exit would
 //! otherwise unmap it under the running signal thread. Also refuses, with our own feature
 //! names, a build for no Lua or for more than one (mlua's error names mlua's features), and
-//! stamps the library with the Lua file it is built with (see `pure::build_stamp`).
+//! stamps the library with the Lua files it is built with (see `pure::build_stamp`).
 use std::process::ExitCode;
 
 #[path = "src/pure/build_stamp.rs"]
@@ -9,6 +9,8 @@ mod build_stamp;
 
 /// The Lua file that goes with the library, from the package root.
 const LUA_FILE: &str = "lua/mod_log_ringbuffer.lua";
+/// The admin shell's Lua file, which the module loads with `module:require`.
+const SHELL_FILE: &str = "lua/mod_log_ringbuffer/ringbuffer_shell.lib.lua";
 
 /// The crate's Lua features (Cargo.toml), one of which must be chosen.
 const LUA_FEATURES: [&str; 5] = ["lua51", "lua52", "lua53", "lua54", "luajit"];
@@ -30,15 +32,18 @@ fn main() -> ExitCode {
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/pure/build_stamp.rs");
-    println!("cargo:rerun-if-changed={LUA_FILE}");
-    let lua_file = match std::fs::read(LUA_FILE) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            eprintln!("mod_log_ringbuffer: cannot read {LUA_FILE}, which the library is stamped with: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
-    println!("cargo:rustc-env=LOG_RINGBUFFER_BUILD_STAMP={}", build_stamp::stamp(&version, &lua_file));
+    for (file, variable) in [(LUA_FILE, "LOG_RINGBUFFER_BUILD_STAMP"), (SHELL_FILE, "LOG_RINGBUFFER_SHELL_BUILD_STAMP")]
+    {
+        println!("cargo:rerun-if-changed={file}");
+        let bytes = match std::fs::read(file) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                eprintln!("mod_log_ringbuffer: cannot read {file}, which the library is stamped with: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("cargo:rustc-env={variable}={}", build_stamp::stamp(&version, &bytes));
+    }
     ExitCode::SUCCESS
 }

@@ -43,7 +43,14 @@ build = {
 	-- install.lib keeps the file name, so give the library its module name first.
 	build_command = [[cargo build --release --offline --locked --target-dir target --no-default-features --features "module `'$(LUA)' -e 'print(jit and "luajit" or "lua" .. _VERSION:sub(5):gsub("%.", ""))'`" && cp target/release/liblog_ringbuffer_native.so log_ringbuffer_native.so]],
 	install = {
-		lua = { mod_log_ringbuffer = "lua/mod_log_ringbuffer.lua" },
+		-- The admin shell's library goes to share/lua/<version>/mod_log_ringbuffer/ringbuffer_shell.lua
+		-- (luarocks turns a module name's dots into folders and names the file <last part>.lua), where
+		-- module:require finds it: Prosody 0.12 and 13 look for a library's <name>.lua in
+		-- mod_<module>/ too, and for share/lua/<version>/mod_<module>/ from the tree's root.
+		lua = {
+			mod_log_ringbuffer = "lua/mod_log_ringbuffer.lua",
+			["mod_log_ringbuffer.ringbuffer_shell"] = "lua/mod_log_ringbuffer/ringbuffer_shell.lib.lua",
+		},
 		lib = { log_ringbuffer_native = "log_ringbuffer_native.so" },
 	},
 }

@@ -76,30 +76,14 @@ write_prosody_config() {
 		D) sinks="{ levels = { min = \"debug\" }, to = \"file\", filename = \"$tmp/debug.log\" };" ;;
 	esac
 	[ -z "$GC_PROBE" ] || extra="$extra \"bench_gcprobe\";"
-	cat >"$tmp/prosody.cfg.lua" <<EOF
-run_as_root = true
-pidfile = "$tmp/prosody.pid"
-data_path = "$data"
-certificates = "$tmp/certs"
-plugin_paths = { "$tmp/plugins" }
-interfaces = { "127.0.0.1" }
-c2s_ports = { ${C2S_PORT:-0} }
-c2s_interfaces = { "127.0.0.1" }
-s2s_ports = { ${S2S_PORT:-0} }
-s2s_interfaces = { "127.0.0.1" }
-http_ports = {}
-https_ports = {}
-c2s_require_encryption = false
+	prosody_config dir="$tmp" data="$data" plugin_path="$tmp/plugins" interfaces=yes \
+		c2s_port="${C2S_PORT:-0}" s2s_port="${S2S_PORT:-0}" options="c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
-bench_upstream_sink_file = "$PWD/bench/upstream_sink.lua"
-bench_heap_bytes = $RING_SIZE
-modules_enabled = { "roster", "saslauth", "ping", $modules $extra }
-log = {
-	{ levels = { min = "info" }, to = "file", filename = "$tmp/prosody.log" };
+bench_upstream_sink_file = \"$PWD/bench/upstream_sink.lua\"
+bench_heap_bytes = $RING_SIZE" modules="\"roster\", \"saslauth\", \"ping\", $modules $extra" log="{
+	{ levels = { min = \"info\" }, to = \"file\", filename = \"$tmp/prosody.log\" };
 	$sinks
-}
-VirtualHost "localhost"
-EOF
+}" >"$tmp/prosody.cfg.lua"
 }
 
 # Sets version, modules (0.12 needs mod_posix for its pidfile), data and launcher for tree $1.

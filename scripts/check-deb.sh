@@ -94,7 +94,7 @@ echo "check-deb: dpkg -i: $(field Status "$tmp/status"), version $(field Version
 
 # The files where Debian's Prosody looks, with their modes, as dpkg -L lists them.
 dpkg --root="$root" --admindir="$admin" -L "$PACKAGE" >"$tmp/files" || fail "dpkg -L"
-for f in "$PLUGIN_DIR/mod_log_ringbuffer.lua" "$PLUGIN_DIR/log_ringbuffer_native.so" \
+for f in "$PLUGIN_DIR/mod_log_ringbuffer.lua" "$PLUGIN_DIR/ringbuffer_shell.lib.lua" "$PLUGIN_DIR/log_ringbuffer_native.so" \
 	"$DOC_DIR/copyright" "$DOC_DIR/changelog.Debian.gz"; do
 	[ -f "$root/$f" ] || fail "dpkg -i did not install /$f"
 	grep -qx "/$f" "$tmp/files" || fail "dpkg -L does not list /$f"
@@ -105,9 +105,11 @@ for f in "$PLUGIN_DIR/mod_log_ringbuffer.lua" "$PLUGIN_DIR/log_ringbuffer_native
 done
 cmp -s lua/mod_log_ringbuffer.lua "$root/$PLUGIN_DIR/mod_log_ringbuffer.lua" \
 	|| fail "the installed mod_log_ringbuffer.lua differs from lua/mod_log_ringbuffer.lua"
+cmp -s lua/mod_log_ringbuffer/ringbuffer_shell.lib.lua "$root/$PLUGIN_DIR/ringbuffer_shell.lib.lua" \
+	|| fail "the installed ringbuffer_shell.lib.lua differs from lua/mod_log_ringbuffer/ringbuffer_shell.lib.lua"
 grep -q '^License: MIT$' "$root/$DOC_DIR/copyright" || fail "copyright does not name the MIT licence"
 zcat "$root/$DOC_DIR/changelog.Debian.gz" | head -n 1 | grep -q "^$PACKAGE (" || fail "bad changelog.Debian.gz"
-echo "check-deb: installed /$PLUGIN_DIR/{mod_log_ringbuffer.lua,log_ringbuffer_native.so} (0644, root:root)"
+echo "check-deb: installed /$PLUGIN_DIR/{mod_log_ringbuffer.lua,ringbuffer_shell.lib.lua,log_ringbuffer_native.so} (0644, root:root)"
 
 # 3. Prosody with the module as installed. On a real system /usr/lib/prosody/modules is Prosody's
 # built-in plugin directory (CFG_PLUGINDIR of Debian's /usr/bin/prosody), searched with no config

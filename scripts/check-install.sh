@@ -93,6 +93,7 @@ run_ctl() {
 
 installed_files=(
 	"share/lua/5.4/$NAME.lua"
+	"share/lua/5.4/$NAME/ringbuffer_shell.lua"
 	"lib/lua/5.4/log_ringbuffer_native.so"
 	"lib/luarocks/rocks-5.4/$NAME/$rock_version"
 )

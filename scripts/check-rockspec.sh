@@ -28,7 +28,7 @@ luarocks --lua-version 5.4 lint "$ROCKSPEC" >"$tmp/luarocks.log" 2>&1 \
 	|| { cat "$tmp/luarocks.log" >&2; fail "luarocks lint $ROCKSPEC"; }
 luarocks --lua-version 5.4 --tree "$tree" make "$ROCKSPEC" >"$tmp/luarocks.log" 2>&1 \
 	|| { tail -n 40 "$tmp/luarocks.log" >&2; fail "luarocks make $ROCKSPEC"; }
-for f in share/lua/5.4/mod_log_ringbuffer.lua lib/lua/5.4/log_ringbuffer_native.so; do
+for f in share/lua/5.4/mod_log_ringbuffer.lua share/lua/5.4/mod_log_ringbuffer/ringbuffer_shell.lua lib/lua/5.4/log_ringbuffer_native.so; do
 	[ -f "$tree/$f" ] || fail "luarocks did not install $f"
 done
 # luarocks exports CC=gcc to the build: when target/release was built without CC set (`make

@@ -79,29 +79,22 @@ find_prosody() {
 	esac
 }
 
+# The one writer of Prosody configurations (the e2e specs use it too): prints the config that
+# its key=value arguments describe (see the file). Found from where this file is, whatever the
+# working directory is when it is called.
+prosody_config_writer=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/spec/helpers/prosody_config.lua
+prosody_config() {
+	lua5.4 "$prosody_config_writer" "$@"
+}
+
 # Writes $tmp/prosody.cfg.lua (ringbuffer sink on SIGUSR2, ports $C2S_PORT/$S2S_PORT) plus the lines $1.
 write_prosody_config() {
 	mkdir -p "$tmp/data" "$tmp/certs"
-	cat >"$tmp/prosody.cfg.lua" <<EOF
-run_as_root = true
-pidfile = "$tmp/prosody.pid"
-data_path = "$tmp/data"
-certificates = "$tmp/certs"
-$1
-interfaces = { "127.0.0.1" }
-c2s_ports = { ${C2S_PORT:-0} }
-c2s_interfaces = { "127.0.0.1" }
-s2s_ports = { ${S2S_PORT:-0} }
-s2s_interfaces = { "127.0.0.1" }
-http_ports = {}
-https_ports = {}
-modules_enabled = { $modules }
-log = {
-	{ levels = { min = "info" }, to = "file", filename = "$tmp/prosody.log" };
-	{ to = "ringbuffer", signal = "SIGUSR2", filename_template = "{paths.data}/rb-{pid}-{count}.log" };
-}
-VirtualHost "localhost"
-EOF
+	prosody_config dir="$tmp" data="$tmp/data" head="$1" interfaces=yes \
+		c2s_port="${C2S_PORT:-0}" s2s_port="${S2S_PORT:-0}" modules="$modules" log="{
+	{ levels = { min = \"info\" }, to = \"file\", filename = \"$tmp/prosody.log\" };
+	{ to = \"ringbuffer\", signal = \"SIGUSR2\", filename_template = \"{paths.data}/rb-{pid}-{count}.log\" };
+}" >"$tmp/prosody.cfg.lua"
 }
 
 # Starts Prosody (config lines $1, launcher "${@:2}") as $pid on free ports; returns once c2s listens.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Debian package target/debian/prosody-mod-log-ringbuffer_<version>-1_<arch>.deb from
-# the release library (`make build`, which `make deb` runs first) and lua/mod_log_ringbuffer.lua.
+# the release library (`make build`, which `make deb` runs first), lua/mod_log_ringbuffer.lua and the admin
+# shell's lua/mod_log_ringbuffer/ringbuffer_shell.lib.lua.
 #
 # Usage: scripts/make-deb.sh          # build the package, print its path
 #        scripts/make-deb.sh --path   # only print the path it builds (for scripts/check-deb.sh)
@@ -9,6 +10,7 @@
 # already looks: its built-in plugin directory /usr/lib/prosody/modules (CFG_PLUGINDIR in
 # /usr/bin/prosody, always searched after any plugin_paths), as
 #   /usr/lib/prosody/modules/mod_log_ringbuffer/mod_log_ringbuffer.lua
+#   /usr/lib/prosody/modules/mod_log_ringbuffer/ringbuffer_shell.lib.lua
 #   /usr/lib/prosody/modules/mod_log_ringbuffer/log_ringbuffer_native.so
 # so no config line is needed to find it. (/usr/local/lib/prosody/modules, which Debian's
 # default config lists in plugin_paths, is the admin's, not a package's.) Files are root-owned
@@ -66,6 +68,7 @@ stage=$tmp/debian/$PACKAGE
 mkdir -p "$stage/DEBIAN" "$stage/$PLUGIN_DIR" "$stage/$DOC_DIR"
 
 install -m 0644 lua/mod_log_ringbuffer.lua "$stage/$PLUGIN_DIR/mod_log_ringbuffer.lua"
+install -m 0644 lua/mod_log_ringbuffer/ringbuffer_shell.lib.lua "$stage/$PLUGIN_DIR/ringbuffer_shell.lib.lua"
 install -m 0644 "$LIB" "$stage/$PLUGIN_DIR/log_ringbuffer_native.so"
 # As dh_strip does for shared libraries: the dynamic symbols (luaopen_*) stay.
 strip --remove-section=.comment --remove-section=.note --strip-unneeded \

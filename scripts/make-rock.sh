@@ -132,7 +132,7 @@ if grep -q "Downloading\|Downloaded \|Updating .*index" "$tmp/build.log"; then
 fi
 [ -z "$(find "$tmp/cargo-home" -mindepth 1 -path "*/registry/*" -print -quit)" ] \
 	|| { echo "make-rock: cargo put crates into its (empty) CARGO_HOME: the vendored ones were not used" >&2; exit 1; }
-for f in "share/lua/$ROCK_LUA/$NAME.lua" "lib/lua/$ROCK_LUA/log_ringbuffer_native.so"; do
+for f in "share/lua/$ROCK_LUA/$NAME.lua" "share/lua/$ROCK_LUA/$NAME/ringbuffer_shell.lua" "lib/lua/$ROCK_LUA/log_ringbuffer_native.so"; do
 	[ -f "$tree/$f" ] || { echo "make-rock: luarocks install $base-1.src.rock did not install $f" >&2; exit 1; }
 done
 echo "make-rock: $base-1.src.rock built offline from the rock alone"
@@ -148,6 +148,8 @@ binary=$base-1.$arch.rock
 listing=$(unzip -Z1 "$OUT/$binary") || { echo "make-rock: cannot list $binary" >&2; exit 1; }
 grep -qx "lib/log_ringbuffer_native.so" <<<"$listing" \
 	|| { echo "make-rock: $binary holds no lib/log_ringbuffer_native.so" >&2; exit 1; }
+grep -qx "lua/$NAME/ringbuffer_shell.lua" <<<"$listing" \
+	|| { echo "make-rock: $binary holds no lua/$NAME/ringbuffer_shell.lua" >&2; exit 1; }
 
 # 6. The manifest, offering both rocks. luarocks-admin also writes one manifest per Lua version
 # (manifest-5.1 ... -5.4, what a luarocks for that Lua reads), each listing the rocks whose

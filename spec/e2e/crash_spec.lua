@@ -9,6 +9,7 @@
 -- a signal as 128 + its number) and turns core files off. The instance it makes is a helper
 -- instance all the same (commands, files, cleanup).
 local prosody = require "spec.helpers.prosody";
+local prosody_config = require "spec.helpers.prosody_config";
 local dumps = require "spec.helpers.dumps";
 local socket = require "socket";
 
@@ -70,23 +71,13 @@ local function start(version, log_config)
 	self.c2s_port, self.s2s_port = prosody.free_ports(2);
 	log_config = log_config:gsub("%$DATA", self.data):gsub("%$DIR", dir);
 	self.config = dir .. "/prosody.cfg.lua";
-	write(self.config, ([[
-run_as_root = true
-pidfile = "%s/prosody.pid"
-data_path = "%s"
-certificates = "%s/certs"
-plugin_paths = { "%s", "%s/spec/e2e/plugins", "%s/plugins" }
-c2s_ports = { %d }
-c2s_interfaces = { "127.0.0.1" }
-s2s_ports = { %d }
-s2s_interfaces = { "127.0.0.1" }
-http_ports = {}
-https_ports = {}
-modules_enabled = { %s"log_ringbuffer", "e2e_control", "e2e_crash" }
-log = %s
-VirtualHost "localhost"
-]]):format(dir, self.data, dir, known[version].plugins, root, dir, self.c2s_port, self.s2s_port,
-		known[version].modules, log_config));
+	write(self.config, prosody_config.render({
+		dir = dir, data = self.data,
+		plugin_paths = { known[version].plugins, root .. "/spec/e2e/plugins", dir .. "/plugins" },
+		c2s_port = self.c2s_port, s2s_port = self.s2s_port,
+		modules = known[version].modules .. "\"log_ringbuffer\", \"e2e_control\", \"e2e_crash\"",
+		log = log_config,
+	}));
 	-- The script's PID goes to launched.pid for scripts/run-e2e.sh, as the helper does.
 	write(dir .. "/run.sh", ([[
 echo $$ >> %s/launched.pid

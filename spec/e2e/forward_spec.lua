@@ -11,6 +11,7 @@ local prosody = require "spec.helpers.prosody";
 local dump_files = require "spec.helpers.dumps";
 local rsyslog = require "spec.helpers.rsyslog";
 local bad_collector = require "spec.helpers.bad_collector";
+local syslog = require "spec.helpers.syslog";
 local cjson = require "cjson.safe";
 
 ------------------------------------------------------------------------------------------------
@@ -74,59 +75,9 @@ end
 -- Reading RFC 5424 and the dumps out of what rsyslog stored.
 ------------------------------------------------------------------------------------------------
 
--- The params of our SD element in STRUCTURED-DATA text (nil if there is none); also the rest of
--- the text after the whole STRUCTURED-DATA when `text` is a message tail. Strict: fails on bad
--- syntax (RFC 5424 section 6.3).
-local function parse_sd(text)
-	if text:sub(1, 1) == "-" then return nil, text:sub(2); end
-	local ours, at = nil, 1;
-	assert(text:sub(1, 1) == "[", "STRUCTURED-DATA must be - or start with [: " .. text);
-	while text:sub(at, at) == "[" do
-		local id, after = text:match("^([^ =%]\"]+)()", at + 1);
-		assert(id and #id <= 32 and id:match("^[!-~]+$"), "bad SD-ID in " .. text);
-		local params = {};
-		at = after;
-		while text:sub(at, at) == " " do
-			local name, quote_at = text:match("^([^ =%]\"]+)=()\"", at + 1);
-			assert(name and #name <= 32 and name:match("^[!-~]+$"), "bad SD-PARAM in " .. text);
-			local value, i = {}, quote_at + 1;
-			while true do
-				local c = text:sub(i, i);
-				assert(c ~= "", "unterminated PARAM-VALUE in " .. text);
-				if c == "\\" and text:sub(i + 1, i + 1):match('["\\%]]') then
-					table.insert(value, text:sub(i + 1, i + 1));
-					i = i + 2;
-				elseif c == "\"" then
-					break;
-				else
-					assert(c ~= "]", "unescaped ] in PARAM-VALUE in " .. text);
-					table.insert(value, c);
-					i = i + 1;
-				end
-			end
-			params[name] = table.concat(value);
-			at = i + 1;
-		end
-		assert(text:sub(at, at) == "]", "SD-ELEMENT not closed in " .. text);
-		at = at + 1;
-		if id == expect.sd_id then ours = params; end
-	end
-	return ours, text:sub(at);
-end
-
 -- One RFC 5424 message (without framing), strictly: its fields, our SD params, MSG.
 local function parse_5424(message)
-	local pri, time, host, app, procid, msgid, rest = message:match("^<(%d%d?%d?)>1 (%S+) (%S+) (%S+) (%S+) (%S+) (.*)$");
-	assert(pri, "not an RFC 5424 message: " .. message);
-	assert(tonumber(pri) <= 191 and (pri == "0" or pri:sub(1, 1) ~= "0"), "bad PRI in " .. message);
-	assert(time:match(expect.any_time) and #time <= 32, "TIMESTAMP is not RFC 3339 UTC: " .. message);
-	for _, field in ipairs({ { host, 255 }, { app, 48 }, { procid, 128 }, { msgid, 32 } }) do
-		assert(#field[1] <= field[2] and field[1]:match("^[!-~]+$"), "bad header field " .. field[1] .. " in " .. message);
-	end
-	local params, tail = parse_sd(rest);
-	assert(tail == "" or tail:sub(1, 1) == " ", "no space between STRUCTURED-DATA and MSG: " .. message);
-	return { pri = tonumber(pri), time = time, hostname = host, app = app, procid = procid, msgid = msgid,
-		params = params, msg = tail:sub(2) };
+	return syslog.parse_5424(message, expect);
 end
 
 -- The dumps in what rsyslog stored from an RFC 5424 input (tcp, tls, udp), in order of their
@@ -225,43 +176,7 @@ end
 -- A JSON Lines dump file: its dumps, each { records = { objects }, lines = { non-marker
 -- objects } }; every object checked.
 local function parse_json_dumps(text)
-	local list, current = {}, nil;
-	for line in prosody.lines(text) do
-		if line ~= "" then
-			local object, err = cjson.decode(line);
-			assert(type(object) == "table", ("not a JSON object (%s): %s"):format(tostring(err), line));
-			for _, field in ipairs({ "time", "source", "level", "message", "dump" }) do
-				assert(type(object[field]) == "string", "no string " .. field .. " in " .. line);
-			end
-			assert(object.time:match(object.event and expect.any_time or expect.time),
-				"time is not RFC 3339 UTC (with microseconds for lines): " .. line);
-			assert(expect.severity[object.level], "bad level in " .. line);
-			assert(type(object.seq) == "number" and object.seq % 1 == 0, "no whole number seq in " .. line);
-			if object.event == "begin" then
-				assert(current == nil, "a dump inside another");
-				current = { records = {}, lines = {}, begin = object };
-				assert(type(object.reason) == "string" and type(object.lines) == "number" and object.lines % 1 == 0, line);
-			end
-			assert(current, "a record outside a dump: " .. line);
-			assert.equal(#current.records, object.seq);
-			assert.equal(current.begin.dump, object.dump);
-			table.insert(current.records, object);
-			if object.event then
-				assert.truthy(expect.events[object.event], line);
-				assert.equal(expect.marker_source, object.source);
-				assert.equal("info", object.level);
-			else
-				table.insert(current.lines, object);
-			end
-			if object.event == "end" then
-				assert.equal(#current.lines, current.begin.lines);
-				table.insert(list, current);
-				current = nil;
-			end
-		end
-	end
-	assert(current == nil, "unfinished JSON dump");
-	return list;
+	return syslog.parse_json_dumps(text, expect);
 end
 
 -- A JSON object without the fields that differ between two dumps of the same lines.
@@ -280,31 +195,7 @@ end
 
 -- The lines of an RFC 5424 dump file, in dumps: { lines = { non-marker lines }, markers }.
 local function parse_5424_dumps(text)
-	local list, current = {}, nil;
-	for line in prosody.lines(text) do
-		local parsed = parse_5424(line);
-		local params = assert(parsed.params, "no " .. expect.sd_id .. " element: " .. line);
-		if params.event == "begin" then
-			assert(current == nil, "a dump inside another");
-			current = { lines = {}, parsed = {}, markers = {}, id = params.dump };
-		end
-		assert(current, "a line outside a dump: " .. line);
-		assert.equal(current.id, params.dump);
-		assert.equal(#current.lines + #current.markers, tonumber(params.seq));
-		if params.event then
-			assert.equal(expect.marker_source, parsed.msgid);
-			table.insert(current.markers, line);
-		else
-			table.insert(current.lines, line);
-			table.insert(current.parsed, parsed);
-		end
-		if params.event == "end" then
-			table.insert(list, current);
-			current = nil;
-		end
-	end
-	assert(current == nil, "unfinished RFC 5424 dump");
-	return list;
+	return syslog.parse_5424_dumps(text, expect);
 end
 
 -- The last whole dump rsyslog stored on an RFC 5424 input, once there are `count` whole ones.

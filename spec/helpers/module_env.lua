@@ -24,6 +24,10 @@ function env.new_module()
 		return {};
 	end
 	function m:get_directory() return "./lua"; end
+	-- As Prosody's: the module's library <name>.lib.lua, run in the module's environment.
+	function m:require(name)
+		return assert(loadfile("lua/mod_log_ringbuffer/" .. name .. ".lib.lua", "t", self.environment))();
+	end
 	-- module:metric: families whose values are kept in `metrics[name][label values]`.
 	m.metrics = {};
 	function m:metric(_, name)
@@ -77,6 +81,7 @@ function env.load(log_config, data_dir, module_object)
 	loggingmanager.reload_logging();
 	local m = module_object or env.new_module();
 	local sandbox = setmetatable({ module = m, prosody = env.prosody(data_dir) }, { __index = _G });
+	m.environment = sandbox;
 	local chunk = assert(loadfile("lua/mod_log_ringbuffer.lua", "t", sandbox));
 	chunk();
 	m.env = sandbox;

@@ -5,6 +5,8 @@
 -- Instances live in $TMPDIR (default /tmp) and listen on free loopback ports, so runs can overlap.
 -- Each instance's PIDs are recorded in <instance>/launched.pid, so that scripts/run-e2e.sh can
 -- stop whatever an interrupted run left behind.
+local prosody_config = require "spec.helpers.prosody_config";
+
 local root = os.getenv("PWD");
 local deps = os.getenv("DEPS") or (root .. "/.deps");
 local plugins = os.getenv("E2E_PLUGIN_DIR") or (root .. "/target/e2e-plugins");
@@ -142,27 +144,12 @@ function prosody.start(version, log_config, extra, options)
 	sh(("mkdir -p %s %s/certs"):format(self.data, dir)); -- an empty certs dir: no certmanager error
 	self.c2s_port, self.s2s_port, self.console_port = prosody.free_ports(3);
 	log_config = log_config:gsub("%$DATA", self.data):gsub("%$DIR", dir);
-	local config = ([[
-run_as_root = true
-pidfile = "%s/prosody.pid"
-data_path = "%s"
-certificates = "%s/certs"
-plugin_paths = { "%s", "%s/spec/e2e/plugins" }
-c2s_ports = { %d }
-c2s_interfaces = { "127.0.0.1" }
-s2s_ports = { %d }
-s2s_interfaces = { "127.0.0.1" }
-http_ports = {}
-https_ports = {}
-console_ports = { %d }
-console_interfaces = { "127.0.0.1" }
-modules_enabled = { %s%s"log_ringbuffer", "e2e_control", "%s" }
-log = %s
-%s
-VirtualHost "localhost"
-]]):format(dir, self.data, dir, options.plugins or v.plugins, root, self.c2s_port, self.s2s_port, self.console_port,
-		v.modules, options.modules or "", v.shell,
-		log_config, extra or "");
+	local config = prosody_config.render({
+		dir = dir, data = self.data, plugin_paths = { options.plugins or v.plugins, root .. "/spec/e2e/plugins" },
+		c2s_port = self.c2s_port, s2s_port = self.s2s_port, console_port = self.console_port,
+		modules = ("%s%s\"log_ringbuffer\", \"e2e_control\", \"%s\""):format(v.modules, options.modules or "", v.shell),
+		log = log_config, tail = extra or "",
+	});
 	self.config = dir .. "/prosody.cfg.lua";
 	local f = assert(io.open(self.config, "w"));
 	f:write(config);

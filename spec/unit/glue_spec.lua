@@ -54,6 +54,7 @@ local function reload_module(first, dir)
 	first.env.module.unload();
 	local second = new_module();
 	local sandbox = setmetatable({ module = second, prosody = env.prosody(dir) }, { __index = _G });
+	second.environment = sandbox;
 	assert(loadfile("lua/mod_log_ringbuffer.lua", "t", sandbox))();
 	second.env = sandbox;
 	sandbox.module.restore(saved);

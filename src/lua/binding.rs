@@ -425,9 +425,11 @@ pub fn exports(lua: &Lua) -> Result<Table> {
     module.set("max_limit", super::shell::MAX_LIMIT)?;
     module.set("followers", lua.create_function(super::follow::followers)?)?;
     module.set("max_backlog", super::follow::MAX_BACKLOG)?;
-    // The Lua file this library was built with, and the same stamp of the file at `path`: the
-    // Lua side refuses to run with a library of another build (see pure::build_stamp).
+    // The Lua files this library was built with (the module's and its admin shell's), and the
+    // same stamp of the file at `path`: the Lua side refuses to run a file of another build (see
+    // pure::build_stamp).
     module.set("build_stamp", env!("LOG_RINGBUFFER_BUILD_STAMP"))?;
+    module.set("shell_build_stamp", env!("LOG_RINGBUFFER_SHELL_BUILD_STAMP"))?;
     module.set(
         "lua_file_stamp",
         lua.create_function(|lua, path: String| match std::fs::read(&path) {

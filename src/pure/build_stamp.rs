@@ -1,9 +1,10 @@
 //! Build stamps: which Lua file a library was built with.
 //!
-//! build.rs (which includes this file) stamps the library with the digest of
-//! `lua/mod_log_ringbuffer.lua` as it was built; at load the library stamps the Lua file Prosody
-//! actually runs the same way, and the Lua side refuses to go on when the two differ, so a Lua
-//! file and a library from different builds never run together.
+//! build.rs (which includes this file) stamps the library with the digests of
+//! `lua/mod_log_ringbuffer.lua` and of the admin shell's `lua/mod_log_ringbuffer/ringbuffer_shell.lib.lua`
+//! as they were built; at load the library stamps the Lua files Prosody actually runs the same way,
+//! and the Lua side refuses to go on when one differs, so Lua files and a library from different
+//! builds never run together.
 
 /// FNV-1a, 64 bits: the same on every platform and Rust version (std's hashers promise neither).
 pub fn digest(bytes: &[u8]) -> u64 {
