@@ -284,8 +284,9 @@ function prosody:log()
 end
 
 -- Waits (up to 10 seconds) until the log contains `text`, as plain text.
-function prosody:wait_for_log(text)
-	return prosody.wait_for(function () return self:log():find(text, 1, true); end, 10, text);
+-- Waits up to `timeout` seconds (default 10) for `text` in the server's log.
+function prosody:wait_for_log(text, timeout)
+	return prosody.wait_for(function () return self:log():find(text, 1, true); end, timeout or 10, text);
 end
 
 -- Files in the data directory whose names match the Lua pattern.
