@@ -283,8 +283,7 @@ function prosody:log()
 	return read(self.dir .. "/prosody.log") or "";
 end
 
--- Waits (up to 10 seconds) until the log contains `text`, as plain text.
--- Waits up to `timeout` seconds (default 10) for `text` in the server's log.
+-- Waits (up to `timeout` seconds, default 10) until the log contains `text`, as plain text.
 function prosody:wait_for_log(text, timeout)
 	return prosody.wait_for(function () return self:log():find(text, 1, true); end, timeout or 10, text);
 end
