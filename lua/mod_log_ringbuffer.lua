@@ -1141,13 +1141,15 @@ end
 -- follow: the newest `backlog` matching lines, then each new one as it is logged, until the
 -- shell goes away (Ctrl-C). One timer for all followers hands each one's native thread a
 -- snapshot every 0.1 s; the thread keeps the new lines that pass in a bounded outbox (256 KiB;
--- see runtime::follow); the timer prints their batches (100 lines, 16 KiB), taking turns, for
--- at most 2 ms a tick. While a shell's connection has more than `follow_output_max` bytes it
+-- see runtime::follow); the timer prints their batches (32 lines, 4 KiB: one print each, about
+-- 0.1 ms a KiB), taking turns, for at most 2 ms a tick, and for at most a 20th of the main
+-- loop's time (after a tick that used its 2 ms, the next comes 38 ms later). While a shell's connection has more than `follow_output_max` bytes it
 -- has not taken, nothing more is printed to it: the follower's outbox fills, and the lines
 -- past it are counted and told once the shell reads again.
 local follow_fields = { level = true, source = true, since = true, sink = true, shell = true, jid = true,
 	pattern = true, backlog = true };
 local follow_output_max = 128 * 1024;
+local follow_tick, follow_share = 0.002, 0.05;
 local following, follow_timer = {}, false; -- steps, see shell_follow
 local follow_stops = {}; -- follower ends, by step, for module.unload
 
@@ -1178,17 +1180,24 @@ local function shell_connection(self)
 	return function () return nil; end;
 end
 
+-- Rounds of one batch per follower, until none has more or the tick's time is used up.
 local function step_followers()
-	local started, more = time.now(), false;
-	local i = 1;
-	while i <= #following do
-		local step = following[i];
-		local state = time.now() - started < 0.002 and step() or "waiting";
-		if state == "done" then
-			table.remove(following, i);
-		else
-			more = more or state == "more";
-			i = i + 1;
+	local started, more, used = time.now(), true, 0;
+	while more and used < follow_tick do
+		more = false;
+		local i = 1;
+		while i <= #following do
+			local state = "more"; -- (not asked: its turn comes next tick)
+			if used < follow_tick then
+				state = following[i]();
+				used = time.now() - started;
+			end
+			if state == "done" then
+				table.remove(following, i);
+			else
+				more = more or state == "more";
+				i = i + 1;
+			end
 		end
 	end
 	if #following == 0 then
@@ -1197,7 +1206,8 @@ local function step_followers()
 	end
 	-- The next tick starts with the next follower, so none waits behind busy ones for ever.
 	table.insert(following, table.remove(following, 1));
-	return more and 0 or 0.1;
+	if not more then return 0.1; end
+	return used / follow_share - used;
 end
 
 local function shell_follow(self, filter)
