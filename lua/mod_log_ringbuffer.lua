@@ -901,15 +901,14 @@ local function shell_sources(self)
 end
 
 -- The `jid` filter: which sessions (by the source their lines carry, and their connection's)
--- belong to which account, from Prosody's own session events (authentication, resource
--- binding), never from the lines' text. The newest 4096 sessions are remembered, ended ones
--- too, so a JID still finds its lines after it disconnected (about 200 bytes each).
+-- belong to which account, or (s2s) remote domain, from Prosody's own session events
+-- (authentication, resource binding; s2s: created, established), never from the lines' text.
+-- The newest 4096 sessions are remembered, ended ones too, so a JID still finds its lines
+-- after it disconnected (about 200 bytes each).
 local jid_sessions, jid_index = {}, {}; -- { id =, conn =, bare =, full = }, newest last; by id
 local max_jid_sessions = 4096;
 local jid_changes = 0; -- counts changes to the mapping, for followers of a JID
-local function note_session(event)
-	local session = event.session;
-	if type(session) ~= "table" or type(session.id) ~= "string" or type(session.username) ~= "string" then return; end
+local function jid_entry(session)
 	local entry = jid_index[session.id];
 	if not entry then
 		entry = { id = session.id };
@@ -920,14 +919,32 @@ local function note_session(event)
 		end
 	end
 	jid_changes = jid_changes + 1;
-	entry.bare = (session.username .. "@" .. tostring(session.host)):lower();
-	entry.full = type(session.full_jid) == "string" and session.full_jid:lower() or entry.full;
 	local conn = session.conn;
 	if type(conn) == "table" and type(conn.id) == "string" then entry.conn = conn.id; end
+	return entry;
+end
+local function note_session(event)
+	local session = event.session;
+	if type(session) ~= "table" or type(session.id) ~= "string" or type(session.username) ~= "string" then return; end
+	local entry = jid_entry(session);
+	entry.bare = (session.username .. "@" .. tostring(session.host)):lower();
+	entry.full = type(session.full_jid) == "string" and session.full_jid:lower() or entry.full;
+end
+-- An s2s session is the remote domain's: an outgoing one from its creation, an incoming one
+-- once it authenticated (its remote domain is known only then).
+local function note_s2s(event)
+	local session = event.session;
+	if type(session) ~= "table" or type(session.id) ~= "string" then return; end
+	local remote = session.direction == "outgoing" and session.to_host or session.from_host;
+	if type(remote) ~= "string" then return; end
+	jid_entry(session).bare = remote:lower();
 end
 function module.add_host(host_module) -- luacheck: ignore 122 (a global module's hook per host)
 	host_module:hook("authentication-success", note_session, 1000);
 	host_module:hook("resource-bind", note_session, 1000);
+	host_module:hook("s2sout-created", note_s2s, 1000);
+	host_module:hook("s2sout-established", note_s2s, 1000);
+	host_module:hook("s2sin-established", note_s2s, 1000);
 end
 
 -- The sources of the sessions of `jid`: a bare JID's every session, a full JID's one.
