@@ -1160,7 +1160,8 @@ end
 -- snapshot every 0.1 s; the thread keeps the new lines that pass in a bounded outbox (256 KiB;
 -- see runtime::follow); the timer prints their batches (32 lines, 4 KiB: one print each, about
 -- 0.1 ms a KiB), taking turns, for at most 2 ms a tick, and for at most a 20th of the main
--- loop's time (after a tick that used its 2 ms, the next comes 38 ms later). While a shell's connection has more than `follow_output_max` bytes it
+-- loop's time (after a tick that used its 2 ms, the next comes 38 ms later; never more than
+-- 0.1 s). While a shell's connection has more than `follow_output_max` bytes it
 -- has not taken, nothing more is printed to it: the follower's outbox fills, and the lines
 -- past it are counted and told once the shell reads again.
 local follow_fields = { level = true, source = true, since = true, sink = true, shell = true, jid = true,
@@ -1224,7 +1225,8 @@ local function step_followers()
 	-- The next tick starts with the next follower, so none waits behind busy ones for ever.
 	table.insert(following, table.remove(following, 1));
 	if not more then return 0.1; end
-	return used / follow_share - used;
+	-- (At most 0.1 s: a tick the system put off the CPU seems long, and must not delay lines.)
+	return math.min(0.1, used / follow_share - used);
 end
 
 local function shell_follow(self, filter)
@@ -1254,7 +1256,7 @@ local function shell_follow(self, filter)
 	if not follower then return false, why; end
 	local present, conn = shell_presence(self), shell_connection(self);
 	local print = shell_printer(self);
-	print(("Following ringbuffer sink %s (Ctrl-C ends it)"):format(chosen.label));
+	print(("Following ringbuffer sink %s (Ctrl-C ends it; prosodyctl shell needs it twice)"):format(chosen.label));
 	local shown, skipped, next_look = 0, 0, 0;
 	return promise.new(function (resolve, reject)
 		local function live_sink()
