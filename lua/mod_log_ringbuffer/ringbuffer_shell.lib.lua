@@ -167,15 +167,14 @@ local function shell_sources(self)
 end
 
 -- The `jid` filter: which sessions (by the source their lines carry, and their connection's)
--- belong to which account, from Prosody's own session events (authentication, resource
--- binding), never from the lines' text. The newest 4096 sessions are remembered, ended ones
--- too, so a JID still finds its lines after it disconnected (about 200 bytes each).
+-- belong to which account, or (s2s) remote domain, from Prosody's own session events
+-- (authentication, resource binding; s2s: created, established), never from the lines' text.
+-- The newest 4096 sessions are remembered, ended ones too, so a JID still finds its lines
+-- after it disconnected (about 200 bytes each).
 local jid_sessions, jid_index = {}, {}; -- { id =, conn =, bare =, full = }, newest last; by id
 local max_jid_sessions = 4096;
 local jid_changes = 0; -- counts changes to the mapping, for followers of a JID
-local function note_session(event)
-	local session = event.session;
-	if type(session) ~= "table" or type(session.id) ~= "string" or type(session.username) ~= "string" then return; end
+local function jid_entry(session)
 	local entry = jid_index[session.id];
 	if not entry then
 		entry = { id = session.id };
@@ -186,10 +185,25 @@ local function note_session(event)
 		end
 	end
 	jid_changes = jid_changes + 1;
-	entry.bare = (session.username .. "@" .. tostring(session.host)):lower();
-	entry.full = type(session.full_jid) == "string" and session.full_jid:lower() or entry.full;
 	local conn = session.conn;
 	if type(conn) == "table" and type(conn.id) == "string" then entry.conn = conn.id; end
+	return entry;
+end
+local function note_session(event)
+	local session = event.session;
+	if type(session) ~= "table" or type(session.id) ~= "string" or type(session.username) ~= "string" then return; end
+	local entry = jid_entry(session);
+	entry.bare = (session.username .. "@" .. tostring(session.host)):lower();
+	entry.full = type(session.full_jid) == "string" and session.full_jid:lower() or entry.full;
+end
+-- An s2s session is the remote domain's: an outgoing one from its creation, an incoming one
+-- once it authenticated (its remote domain is known only then).
+local function note_s2s(event)
+	local session = event.session;
+	if type(session) ~= "table" or type(session.id) ~= "string" then return; end
+	local remote = session.direction == "outgoing" and session.to_host or session.from_host;
+	if type(remote) ~= "string" then return; end
+	jid_entry(session).bare = remote:lower();
 end
 
 -- The sources of the sessions of `jid`: a bare JID's every session, a full JID's one.
@@ -403,13 +417,16 @@ end
 -- follow: the newest `backlog` matching lines, then each new one as it is logged, until the
 -- shell goes away (Ctrl-C). One timer for all followers hands each one's native thread a
 -- snapshot every 0.1 s; the thread keeps the new lines that pass in a bounded outbox (256 KiB;
--- see runtime::follow); the timer prints their batches (100 lines, 16 KiB), taking turns, for
--- at most 2 ms a tick. While a shell's connection has more than `follow_output_max` bytes it
+-- see runtime::follow); the timer prints their batches (32 lines, 4 KiB: one print each, about
+-- 0.1 ms a KiB), taking turns, for at most 2 ms a tick, and for at most a 20th of the main
+-- loop's time (after a tick that used its 2 ms, the next comes 38 ms later; never more than
+-- 0.1 s). While a shell's connection has more than `follow_output_max` bytes it
 -- has not taken, nothing more is printed to it: the follower's outbox fills, and the lines
 -- past it are counted and told once the shell reads again.
 local follow_fields = { level = true, source = true, since = true, sink = true, shell = true, jid = true,
 	pattern = true, backlog = true };
 local follow_output_max = 128 * 1024;
+local follow_tick, follow_share = 0.002, 0.05;
 local following, follow_timer = {}, false; -- steps, see shell_follow
 local follow_stops = {}; -- follower ends, by step, for module.unload
 
@@ -440,17 +457,24 @@ local function shell_connection(self)
 	return function () return nil; end;
 end
 
+-- Rounds of one batch per follower, until none has more or the tick's time is used up.
 local function step_followers()
-	local started, more = time.now(), false;
-	local i = 1;
-	while i <= #following do
-		local step = following[i];
-		local state = time.now() - started < 0.002 and step() or "waiting";
-		if state == "done" then
-			table.remove(following, i);
-		else
-			more = more or state == "more";
-			i = i + 1;
+	local started, more, used = time.now(), true, 0;
+	while more and used < follow_tick do
+		more = false;
+		local i = 1;
+		while i <= #following do
+			local state = "more"; -- (not asked: its turn comes next tick)
+			if used < follow_tick then
+				state = following[i]();
+				used = time.now() - started;
+			end
+			if state == "done" then
+				table.remove(following, i);
+			else
+				more = more or state == "more";
+				i = i + 1;
+			end
 		end
 	end
 	if #following == 0 then
@@ -459,7 +483,9 @@ local function step_followers()
 	end
 	-- The next tick starts with the next follower, so none waits behind busy ones for ever.
 	table.insert(following, table.remove(following, 1));
-	return more and 0 or 0.1;
+	if not more then return 0.1; end
+	-- (At most 0.1 s: a tick the system put off the CPU seems long, and must not delay lines.)
+	return math.min(0.1, used / follow_share - used);
 end
 
 local function shell_follow(self, filter)
@@ -489,7 +515,7 @@ local function shell_follow(self, filter)
 	if not follower then return false, why; end
 	local present, conn = shell_presence(self), shell_connection(self);
 	local print = shell_printer(self);
-	print(("Following ringbuffer sink %s (Ctrl-C ends it)"):format(chosen.label));
+	print(("Following ringbuffer sink %s (Ctrl-C ends it; prosodyctl shell needs it twice)"):format(chosen.label));
 	local shown, skipped, next_look = 0, 0, 0;
 	return promise.new(function (resolve, reject)
 		local function live_sink()
@@ -692,6 +718,9 @@ local function register(deps)
 	function module.add_host(host_module) -- luacheck: ignore 122 (a global module's hook per host)
 		host_module:hook("authentication-success", note_session, 1000);
 		host_module:hook("resource-bind", note_session, 1000);
+		host_module:hook("s2sout-created", note_s2s, 1000);
+		host_module:hook("s2sout-established", note_s2s, 1000);
+		host_module:hook("s2sin-established", note_s2s, 1000);
 	end
 	shell_env.ringbuffer = shell_section;
 	telnet_env.ringbuffer = telnet_section;

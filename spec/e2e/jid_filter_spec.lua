@@ -2,7 +2,8 @@
 -- real c2s clients: the project's load generator (bench/loadgen) logs u0 ("Alice") and u1
 -- ("Bob") in for real (SASL PLAIN, resource binding, presence), they exchange messages and
 -- disconnect. Then `jid = "u0@localhost"` holds every line of u0's session, from its first
--- line (before authentication) to its last, and none of u1's.
+-- line (before authentication) to its last, and none of u1's. A bare domain selects the s2s
+-- sessions to it: a real outgoing s2s session the shell's xmpp:ping starts.
 local prosody = require "spec.helpers.prosody";
 
 local loadgen = "bench/loadgen/target/release/bench-loadgen";
@@ -103,6 +104,29 @@ modules_enabled = { %s"log_ringbuffer", "e2e_control", "admin_shell", "roster", 
 			local text = assert(io.open(to)):read("a");
 			assert.falsy(text:find(alice, 1, true));
 			assert.truthy(text:find(bob, 1, true));
+		end);
+
+		it("selects the s2s sessions to a remote domain, also after they ended", function ()
+			-- A remote domain that is an IP address, where nothing listens: Prosody connects
+			-- without DNS, is refused, and the outgoing session ends at once.
+			local remote = ("127.%d.%d.%d"):format(math.random(1, 254), math.random(1, 254), math.random(2, 254));
+			server:shell(("xmpp:ping(\"localhost\", %q, 5)"):format(remote));
+			local s2s = prosody.wait_for(function ()
+				local log = prosody.read(server.dir .. "/debug.log") or "";
+				return log:find(remote, 1, true) and log:match("%S+ %S+ %S+ (s2sout%x+)\t[^\t]*\t[^\n]*" .. remote:gsub("%.", "%%."));
+			end, 20, "an s2s session to " .. remote);
+			prosody.wait_for(function ()
+				return (prosody.read(server.dir .. "/debug.log") or ""):find("Destroying outgoing session localhost->" .. remote, 1, true);
+			end, 20, "the s2s session to end");
+			local found = lines_of(server:shell(([[ringbuffer:tail(10000, { sink = "main", jid = %q })]]):format(remote)));
+			local all = lines_of(server:shell(([[ringbuffer:tail(10000, { sink = "main", source = %q })]]):format(s2s)));
+			assert.is_true(#all > 0);
+			local of_session = 0;
+			for _, line in ipairs(found) do
+				assert.truthy(line.source == s2s or line.source:match("^conn"), line.source);
+				if line.source == s2s then of_session = of_session + 1; end
+			end
+			assert.equal(#all, of_session);
 		end);
 	end);
 end

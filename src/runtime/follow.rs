@@ -28,10 +28,11 @@ pub(crate) const MAX_FOLLOWERS: usize = 16;
 /// The most bytes of matching lines a follower keeps for a shell that does not take them.
 pub(crate) const OUTBOX_BYTES: usize = 256 * 1024;
 /// The most lines, and bytes, of one batch for the shell (at most one line more than the
-/// bytes): what the shell prints at once; small, as printing 64 KiB takes the main loop
-/// milliseconds (the XML of the shell's protocol).
-pub(crate) const BATCH_LINES: usize = 100;
-pub(crate) const BATCH_BYTES: usize = 16 * 1024;
+/// bytes): what the shell prints at once; small, as printing takes the main loop about 0.1 ms
+/// a KiB (the XML of the shell's protocol), and the shell's timer checks its time budget
+/// between two prints.
+pub(crate) const BATCH_LINES: usize = 32;
+pub(crate) const BATCH_BYTES: usize = 4 * 1024;
 /// Lines looked at between two checks for cancellation (and two locks of the outbox).
 const LOOK_LINES: usize = 4096;
 /// How long the thread waits for a snapshot before it checks whether it was cancelled.
