@@ -526,13 +526,22 @@ mod tests {
         let reader = {
             let fifo = fifo.clone();
             std::thread::spawn(move || {
-                let mut text = String::new();
-                while !text.contains(NO_TRACEBACK) && !text.contains(CANNOT_ASK) {
-                    // Each dump and each appended text opens the FIFO anew: read until it closes.
-                    let mut stream = std::fs::File::open(&fifo).expect("open the FIFO");
-                    std::io::Read::read_to_string(&mut stream, &mut text).expect("read");
+                // Opened once and kept open: each dump and each appended text opens the FIFO
+                // anew, and a writer finds no reader (ENXIO) in the moment between a reader's
+                // end of file and its next open. Until the writer comes, reads give 0 bytes.
+                let mut stream = std::fs::File::open(&fifo).expect("open the FIFO");
+                let (mut bytes, mut chunk) = (Vec::new(), [0u8; 4096]);
+                let deadline = Instant::now() + Duration::from_secs(30);
+                loop {
+                    let text = String::from_utf8_lossy(&bytes);
+                    if text.contains(NO_TRACEBACK) || text.contains(CANNOT_ASK) || Instant::now() > deadline {
+                        break text.into_owned();
+                    }
+                    match std::io::Read::read(&mut stream, &mut chunk).expect("read") {
+                        0 => std::thread::sleep(Duration::from_millis(10)),
+                        n => bytes.extend_from_slice(&chunk[..n]),
+                    }
                 }
-                text
             })
         };
         let healthy_until = Instant::now() + Duration::from_millis(2500);
