@@ -95,10 +95,12 @@ const TRIGGERS: [u8; 256] = {
 };
 
 /// Elements whose text content a class redacts.
+#[inline(always)]
 fn is_body_element(name: &[u8]) -> bool {
     matches!(name, b"body" | b"subject" | b"thread" | b"payload" | b"openpgp")
 }
 
+#[inline(always)]
 fn is_credential_element(name: &[u8]) -> bool {
     matches!(name, b"auth" | b"response" | b"challenge" | b"success" | b"initial-response" | b"password" | b"digest")
 }
@@ -154,12 +156,12 @@ impl Redactor {
     pub(crate) fn redact(&self, line: &[u8], from: usize, out: &mut Vec<u8>) -> bool {
         // `=` (and `:` if only credentials want it) matter only after a credential name's
         // letter: see `Triggers::named`.
-        self.redact_with(line, from, out, Triggers::named(self.stops))
+        self.redact_with(line, from, out, Triggers::named(&self.stops))
     }
 
     /// [`Redactor::redact`] with the stops of `triggers`.
     #[inline(always)]
-    fn redact_with(&self, line: &[u8], from: usize, out: &mut Vec<u8>, mut triggers: Triggers) -> bool {
+    fn redact_with(&self, line: &[u8], from: usize, out: &mut Vec<u8>, mut triggers: Triggers<'_>) -> bool {
         let mut scan = Scan { s: line, from, out, copied: 0, changed: false, cut: None, runs_seen_to: 0, red: self };
         let mask = self.triggers;
         let mut i = from;
@@ -195,8 +197,8 @@ fn next_trigger(line: &[u8], at: usize, mask: u8) -> usize {
 /// Finds the bytes whose [`TRIGGERS`] bits meet a mask, 64 bytes at a time: each block is
 /// classified at once (SSE2 on x86-64: sixteen bytes per compare) into one bit per byte, the
 /// scan's stops then taking their turn from the bits.
-struct Triggers {
-    stops: StopBytes,
+struct Triggers<'a> {
+    stops: &'a StopBytes,
     /// Whether a `k`, `w` or `z` (either case) was among the bytes classified so far.
     name_letter_seen: bool,
     /// The block last classified begins here; `hits` has a bit for each of its bytes that is a
@@ -207,14 +209,14 @@ struct Triggers {
     passes_over: bool,
 }
 
-impl Triggers {
+impl<'a> Triggers<'a> {
     /// Stops at every byte of `mask`.
     #[cfg(test)]
     fn new(mask: u8) -> Self {
         Triggers {
             name_letter_seen: true,
             passes_over: false,
-            ..Triggers::named(StopBytes::new(mask & !AT_EQUALS, mask & AT_EQUALS))
+            ..Triggers::named(Box::leak(Box::new(StopBytes::new(mask & !AT_EQUALS, mask & AT_EQUALS))))
         }
     }
 
@@ -224,7 +226,7 @@ impl Triggers {
     /// `:`, in this block or an earlier one. (What the scan skips between blocks is either
     /// replaced, so no name reaches back into it, or a run of address characters, which has
     /// none.)
-    fn named(stops: StopBytes) -> Self {
+    fn named(stops: &'a StopBytes) -> Self {
         // No block classified yet: one that ends before any line begins.
         Triggers { stops, name_letter_seen: false, block_at: usize::MAX - 64, hits: 0, passes_over: true }
     }
@@ -247,7 +249,7 @@ impl Triggers {
                 let hits = self.hits & (u64::MAX << (at - self.block_at));
                 if hits != 0 {
                     let stop = self.block_at + hits.trailing_zeros() as usize;
-                    if stop < limit && self.passes_over && no_rule_acts_at(line, stop) {
+                    if stop < limit && self.passes_over && no_rule_acts_at(line, stop, self.name_letter_seen) {
                         at = stop + 1;
                         continue;
                     }
@@ -281,18 +283,16 @@ impl Triggers {
     }
 }
 
-/// Whether the stop at `i` is one the scan would pass over anyway, told by its neighbours alone:
-/// an end tag's `<` (`</`: no element's content begins there) and a `.` without a digit on each
-/// side (not inside an IPv4 address; see [`may_join_address`]).
+/// Whether the stop at `i` is one the scan would pass over anyway, told by its neighbours (and
+/// `names`: whether a credential's name may end there): an end tag's `<` (`</`: no element's
+/// content begins there), a `.` that cannot be inside an address (see [`may_join_address`]),
+/// and likewise a `:` where no name may end.
 #[inline(always)]
-fn no_rule_acts_at(line: &[u8], i: usize) -> bool {
-    let after = line.get(i + 1).copied();
+fn no_rule_acts_at(line: &[u8], i: usize, names: bool) -> bool {
     match line[i] {
-        b'<' => after == Some(b'/'),
-        b'.' => match (i.checked_sub(1).map(|b| line[b]), after) {
-            (Some(before), Some(after)) => !(before.is_ascii_digit() && after.is_ascii_digit()),
-            _ => false,
-        },
+        b'<' => line.get(i + 1) == Some(&b'/'),
+        b'.' => !may_join_address(line, i),
+        b':' => !names && !may_join_address(line, i),
         _ => false,
     }
 }
@@ -762,7 +762,7 @@ fn element_content_in<const ESCAPED: bool>(s: &[u8], name_at: usize, classes: Cl
 /// Whether `text` begins with `name` (a few bytes: compared here, not by a library call).
 #[inline(always)]
 fn starts_with_name(text: &[u8], name: &[u8]) -> bool {
-    text.len() >= name.len() && text.iter().zip(name).fold(true, |same, (a, b)| same & (a == b))
+    text.len() >= name.len() && text.iter().zip(name).all(|(a, b)| a == b)
 }
 
 /// Where `mark` (`<`, `>`, `&lt;` or `&gt;`) first is in `haystack`.
