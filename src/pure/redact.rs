@@ -205,6 +205,11 @@ struct Triggers<'a> {
     /// stop.
     block_at: usize,
     hits: u64,
+    /// The blocks classified at once (with AVX2: up to four) begin here, `blocks[..count]`
+    /// their bits.
+    blocks_at: usize,
+    blocks: [u64; 4],
+    count: usize,
     /// Whether stops no rule acts on are passed over here (see [`no_rule_acts_at`]).
     passes_over: bool,
 }
@@ -228,7 +233,16 @@ impl<'a> Triggers<'a> {
     /// none.)
     fn named(stops: &'a StopBytes) -> Self {
         // No block classified yet: one that ends before any line begins.
-        Triggers { stops, name_letter_seen: false, block_at: usize::MAX - 64, hits: 0, passes_over: true }
+        Triggers {
+            stops,
+            name_letter_seen: false,
+            block_at: usize::MAX - 64,
+            hits: 0,
+            blocks_at: 0,
+            blocks: [0; 4],
+            count: 0,
+            passes_over: true,
+        }
     }
 
     /// The next trigger at or after `at` (the line's length: none).
@@ -260,7 +274,17 @@ impl<'a> Triggers<'a> {
             if at >= line.len() {
                 return line.len();
             }
-            self.classify(line, at);
+            if at >= limit {
+                return at;
+            }
+            // A block classified already, or the next ones.
+            let block = at.wrapping_sub(self.blocks_at) / 64;
+            if block < self.count {
+                self.block_at = self.blocks_at + 64 * block;
+                self.hits = self.blocks[block];
+            } else {
+                self.classify(line, at);
+            }
         }
     }
 
@@ -268,18 +292,44 @@ impl<'a> Triggers<'a> {
     /// the scan around it keeps its registers.
     #[inline(never)]
     fn classify(&mut self, line: &[u8], at: usize) {
-        let len = line.len().saturating_sub(at).min(64);
         self.block_at = at;
+        self.blocks_at = at;
+        self.count = 1;
         if self.stops.none {
             self.hits = 0;
+            self.blocks[0] = 0;
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if self.stops.wide && line.len() >= 32 {
+            // SAFETY: `wide`: the processor has AVX2.
+            unsafe { self.classify_wide(line, at) };
+            return;
+        }
+        let len = line.len().saturating_sub(at).min(64);
         let (always, letters) = self.stops.find(line, at, len, !self.name_letter_seen);
         self.name_letter_seen |= letters;
         self.hits = always;
         if self.name_letter_seen && self.stops.has_named {
             self.hits |= self.stops.find_named(line, at, len);
         }
+        self.blocks[0] = self.hits;
+    }
+
+    /// [`Triggers::classify`] for the (up to) 256 bytes from `at`, with AVX2; `line` has 32
+    /// bytes at least.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn classify_wide(&mut self, line: &[u8], at: usize) {
+        let len = line.len().saturating_sub(at).min(256);
+        let (always, named, letters) = self.stops.find_wide(line, at, len);
+        self.count = len.div_ceil(64);
+        for block in 0..self.count {
+            self.name_letter_seen |= letters[block];
+            let named = if self.name_letter_seen && self.stops.has_named { named[block] } else { 0 };
+            self.blocks[block] = always[block] | named;
+        }
+        self.hits = self.blocks[0];
     }
 }
 
@@ -376,45 +426,8 @@ impl StopBytes {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn find(&self, line: &[u8], at: usize, len: usize, letters: bool) -> (u64, bool) {
-        if self.wide && line.len() >= 32 {
-            // SAFETY: `wide`: the processor has AVX2.
-            return unsafe { self.find_avx2(line, at, len, letters) };
-        }
         // SAFETY: SSE2 is part of every x86-64.
         unsafe { self.find_sse2(line, at, len, letters) }
-    }
-
-    /// [`StopBytes::find`] 32 bytes at a time; `line` has 32 bytes at least.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn find_avx2(&self, line: &[u8], at: usize, len: usize, letters: bool) -> (u64, bool) {
-        use std::arch::x86_64::*;
-        let s = self.always.map(|b| _mm256_broadcastsi128_si256(b));
-        let (mut bits, mut found) = (0u64, _mm256_setzero_si256());
-        for_each_thirty_two(line, at, len, |n, v, drop| {
-            let hit = _mm256_or_si256(
-                _mm256_or_si256(_mm256_cmpeq_epi8(v, s[0]), _mm256_cmpeq_epi8(v, s[1])),
-                _mm256_or_si256(
-                    _mm256_or_si256(_mm256_cmpeq_epi8(v, s[2]), _mm256_cmpeq_epi8(v, s[3])),
-                    _mm256_cmpeq_epi8(v, s[4]),
-                ),
-            );
-            bits |= (u64::from(_mm256_movemask_epi8(hit) as u32) >> drop) << (32 * n);
-            if letters {
-                let folded = _mm256_or_si256(v, _mm256_set1_epi8(0x20));
-                found = _mm256_or_si256(
-                    found,
-                    _mm256_or_si256(
-                        _mm256_cmpeq_epi8(folded, _mm256_set1_epi8(b'k' as i8)),
-                        _mm256_or_si256(
-                            _mm256_cmpeq_epi8(folded, _mm256_set1_epi8(b'w' as i8)),
-                            _mm256_cmpeq_epi8(folded, _mm256_set1_epi8(b'z' as i8)),
-                        ),
-                    ),
-                );
-            }
-        });
-        (bits, _mm256_movemask_epi8(found) != 0)
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -446,29 +459,46 @@ impl StopBytes {
         (bits, _mm_movemask_epi8(found) != 0)
     }
 
+    /// The `len` bytes (256 at most) of `line` from `at`, 32 bytes at a time (AVX2), as four
+    /// blocks of 64: for each, a bit per byte that is one of `always`, likewise for `named`,
+    /// and whether a `k`, `w` or `z` (either case) is among them. `line` has 32 bytes at least.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn find_wide(&self, line: &[u8], at: usize, len: usize) -> ([u64; 4], [u64; 4], [bool; 4]) {
+        use std::arch::x86_64::*;
+        let s = self.always.map(|b| _mm256_broadcastsi128_si256(b));
+        let named = self.named.map(|b| _mm256_broadcastsi128_si256(b));
+        let (mut always_bits, mut named_bits, mut letters) = ([0u64; 4], [0u64; 4], [false; 4]);
+        for_each_thirty_two(line, at, len, |n, v, drop| {
+            let hit = _mm256_or_si256(
+                _mm256_or_si256(_mm256_cmpeq_epi8(v, s[0]), _mm256_cmpeq_epi8(v, s[1])),
+                _mm256_or_si256(
+                    _mm256_or_si256(_mm256_cmpeq_epi8(v, s[2]), _mm256_cmpeq_epi8(v, s[3])),
+                    _mm256_cmpeq_epi8(v, s[4]),
+                ),
+            );
+            let (word, shift) = (n / 2, 32 * (n % 2));
+            always_bits[word] |= (u64::from(_mm256_movemask_epi8(hit) as u32) >> drop) << shift;
+            let named_hit = _mm256_or_si256(_mm256_cmpeq_epi8(v, named[0]), _mm256_cmpeq_epi8(v, named[1]));
+            named_bits[word] |= (u64::from(_mm256_movemask_epi8(named_hit) as u32) >> drop) << shift;
+            let folded = _mm256_or_si256(v, _mm256_set1_epi8(0x20));
+            let letter = _mm256_or_si256(
+                _mm256_cmpeq_epi8(folded, _mm256_set1_epi8(b'k' as i8)),
+                _mm256_or_si256(
+                    _mm256_cmpeq_epi8(folded, _mm256_set1_epi8(b'w' as i8)),
+                    _mm256_cmpeq_epi8(folded, _mm256_set1_epi8(b'z' as i8)),
+                ),
+            );
+            letters[word] |= _mm256_movemask_epi8(letter) != 0;
+        });
+        (always_bits, named_bits, letters)
+    }
+
     /// In `block` (64 bytes at most): a bit per byte that is one of `named`.
     #[cfg(target_arch = "x86_64")]
     fn find_named(&self, line: &[u8], at: usize, len: usize) -> u64 {
-        if self.wide && line.len() >= 32 {
-            // SAFETY: `wide`: the processor has AVX2.
-            return unsafe { self.find_named_avx2(line, at, len) };
-        }
         // SAFETY: SSE2 is part of every x86-64.
         unsafe { self.find_named_sse2(line, at, len) }
-    }
-
-    /// [`StopBytes::find_named`] 32 bytes at a time; `line` has 32 bytes at least.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn find_named_avx2(&self, line: &[u8], at: usize, len: usize) -> u64 {
-        use std::arch::x86_64::*;
-        let s = self.named.map(|b| _mm256_broadcastsi128_si256(b));
-        let mut bits = 0u64;
-        for_each_thirty_two(line, at, len, |n, v, drop| {
-            let hit = _mm256_or_si256(_mm256_cmpeq_epi8(v, s[0]), _mm256_cmpeq_epi8(v, s[1]));
-            bits |= (u64::from(_mm256_movemask_epi8(hit) as u32) >> drop) << (32 * n);
-        });
-        bits
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -1461,12 +1491,17 @@ mod tests {
 
     #[test]
     fn the_wide_and_narrow_block_scans_agree() {
-        // With AVX2 (if this processor has it) and SSE2 alone: the same stops, the same letters,
-        // for lines around 32 and 64 bytes, from every place.
+        // With AVX2 (if this processor has it: four blocks at once) and SSE2 alone (a block at a
+        // time): the same stops, and a name's letter seen where there is one, for lines around
+        // 32, 64 and 256 bytes, from every place.
+        if !has_avx2() {
+            return;
+        }
         let alphabet = b"a<&=:.@\x00\x80\xffkWz";
+        let is_letter = |b: &u8| matches!(b | 0x20, b'k' | b'w' | b'z');
         let mut seed = 99u32;
-        for len in [0, 1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 95, 96, 97, 130] {
-            for _ in 0..20 {
+        for len in [32, 33, 63, 64, 65, 95, 96, 97, 130, 255, 256, 257, 300] {
+            for _ in 0..6 {
                 let line: Vec<u8> = (0..len)
                     .map(|_| {
                         seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
@@ -1476,30 +1511,25 @@ mod tests {
                     .collect();
                 for (always, named) in [(AT_XML | AT_COLON | AT_DOT | AT_AT, AT_EQUALS), (AT_DOT, AT_EQUALS | AT_COLON)]
                 {
-                    let wide = StopBytes::new(always, named);
-                    let narrow = StopBytes { wide: false, ..wide };
+                    let stops = StopBytes::new(always, named);
                     for at in 0..len {
-                        let block = (len - at).min(64);
-                        let is_letter = |b: &u8| matches!(b | 0x20, b'k' | b'w' | b'z');
-                        for letters in [false, true] {
-                            let (wide_bits, wide_letter) = wide.find(&line, at, block, letters);
-                            let (narrow_bits, narrow_letter) = narrow.find(&line, at, block, letters);
-                            assert_eq!(wide_bits, narrow_bits, "{line:?} {at}");
-                            // A letter in the block is seen; one seen is in the line up to its end
-                            // (the last loads overlap the bytes before: no harm, the gate opens
-                            // early).
-                            for seen in [wide_letter, narrow_letter] {
-                                if letters && line[at..at + block].iter().any(is_letter) {
-                                    assert!(seen, "{line:?} {at}");
-                                }
-                                assert!(!seen || line[..at + block].iter().any(is_letter), "{line:?} {at}");
+                        let wide_len = (len - at).min(256);
+                        // SAFETY: this processor has AVX2 (checked above); the line has 32 bytes.
+                        let (wide, wide_named, letters) = unsafe { stops.find_wide(&line, at, wide_len) };
+                        for block in 0..wide_len.div_ceil(64) {
+                            let from = at + 64 * block;
+                            let narrow_len = (len - from).min(64);
+                            let (narrow, letter) = stops.find(&line, from, narrow_len, true);
+                            assert_eq!(wide[block], narrow, "{line:?} {at} {block}");
+                            assert_eq!(wide_named[block], stops.find_named(&line, from, narrow_len), "{line:?} {at}");
+                            // A letter in the block is seen; one seen is in the line up to the
+                            // block's end (the last loads overlap the bytes before).
+                            let end = from + narrow_len;
+                            for seen in [letters[block], letter] {
+                                assert_eq!(seen || !line[from..end].iter().any(is_letter), true, "{line:?} {at}");
+                                assert!(!seen || line[..end].iter().any(is_letter), "{line:?} {at}");
                             }
                         }
-                        assert_eq!(
-                            wide.find_named(&line, at, block),
-                            narrow.find_named(&line, at, block),
-                            "{line:?} {at}"
-                        );
                     }
                 }
             }
