@@ -260,14 +260,13 @@ impl<'a> Triggers<'a> {
                 return at;
             }
             if at >= self.block_at && at - self.block_at < 64 {
-                let hits = self.hits & (u64::MAX << (at - self.block_at));
-                if hits != 0 {
+                let mut hits = self.hits & (u64::MAX << (at - self.block_at));
+                while hits != 0 {
                     let stop = self.block_at + hits.trailing_zeros() as usize;
-                    if stop < limit && self.passes_over && no_rule_acts_at(line, stop, self.name_letter_seen) {
-                        at = stop + 1;
-                        continue;
+                    if stop >= limit || !self.passes_over || !no_rule_acts_at(line, stop, self.name_letter_seen) {
+                        return stop;
                     }
-                    return stop;
+                    hits &= hits - 1;
                 }
                 at = self.block_at + 64;
             }
