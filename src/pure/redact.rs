@@ -1049,7 +1049,12 @@ fn push_marker(len: usize, out: &mut Vec<u8>) {
         }
         out.extend_from_slice(&digits[at..]);
     }
-    out.extend_from_slice(if len == 1 { b" byte]" } else { b" bytes]" });
+    // Two calls of a known length each: no call to `memcpy`.
+    if len == 1 {
+        out.extend_from_slice(b" byte]");
+    } else {
+        out.extend_from_slice(b" bytes]");
+    }
 }
 
 fn push_hex32(n: u32, out: &mut Vec<u8>) {
