@@ -195,8 +195,9 @@ fn next_trigger(line: &[u8], at: usize, mask: u8) -> usize {
 }
 
 /// Finds the bytes whose [`TRIGGERS`] bits meet a mask, 64 bytes at a time: each block is
-/// classified at once (SSE2 on x86-64: sixteen bytes per compare) into one bit per byte, the
-/// scan's stops then taking their turn from the bits.
+/// classified at once (on x86-64 with vector compares: AVX2, 32 bytes per compare and up to
+/// four blocks per pass, where the processor has it, SSE2 otherwise) into one bit per byte, the
+/// scan's stops then taking their turn from the bits, less those no rule acts on.
 struct Triggers<'a> {
     stops: &'a StopBytes,
     /// Whether a `k`, `w` or `z` (either case) was among the bytes classified so far.
