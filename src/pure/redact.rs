@@ -334,13 +334,14 @@ impl<'a> Triggers<'a> {
 }
 
 /// Whether the stop at `i` is one the scan would pass over anyway, told by its neighbours (and
-/// `names`: whether a credential's name may end there): an end tag's `<` (`</`: no element's
-/// content begins there), a `.` that cannot be inside an address (see [`may_join_address`]),
-/// and likewise a `:` where no name may end.
+/// `names`: whether a credential's name may end there): a `<` before no element name a class
+/// redacts begins with (an end tag's `/`, a `<message`: see [`element_content`]), a `.` that
+/// cannot be inside an address (see [`may_join_address`]), and likewise a `:` where no name
+/// may end.
 #[inline(always)]
 fn no_rule_acts_at(line: &[u8], i: usize, names: bool) -> bool {
     match line[i] {
-        b'<' => line.get(i + 1) == Some(&b'/'),
+        b'<' => !line.get(i + 1).is_some_and(|&b| may_begin_element_name(b)),
         b'.' => !may_join_address(line, i),
         b':' => !names && !may_join_address(line, i),
         _ => false,
@@ -752,8 +753,8 @@ fn element_content(s: &[u8], i: usize, classes: Classes) -> Option<(usize, usize
 #[inline(always)]
 fn element_content_in<const ESCAPED: bool>(s: &[u8], name_at: usize, classes: Classes) -> Option<(usize, usize)> {
     let (open, close): (&[u8], &[u8]) = if ESCAPED { (b"&lt;", b"&gt;") } else { (b"<", b">") };
-    // The names' first letters (an end tag's `/`, a `<message`, a `<presence` go no further).
-    if !matches!(s.get(name_at), Some(b'a' | b'b' | b'c' | b'd' | b'i' | b'o' | b'p' | b'r' | b's' | b't')) {
+    // An end tag's `/`, a `<message`, a `<presence` go no further.
+    if !s.get(name_at).is_some_and(|&b| may_begin_element_name(b)) {
         return None;
     }
     let name_len = s[name_at..].iter().take_while(|&&b| b.is_ascii_alphanumeric() || b == b'-').count();
@@ -787,6 +788,13 @@ fn element_content_in<const ESCAPED: bool>(s: &[u8], name_at: usize, classes: Cl
         from += at + open.len();
     };
     (stop > content).then_some((content, stop))
+}
+
+/// Whether an element name [`element_content`] looks for may begin with `b`: the names' first
+/// letters.
+#[inline(always)]
+fn may_begin_element_name(b: u8) -> bool {
+    matches!(b, b'a' | b'b' | b'c' | b'd' | b'i' | b'o' | b'p' | b'r' | b's' | b't')
 }
 
 /// Whether `text` begins with `name` (a few bytes: compared here, not by a library call).
