@@ -95,10 +95,12 @@ const TRIGGERS: [u8; 256] = {
 };
 
 /// Elements whose text content a class redacts.
+#[inline(always)]
 fn is_body_element(name: &[u8]) -> bool {
     matches!(name, b"body" | b"subject" | b"thread" | b"payload" | b"openpgp")
 }
 
+#[inline(always)]
 fn is_credential_element(name: &[u8]) -> bool {
     matches!(name, b"auth" | b"response" | b"challenge" | b"success" | b"initial-response" | b"password" | b"digest")
 }
@@ -117,6 +119,8 @@ pub(crate) struct Redactor {
     /// Those bits without `=` (and `:` if only credentials want it), for a line that cannot
     /// hold a credential's name.
     triggers_without_names: u8,
+    /// The bytes of both, ready for [`Triggers`].
+    stops: StopBytes,
 }
 
 impl Redactor {
@@ -138,7 +142,8 @@ impl Redactor {
         if !classes.contains(Classes::ADDRESSES) {
             triggers_without_names &= !AT_COLON;
         }
-        Redactor { classes, key, triggers, triggers_without_names }
+        let stops = StopBytes::new(triggers_without_names, triggers & !triggers_without_names);
+        Redactor { classes, key, triggers, triggers_without_names, stops }
     }
 
     pub(crate) fn classes(&self) -> Classes {
@@ -149,18 +154,20 @@ impl Redactor {
     /// anything was: `out` then holds the whole line redacted. False: `line` stands as it is
     /// (and `out` is left as it was).
     pub(crate) fn redact(&self, line: &[u8], from: usize, out: &mut Vec<u8>) -> bool {
-        // A credential's name has a `k` (token, cookie), a `w` (password, passwd) or a `z`
-        // (authorization): without them, no `=` or `:` need a look for one.
-        let names =
-            self.classes.contains(Classes::CREDENTIALS) && holds_a_name_letter(line.get(from..).unwrap_or_default());
-        let mask = if names { self.triggers } else { self.triggers_without_names };
-        let mut scan =
-            Scan { s: line, from, out, copied: 0, changed: false, cut: None, runs_seen_to: 0, names, red: self };
-        let mut triggers = Triggers::new(mask);
+        // `=` (and `:` if only credentials want it) matter only after a credential name's
+        // letter: see `Triggers::named`.
+        self.redact_with(line, from, out, Triggers::named(&self.stops))
+    }
+
+    /// [`Redactor::redact`] with the stops of `triggers`.
+    #[inline(always)]
+    fn redact_with(&self, line: &[u8], from: usize, out: &mut Vec<u8>, mut triggers: Triggers<'_>) -> bool {
+        let mut scan = Scan { s: line, from, out, copied: 0, changed: false, cut: None, runs_seen_to: 0, red: self };
+        let mask = self.triggers;
         let mut i = from;
         loop {
-            let at = triggers.next(line, i);
             let end = scan.cut.map_or(line.len(), |(start, _)| start);
+            let at = triggers.next_before(line, i, end);
             i = if at < end {
                 scan.at(at, TRIGGERS[line[at] as usize] & mask).max(at + 1)
             } else {
@@ -188,85 +195,401 @@ fn next_trigger(line: &[u8], at: usize, mask: u8) -> usize {
 }
 
 /// Finds the bytes whose [`TRIGGERS`] bits meet a mask, 64 bytes at a time: each block is
-/// classified at once (byte comparisons without branches, which the compiler makes vector
-/// instructions) into one bit per byte, the scan's stops then taking their turn from the bits.
-struct Triggers {
-    mask: u8,
+/// classified at once (on x86-64 with vector compares: AVX2, 32 bytes per compare and up to
+/// four blocks per pass, where the processor has it, SSE2 otherwise) into one bit per byte, the
+/// scan's stops then taking their turn from the bits, less those no rule acts on.
+struct Triggers<'a> {
+    stops: &'a StopBytes,
+    /// Whether a `k`, `w` or `z` (either case) was among the bytes classified so far.
+    name_letter_seen: bool,
     /// The block last classified begins here; `hits` has a bit for each of its bytes that is a
     /// stop.
     block_at: usize,
     hits: u64,
+    /// The blocks classified at once (with AVX2: up to four) begin here, `blocks[..count]`
+    /// their bits.
+    blocks_at: usize,
+    blocks: [u64; 4],
+    count: usize,
+    /// Whether stops no rule acts on are passed over here (see [`no_rule_acts_at`]).
+    passes_over: bool,
 }
 
-impl Triggers {
+impl<'a> Triggers<'a> {
+    /// Stops at every byte of `mask`.
+    #[cfg(test)]
     fn new(mask: u8) -> Self {
+        Triggers {
+            name_letter_seen: true,
+            passes_over: false,
+            ..Triggers::named(Box::leak(Box::new(StopBytes::new(mask & !AT_EQUALS, mask & AT_EQUALS))))
+        }
+    }
+
+    /// Stops at the bytes `stops` always stops at, and at its named ones once the line (from
+    /// where the scan began) has shown a `k`, `w` or `z`: every credential's name has one
+    /// (token, cookie; password, passwd; authorization), and the name comes before its `=` or
+    /// `:`, in this block or an earlier one. (What the scan skips between blocks is either
+    /// replaced, so no name reaches back into it, or a run of address characters, which has
+    /// none.)
+    fn named(stops: &'a StopBytes) -> Self {
         // No block classified yet: one that ends before any line begins.
-        Triggers { mask, block_at: usize::MAX - 64, hits: 0 }
+        Triggers {
+            stops,
+            name_letter_seen: false,
+            block_at: usize::MAX - 64,
+            hits: 0,
+            blocks_at: 0,
+            blocks: [0; 4],
+            count: 0,
+            passes_over: true,
+        }
     }
 
     /// The next trigger at or after `at` (the line's length: none).
+    #[cfg(test)]
+    fn next(&mut self, line: &[u8], at: usize) -> usize {
+        self.next_before(line, at, line.len())
+    }
+
+    /// The next trigger at or after `at` if it is before `limit`; otherwise some place at or
+    /// after `limit` (the scan goes no further than it needs: it comes back to `limit`).
     #[inline(always)]
-    fn next(&mut self, line: &[u8], mut at: usize) -> usize {
+    fn next_before(&mut self, line: &[u8], mut at: usize, limit: usize) -> usize {
         loop {
+            if at >= limit {
+                return at;
+            }
             if at >= self.block_at && at - self.block_at < 64 {
-                let hits = self.hits & (u64::MAX << (at - self.block_at));
-                if hits != 0 {
-                    return self.block_at + hits.trailing_zeros() as usize;
+                let mut hits = self.hits & (u64::MAX << (at - self.block_at));
+                while hits != 0 {
+                    let stop = self.block_at + hits.trailing_zeros() as usize;
+                    if stop >= limit || !self.passes_over || !no_rule_acts_at(line, stop, self.name_letter_seen) {
+                        return stop;
+                    }
+                    hits &= hits - 1;
                 }
                 at = self.block_at + 64;
             }
             if at >= line.len() {
                 return line.len();
             }
-            self.classify(line, at);
+            if at >= limit {
+                return at;
+            }
+            // A block classified already, or the next ones.
+            let block = at.wrapping_sub(self.blocks_at) / 64;
+            if block < self.count {
+                self.block_at = self.blocks_at + 64 * block;
+                self.hits = self.blocks[block];
+            } else {
+                self.classify(line, at);
+            }
         }
     }
 
-    /// Finds the stops among the 64 bytes from `at` (zeros past the line's end: no trigger
-    /// is zero).
+    /// Finds the stops among the (up to) 64 bytes from `at` (within the line). Not inlined:
+    /// the scan around it keeps its registers.
+    #[inline(never)]
     fn classify(&mut self, line: &[u8], at: usize) {
-        let rest = line.get(at..).unwrap_or_default();
-        let block = match rest.first_chunk::<64>() {
-            Some(block) => *block,
-            None => {
-                let mut block = [0u8; 64];
-                block[..rest.len()].copy_from_slice(rest);
-                block
+        self.block_at = at;
+        self.blocks_at = at;
+        self.count = 1;
+        if self.stops.none {
+            self.hits = 0;
+            self.blocks[0] = 0;
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.stops.wide && line.len() >= 32 {
+            // SAFETY: `wide`: the processor has AVX2.
+            unsafe { self.classify_wide(line, at) };
+            return;
+        }
+        let len = line.len().saturating_sub(at).min(64);
+        let (always, letters) = self.stops.find(line, at, len, !self.name_letter_seen);
+        self.name_letter_seen |= letters;
+        self.hits = always;
+        if self.name_letter_seen && self.stops.has_named {
+            self.hits |= self.stops.find_named(line, at, len);
+        }
+        self.blocks[0] = self.hits;
+    }
+
+    /// [`Triggers::classify`] for the (up to) 256 bytes from `at`, with AVX2; `line` has 32
+    /// bytes at least.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn classify_wide(&mut self, line: &[u8], at: usize) {
+        let len = line.len().saturating_sub(at).min(256);
+        let (always, named, letters) = self.stops.find_wide(line, at, len);
+        self.count = len.div_ceil(64);
+        for block in 0..self.count {
+            self.name_letter_seen |= letters[block];
+            let named = if self.name_letter_seen && self.stops.has_named { named[block] } else { 0 };
+            self.blocks[block] = always[block] | named;
+        }
+        self.hits = self.blocks[0];
+    }
+}
+
+/// Whether the stop at `i` is one the scan would pass over anyway, told by its neighbours (and
+/// `names`: whether a credential's name may end there): a `<` before no element name a class
+/// redacts begins with (an end tag's `/`, a `<message`: see [`element_content`]), a `.` that
+/// cannot be inside an address (see [`may_join_address`]), and likewise a `:` where no name
+/// may end.
+#[inline(always)]
+fn no_rule_acts_at(line: &[u8], i: usize, names: bool) -> bool {
+    match line[i] {
+        b'<' => !line.get(i + 1).is_some_and(|&b| may_begin_element_name(b)),
+        b'.' => !may_join_address(line, i),
+        b':' => !names && !may_join_address(line, i),
+        _ => false,
+    }
+}
+
+/// The bytes a [`Triggers`] stops at, each spread over a vector register on x86-64: those it
+/// always stops at (up to five: `<`, `&`, `:`, `.`, `@`) and those only after a name's letter
+/// (up to two: `=`, `:`), each list padded with one of its bytes (an empty list: with one of
+/// the other's, which only finds stops found anyway).
+#[derive(Clone, Copy)]
+struct StopBytes {
+    always: [Splat; 5],
+    named: [Splat; 2],
+    has_named: bool,
+    /// Neither list has a byte.
+    none: bool,
+    /// Whether the processor has AVX2 (32 bytes per compare), seen when the redactor is made.
+    wide: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+type Splat = std::arch::x86_64::__m128i;
+#[cfg(not(target_arch = "x86_64"))]
+type Splat = u8;
+
+#[cfg(target_arch = "x86_64")]
+fn splat(b: u8) -> Splat {
+    // SAFETY: SSE2 is part of every x86-64; this only builds a register.
+    unsafe { std::arch::x86_64::_mm_set1_epi8(b as i8) }
+}
+#[cfg(not(target_arch = "x86_64"))]
+fn splat(b: u8) -> Splat {
+    b
+}
+
+/// Made from a [`Redactor`]'s classes: equal when they are.
+impl PartialEq for StopBytes {
+    fn eq(&self, _: &StopBytes) -> bool {
+        true
+    }
+}
+
+impl Eq for StopBytes {}
+
+impl std::fmt::Debug for StopBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StopBytes")
+    }
+}
+
+impl StopBytes {
+    /// The bytes of the [`TRIGGERS`] bits `always` and `named` (none in both).
+    fn new(always: u8, named: u8) -> Self {
+        let bytes = |mask: u8| {
+            [b'<', b'&', b'=', b':', b'.', b'@']
+                .into_iter()
+                .filter(|&b| TRIGGERS[b as usize] & mask != 0)
+                .collect::<Vec<u8>>()
+        };
+        let (always, named) = (bytes(always), bytes(named));
+        let pad = always.first().or(named.first()).copied().unwrap_or(0);
+        let fill = |list: &[u8], out: &mut [Splat]| {
+            let first = list.first().copied().unwrap_or(pad);
+            for (k, slot) in out.iter_mut().enumerate() {
+                *slot = splat(list.get(k).copied().unwrap_or(first));
             }
         };
-        // Each byte's `TRIGGERS` bits (a table cannot be looked up sixteen bytes at a time).
-        let mut stops = [0u8; 64];
-        for (stop, &b) in stops.iter_mut().zip(&block) {
-            let bits = ((u8::from(b == b'<') | u8::from(b == b'&')) * AT_XML)
-                | (u8::from(b == b'=') * AT_EQUALS)
-                | (u8::from(b == b':') * AT_COLON)
-                | (u8::from(b == b'.') * AT_DOT)
-                | (u8::from(b == b'@') * AT_AT);
-            *stop = u8::from(bits & self.mask != 0);
-        }
-        self.block_at = at;
-        self.hits = bit_per_byte(&stops);
+        let mut stops = StopBytes {
+            always: [splat(pad); 5],
+            named: [splat(pad); 2],
+            has_named: !named.is_empty(),
+            none: always.is_empty() && named.is_empty(),
+            wide: has_avx2(),
+        };
+        fill(&always, &mut stops.always);
+        fill(&named, &mut stops.named);
+        stops
+    }
+
+    /// In `block` (64 bytes at most): a bit per byte that is one of `always`, and (if
+    /// `letters`) whether a `k`, `w` or `z`, either case, is among them.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn find(&self, line: &[u8], at: usize, len: usize, letters: bool) -> (u64, bool) {
+        // SAFETY: SSE2 is part of every x86-64.
+        unsafe { self.find_sse2(line, at, len, letters) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "sse2")]
+    fn find_sse2(&self, line: &[u8], at: usize, len: usize, letters: bool) -> (u64, bool) {
+        use std::arch::x86_64::*;
+        let s = &self.always;
+        let (mut bits, mut found) = (0u64, _mm_setzero_si128());
+        for_each_sixteen(line, at, len, |n, v, drop| {
+            let hit = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, s[0]), _mm_cmpeq_epi8(v, s[1])),
+                _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, s[2]), _mm_cmpeq_epi8(v, s[3])), _mm_cmpeq_epi8(v, s[4])),
+            );
+            bits |= (u64::from(_mm_movemask_epi8(hit) as u16) >> drop) << (16 * n);
+            if letters {
+                let folded = _mm_or_si128(v, _mm_set1_epi8(0x20));
+                found = _mm_or_si128(
+                    found,
+                    _mm_or_si128(
+                        _mm_cmpeq_epi8(folded, _mm_set1_epi8(b'k' as i8)),
+                        _mm_or_si128(
+                            _mm_cmpeq_epi8(folded, _mm_set1_epi8(b'w' as i8)),
+                            _mm_cmpeq_epi8(folded, _mm_set1_epi8(b'z' as i8)),
+                        ),
+                    ),
+                );
+            }
+        });
+        (bits, _mm_movemask_epi8(found) != 0)
+    }
+
+    /// The `len` bytes (256 at most) of `line` from `at`, 32 bytes at a time (AVX2), as four
+    /// blocks of 64: for each, a bit per byte that is one of `always`, likewise for `named`,
+    /// and whether a `k`, `w` or `z` (either case) is among them. `line` has 32 bytes at least.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn find_wide(&self, line: &[u8], at: usize, len: usize) -> ([u64; 4], [u64; 4], [bool; 4]) {
+        use std::arch::x86_64::*;
+        let s = self.always.map(|b| _mm256_broadcastsi128_si256(b));
+        let named = self.named.map(|b| _mm256_broadcastsi128_si256(b));
+        let (mut always_bits, mut named_bits, mut letters) = ([0u64; 4], [0u64; 4], [false; 4]);
+        for_each_thirty_two(line, at, len, |n, v, drop| {
+            let hit = _mm256_or_si256(
+                _mm256_or_si256(_mm256_cmpeq_epi8(v, s[0]), _mm256_cmpeq_epi8(v, s[1])),
+                _mm256_or_si256(
+                    _mm256_or_si256(_mm256_cmpeq_epi8(v, s[2]), _mm256_cmpeq_epi8(v, s[3])),
+                    _mm256_cmpeq_epi8(v, s[4]),
+                ),
+            );
+            let (word, shift) = (n / 2, 32 * (n % 2));
+            always_bits[word] |= (u64::from(_mm256_movemask_epi8(hit) as u32) >> drop) << shift;
+            let named_hit = _mm256_or_si256(_mm256_cmpeq_epi8(v, named[0]), _mm256_cmpeq_epi8(v, named[1]));
+            named_bits[word] |= (u64::from(_mm256_movemask_epi8(named_hit) as u32) >> drop) << shift;
+            let folded = _mm256_or_si256(v, _mm256_set1_epi8(0x20));
+            let letter = _mm256_or_si256(
+                _mm256_cmpeq_epi8(folded, _mm256_set1_epi8(b'k' as i8)),
+                _mm256_or_si256(
+                    _mm256_cmpeq_epi8(folded, _mm256_set1_epi8(b'w' as i8)),
+                    _mm256_cmpeq_epi8(folded, _mm256_set1_epi8(b'z' as i8)),
+                ),
+            );
+            letters[word] |= _mm256_movemask_epi8(letter) != 0;
+        });
+        (always_bits, named_bits, letters)
+    }
+
+    /// In `block` (64 bytes at most): a bit per byte that is one of `named`.
+    #[cfg(target_arch = "x86_64")]
+    fn find_named(&self, line: &[u8], at: usize, len: usize) -> u64 {
+        // SAFETY: SSE2 is part of every x86-64.
+        unsafe { self.find_named_sse2(line, at, len) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "sse2")]
+    fn find_named_sse2(&self, line: &[u8], at: usize, len: usize) -> u64 {
+        use std::arch::x86_64::*;
+        let s = &self.named;
+        let mut bits = 0u64;
+        for_each_sixteen(line, at, len, |n, v, drop| {
+            let hit = _mm_or_si128(_mm_cmpeq_epi8(v, s[0]), _mm_cmpeq_epi8(v, s[1]));
+            bits |= (u64::from(_mm_movemask_epi8(hit) as u16) >> drop) << (16 * n);
+        });
+        bits
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn find(&self, line: &[u8], at: usize, len: usize, letters: bool) -> (u64, bool) {
+        let block = &line[at..at + len];
+        let found = letters && block.iter().any(|&b| matches!(b | 0x20, b'k' | b'w' | b'z'));
+        (bits_of(block, &self.always), found)
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn find_named(&self, line: &[u8], at: usize, len: usize) -> u64 {
+        bits_of(&line[at..at + len], &self.named)
     }
 }
 
-/// Whether `text` has a `k`, `w` or `z`, either case (all of it looked at, without branches:
-/// vector instructions).
-fn holds_a_name_letter(text: &[u8]) -> bool {
-    text.iter().fold(0u8, |any, &b| {
-        let folded = b | 0x20;
-        any | u8::from(folded == b'k') | u8::from(folded == b'w') | u8::from(folded == b'z')
-    }) != 0
+/// A bit per byte of `block` that is in `set`.
+#[cfg(not(target_arch = "x86_64"))]
+fn bits_of(block: &[u8], set: &[u8]) -> u64 {
+    block.iter().enumerate().fold(0u64, |bits, (k, b)| bits | u64::from(set.contains(b)) << k)
 }
 
-/// 64 bytes, each 0 or 1, as 64 bits (bit k: byte k).
-#[inline(always)]
-fn bit_per_byte(bytes: &[u8; 64]) -> u64 {
-    let mut bits = 0u64;
-    for (n, eight) in bytes.as_chunks::<8>().0.iter().enumerate() {
-        // The multiplication moves byte k's bit (0 or 1) to bit 56 + k.
-        bits |= (u64::from_le_bytes(*eight).wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * n);
+/// Calls `f` with each sixteen bytes of the `len` (64 at most) of `line` from `at`, loaded,
+/// their number, and how many of their first bytes to leave out: the last ones are the
+/// line's last sixteen bytes, which overlap those before (a line shorter than that: padded with
+/// zeros, which are no stop byte nor a name's letter).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn for_each_sixteen(line: &[u8], at: usize, len: usize, mut f: impl FnMut(usize, std::arch::x86_64::__m128i, u32)) {
+    use std::arch::x86_64::*;
+    let block = &line[at..at + len];
+    let (whole, tail) = block.as_chunks::<16>();
+    for (n, sixteen) in whole.iter().enumerate() {
+        // SAFETY: an unaligned load of the sixteen bytes `sixteen` refers to.
+        f(n, unsafe { _mm_loadu_si128(sixteen.as_ptr().cast()) }, 0);
     }
-    bits
+    if tail.is_empty() {
+        return;
+    }
+    if let Some(last) = line.last_chunk::<16>() {
+        // SAFETY: as above, of `last`.
+        f(whole.len(), unsafe { _mm_loadu_si128(last.as_ptr().cast()) }, (16 - tail.len()) as u32);
+    } else {
+        let mut padded = [0u8; 16];
+        padded[..tail.len()].copy_from_slice(tail);
+        // SAFETY: as above, of `padded`.
+        f(whole.len(), unsafe { _mm_loadu_si128(padded.as_ptr().cast()) }, 0);
+    }
+}
+
+/// [`for_each_sixteen`] 32 bytes at a time (AVX2); `line` has 32 bytes at least.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn for_each_thirty_two(line: &[u8], at: usize, len: usize, mut f: impl FnMut(usize, std::arch::x86_64::__m256i, u32)) {
+    use std::arch::x86_64::*;
+    let block = &line[at..at + len];
+    let (whole, tail) = block.as_chunks::<32>();
+    for (n, thirty_two) in whole.iter().enumerate() {
+        // SAFETY: an unaligned load of the 32 bytes `thirty_two` refers to.
+        f(n, unsafe { _mm256_loadu_si256(thirty_two.as_ptr().cast()) }, 0);
+    }
+    if let (false, Some(last)) = (tail.is_empty(), line.last_chunk::<32>()) {
+        // SAFETY: as above, of `last`.
+        f(whole.len(), unsafe { _mm256_loadu_si256(last.as_ptr().cast()) }, (32 - tail.len()) as u32);
+    }
+}
+
+/// Whether the processor has AVX2.
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn has_avx2() -> bool {
+    false
 }
 
 /// One line being redacted: what of it was copied to `out` so far.
@@ -282,8 +605,6 @@ struct Scan<'a> {
     cut: Option<(usize, usize)>,
     /// Runs of address characters before this were judged already.
     runs_seen_to: usize,
-    /// Whether the line may hold a credential's name (see `Redactor::redact`).
-    names: bool,
     red: &'a Redactor,
 }
 
@@ -301,7 +622,7 @@ impl Scan<'_> {
             }
             b'@' => self.jid(i),
             _ => {
-                if kind & (AT_EQUALS | AT_COLON) != 0 && self.names {
+                if kind & (AT_EQUALS | AT_COLON) != 0 {
                     if let Some((start, stop)) = named_value(s, i, self.floor()) {
                         self.replace_with_marker(start, stop);
                         return stop;
@@ -324,6 +645,8 @@ impl Scan<'_> {
     fn replace(&mut self, start: usize, stop: usize, with: impl FnOnce(&mut Vec<u8>)) {
         if !self.changed {
             self.out.clear();
+            // Room for the line and a marker or pseudonym or two: one allocation at most.
+            self.out.reserve(self.s.len() + 64);
             self.changed = true;
         }
         self.out.extend_from_slice(&self.s[self.copied..start]);
@@ -341,11 +664,7 @@ impl Scan<'_> {
             }
         }
         let len = stop - start;
-        self.replace(start, stop, |out| {
-            out.extend_from_slice(b"[redacted ");
-            push_decimal(len, out);
-            out.extend_from_slice(if len == 1 { b" byte]" } else { b" bytes]" });
-        });
+        self.replace(start, stop, |out| push_marker(len, out));
     }
 
     fn pseudonym(&mut self, start: usize, stop: usize, prefix: &[u8], hashed: &[u8]) {
@@ -421,15 +740,21 @@ impl Scan<'_> {
 /// (`<name` or, escaped, `&lt;name`): from after its start tag to its end tag, or to the end of
 /// the line if it has none. `None` for anything else, an empty element and one without content.
 fn element_content(s: &[u8], i: usize, classes: Classes) -> Option<(usize, usize)> {
-    let (open, close, name_at) = if s[i] == b'<' {
-        (&b"<"[..], &b">"[..], i + 1)
+    if s[i] == b'<' {
+        element_content_in::<false>(s, i + 1, classes)
     } else if s[i..].starts_with(b"&lt;") {
-        (&b"&lt;"[..], &b"&gt;"[..], i + 4)
+        element_content_in::<true>(s, i + 4, classes)
     } else {
-        return None;
-    };
-    // The names' first letters (an end tag's `/`, a `<message`, a `<presence` go no further).
-    if !matches!(s.get(name_at), Some(b'a' | b'b' | b'c' | b'd' | b'i' | b'o' | b'p' | b'r' | b's' | b't')) {
+        None
+    }
+}
+
+/// [`element_content`] for the name at `name_at`, after `<` or (`ESCAPED`) `&lt;`.
+#[inline(always)]
+fn element_content_in<const ESCAPED: bool>(s: &[u8], name_at: usize, classes: Classes) -> Option<(usize, usize)> {
+    let (open, close): (&[u8], &[u8]) = if ESCAPED { (b"&lt;", b"&gt;") } else { (b"<", b">") };
+    // An end tag's `/`, a `<message`, a `<presence` go no further.
+    if !s.get(name_at).is_some_and(|&b| may_begin_element_name(b)) {
         return None;
     }
     let name_len = s[name_at..].iter().take_while(|&&b| b.is_ascii_alphanumeric() || b == b'-').count();
@@ -445,7 +770,7 @@ fn element_content(s: &[u8], i: usize, classes: Classes) -> Option<(usize, usize
     if !tag_goes_on {
         return None;
     }
-    let tag_end = after_name + find(&s[after_name..], close)?;
+    let tag_end = after_name + find_tag_mark(&s[after_name..], close)?;
     if s[..tag_end].ends_with(b"/") {
         return None;
     }
@@ -453,11 +778,11 @@ fn element_content(s: &[u8], i: usize, classes: Classes) -> Option<(usize, usize
     // The end tag: `open`, `/`, the name, `close`.
     let mut from = content;
     let stop = loop {
-        let Some(at) = find(&s[from..], open) else {
+        let Some(at) = find_tag_mark(&s[from..], open) else {
             break line_end(s);
         };
         let tag = &s[from + at + open.len()..];
-        if tag.first() == Some(&b'/') && tag[1..].starts_with(name) && tag[1 + name_len..].starts_with(close) {
+        if tag.first() == Some(&b'/') && starts_with_name(&tag[1..], name) && tag[1 + name_len..].starts_with(close) {
             break from + at;
         }
         from += at + open.len();
@@ -465,11 +790,37 @@ fn element_content(s: &[u8], i: usize, classes: Classes) -> Option<(usize, usize
     (stop > content).then_some((content, stop))
 }
 
+/// Whether an element name [`element_content`] looks for may begin with `b`: the names' first
+/// letters.
+#[inline(always)]
+fn may_begin_element_name(b: u8) -> bool {
+    matches!(b, b'a' | b'b' | b'c' | b'd' | b'i' | b'o' | b'p' | b'r' | b's' | b't')
+}
+
+/// Whether `text` begins with `name` (a few bytes: compared here, not by a library call).
+#[inline(always)]
+fn starts_with_name(text: &[u8], name: &[u8]) -> bool {
+    text.len() >= name.len() && text.iter().zip(name).all(|(a, b)| a == b)
+}
+
+/// Where `mark` (`<`, `>`, `&lt;` or `&gt;`) first is in `haystack`.
+#[inline(always)]
+fn find_tag_mark(haystack: &[u8], mark: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    loop {
+        let at = from + find_byte(mark[0], &haystack[from..])?;
+        if mark.len() == 1 || haystack[at + 1..].starts_with(&mark[1..]) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+}
+
 /// Where `needle` (not empty) first is in `haystack`.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     let (&first, rest) = needle.split_first()?;
     let mut from = 0;
-    while let Some(at) = memchr::memchr(first, &haystack[from..]) {
+    while let Some(at) = find_byte(first, &haystack[from..]) {
         let at = from + at;
         if haystack[at + 1..].starts_with(rest) {
             return Some(at);
@@ -477,6 +828,18 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         from = at + 1;
     }
     None
+}
+
+/// Where `byte` first is in `haystack`. What is sought here (a start tag's end, an end tag) is
+/// mostly a few bytes on: those are looked at one by one, before `memchr` is called.
+#[inline(always)]
+fn find_byte(byte: u8, haystack: &[u8]) -> Option<usize> {
+    const NEAR: usize = 16;
+    match haystack.iter().take(NEAR).position(|&b| b == byte) {
+        Some(at) => Some(at),
+        None if haystack.len() > NEAR => memchr::memchr(byte, &haystack[NEAR..]).map(|at| NEAR + at),
+        None => None,
+    }
 }
 
 /// Where the line's text ends: before its final newline.
@@ -679,19 +1042,28 @@ fn ipv6_groups(part: &[u8], out: &mut [u16; 8], v4_last: bool) -> Option<usize> 
     Some(count)
 }
 
-fn push_decimal(n: usize, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+/// `[redacted N bytes]`.
+fn push_marker(len: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"[redacted ");
+    if len < 10 {
+        out.push(b'0' + len as u8);
+    } else {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = len;
+        while n > 0 {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
         }
+        out.extend_from_slice(&digits[at..]);
     }
-    out.extend_from_slice(&digits[at..]);
+    // Two calls of a known length each: no call to `memcpy`.
+    if len == 1 {
+        out.extend_from_slice(b" byte]");
+    } else {
+        out.extend_from_slice(b" bytes]");
+    }
 }
 
 fn push_hex32(n: u32, out: &mut Vec<u8>) {
@@ -1041,6 +1413,136 @@ mod tests {
                         let found = triggers.next(&line, at);
                         assert_eq!(found, naive(&line, at, mask), "{line:?} {at}");
                         at = found + 1 + (found % 3) * 17;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_scan_passes_over_only_stops_no_rule_acts_on() {
+        // The scan leaves out stops: `=` and (without `addresses`) `:` until a credential name's
+        // letter was seen, `</`, and a `.` without a digit on both sides. Lines made of what the
+        // rules look at redact the same as with every stop looked at.
+        let pieces = [
+            "1",
+            "9",
+            "25",
+            "0",
+            ".",
+            ".",
+            ":",
+            "::",
+            "<",
+            "/",
+            "</",
+            ">",
+            "body",
+            "<body>",
+            "</body>",
+            "<auth>",
+            "&lt;",
+            "&gt;",
+            "&lt;body&gt;",
+            "password",
+            "Token",
+            "cookie:",
+            "=",
+            " ",
+            " ",
+            "a",
+            "k",
+            "W",
+            "z",
+            "x",
+            "ff",
+            "@",
+            "user@example.com",
+            "'",
+            "\"",
+            "]",
+            "\n",
+            "192.0.2.1",
+            "1.2",
+            ".3",
+            "2001:db8::1",
+            "::1",
+            "Authorization",
+            "id=",
+            "0.12.4",
+            "12:00:00",
+        ];
+        let all = Classes::ALL_BUT_JIDS.with(Classes::JIDS);
+        let mut seed = 4242u32;
+        let mut random = |below: usize| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 16) as usize % below
+        };
+        let (mut fast, mut full) = (Vec::new(), Vec::new());
+        for classes in [all, Classes::ALL_BUT_JIDS, Classes::ADDRESSES, Classes::CREDENTIALS, Classes::BODIES] {
+            let r = Redactor::new(classes, KEY);
+            for _ in 0..3000 {
+                let count = 1 + random(45);
+                let line: String = (0..count).map(|_| pieces[random(pieces.len())]).collect();
+                let line = line.as_bytes();
+                for from in [0, line.len().min(5)] {
+                    let changed = r.redact(line, from, &mut fast);
+                    let changed_with_every_stop = r.redact_with(line, from, &mut full, Triggers::new(r.triggers));
+                    assert_eq!(changed, changed_with_every_stop, "{}", String::from_utf8_lossy(line));
+                    if changed {
+                        assert_eq!(
+                            String::from_utf8_lossy(&fast),
+                            String::from_utf8_lossy(&full),
+                            "{}",
+                            String::from_utf8_lossy(line)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_wide_and_narrow_block_scans_agree() {
+        // With AVX2 (if this processor has it: four blocks at once) and SSE2 alone (a block at a
+        // time): the same stops, and a name's letter seen where there is one, for lines around
+        // 32, 64 and 256 bytes, from every place.
+        if !has_avx2() {
+            return;
+        }
+        let alphabet = b"a<&=:.@\x00\x80\xffkWz";
+        let is_letter = |b: &u8| matches!(b | 0x20, b'k' | b'w' | b'z');
+        let mut seed = 99u32;
+        for len in [32, 33, 63, 64, 65, 95, 96, 97, 130, 255, 256, 257, 300] {
+            for _ in 0..6 {
+                let line: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                        let pick = (seed >> 16) as usize % (alphabet.len() * 3);
+                        alphabet.get(pick).copied().unwrap_or(b'x')
+                    })
+                    .collect();
+                for (always, named) in [(AT_XML | AT_COLON | AT_DOT | AT_AT, AT_EQUALS), (AT_DOT, AT_EQUALS | AT_COLON)]
+                {
+                    let stops = StopBytes::new(always, named);
+                    for at in 0..len {
+                        let wide_len = (len - at).min(256);
+                        // SAFETY: this processor has AVX2 (checked above); the line has 32 bytes.
+                        let (wide, wide_named, letters) = unsafe { stops.find_wide(&line, at, wide_len) };
+                        for block in 0..wide_len.div_ceil(64) {
+                            let from = at + 64 * block;
+                            let narrow_len = (len - from).min(64);
+                            let (narrow, letter) = stops.find(&line, from, narrow_len, true);
+                            assert_eq!(wide[block], narrow, "{line:?} {at} {block}");
+                            assert_eq!(wide_named[block], stops.find_named(&line, from, narrow_len), "{line:?} {at}");
+                            // A letter in the block is seen; one seen is in the line up to the
+                            // block's end (the last loads overlap the bytes before).
+                            let end = from + narrow_len;
+                            for seen in [letters[block], letter] {
+                                assert!(seen || !line[from..end].iter().any(is_letter), "{line:?} {at}");
+                                assert!(!seen || line[..end].iter().any(is_letter), "{line:?} {at}");
+                            }
+                        }
                     }
                 }
             }
