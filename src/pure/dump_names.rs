@@ -1,7 +1,7 @@
 //! Which files are a sink's dumps: `filename_template` read as a pattern, for `keep_dumps`, and
 //! the names of compressed dumps (`compress`).
 //!
-//! The pattern is the template rendered the way `template::render` renders it, except that the
+//! The pattern is the template as [`Template::render`] renders it, except that the
 //! values that change from dump to dump or from process to process become wildcards of the
 //! right kind: `{count}`, `{time}` and `{pid}` any run of digits, `{time|yyyymmdd}` exactly 8
 //! digits, `{time|hhmmss}` exactly 6. Everything else is literal and must be there exactly:
@@ -10,9 +10,9 @@
 //! template's dumps while `compress` was on). Wildcards must all be in the file name: the
 //! folder is one fixed folder.
 //!
-//! The pattern comes from the parsed template itself ([`Template::pattern`]), so it is read the
-//! way the template renders; a test renders many templates with many values and checks that
-//! the pattern matches every result.
+//! The pattern comes from the parsed template itself ([`Template::pattern`]), walked as it is
+//! rendered; a test renders many templates with many values and checks that the pattern
+//! matches every result.
 
 use std::cmp::Ordering;
 use std::time::SystemTime;
@@ -305,7 +305,7 @@ mod tests {
         assert!(p.matches_name("prosody-5"));
     }
 
-    /// The pattern matches whatever `template::render` makes, with any values.
+    /// The pattern matches whatever `Template::render` makes, with any values.
     #[test]
     fn every_rendering_matches_its_pattern() {
         let templates = [
