@@ -258,7 +258,7 @@ mod tests {
     }
 
     fn pattern(template: &str) -> NamePattern {
-        match dump_names::shape(template, &[]) {
+        match dump_names::shape(&template.into(), &[]) {
             Shape::PerDump(p) => p,
             other => panic!("{other:?}"),
         }

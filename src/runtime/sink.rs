@@ -28,7 +28,7 @@ use crate::pure::recorder::{Batch, Recorder};
 use crate::pure::records::{Framing, Identity};
 use crate::pure::redact::Redactor;
 use crate::pure::ring::{Limit, Meta, Ring};
-use crate::pure::template::{self, Values};
+use crate::pure::template::Values;
 
 #[derive(Debug)]
 pub(crate) struct Sink {
@@ -485,7 +485,7 @@ impl Sink {
         match &self.options.target {
             Target::File(name) => name.clone(),
             Target::Template(t) => {
-                template::render(t, &Values { pid: std::process::id(), count, time, paths: self.paths.clone() })
+                t.render(&Values { pid: std::process::id(), count, time, paths: self.paths.clone() })
             }
         }
     }
@@ -814,15 +814,6 @@ impl Sink {
     /// This sink's address: names it in `regions`, for the handler.
     pub(crate) fn address(&self) -> usize {
         std::ptr::from_ref(self) as usize
-    }
-
-    /// The file a dump would go to with these `{pid}`, `{count}` and `{time}`, without the
-    /// suffix of `compress` (a dump from a signal handler cannot be compressed).
-    pub(crate) fn crash_path(&self, pid: u32, count: u64, time: i64) -> String {
-        match &self.options.target {
-            Target::File(name) => name.clone(),
-            Target::Template(t) => template::render(t, &Values { pid, count, time, paths: self.paths.clone() }),
-        }
     }
 
     /// Reads the buffered lines from a fatal signal's handler, never blocking (see
