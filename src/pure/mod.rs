@@ -5,9 +5,10 @@
 //!   renders dates with the C library's `localtime_r` and `strftime`, which read the time zone
 //!   (`TZ`, or the system's) and so give what Lua's `os.date` gives;
 //! - `unsafe` (each block with its `SAFETY` line) is in `date` (those libc calls),
-//!   `format::numbers` (`snprintf`, for floats as Lua prints them) and the per-line path's
+//!   `format::numbers` (`snprintf`, for floats as Lua prints them), the per-line path's
 //!   copies in `format::fast` and `format::copy` (unaligned word and SSE2 loads and stores, into
-//!   room checked first).
+//!   room checked first) and `redact`'s scan for the bytes its rules start at (SSE2 and, where
+//!   the CPU has it, AVX2 loads of the line).
 
 pub(crate) mod build_stamp;
 pub(crate) mod date;
