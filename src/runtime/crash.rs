@@ -55,10 +55,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::dump_count;
 use super::os::{self, Disposition};
 use super::regions::{self, Abandoned, Kind};
 use super::shared_ring::CrashView;
-use super::sink::{self, Sink};
+use super::sink::Sink;
 use crate::pure::date::{now_seconds, DateFormat};
 use crate::pure::records::FOOTER;
 use crate::pure::ring::Ring;
@@ -187,6 +188,7 @@ pub(crate) fn watch(sink: &Arc<Sink>) -> Result<(), String> {
     }
     let slot = Arc::new(Slot::new(Arc::clone(sink)));
     slot.refresh()?;
+    dump_count::on_taken(refresh);
     if !state.active {
         install(&mut state)?;
     }
@@ -312,7 +314,7 @@ struct Rendered {
 
 /// Renders `sink`'s dump file name for a dump from the handler.
 fn render(sink: &Sink, pid: u32, count: u64, time: i64) -> Result<Rendered, String> {
-    let text = sink.crash_path(pid, count, time);
+    let text = sink.dump_path(pid, count, time);
     let why = if text.len() >= NAME_CAP {
         Some(format!("it is longer than {} bytes", NAME_CAP - 1))
     } else if text.contains('\0') {
@@ -327,7 +329,7 @@ fn render(sink: &Sink, pid: u32, count: u64, time: i64) -> Result<Rendered, Stri
             "dump_on_crash: cannot dump to {shown:?}{more}: {why}; this sink is not dumped on a crash"
         ));
     }
-    let other = sink.crash_path(other_pid(pid), count, time);
+    let other = sink.dump_path(other_pid(pid), count, time);
     let pid_spots = pid_spots(&text, &other, pid).unwrap_or_default();
     Ok(Rendered { text, pid, pid_spots })
 }
@@ -380,7 +382,7 @@ impl Slot {
 
     /// Renders the name for a dump now; an unusable name leaves the sink without one.
     fn refresh(&self) -> Result<(), String> {
-        let rendered = render(&self.sink, std::process::id(), sink::next_count(), now_seconds());
+        let rendered = render(&self.sink, std::process::id(), dump_count::next(), now_seconds());
         self.store(rendered.as_ref().ok());
         rendered.map(|_| ())
     }
@@ -736,8 +738,7 @@ fn dump_slot(slot: &Slot, crash: &Crash, pid: u32, out: &mut [u8], scratch: &mut
     let Some(path) = name_for_pid(name, pid, scratch) else { return };
     let Some(file) = CrashFile::open(path) else { return };
     let sink = &slot.sink;
-    let now = crate::pure::date::now_precise(); // clock_gettime: async-signal-safe
-    let cutoff = sink.options.retention.max_age.map(|age| crate::pure::query::oldest_second_within(age, now));
+    let cutoff = sink.since(None); // async-signal-safe
     let mut out = Out::new(file.fd, out);
     write_dump(&mut out, crash, |out| {
         let cut = write_abandoned_lines(out, sink.address(), cutoff);
@@ -1138,7 +1139,7 @@ mod tests {
         };
         let first = count_in_name().expect("a count");
         a.push(b"line\n", 0);
-        let dumped = a.dump(sink::DumpOrigin::LuaThread, "test").expect("dump");
+        let dumped = a.dump(crate::runtime::sink::DumpOrigin::LuaThread, "test").expect("dump");
         assert!(super::super::writer::wait_idle(Duration::from_secs(5)));
         let dumped_count: u64 =
             dumped.path.rsplit('-').next().and_then(|c| c.strip_suffix(".log")).expect("count").parse().expect("n");
@@ -1465,7 +1466,7 @@ mod tests {
     fn child_crash_mid_dump() {
         let dir = std::env::var("CRASH_TEST_DIR").expect("CRASH_TEST_DIR");
         let sink = big_sink(&dir, "d.log", 400_000, &[]); // 40 MB: tens of ms to write
-        sink.dump(sink::DumpOrigin::LuaThread, "test").expect("dump");
+        sink.dump(crate::runtime::sink::DumpOrigin::LuaThread, "test").expect("dump");
         if let Some(delay) = std::env::var("CRASH_DELAY_US").ok().and_then(|d| d.parse().ok()) {
             // From when the writer has begun (the region reads as NUL bytes until then).
             let file = std::fs::File::open(format!("{dir}/d.log")).expect("open");
@@ -1538,7 +1539,7 @@ mod tests {
     fn child_crash_mid_compressed() {
         let dir = std::env::var("CRASH_TEST_DIR").expect("CRASH_TEST_DIR");
         let sink = big_sink(&dir, "c.log", 100_000, &[("compress", OptValue::Str("zstd".into()))]);
-        sink.dump(sink::DumpOrigin::LuaThread, "test").expect("dump");
+        sink.dump(crate::runtime::sink::DumpOrigin::LuaThread, "test").expect("dump");
         // The hidden file is made as the dump begins, and gets its first bytes (the earlier
         // dump, copied) once the dump is in the table the handler reads (see `regions`).
         let hidden = format!("{dir}/.c.log.zst.{}.part", std::process::id());
@@ -1574,7 +1575,7 @@ mod tests {
     fn child_compressing() {
         let dir = std::env::var("CRASH_TEST_DIR").expect("CRASH_TEST_DIR");
         let sink = big_sink(&dir, "k.log", 200_000, &[("compress", OptValue::Str("gzip".into()))]);
-        sink.dump(sink::DumpOrigin::LuaThread, "test").expect("dump");
+        sink.dump(crate::runtime::sink::DumpOrigin::LuaThread, "test").expect("dump");
         linger();
     }
 

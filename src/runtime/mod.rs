@@ -11,7 +11,7 @@
 //!
 //! 1. `auto_dump::TIMER` (the timer thread's sender): held while scheduling; may take 2 and 11
 //!    (a schedule that fails marks the trigger and reports it).
-//! 2. `auto_dump::LevelTrigger::state` (per sink): taken alone, or, when a reload hands an open
+//! 2. `level_trigger::LevelTrigger::state` (per sink): taken alone, or, when a reload hands an open
 //!    window over, a predecessor's and then its successor's (never the other way round, and a
 //!    sink never adopts itself); nothing else is taken while holding it.
 //! 3. `signals::NATIVE` (watched signals, the signal pipe): leaf; the dumps a signal starts run
@@ -52,6 +52,7 @@
 
 pub(crate) mod auto_dump;
 pub(crate) mod crash;
+pub(crate) mod dump_count;
 pub(crate) mod dump_file;
 pub(crate) mod dump_ledger;
 pub(crate) mod dumped;
@@ -59,6 +60,7 @@ pub(crate) mod follow;
 pub(crate) mod forward;
 pub(crate) mod heartbeat;
 pub(crate) mod inspect;
+pub(crate) mod level_trigger;
 #[cfg(test)]
 pub(crate) mod lock_watch;
 pub(crate) mod lua_traceback;
