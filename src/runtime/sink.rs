@@ -4,6 +4,11 @@
 //! A logging reload that changes a sink's options makes a successor, which adopts the sink's
 //! lines and open `dump_on` window ([`Sink::adopt`]); from then on the old sink points to it,
 //! so that a dump of the old sink that fails later gives its lines back to the successor.
+//!
+//! Every dump of a sink (a dump, the admin shell's copy, a failed forward's lines at shutdown)
+//! is routed in one place, [`Sink::route`]: the collector, the one-off file, or the configured
+//! file and its compression; and every line older than `max_age` or a copy's `since` is left
+//! out by one cutoff, [`Sink::since`].
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
