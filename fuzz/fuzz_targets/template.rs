@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use log_ringbuffer_native::template::{render, Values};
+use log_ringbuffer_native::template::{Template, Values};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(template) = std::str::from_utf8(data) else { return };
@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         time: 1_700_000_000,
         paths: vec![("data".into(), "/var/lib/prosody".into()), ("config".into(), "/etc/prosody".into())],
     };
-    let rendered = render(template, &values);
+    let rendered = Template::parse(template).render(&values);
     if !template.contains('{') {
         assert_eq!(rendered, template);
     }

@@ -3,6 +3,10 @@
 //! rendered by the C library's `strftime`, which is what `os.date` itself calls, so the bytes are
 //! the same in every locale and time zone. Line timestamps alone may also show fractions of a
 //! second (GNU date's `%3N`, `%6N`, `%9N`, `%N`), written by us between strftime's pieces.
+//!
+//! A fatal signal's handler may not call `localtime` or `strftime` nor allocate: for it, the
+//! header's time is written from UTC plus an offset found in advance ([`utc_offset_at`]), by
+//! [`header_stamp`], and numbers by [`decimal`].
 
 use std::ffi::{CStr, CString};
 
@@ -301,6 +305,63 @@ pub fn now_precise() -> (i64, u32) {
     (seconds as i64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
 }
 
+/// The local time's offset from UTC at `time` in seconds, as `%z` writes it (`+hhmm`).
+pub(crate) fn utc_offset_at(time: i64) -> Option<i64> {
+    let mut text = Vec::new();
+    if let Ok(format) = DateFormat::new("%z") {
+        format.render(time, &mut text);
+    }
+    parse_utc_offset(&text)
+}
+
+/// A `%z` text (`+hhmm` or `-hhmm`) as seconds east of UTC.
+fn parse_utc_offset(text: &[u8]) -> Option<i64> {
+    let [sign, h1, h2, m1, m2] = *text else { return None };
+    let digit = |b: u8| b.is_ascii_digit().then(|| i64::from(b - b'0'));
+    let seconds = (digit(h1)? * 10 + digit(h2)?) * 3600 + (digit(m1)? * 10 + digit(m2)?) * 60;
+    match sign {
+        b'+' => Some(seconds),
+        b'-' => Some(-seconds),
+        _ => None,
+    }
+}
+
+/// `os.date("%b %d %H:%M:%S", t)` (the dump header's time) for a local time `t` given as
+/// seconds (UTC plus the offset), in the C locale, without the C library and without
+/// allocating: async-signal-safe.
+pub(crate) fn header_stamp(local: i64) -> [u8; 15] {
+    const MONTHS: &[u8; 36] = b"JanFebMarAprMayJunJulAugSepOctNovDec";
+    let (days, seconds) = (local.div_euclid(86_400), local.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days: the month and day of a day count from 1970-01-01.
+    let z = days + 719_468;
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 { shifted_month + 2 } else { shifted_month - 10 };
+    let two = |n: i64| [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
+    let m = (month as usize) * 3;
+    let [d1, d2] = two(day);
+    let [h1, h2] = two(seconds / 3600);
+    let [n1, n2] = two(seconds / 60 % 60);
+    let [s1, s2] = two(seconds % 60);
+    [MONTHS[m], MONTHS[m + 1], MONTHS[m + 2], b' ', d1, d2, b' ', h1, h2, b':', n1, n2, b':', s1, s2]
+}
+
+/// `n` in decimal, in `buf`, without allocating: async-signal-safe.
+pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,5 +536,28 @@ mod tests {
         assert!(nanos < 1_000_000_000);
         // time() may trail the precise clock by up to one tick.
         assert!(before <= second && second <= after + 1, "{before} {second} {after}");
+    }
+
+    #[test]
+    fn the_header_time_is_what_strftime_writes() {
+        let format = DateFormat::new("!%b %d %H:%M:%S").expect("format");
+        let mut t: i64 = -86_400 * 400;
+        while t < 4_200_000_000 {
+            let mut expected = Vec::new();
+            format.render(t, &mut expected);
+            assert_eq!(String::from_utf8_lossy(&header_stamp(t)), String::from_utf8_lossy(&expected), "t = {t}");
+            t += 86_400 * 7 + 3_607;
+        }
+        assert_eq!(parse_utc_offset(b"+0530"), Some(19_800));
+        assert_eq!(parse_utc_offset(b"-0100"), Some(-3_600));
+        assert_eq!(parse_utc_offset(b"UTC"), None);
+    }
+
+    #[test]
+    fn decimals() {
+        let mut digits = [0u8; 20];
+        for n in [0, 7, 10, 4_194_304, u64::MAX] {
+            assert_eq!(decimal(n, &mut digits), n.to_string().as_bytes());
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Which files are a sink's dumps: `filename_template` read as a pattern, for `keep_dumps`, and
 //! the names of compressed dumps (`compress`).
 //!
-//! The pattern is the template rendered the way `template::render` renders it, except that the
+//! The pattern is the template as [`Template::render`] renders it, except that the
 //! values that change from dump to dump or from process to process become wildcards of the
 //! right kind: `{count}`, `{time}` and `{pid}` any run of digits, `{time|yyyymmdd}` exactly 8
 //! digits, `{time|hhmmss}` exactly 6. Everything else is literal and must be there exactly:
@@ -10,27 +10,18 @@
 //! template's dumps while `compress` was on). Wildcards must all be in the file name: the
 //! folder is one fixed folder.
 //!
-//! The renderer is restated here rather than shared (`template` stays untouched); a test
-//! renders many templates with many values and checks that the pattern matches every result.
+//! The pattern comes from the parsed template itself ([`Template::pattern`]), walked as it is
+//! rendered; a test renders many templates with many values and checks that the pattern
+//! matches every result.
 
 use std::cmp::Ordering;
 use std::time::SystemTime;
 
-use super::date::DateFormat;
 use super::options::{Compression, Retention, Target};
-use super::template::{balanced_end, match_name};
+use super::template::{Piece, Template};
 
 /// Suffixes a dump file of a template may carry (see the module doc).
 const SUFFIXES: [&str; 2] = [".gz", ".zst"];
-
-/// One part of a pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Piece {
-    /// Text that must be there exactly.
-    Literal(String),
-    /// ASCII digits: exactly `len` of them, or at least one.
-    Digits { len: Option<usize> },
-}
 
 /// The file names one template makes, in one folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,155 +42,26 @@ pub(crate) enum Shape {
     VaryingFolder,
 }
 
-/// A value as the pattern sees it.
-#[derive(Debug, Clone, PartialEq)]
-enum Sym {
-    /// `{pid}`, `{count}`, `{time}`, maybe through date filters: digits.
-    Number { per_dump: bool, len: Option<usize> },
-    /// A known text (`{paths.*}`, or a date filter of one).
-    Text(String),
-    /// The `paths` table itself.
-    Paths,
-}
-
-/// Mirrors `template::Values::lookup`.
-fn lookup(name: &str, paths: &[(String, String)]) -> Option<Sym> {
-    let direct = match name {
-        "pid" => Some(Sym::Number { per_dump: false, len: None }),
-        "count" | "time" => Some(Sym::Number { per_dump: true, len: None }),
-        "paths" => Some(Sym::Paths),
-        _ => None,
-    };
-    if direct.is_some() || !name[1..].contains('.') {
-        return direct;
-    }
-    let mut words = name.split('.').filter(|w| !w.is_empty());
-    match (words.next(), words.next(), words.next()) {
-        (Some("paths"), Some(key), None) => paths.iter().find(|(k, _)| k == key).map(|(_, v)| Sym::Text(v.clone())),
-        _ => None,
-    }
-}
-
-/// Mirrors `template::apply_filter`.
-fn apply_filter(filter: &str, value: Sym) -> Sym {
-    let (pattern, digits) = match filter {
-        "yyyymmdd" => ("%Y%m%d", 8),
-        "hhmmss" => ("%H%M%S", 6),
-        _ => return value,
-    };
-    match value {
-        Sym::Number { per_dump, .. } => Sym::Number { per_dump, len: Some(digits) },
-        Sym::Text(s) => match s.trim().parse::<i64>() {
-            Ok(time) => {
-                let mut out = Vec::new();
-                if let Ok(format) = DateFormat::new(pattern) {
-                    format.render(time, &mut out);
-                }
-                Sym::Text(String::from_utf8_lossy(&out).into_owned())
-            }
-            Err(_) => Sym::Text(s),
-        },
-        Sym::Paths => Sym::Paths,
-    }
-}
-
-/// Pieces being collected, with adjacent literals joined.
-#[derive(Default)]
-struct Pieces {
-    list: Vec<Piece>,
-    per_dump: bool,
-}
-
-impl Pieces {
-    fn literal(&mut self, text: &str) {
-        if text.is_empty() {
-            return;
-        }
-        if let Some(Piece::Literal(last)) = self.list.last_mut() {
-            last.push_str(text);
-        } else {
-            self.list.push(Piece::Literal(text.to_string()));
-        }
-    }
-}
-
-/// Mirrors `template::render`.
-fn collect(template: &str, paths: &[(String, String)], out: &mut Pieces) {
-    let bytes = template.as_bytes();
-    let mut i = 0;
-    let mut copied = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'{' {
-            if let Some(close) = balanced_end(bytes, i) {
-                out.literal(&template[copied..i]);
-                if !collect_block(&template[i + 1..close], paths, out) {
-                    out.literal(&template[i..=close]);
-                }
-                i = close + 1;
-                copied = i;
-                continue;
-            }
-        }
-        i += 1;
-    }
-    out.literal(&template[copied..]);
-}
-
-/// Mirrors `template::render_block`; false: the block stays as written.
-fn collect_block(block: &str, paths: &[(String, String)], out: &mut Pieces) -> bool {
-    let Some((name, mut opt, mut next)) = match_name(block, 0) else { return false };
-    let mut value = lookup(name, paths);
-    while opt == Some(b'|') {
-        let Some((filter, filter_opt, after)) = match_name(block, next) else {
-            opt = None;
-            break;
-        };
-        value = value.map(|v| apply_filter(filter, v));
-        opt = filter_opt;
-        next = after;
-    }
-    let truthy = value.is_some();
-    let rest = &block[next..];
-    match opt {
-        Some(b'#') | Some(b'%') => {}
-        Some(b'&') if truthy => collect(rest, paths, out),
-        Some(b'~') if !truthy => collect(rest, paths, out),
-        Some(b'&') | Some(b'~') => {}
-        Some(b'?') if !truthy => collect(rest, paths, out),
-        _ => match value {
-            None => return false,
-            Some(Sym::Number { per_dump, len }) => {
-                out.per_dump |= per_dump;
-                out.list.push(Piece::Digits { len });
-            }
-            Some(Sym::Text(s)) => out.literal(&s),
-            Some(Sym::Paths) => out.literal("table"),
-        },
-    }
-    true
-}
-
 /// Reads `template` (with Prosody's `paths`) as the pattern of the files it makes.
-pub(crate) fn shape(template: &str, paths: &[(String, String)]) -> Shape {
-    let mut pieces = Pieces::default();
-    collect(template, paths, &mut pieces);
+pub(crate) fn shape(template: &Template, paths: &[(String, String)]) -> Shape {
+    let pieces = template.pattern(paths);
     if !pieces.per_dump {
         return Shape::Shared;
     }
     // The folder ends at the last '/', which must come after every wildcard.
-    let Some(last) = pieces.list.iter().rposition(|p| matches!(p, Piece::Literal(t) if t.contains('/'))) else {
-        return Shape::PerDump(NamePattern { dir: String::new(), name: pieces.list });
+    let Some(last) = pieces.pieces.iter().rposition(|p| matches!(p, Piece::Literal(t) if t.contains('/'))) else {
+        return Shape::PerDump(NamePattern { dir: String::new(), name: pieces.pieces });
     };
-    if pieces.list[..last].iter().any(|p| matches!(p, Piece::Digits { .. })) {
+    if pieces.pieces[..last].iter().any(|p| matches!(p, Piece::Digits { .. })) {
         return Shape::VaryingFolder;
     }
     let mut dir = String::new();
-    for piece in &pieces.list[..last] {
+    for piece in &pieces.pieces[..last] {
         if let Piece::Literal(text) = piece {
             dir.push_str(text);
         }
     }
-    let Piece::Literal(split) = &pieces.list[last] else { return Shape::VaryingFolder };
+    let Piece::Literal(split) = &pieces.pieces[last] else { return Shape::VaryingFolder };
     let slash = split.rfind('/').unwrap_or(0);
     dir.push_str(&split[..slash]);
     if dir.is_empty() {
@@ -209,7 +71,7 @@ pub(crate) fn shape(template: &str, paths: &[(String, String)]) -> Shape {
     if slash + 1 < split.len() {
         name.push(Piece::Literal(split[slash + 1..].to_string()));
     }
-    name.extend(pieces.list[last + 1..].iter().cloned());
+    name.extend(pieces.pieces[last + 1..].iter().cloned());
     Shape::PerDump(NamePattern { dir, name })
 }
 
@@ -263,12 +125,12 @@ pub(crate) fn keep_dumps_warning(target: &Target, retention: &Retention, paths: 
     };
     let why = match target {
         Target::File(name) => format!("'filename' ({name:?}) sends every dump to the same file"),
-        Target::Template(template) => match shape(template, paths) {
-            Shape::PerDump(_) => return None,
-            Shape::Shared => format!(
+        Target::Template(template) => match (shape(template, paths), template.source()) {
+            (Shape::PerDump(_), _) => return None,
+            (Shape::Shared, template) => format!(
                 "filename_template {template:?} gives every dump of a process the same file (it has no {{count}} or {{time}})"
             ),
-            Shape::VaryingFolder => format!(
+            (Shape::VaryingFolder, template) => format!(
                 "filename_template {template:?} has variables in its folder part (only the file name may vary)"
             ),
         },
@@ -345,8 +207,17 @@ pub(crate) fn to_delete(files: &[(String, Recency)], keep: usize) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pure::template::{render, Values};
+    use crate::pure::template::{Values, Zone};
     use std::time::Duration;
+
+    fn shape(template: &str, paths: &[(String, String)]) -> Shape {
+        super::shape(&Template::parse(template), paths)
+    }
+
+    /// Renders in UTC: the test needs no `TZ`.
+    fn render(template: &str, values: &Values) -> String {
+        Template::parse(template).render_in(values, Zone::Utc)
+    }
 
     fn paths() -> Vec<(String, String)> {
         vec![("data".into(), "/var/lib/prosody".into()), ("config".into(), "/etc/prosody".into())]
@@ -434,10 +305,9 @@ mod tests {
         assert!(p.matches_name("prosody-5"));
     }
 
-    /// The pattern matches whatever `template::render` makes, with any values.
+    /// The pattern matches whatever `Template::render` makes, with any values.
     #[test]
     fn every_rendering_matches_its_pattern() {
-        std::env::set_var("TZ", "UTC");
         let templates = [
             "{paths.data}/ringbuffer-logs-{pid}-{count}.log",
             "{paths.data}/traceback-{pid}-{count}.log",

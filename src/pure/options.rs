@@ -17,6 +17,7 @@ use super::records::{Format, FACILITIES, PRECISE_STAMP};
 use super::redact::Classes;
 use super::ring::{Limit, MIN_SIZE};
 use super::signal_names::{self, Trigger};
+use super::template::Template;
 
 pub(crate) const DEFAULT_SIZE: usize = 100 * 1024;
 /// Larger rings are almost certainly a typo (memory is only used as lines arrive, but still).
@@ -135,7 +136,7 @@ pub(crate) enum Target {
     /// `filename`: used as written.
     File(String),
     /// `filename_template`, rendered at each dump.
-    Template(String),
+    Template(Template),
 }
 
 /// `persist`: where the sink's ring file lives.
@@ -354,7 +355,7 @@ impl<G: Fn(&str) -> OptValue> Reader<G> {
         let template = self.path("filename_template");
         match (filename, template) {
             (Some(f), _) => Target::File(f),
-            (None, Some(t)) => Target::Template(t),
+            (None, Some(t)) => Target::Template(t.into()),
             (None, None) => Target::Template(DEFAULT_TEMPLATE.into()),
         }
     }

@@ -60,7 +60,7 @@ use super::os::{self, Disposition};
 use super::regions::{self, Abandoned, Kind};
 use super::shared_ring::CrashView;
 use super::sink::Sink;
-use crate::pure::date::{now_seconds, DateFormat};
+use crate::pure::date::{decimal, header_stamp, now_seconds, utc_offset_at};
 use crate::pure::records::FOOTER;
 use crate::pure::ring::Ring;
 
@@ -284,23 +284,8 @@ fn publish(slots: &[Arc<Slot>]) {
 
 /// The local time's offset from UTC now, for headers (`%z` is `+hhmm`).
 fn refresh_offset() {
-    let mut text = Vec::new();
-    if let Ok(format) = DateFormat::new("%z") {
-        format.render(now_seconds(), &mut text);
-    }
-    if let Some(offset) = parse_utc_offset(&text) {
+    if let Some(offset) = utc_offset_at(now_seconds()) {
         UTC_OFFSET.store(offset, Ordering::Relaxed);
-    }
-}
-
-fn parse_utc_offset(text: &[u8]) -> Option<i64> {
-    let [sign, h1, h2, m1, m2] = *text else { return None };
-    let digit = |b: u8| b.is_ascii_digit().then(|| i64::from(b - b'0'));
-    let seconds = (digit(h1)? * 10 + digit(h2)?) * 3600 + (digit(m1)? * 10 + digit(m2)?) * 60;
-    match sign {
-        b'+' => Some(seconds),
-        b'-' => Some(-seconds),
-        _ => None,
     }
 }
 
@@ -312,9 +297,10 @@ struct Rendered {
     pid_spots: Vec<usize>,
 }
 
-/// Renders `sink`'s dump file name for a dump from the handler.
+/// Renders `sink`'s dump file name for a dump from the handler, without the suffix of
+/// `compress` (a dump from a signal handler cannot be compressed).
 fn render(sink: &Sink, pid: u32, count: u64, time: i64) -> Result<Rendered, String> {
-    let text = sink.dump_path(pid, count, time);
+    let (text, pid_positions) = sink.dump_path(pid, count, time);
     let why = if text.len() >= NAME_CAP {
         Some(format!("it is longer than {} bytes", NAME_CAP - 1))
     } else if text.contains('\0') {
@@ -329,41 +315,9 @@ fn render(sink: &Sink, pid: u32, count: u64, time: i64) -> Result<Rendered, Stri
             "dump_on_crash: cannot dump to {shown:?}{more}: {why}; this sink is not dumped on a crash"
         ));
     }
-    let other = sink.dump_path(other_pid(pid), count, time);
-    let pid_spots = pid_spots(&text, &other, pid).unwrap_or_default();
+    // More places than the name keeps (or a PID under a date filter): the name is kept.
+    let pid_spots = pid_positions.filter(|spots| spots.len() <= MAX_PID_SPOTS).unwrap_or_default();
     Ok(Rendered { text, pid, pid_spots })
-}
-
-/// A PID with as many digits as `pid` and a different digit in every place.
-fn other_pid(pid: u32) -> u32 {
-    let digits: String = pid.to_string().chars().map(|c| if c == '1' { '2' } else { '1' }).collect();
-    digits.parse().unwrap_or(0)
-}
-
-/// Where `pid`'s digits went in `text`, found by comparing it with the same name rendered with
-/// [`other_pid`]. `None` when the names differ in any other way (`{pid}` under a filter, ...).
-fn pid_spots(text: &str, other: &str, pid: u32) -> Option<Vec<usize>> {
-    let (a, b) = (text.as_bytes(), other.as_bytes());
-    let (digits, other_digits) = (pid.to_string(), other_pid(pid).to_string());
-    if a.len() != b.len() {
-        return None;
-    }
-    let mut spots = Vec::new();
-    let mut i = 0;
-    while i < a.len() {
-        if a[i] == b[i] {
-            i += 1;
-            continue;
-        }
-        let end = i + digits.len();
-        let here = a.get(i..end) == Some(digits.as_bytes()) && b.get(i..end) == Some(other_digits.as_bytes());
-        if !here || spots.len() == MAX_PID_SPOTS {
-            return None;
-        }
-        spots.push(i);
-        i = end;
-    }
-    Some(spots)
 }
 
 impl Slot {
@@ -890,7 +844,7 @@ impl<'a> Out<'a> {
 /// marker if they cannot, the signal, the footer.
 fn write_dump(out: &mut Out<'_>, crash: &Crash, lines: impl FnOnce(&mut Out<'_>) -> CrashView) -> bool {
     out.put(b"-- Dumping log buffer at ");
-    out.put(&stamp(crash.time.saturating_add(crash.utc_offset)));
+    out.put(&header_stamp(crash.time.saturating_add(crash.utc_offset)));
     out.put(b"  --\n");
     if lines(out) == CrashView::MayBeIncomplete {
         out.put(INCOMPLETE);
@@ -945,41 +899,6 @@ fn write_lines(out: &mut Out<'_>, ring: &Ring, view: CrashView, cutoff: Option<u
     }
 }
 
-/// `n` in decimal, in `buf`.
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[at..];
-        }
-    }
-}
-
-/// `os.date("%b %d %H:%M:%S", t)` for a local time `t` given as seconds (UTC plus the offset),
-/// in the C locale, without the C library.
-fn stamp(local: i64) -> [u8; 15] {
-    const MONTHS: &[u8; 36] = b"JanFebMarAprMayJunJulAugSepOctNovDec";
-    let (days, seconds) = (local.div_euclid(86_400), local.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days: the month and day of a day count from 1970-01-01.
-    let z = days + 719_468;
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 { shifted_month + 2 } else { shifted_month - 10 };
-    let two = |n: i64| [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
-    let m = (month as usize) * 3;
-    let [d1, d2] = two(day);
-    let [h1, h2] = two(seconds / 3600);
-    let [n1, n2] = two(seconds / 60 % 60);
-    let [s1, s2] = two(seconds % 60);
-    [MONTHS[m], MONTHS[m + 1], MONTHS[m + 2], b' ', d1, d2, b' ', h1, h2, b':', n1, n2, b':', s1, s2]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1028,21 +947,6 @@ mod tests {
     }
 
     #[test]
-    fn the_header_time_is_what_strftime_writes() {
-        let format = DateFormat::new("!%b %d %H:%M:%S").expect("format");
-        let mut t: i64 = -86_400 * 400;
-        while t < 4_200_000_000 {
-            let mut expected = Vec::new();
-            format.render(t, &mut expected);
-            assert_eq!(String::from_utf8_lossy(&stamp(t)), String::from_utf8_lossy(&expected), "t = {t}");
-            t += 86_400 * 7 + 3_607;
-        }
-        assert_eq!(parse_utc_offset(b"+0530"), Some(19_800));
-        assert_eq!(parse_utc_offset(b"-0100"), Some(-3_600));
-        assert_eq!(parse_utc_offset(b"UTC"), None);
-    }
-
-    #[test]
     fn a_dump_is_the_header_the_lines_the_signal_and_the_footer() {
         let ring = ring_of(&[("one\n", 5), ("two\n", 6)]);
         // 16 bytes of buffer: many writes, same bytes.
@@ -1087,7 +991,8 @@ mod tests {
         // No {pid}, or one under a filter: the name stays as rendered.
         let plain = sink_with(&root, "{paths.data}/x.log", &[]);
         assert_eq!(render(&plain, 4711, 0, 0).expect("render").pid_spots, Vec::<usize>::new());
-        assert_eq!(pid_spots("a-1|x", "a-2|y", 1), None);
+        let filtered = sink_with(&root, "{paths.data}/{pid|hhmmss}-{pid}.log", &[]);
+        assert_eq!(render(&filtered, 4711, 0, 0).expect("render").pid_spots, Vec::<usize>::new());
         // Unusable names are refused at arming.
         let long = sink_with(&root, &"x".repeat(NAME_CAP), &[]);
         assert!(render(&long, 1, 0, 0).expect_err("too long").contains("longer than 4095 bytes"));

@@ -250,7 +250,7 @@ pub(crate) mod tests {
     }
 
     fn pattern(template: &str) -> NamePattern {
-        match dump_names::shape(template, &[]) {
+        match dump_names::shape(&template.into(), &[]) {
             Shape::PerDump(p) => p,
             other => panic!("{other:?}"),
         }

@@ -36,7 +36,7 @@ use crate::pure::recorder::{Batch, Recorder};
 use crate::pure::records::{Framing, Identity};
 use crate::pure::redact::Redactor;
 use crate::pure::ring::{Limit, Meta, Ring};
-use crate::pure::template::{self, Values};
+use crate::pure::template::Values;
 
 #[derive(Debug)]
 pub(crate) struct Sink {
@@ -635,7 +635,7 @@ impl Sink {
             (Some(forwarder), _) => (forwarder.target.to_string(), None),
             (None, Some(to)) => (to.to_string(), None),
             (None, None) => {
-                let path = self.dump_path(std::process::id(), count, time);
+                let (path, _) = self.dump_path(std::process::id(), count, time);
                 let compress = self.options.retention.compress;
                 (crate::pure::dump_names::dump_name(path, compress), compress) // compress: the suffix
             }
@@ -645,11 +645,13 @@ impl Sink {
 
     /// The file a dump with these `{pid}`, `{count}` and `{time}` goes to, without the suffix
     /// of `compress` (see [`Sink::route`]; a dump from the crash handler, whose name is
-    /// rendered ahead, cannot be compressed).
-    pub(crate) fn dump_path(&self, pid: u32, count: u64, time: i64) -> String {
+    /// rendered ahead, cannot be compressed); and where `{pid}` put its digits in it, for the
+    /// crash handler of a forked child (`None`: nowhere it could put others, see
+    /// `Template::render_with_pid_positions`).
+    pub(crate) fn dump_path(&self, pid: u32, count: u64, time: i64) -> (String, Option<Vec<usize>>) {
         match &self.options.target {
-            Target::File(name) => name.clone(),
-            Target::Template(t) => template::render(t, &Values { pid, count, time, paths: self.paths.clone() }),
+            Target::File(name) => (name.clone(), None),
+            Target::Template(t) => t.render_with_pid_positions(&Values { pid, count, time, paths: self.paths.clone() }),
         }
     }
 
