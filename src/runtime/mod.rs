@@ -17,9 +17,9 @@
 //! 3. `signals::NATIVE` (watched signals, the signal pipe): leaf; the dumps a signal starts run
 //!    after it is let go. Likewise `stop_signal::STATE` (the stop signals watched, the decision
 //!    whether the main loop is hung): leaf; its dumps run after it is let go.
-//! 4. `crash::STATE` (the sinks armed for `dump_on_crash`): leaf. (The fatal signal's handler
-//!    only ever *tries* a lock, see `shared_ring`; the table of dumps in flight it cuts off,
-//!    `regions`, has no lock at all.)
+//! 4. `crash::arming::STATE` (the sinks armed for `dump_on_crash`): leaf. (The fatal signal's
+//!    handler only ever *tries* a lock, see `shared_ring`; the table of dumps in flight it cuts
+//!    off, `regions`, has no lock at all.)
 //! 5. `writer::LANES`: leaf; a job is sent, or run inline, after it is let go.
 //! 6. `dump_file::APPENDING` (appends of unknown length, one at a time): may take 7.
 //! 7. `dump_file::RESERVING` (settling or giving back the end of a file): leaf; taken only
