@@ -19,6 +19,7 @@ use crate::runtime::sink::Sink;
 /// The alternate signal stack given to the Lua thread if it has none (mapped lazily).
 const ALT_STACK: usize = 256 * 1024;
 
+/// The sinks armed, and the handlers installed for them; changed only under [`STATE`].
 pub(super) struct State {
     pub(super) slots: Vec<Arc<Slot>>,
     /// The handlers installed: (signal, index in `FATAL`, the disposition replaced).
@@ -26,6 +27,7 @@ pub(super) struct State {
     pub(super) active: bool,
 }
 
+/// Arming's lock (see the lock order in `runtime`): a leaf, never tried by the handler.
 pub(super) static STATE: Mutex<State> = Mutex::new(State { slots: Vec::new(), installed: Vec::new(), active: false });
 
 /// Makes a fatal signal dump `sink` (its `dump_on_crash`). Installs the handler with the first

@@ -23,6 +23,7 @@ pub(super) static ARMED: AtomicPtr<Armed> = AtomicPtr::new(std::ptr::null_mut())
 /// Seconds east of UTC when names were last rendered, for the header's local time.
 pub(super) static UTC_OFFSET: AtomicI64 = AtomicI64::new(0);
 
+/// The list [`ARMED`] points to: replaced whole, never changed.
 pub(super) struct Armed {
     pub(super) slots: Vec<Arc<Slot>>,
 }
