@@ -72,7 +72,9 @@ impl UserData for Handle {
         // files older than the span, in the background (reported like a dump's pass), and says
         // whether it started (not without files of its own, nor once shutdown has begun).
         methods.add_method("keeps_dumps_for", |_, this, ()| Ok(this.sink().options.retention.keep_for.is_some()));
-        methods.add_method("prune_aged_dumps", |_, this, ()| Ok(retention::prune_aged_later(this.sink())));
+        methods.add_method("prune_aged_dumps", |_, this, ()| {
+            Ok(retention::prune_aged_later(&this.sink().options, this.sink().paths()))
+        });
         // Whether a dump_on window is open: its dump is still to come.
         methods.add_method("window_open", |_, this, ()| Ok(this.sink().level_trigger.window_open()));
         // Starts a dump, written by the writer thread: `true, path, lines` or `nil, error` if

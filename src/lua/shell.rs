@@ -13,13 +13,11 @@ use std::collections::VecDeque;
 use mlua::{IntoLuaMulti, Lua, MultiValue, Table, UserData, UserDataMethods, Value};
 
 use super::handle::Handle;
-use crate::pure::date::now_precise;
 use crate::pure::duration;
 use crate::pure::level::Level;
 use crate::pure::query::{self, Filter, Found};
 use crate::runtime::inspect::{self, Pending, ReadPermit};
-use crate::runtime::sink::{DumpRequest, Dumped};
-use crate::runtime::writer::{self, Admission, DumpOrigin};
+use crate::runtime::sink::{self, DumpRequest, Dumped};
 
 /// The most lines one `tail`/`grep` answer carries.
 pub(crate) const MAX_LIMIT: usize = 10_000;
@@ -75,18 +73,7 @@ pub(crate) fn add_methods<M: UserDataMethods<Handle>>(methods: &mut M) {
     methods.add_method("dump_copy", |lua, this, (reason, filter, to, only_sources): CopyArgs| {
         let started = filter_from(filter).and_then(|mut filter| {
             filter.only_sources = sources(only_sources);
-            let permit = inspect::read_permit()?;
-            let request = DumpRequest { filter, to };
-            let sink = std::sync::Arc::clone(this.sink());
-            let dump = move |flight| sink.dump_copy(&reason, &request, flight).map(Answer::Dumped);
-            match writer::admit(DumpOrigin::LuaThread) {
-                Some(Admission::Background(flight)) => {
-                    inspect::run("ringbuffer-copy", permit, move |_| dump(flight).map_err(|e| e.to_string()))
-                }
-                // Shutting down: written now, before Prosody exits.
-                Some(Admission::Now(flight)) => Ok(Pending::ready(dump(flight).map_err(|e| e.to_string()), permit)),
-                None => Err("Prosody is shutting down".into()),
-            }
+            this.sink().start_copy(reason, DumpRequest { filter, to }, Answer::Dumped)
         });
         answer_or_error(lua, started)
     });
@@ -223,7 +210,7 @@ pub(crate) fn filter_from(table: Option<Table>) -> Result<Filter, String> {
                     shown(&given)
                 )
             })?;
-            Some(query::oldest_second_within(span, now_precise()))
+            Some(sink::cutoff(span))
         }
     };
     Ok(filter)

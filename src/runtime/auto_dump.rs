@@ -7,12 +7,11 @@
 //!
 //! A window that was opened is always dumped: the timer holds the sink that opened it until it
 //! ends, whatever logging reloads happen meanwhile. A reload that makes the sink anew hands the
-//! open window to the successor along with the lines ([`LevelTrigger::hand_over`]), and the
+//! open window to the successor along with the lines (see `level_trigger`), and the
 //! dump then holds the successor's lines: what came before the reload, and after it.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,97 +20,6 @@ use parking_lot::Mutex;
 
 use super::sink::{DumpOrigin, Sink};
 use super::thread::{self, PerProcess};
-
-/// One sink's trigger state.
-#[derive(Debug, Default)]
-pub(crate) struct LevelTrigger {
-    state: Mutex<State>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    /// When the last trigger that started a dump happened.
-    last: Option<Instant>,
-    /// The window whose dump is scheduled and not yet started, if any (see [`WINDOWS`]).
-    open: Option<u64>,
-    /// Triggers that only counted since the last dump of the sink.
-    suppressed: u64,
-    /// Stalls (`dump_on_stall`) that only counted since the last dump of the sink.
-    suppressed_stalls: u64,
-}
-
-/// Numbers the windows of the whole process, so that a window handed to a successor is told
-/// apart from one the successor opened itself.
-static WINDOWS: AtomicU64 = AtomicU64::new(0);
-
-impl LevelTrigger {
-    /// A line at or above the level was logged now: the window that opens, if one should (a
-    /// dump is to be scheduled).
-    fn fire(&self, now: Instant, cooldown: Duration) -> Option<u64> {
-        let mut state = self.state.lock();
-        let cooling = state.last.is_some_and(|last| now.duration_since(last) < cooldown);
-        if state.open.is_some() || cooling {
-            state.suppressed += 1;
-            return None;
-        }
-        state.last = Some(now);
-        let window = WINDOWS.fetch_add(1, Ordering::Relaxed);
-        state.open = Some(window);
-        Some(window)
-    }
-
-    /// A dump that starts at once by itself (`dump_on_stall`) is asked for at `now`: true if
-    /// it may start. Within `cooldown` of the last trigger that started a dump it only counts.
-    pub(crate) fn fire_at_once(&self, now: Instant, cooldown: Duration) -> bool {
-        let mut state = self.state.lock();
-        if state.last.is_some_and(|last| now.duration_since(last) < cooldown) {
-            state.suppressed_stalls += 1;
-            return false;
-        }
-        state.last = Some(now);
-        true
-    }
-
-    /// The dump of `window` starts now, if that window is still open here (it may have been
-    /// handed to a successor).
-    fn close(&self, window: u64) -> bool {
-        let mut state = self.state.lock();
-        let here = state.open == Some(window);
-        if here {
-            state.open = None;
-        }
-        here
-    }
-
-    /// Whether a dump is scheduled and not yet started.
-    pub(crate) fn window_open(&self) -> bool {
-        self.state.lock().open.is_some()
-    }
-
-    /// A logging reload made this sink anew as `successor`: the open window (if any), the
-    /// cooldown and the count of suppressed triggers go on there. If the successor opened a
-    /// window of its own meanwhile, the two become one: its dump holds both. Locks this trigger,
-    /// then the successor's (a predecessor's always first), so that the timer finds the window
-    /// in one of the two, never in neither.
-    pub(crate) fn hand_over(&self, successor: &LevelTrigger) {
-        let mut from = self.state.lock();
-        let mut to = successor.state.lock();
-        let window = from.open.take();
-        if to.open.is_none() {
-            to.open = window;
-        }
-        to.last = to.last.max(from.last);
-        to.suppressed += std::mem::take(&mut from.suppressed);
-        to.suppressed_stalls += std::mem::take(&mut from.suppressed_stalls);
-    }
-
-    /// The triggers that only counted since the last dump, for that dump's notice, as
-    /// (`dump_on` triggers, stalls); reset.
-    pub(crate) fn take_suppressed(&self) -> (u64, u64) {
-        let mut state = self.state.lock();
-        (std::mem::take(&mut state.suppressed), std::mem::take(&mut state.suppressed_stalls))
-    }
-}
 
 /// The dump of `window`, due at `due`. Holds the sink that opened the window (not a weak
 /// reference): a reload that drops the sink must not drop its window.
@@ -260,64 +168,92 @@ fn run(messages: Receiver<Message>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pure::options::OptValue;
+    use crate::runtime::sink::tests::{dumped_lines, sink_from, wait_for_dump};
+    use crate::runtime::test_dir::TestDir;
 
     #[test]
-    fn a_storm_gives_one_dump_and_a_count() {
-        let trigger = LevelTrigger::default();
-        let start = Instant::now();
-        let cooldown = Duration::from_secs(60);
-        let window = trigger.fire(start, cooldown).expect("opens");
-        for i in 1..100 {
-            assert!(trigger.fire(start + Duration::from_millis(i), cooldown).is_none());
+    fn an_open_window_is_dumped_by_the_successor_after_a_reload() {
+        let dir = TestDir::new("sink-window");
+        let window = [
+            ("dump_on", OptValue::Str("error".into())),
+            ("dump_after", OptValue::Float(0.3)),
+            ("filename_template", OptValue::Str("{paths.data}/window-old.log".into())),
+            ("lines", OptValue::Int(1000)),
+        ];
+        let old = sink_from(&dir, &window);
+        for n in 1..=500 {
+            old.push(format!("line {n}\n").as_bytes(), 0);
         }
-        assert!(trigger.close(window));
-        assert!(trigger.fire(start + Duration::from_secs(59), cooldown).is_none(), "still cooling down");
-        assert_eq!(trigger.take_suppressed(), (100, 0));
-        assert_eq!(trigger.take_suppressed(), (0, 0));
-        assert!(trigger.fire(start + Duration::from_secs(61), cooldown).is_some());
+        old.push(b"the error\n", 0);
+        line_at_trigger_level(&old);
+        old.push(b"after 1\n", 0);
+        // The reload: other options (a smaller limit, another file); the old sink is dropped.
+        let new = sink_from(
+            &dir,
+            &[
+                ("dump_on", OptValue::Str("error".into())),
+                ("dump_after", OptValue::Float(60.0)),
+                ("filename_template", OptValue::Str("{paths.data}/window-new.log".into())),
+                ("lines", OptValue::Int(600)),
+            ],
+        );
+        new.adopt(&old);
+        assert!(new.level_trigger.window_open());
+        assert!(!old.level_trigger.window_open());
+        drop(old);
+        new.push(b"after 2\n", 0);
+        line_at_trigger_level(&new); // within the window: only counted
+        let text = wait_for_dump(&dir.file("window-new.log"));
+        let mut expected: Vec<String> = (1..=500).map(|n| format!("line {n}")).collect();
+        expected.extend(["the error", "after 1", "after 2"].map(String::from));
+        assert_eq!(dumped_lines(&text), expected);
+        assert!(!std::path::Path::new(&dir.file("window-old.log")).exists());
+        assert!(!new.level_trigger.window_open());
+        assert!(text.contains("\n-- 1 more dump_on triggers were suppressed by dump_cooldown"), "{text}");
     }
 
     #[test]
-    fn a_stall_within_the_cooldown_only_counts() {
-        let trigger = LevelTrigger::default();
-        let start = Instant::now();
-        let cooldown = Duration::from_secs(60);
-        assert!(trigger.fire_at_once(start, cooldown));
-        assert!(!trigger.fire_at_once(start + Duration::from_secs(30), cooldown));
-        assert!(trigger.fire(start + Duration::from_secs(31), cooldown).is_none(), "one cooldown for both");
-        assert_eq!(trigger.take_suppressed(), (1, 1));
-        assert!(trigger.fire_at_once(start + Duration::from_secs(61), cooldown));
+    fn an_open_window_of_a_sink_dropped_without_successor_is_still_dumped() {
+        let dir = TestDir::new("sink-window-removed");
+        let old = sink_from(
+            &dir,
+            &[
+                ("dump_on", OptValue::Str("error".into())),
+                ("dump_after", OptValue::Float(0.2)),
+                ("filename_template", OptValue::Str("{paths.data}/removed.log".into())),
+            ],
+        );
+        old.push(b"before\n", 0);
+        old.push(b"the error\n", 0);
+        line_at_trigger_level(&old);
+        old.push(b"after\n", 0);
+        drop(old); // a reload removed the sink, and Lua collected its handle
+        let text = wait_for_dump(&dir.file("removed.log"));
+        assert_eq!(dumped_lines(&text), ["before", "the error", "after"]);
     }
 
     #[test]
-    fn nothing_counts_while_the_window_is_open_without_dumping() {
-        let trigger = LevelTrigger::default();
-        let start = Instant::now();
-        let window = trigger.fire(start, Duration::ZERO).expect("opens");
-        assert!(trigger.fire(start + Duration::from_secs(5), Duration::ZERO).is_none(), "the dump is still waiting");
-        assert!(trigger.close(window));
-        assert!(!trigger.close(window), "closed once");
-        assert!(trigger.fire(start + Duration::from_secs(6), Duration::ZERO).is_some());
-    }
-
-    #[test]
-    fn a_window_handed_over_goes_on_in_the_successor_or_merges_with_its_own() {
-        let start = Instant::now();
-        let (old, new) = (LevelTrigger::default(), LevelTrigger::default());
-        let window = old.fire(start, Duration::ZERO).expect("opens");
-        assert!(old.fire(start, Duration::ZERO).is_none());
-        old.hand_over(&new);
-        assert!(!old.window_open() && new.window_open());
-        assert!(new.fire(start, Duration::ZERO).is_none(), "the window goes on: only counted");
-        assert_eq!(new.take_suppressed(), (2, 0), "the predecessor's count and its own");
-        assert!(!old.close(window));
-        assert!(new.close(window));
-
-        let (old, new) = (LevelTrigger::default(), LevelTrigger::default());
-        let first = old.fire(start, Duration::ZERO).expect("opens");
-        let own = new.fire(start, Duration::ZERO).expect("opens");
-        old.hand_over(&new);
-        assert!(!new.close(first), "merged: the predecessor's window gives no dump of its own");
-        assert!(new.close(own), "the successor's window dumps both");
+    fn a_window_merged_into_the_successors_own_gives_one_dump() {
+        let dir = TestDir::new("sink-window-merged");
+        let options = |after: f64| {
+            [
+                ("dump_on", OptValue::Str("error".into())),
+                ("dump_after", OptValue::Float(after)),
+                ("filename_template", OptValue::Str("{paths.data}/merged.log".into())),
+            ]
+        };
+        let old = sink_from(&dir, &options(0.1));
+        old.push(b"old error\n", 0);
+        line_at_trigger_level(&old);
+        let new = sink_from(&dir, &options(0.5));
+        new.push(b"new error\n", 0);
+        line_at_trigger_level(&new);
+        new.adopt(&old);
+        drop(old);
+        // The predecessor's window ends first (the timer handles it first) and gives no dump.
+        let text = wait_for_dump(&dir.file("merged.log"));
+        assert_eq!(dumped_lines(&text), ["old error", "new error"]);
+        assert_eq!(text.matches("-- End of dump --").count(), 1, "{text}");
     }
 }

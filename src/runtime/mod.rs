@@ -11,15 +11,15 @@
 //!
 //! 1. `auto_dump::TIMER` (the timer thread's sender): held while scheduling; may take 2 and 11
 //!    (a schedule that fails marks the trigger and reports it).
-//! 2. `auto_dump::LevelTrigger::state` (per sink): taken alone, or, when a reload hands an open
+//! 2. `level_trigger::LevelTrigger::state` (per sink): taken alone, or, when a reload hands an open
 //!    window over, a predecessor's and then its successor's (never the other way round, and a
 //!    sink never adopts itself); nothing else is taken while holding it.
 //! 3. `signals::NATIVE` (watched signals, the signal pipe): leaf; the dumps a signal starts run
 //!    after it is let go. Likewise `stop_signal::STATE` (the stop signals watched, the decision
 //!    whether the main loop is hung): leaf; its dumps run after it is let go.
-//! 4. `crash::STATE` (the sinks armed for `dump_on_crash`): leaf. (The fatal signal's handler
-//!    only ever *tries* a lock, see `shared_ring`; the table of dumps in flight it cuts off,
-//!    `regions`, has no lock at all.)
+//! 4. `crash::arming::STATE` (the sinks armed for `dump_on_crash`): leaf. (The fatal signal's
+//!    handler only ever *tries* a lock, see `shared_ring`; the table of dumps in flight it cuts
+//!    off, `regions`, has no lock at all.)
 //! 5. `writer::LANES`: leaf; a job is sent, or run inline, after it is let go.
 //! 6. `dump_file::APPENDING` (appends of unknown length, one at a time): may take 7.
 //! 7. `dump_file::RESERVING` (settling or giving back the end of a file): leaf; taken only
@@ -52,6 +52,7 @@
 
 pub(crate) mod auto_dump;
 pub(crate) mod crash;
+pub(crate) mod dump_count;
 pub(crate) mod dump_file;
 pub(crate) mod dump_ledger;
 pub(crate) mod dumped;
@@ -59,6 +60,7 @@ pub(crate) mod follow;
 pub(crate) mod forward;
 pub(crate) mod heartbeat;
 pub(crate) mod inspect;
+pub(crate) mod level_trigger;
 #[cfg(test)]
 pub(crate) mod lock_watch;
 pub(crate) mod lua_traceback;

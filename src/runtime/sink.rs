@@ -4,25 +4,33 @@
 //! A logging reload that changes a sink's options makes a successor, which adopts the sink's
 //! lines and open `dump_on` window ([`Sink::adopt`]); from then on the old sink points to it,
 //! so that a dump of the old sink that fails later gives its lines back to the successor.
+//!
+//! Every dump of a sink (a dump, the admin shell's copy, a failed forward's lines at shutdown)
+//! is routed in one place, [`Sink::route`]: the collector, the one-off file, or the configured
+//! file and its compression; and every line older than `max_age` or a copy's `since` is left
+//! out by one cutoff, [`Sink::since`].
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::auto_dump::LevelTrigger;
+use super::dump_count;
 use super::dump_file::{self, DumpError, Prepared};
 use super::dump_ledger;
 use super::forward::{self, Forwarder};
+use super::inspect::{self, Pending};
+use super::level_trigger::LevelTrigger;
 use super::persist::{self, Journal};
 use super::redact_key;
 use super::reports;
 use super::shared_ring::SharedRing;
 pub(crate) use super::writer::DumpOrigin;
 use super::writer::{self, Admission, InFlight, Lane};
-use crate::pure::date::now_seconds;
-use crate::pure::options::{SinkOptions, Target};
+use crate::pure::date::{now_precise, now_seconds};
+use crate::pure::options::{Compression, SinkOptions, Target};
 use crate::pure::query::{self, Filter};
 use crate::pure::recorder::{Batch, Recorder};
 use crate::pure::records::{Framing, Identity};
@@ -39,7 +47,7 @@ pub(crate) struct Sink {
     paths: Vec<(String, String)>,
     /// The ring and its bookkeeping, and the journal of a persisted sink: one lock for both.
     recorder: SharedRing<Recorded>,
-    /// `dump_on`'s state (see `auto_dump`).
+    /// `dump_on`'s state (see `level_trigger`).
     pub(crate) level_trigger: LevelTrigger,
     outcomes: Mutex<Outcomes>,
     /// Lines left out of dumps as older than `max_age`.
@@ -132,6 +140,17 @@ pub(crate) struct DumpRequest {
     pub(crate) to: Option<String>,
 }
 
+/// Where a dump goes (see [`Sink::route`]).
+struct Route<'a> {
+    /// The collector, for a dump that is forwarded (`path` then names it).
+    forwarder: Option<&'a Forwarder>,
+    /// The file, with the suffix of `compress`; or the collector's address.
+    path: String,
+    compress: Option<Compression>,
+    /// The dump's `{count}`.
+    count: u64,
+}
+
 /// A dump that was started: its file, its lines, and whether they are still being written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Dumped {
@@ -139,9 +158,6 @@ pub(crate) struct Dumped {
     pub(crate) lines: usize,
     pub(crate) in_background: bool,
 }
-
-/// `{count}`: dump attempts of the whole process, starting at 0.
-static DUMP_COUNT: AtomicU64 = AtomicU64::new(0);
 
 impl Sink {
     pub(crate) fn new(options: SinkOptions, paths: Vec<(String, String)>) -> Self {
@@ -480,16 +496,6 @@ impl Sink {
         })
     }
 
-    /// The file the next dump goes to, given its `{count}` and time.
-    fn path_for(&self, count: u64, time: i64) -> String {
-        match &self.options.target {
-            Target::File(name) => name.clone(),
-            Target::Template(t) => {
-                t.render(&Values { pid: std::process::id(), count, time, paths: self.paths.clone() })
-            }
-        }
-    }
-
     /// Dumps the buffered lines and empties the buffer. The file is opened and the dump's place
     /// in it settled now; the lines are written on a writer lane (at once while shutting
     /// down). If the dump fails, its lines go back where they belong (see `recorder`). The
@@ -518,12 +524,7 @@ impl Sink {
     ) -> Result<Dumped, DumpError> {
         let admission = writer::admit(origin).ok_or(DumpError::ShuttingDown)?;
         let time = now_seconds();
-        let forwarder = self.forwarder.as_ref().filter(|_| to.is_none());
-        let count = count_for(to);
-        let (path, compress) = match forwarder {
-            Some(forwarder) => (forwarder.target.to_string(), None),
-            None => self.target_of(to, count, time),
-        };
+        let Route { forwarder, path, compress, count } = self.route(to, true, time);
         // Lock order: the queued forward, then the recorder (taken and let go inside).
         let mut queued = forwarder.map(|_| self.queued_forward.lock());
         // A forward still waiting behind another gives its lines back first (in their place,
@@ -534,7 +535,7 @@ impl Sink {
             (older.framing, older.flight)
         });
         let mut batch = self.take_batch();
-        if let Some(cutoff) = self.max_age_cutoff() {
+        if let Some(cutoff) = self.since(None) {
             let aged = batch.lines.drop_older_than(cutoff) as u64;
             self.aged_out.fetch_add(aged, Ordering::Relaxed);
             batch.dropped += aged;
@@ -623,26 +624,47 @@ impl Sink {
         }
     }
 
-    /// Where a dump made at `time` goes, and how compressed: `to`, as it is, or the configured
-    /// file (taking the next `{count}`).
-    fn target_of(
-        &self,
-        to: Option<&str>,
-        count: u64,
-        time: i64,
-    ) -> (String, Option<crate::pure::options::Compression>) {
-        if let Some(path) = to {
-            return (path.to_string(), None);
-        }
-        let path = self.path_for(count, time);
-        let compress = self.options.retention.compress;
-        (crate::pure::dump_names::dump_name(path, compress), compress) // compress: the suffix
+    /// Where a dump made at `time` goes, taking its `{count}` (see `dump_count`): to `to` as it
+    /// is, uncompressed; else to the collector, if the sink forwards and `forward` says so;
+    /// else to the configured file, compressed as configured. The one place that decides this,
+    /// for dumps, copies, and a failed forward's lines at shutdown.
+    fn route(&self, to: Option<&str>, forward: bool, time: i64) -> Route<'_> {
+        let count = dump_count::take_for(to);
+        let forwarder = self.forwarder.as_ref().filter(|_| to.is_none() && forward);
+        let (path, compress) = match (forwarder, to) {
+            (Some(forwarder), _) => (forwarder.target.to_string(), None),
+            (None, Some(to)) => (to.to_string(), None),
+            (None, None) => {
+                let (path, _) = self.dump_path(std::process::id(), count, time);
+                let compress = self.options.retention.compress;
+                (crate::pure::dump_names::dump_name(path, compress), compress) // compress: the suffix
+            }
+        };
+        Route { forwarder, path, compress, count }
     }
 
-    /// The second before which lines may be too old to dump (`max_age`).
-    fn max_age_cutoff(&self) -> Option<u32> {
-        let max_age = self.options.retention.max_age?;
-        Some(query::oldest_second_within(max_age, crate::pure::date::now_precise()))
+    /// The file a dump with these `{pid}`, `{count}` and `{time}` goes to, without the suffix
+    /// of `compress` (see [`Sink::route`]; a dump from the crash handler, whose name is
+    /// rendered ahead, cannot be compressed); and where `{pid}` put its digits in it, for the
+    /// crash handler of a forked child (`None`: nowhere it could put others, see
+    /// `Template::render_with_pid_positions`).
+    pub(crate) fn dump_path(&self, pid: u32, count: u64, time: i64) -> (String, Option<Vec<usize>>) {
+        match &self.options.target {
+            Target::File(name) => (name.clone(), None),
+            Target::Template(t) => t.render_with_pid_positions(&Values { pid, count, time, paths: self.paths.clone() }),
+        }
+    }
+
+    /// The second from which lines are dumped: the later of `asked` (a copy's `since`) and
+    /// `max_age`'s cutoff now (see [`cutoff`]). The one cutoff of dumps, copies and crash
+    /// dumps; async-signal-safe (the crash handler calls it): it reads the clock with
+    /// `clock_gettime` and allocates nothing.
+    pub(crate) fn since(&self, asked: Option<u32>) -> Option<u32> {
+        let max_age = self.options.retention.max_age.map(cutoff);
+        match (asked, max_age) {
+            (Some(asked), Some(max_age)) => Some(asked.max(max_age)),
+            (asked, max_age) => asked.or(max_age),
+        }
     }
 
     /// Writes a copy of the lines that pass `request`'s filter (all of them if it has none),
@@ -651,16 +673,9 @@ impl Sink {
     /// `request.to`, the copy goes there instead of the configured file.
     pub(crate) fn dump_copy(&self, reason: &str, request: &DumpRequest, flight: InFlight) -> Result<Dumped, DumpError> {
         let time = now_seconds();
-        let count = count_for(request.to.as_deref());
-        let forwarder = self.forwarder.as_ref().filter(|_| request.to.is_none());
-        let (path, compress) = match forwarder {
-            Some(forwarder) => (forwarder.target.to_string(), None),
-            None => self.target_of(request.to.as_deref(), count, time),
-        };
+        let Route { forwarder, path, compress, count } = self.route(request.to.as_deref(), true, time);
         let mut filter = request.filter.clone();
-        if let Some(cutoff) = self.max_age_cutoff() {
-            filter.since = Some(filter.since.map_or(cutoff, |since| since.max(cutoff)));
-        }
+        filter.since = self.since(filter.since);
         let lines = query::select(&self.snapshot(), &filter);
         let notes = match request.filter.is_empty() {
             true => Vec::new(),
@@ -691,6 +706,26 @@ impl Sink {
         drop(writing);
         drop(flight); // only now: shutdown waits for the report and the retention too
         written.map(|()| Dumped { path, lines: count, in_background: false })
+    }
+
+    /// Starts a copy for the admin shell (see [`Sink::dump_copy`]), as a slow read: on a thread
+    /// of its own, holding one of the places of `inspect::MAX_READS`; once shutdown has begun,
+    /// written now, before Prosody exits. Its answer is `answer` of what was dumped. Refused
+    /// (with what to tell the admin) when the reads are busy or Prosody is shutting down.
+    pub(crate) fn start_copy<T: Send + 'static>(
+        self: &Arc<Self>,
+        reason: String,
+        request: DumpRequest,
+        answer: fn(Dumped) -> T,
+    ) -> Result<Pending<T>, String> {
+        let permit = inspect::read_permit()?;
+        let sink = Arc::clone(self);
+        let copy = move |flight| sink.dump_copy(&reason, &request, flight).map(answer).map_err(|e| e.to_string());
+        match writer::admit(DumpOrigin::LuaThread) {
+            Some(Admission::Background(flight)) => inspect::run("ringbuffer-copy", permit, move |_| copy(flight)),
+            Some(Admission::Now(flight)) => Ok(Pending::ready(copy(flight), permit)),
+            None => Err("Prosody is shutting down".into()),
+        }
     }
 
     /// The notices after the dump header: only when there is something to say, so that a dump
@@ -781,7 +816,8 @@ impl Sink {
                 self.record_outcome(&target, Some(&failure), &reason, batch.lines.lines());
                 if writer::is_closing() {
                     reports::push("error", format!("{failure} ({reason}); writing the lines to the sink's file"));
-                    let (path, compress) = self.target_of(None, count_for(None), framing.time);
+                    // The sink's file, not the collector: `false`.
+                    let Route { path, compress, .. } = self.route(None, false, framing.time);
                     let _writing = dump_ledger::writing(&path);
                     match dump_file::prepare_as(&path, framing, batch.lines.text_bytes(), compress) {
                         Ok(mut prepared) => {
@@ -820,27 +856,17 @@ impl Sink {
     /// [`SharedRing::read_in_crash`]).
     pub(crate) fn read_in_crash<R>(
         &self,
-        patience: std::time::Duration,
+        patience: Duration,
         f: impl FnOnce(&crate::pure::ring::Ring, super::shared_ring::CrashView) -> R,
     ) -> R {
         self.recorder.read_in_crash(patience, |r, view| f(&r.ring, view))
     }
 }
 
-/// The `{count}` of a dump to the configured file or collector (taking it), or to the one-off
-/// file `to` (which takes none).
-fn count_for(to: Option<&str>) -> u64 {
-    if to.is_some() {
-        return next_count();
-    }
-    let count = DUMP_COUNT.fetch_add(1, Ordering::Relaxed);
-    super::crash::refresh(); // dump_on_crash: the next dump's {count} (see runtime::crash)
-    count
-}
-
-/// The `{count}` the next dump will have.
-pub(crate) fn next_count() -> u64 {
-    DUMP_COUNT.load(Ordering::Relaxed)
+/// The oldest unix second whose lines are younger than `span` now: the cutoff of `max_age`
+/// (see [`Sink::since`]) and of the admin shell's `since`, computed here only. Async-signal-safe.
+pub(crate) fn cutoff(span: Duration) -> u32 {
+    query::oldest_second_within(span, now_precise())
 }
 
 /// Reports a dump that failed where Lua cannot be told directly.
@@ -871,7 +897,7 @@ fn redacted_ring(redactor: &Redactor, lines: &Ring) -> Ring {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::pure::options::OptValue;
     use crate::runtime::test_dir::TestDir;
@@ -1124,7 +1150,7 @@ mod tests {
         assert_eq!(sink.outcomes().done, 1);
     }
 
-    fn sink_from(dir: &TestDir, pairs: &[(&str, OptValue)]) -> Arc<Sink> {
+    pub(crate) fn sink_from(dir: &TestDir, pairs: &[(&str, OptValue)]) -> Arc<Sink> {
         let (options, problems) = SinkOptions::parse(
             |k| pairs.iter().find(|(name, _)| *name == k).map_or(OptValue::Absent, |(_, v)| v.clone()),
             &[],
@@ -1134,7 +1160,7 @@ mod tests {
     }
 
     /// Waits until the file holds a whole dump (its footer), and returns its text.
-    fn wait_for_dump(path: &str) -> String {
+    pub(crate) fn wait_for_dump(path: &str) -> String {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -1147,7 +1173,7 @@ mod tests {
     }
 
     /// The lines between a dump's header (and notes) and its footer.
-    fn dumped_lines(text: &str) -> Vec<&str> {
+    pub(crate) fn dumped_lines(text: &str) -> Vec<&str> {
         text.lines().filter(|l| !l.starts_with("-- ") && !l.is_empty()).collect()
     }
 
@@ -1228,91 +1254,6 @@ mod tests {
         // The pseudonym the jids sink made is not made again.
         assert_eq!(text.matches("u:").count(), 1, "{text}");
         assert!(text.contains(&jid_pseudonym[jid_pseudonym.find("u:").expect("u:")..][..10]), "{text}");
-    }
-
-    #[test]
-    fn an_open_window_is_dumped_by_the_successor_after_a_reload() {
-        let dir = TestDir::new("sink-window");
-        let window = [
-            ("dump_on", OptValue::Str("error".into())),
-            ("dump_after", OptValue::Float(0.3)),
-            ("filename_template", OptValue::Str("{paths.data}/window-old.log".into())),
-            ("lines", OptValue::Int(1000)),
-        ];
-        let old = sink_from(&dir, &window);
-        for n in 1..=500 {
-            old.push(format!("line {n}\n").as_bytes(), 0);
-        }
-        old.push(b"the error\n", 0);
-        super::super::auto_dump::line_at_trigger_level(&old);
-        old.push(b"after 1\n", 0);
-        // The reload: other options (a smaller limit, another file); the old sink is dropped.
-        let new = sink_from(
-            &dir,
-            &[
-                ("dump_on", OptValue::Str("error".into())),
-                ("dump_after", OptValue::Float(60.0)),
-                ("filename_template", OptValue::Str("{paths.data}/window-new.log".into())),
-                ("lines", OptValue::Int(600)),
-            ],
-        );
-        new.adopt(&old);
-        assert!(new.level_trigger.window_open());
-        assert!(!old.level_trigger.window_open());
-        drop(old);
-        new.push(b"after 2\n", 0);
-        super::super::auto_dump::line_at_trigger_level(&new); // within the window: only counted
-        let text = wait_for_dump(&dir.file("window-new.log"));
-        let mut expected: Vec<String> = (1..=500).map(|n| format!("line {n}")).collect();
-        expected.extend(["the error", "after 1", "after 2"].map(String::from));
-        assert_eq!(dumped_lines(&text), expected);
-        assert!(!std::path::Path::new(&dir.file("window-old.log")).exists());
-        assert!(!new.level_trigger.window_open());
-        assert!(text.contains("\n-- 1 more dump_on triggers were suppressed by dump_cooldown"), "{text}");
-    }
-
-    #[test]
-    fn an_open_window_of_a_sink_dropped_without_successor_is_still_dumped() {
-        let dir = TestDir::new("sink-window-removed");
-        let old = sink_from(
-            &dir,
-            &[
-                ("dump_on", OptValue::Str("error".into())),
-                ("dump_after", OptValue::Float(0.2)),
-                ("filename_template", OptValue::Str("{paths.data}/removed.log".into())),
-            ],
-        );
-        old.push(b"before\n", 0);
-        old.push(b"the error\n", 0);
-        super::super::auto_dump::line_at_trigger_level(&old);
-        old.push(b"after\n", 0);
-        drop(old); // a reload removed the sink, and Lua collected its handle
-        let text = wait_for_dump(&dir.file("removed.log"));
-        assert_eq!(dumped_lines(&text), ["before", "the error", "after"]);
-    }
-
-    #[test]
-    fn a_window_merged_into_the_successors_own_gives_one_dump() {
-        let dir = TestDir::new("sink-window-merged");
-        let options = |after: f64| {
-            [
-                ("dump_on", OptValue::Str("error".into())),
-                ("dump_after", OptValue::Float(after)),
-                ("filename_template", OptValue::Str("{paths.data}/merged.log".into())),
-            ]
-        };
-        let old = sink_from(&dir, &options(0.1));
-        old.push(b"old error\n", 0);
-        super::super::auto_dump::line_at_trigger_level(&old);
-        let new = sink_from(&dir, &options(0.5));
-        new.push(b"new error\n", 0);
-        super::super::auto_dump::line_at_trigger_level(&new);
-        new.adopt(&old);
-        drop(old);
-        // The predecessor's window ends first (the timer handles it first) and gives no dump.
-        let text = wait_for_dump(&dir.file("merged.log"));
-        assert_eq!(dumped_lines(&text), ["old error", "new error"]);
-        assert_eq!(text.matches("-- End of dump --").count(), 1, "{text}");
     }
 
     #[test]
@@ -1424,3 +1365,9 @@ mod tests {
         assert!(writer::wait_idle(Duration::from_secs(10)));
     }
 }
+
+#[cfg(test)]
+mod retention_tests;
+
+#[cfg(test)]
+mod fault_tests;
