@@ -38,7 +38,7 @@ pub(crate) enum Kind {
     Replace = 3,
 }
 
-// Slot states.
+// A row's states.
 const FREE: u8 = 0;
 /// Taken by a writer that is filling in the fields; the handler leaves it alone.
 const FILLING: u8 = 1;
@@ -47,7 +47,7 @@ const OPEN: u8 = 2;
 const ABANDONED: u8 = 3;
 const RELEASED: u8 = 4;
 
-struct Slot {
+struct RegionRow {
     state: AtomicU8,
     /// A guarded call is under way, on thread `tid`.
     busy: AtomicBool,
@@ -67,9 +67,9 @@ struct Slot {
     lines: AtomicPtr<Ring>,
 }
 
-impl Slot {
+impl RegionRow {
     const fn new() -> Self {
-        Slot {
+        RegionRow {
             state: AtomicU8::new(FREE),
             busy: AtomicBool::new(false),
             tid: AtomicI32::new(0),
@@ -86,7 +86,7 @@ impl Slot {
     }
 }
 
-static SLOTS: [Slot; CAPACITY] = [const { Slot::new() }; CAPACITY];
+static SLOTS: [RegionRow; CAPACITY] = [const { RegionRow::new() }; CAPACITY];
 static FROZEN: AtomicBool = AtomicBool::new(false);
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -128,7 +128,7 @@ pub(crate) fn enter(file: &File, kind: Kind) -> io::Result<Entry> {
 }
 
 impl Entry {
-    fn slot(&self) -> &'static Slot {
+    fn slot(&self) -> &'static RegionRow {
         &SLOTS[self.index]
     }
 
@@ -227,7 +227,7 @@ pub(crate) fn abandon_all(pid: u32, tid: i32, patience: Duration) {
     }
 }
 
-fn abandoned(slot: &Slot) -> Option<Abandoned> {
+fn abandoned(slot: &RegionRow) -> Option<Abandoned> {
     if slot.state.load(Ordering::SeqCst) != ABANDONED {
         return None;
     }

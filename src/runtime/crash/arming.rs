@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 
 use super::handler::on_fatal;
 use super::previous::{FATAL, PREVIOUS};
-use super::shared::{Armed, Slot, ARMED, CRASHING, DONE, UTC_OFFSET};
+use super::shared::{Armed, ArmedSink, ARMED, CRASHING, DONE, UTC_OFFSET};
 use crate::pure::date::{now_seconds, utc_offset_at};
 use crate::runtime::dump_count;
 use crate::runtime::os::{self, Disposition};
@@ -21,7 +21,7 @@ const ALT_STACK: usize = 256 * 1024;
 
 /// The sinks armed, and the handlers installed for them; changed only under [`STATE`].
 pub(super) struct State {
-    pub(super) slots: Vec<Arc<Slot>>,
+    pub(super) slots: Vec<Arc<ArmedSink>>,
     /// The handlers installed: (signal, index in `FATAL`, the disposition replaced).
     pub(super) installed: Vec<(c_int, usize, Disposition)>,
     pub(super) active: bool,
@@ -38,7 +38,7 @@ pub(crate) fn watch(sink: &Arc<Sink>) -> Result<(), String> {
     if let Some(slot) = state.slots.iter().find(|s| Arc::ptr_eq(&s.sink, sink)) {
         return slot.refresh();
     }
-    let slot = Arc::new(Slot::new(Arc::clone(sink)));
+    let slot = Arc::new(ArmedSink::new(Arc::clone(sink)));
     slot.refresh()?;
     dump_count::on_taken(refresh);
     if !state.active {
@@ -123,7 +123,7 @@ fn uninstall(state: &mut State) {
 
 /// Replaces the list the handler reads. The old list is freed unless a crash has begun (the
 /// handler sets `CRASHING` before it loads the list, so a list it may be reading is never freed).
-fn publish(slots: &[Arc<Slot>]) {
+fn publish(slots: &[Arc<ArmedSink>]) {
     let new =
         if slots.is_empty() { std::ptr::null_mut() } else { Box::into_raw(Box::new(Armed { slots: slots.to_vec() })) };
     let old = ARMED.swap(new, Ordering::SeqCst);

@@ -12,7 +12,7 @@ use super::in_flight::{stop_dumps_in_flight, write_abandoned_lines, PATIENCE};
 use super::names::{name_for_pid, MAX_PID_SPOTS, NAME_CAP};
 use super::output::{errno, write_dump, write_lines, Crash, CrashFile, Out, Sender, OUT_CAP};
 use super::previous::{pass_on, put_back_previous, signal_index, FATAL};
-use super::shared::{Slot, ARMED, CRASHING, DONE, UTC_OFFSET};
+use super::shared::{ArmedSink, ARMED, CRASHING, DONE, UTC_OFFSET};
 use super::watchdog::{Watchdog, WATCHDOG_SECONDS};
 use crate::pure::date::now_seconds;
 use crate::runtime::regions;
@@ -20,16 +20,16 @@ use crate::runtime::shared_ring::CrashView;
 
 /// The handler's buffers: static (zero pages, untouched until a crash), used only by the first
 /// thread into the handler.
-struct Scratch {
+struct HandlerBuffers {
     out: UnsafeCell<[u8; OUT_CAP]>,
     name: UnsafeCell<[u8; NAME_CAP + 10 * MAX_PID_SPOTS]>,
 }
 
 // SAFETY: only the thread that set `CRASHING` (once per process) touches these.
-unsafe impl Sync for Scratch {}
+unsafe impl Sync for HandlerBuffers {}
 
-static SCRATCH: Scratch =
-    Scratch { out: UnsafeCell::new([0; OUT_CAP]), name: UnsafeCell::new([0; NAME_CAP + 10 * MAX_PID_SPOTS]) };
+static SCRATCH: HandlerBuffers =
+    HandlerBuffers { out: UnsafeCell::new([0; OUT_CAP]), name: UnsafeCell::new([0; NAME_CAP + 10 * MAX_PID_SPOTS]) };
 
 pub(super) extern "C" fn on_fatal(signal: c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
     let errno = errno();
@@ -87,7 +87,7 @@ fn dump_all(signal: c_int, info: *const libc::siginfo_t) {
     // before this load.
     let Some(armed) = (unsafe { armed.as_ref() }) else { return };
     let crash = Crash::now(signal, info);
-    // SAFETY: only the first thread into the handler gets here, once (`Scratch`).
+    // SAFETY: only the first thread into the handler gets here, once (`HandlerBuffers`).
     let (out, name) = unsafe { (&mut *SCRATCH.out.get(), &mut *SCRATCH.name.get()) };
     // SAFETY: getpid is async-signal-safe.
     let pid = unsafe { libc::getpid() } as u32;
@@ -98,9 +98,9 @@ fn dump_all(signal: c_int, info: *const libc::siginfo_t) {
     regions::release_all();
 }
 
-fn dump_slot(slot: &Slot, crash: &Crash, pid: u32, out: &mut [u8], scratch: &mut [u8]) {
+fn dump_slot(slot: &ArmedSink, crash: &Crash, pid: u32, out: &mut [u8], scratch: &mut [u8]) {
     let Some(cell) = slot.names.get(usize::from(slot.current.load(Ordering::SeqCst))) else { return };
-    // SAFETY: the buffer `current` names is not written once a crash has begun (`Slot::store`).
+    // SAFETY: the buffer `current` names is not written once a crash has begun (`ArmedSink::store`).
     let name = unsafe { &*cell.get() };
     let Some(path) = name_for_pid(name, pid, scratch) else { return };
     let Some(file) = CrashFile::open(path) else { return };

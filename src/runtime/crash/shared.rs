@@ -1,6 +1,6 @@
 //! What the arming side makes ahead and the handler reads: the list of armed sinks (`ARMED`),
-//! each with its two name buffers (`Slot`), the flags a crash sets (`CRASHING`, `DONE`) and the
-//! UTC offset for the header. Written only while no crash has begun (see `Slot::store`).
+//! each with its two name buffers (`ArmedSink`), the flags a crash sets (`CRASHING`, `DONE`) and the
+//! UTC offset for the header. Written only while no crash has begun (see `ArmedSink::store`).
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU8, Ordering};
@@ -25,11 +25,11 @@ pub(super) static UTC_OFFSET: AtomicI64 = AtomicI64::new(0);
 
 /// The list [`ARMED`] points to: replaced whole, never changed.
 pub(super) struct Armed {
-    pub(super) slots: Vec<Arc<Slot>>,
+    pub(super) slots: Vec<Arc<ArmedSink>>,
 }
 
 /// What the handler needs of one sink.
-pub(super) struct Slot {
+pub(super) struct ArmedSink {
     pub(super) sink: Arc<Sink>,
     /// Two names: the handler reads `names[current]`, a new one is written into the other.
     pub(super) names: [UnsafeCell<Name>; 2],
@@ -39,13 +39,13 @@ pub(super) struct Slot {
 
 const NO_NAME: u8 = 2;
 
-// SAFETY: `names` is written only by `Slot::store` (callers hold `STATE`), into the buffer
+// SAFETY: `names` is written only by `ArmedSink::store` (callers hold `STATE`), into the buffer
 // `current` does not name, and only while no crash has begun; the handler reads only the buffer
-// `current` names after setting `CRASHING` (see `Slot::store` for why that one is never written
+// `current` names after setting `CRASHING` (see `ArmedSink::store` for why that one is never written
 // under it). Everything else is immutable or atomic.
-unsafe impl Sync for Slot {}
+unsafe impl Sync for ArmedSink {}
 
-impl Slot {
+impl ArmedSink {
     pub(super) fn new(sink: Arc<Sink>) -> Self {
         let empty = || {
             UnsafeCell::new(Name {
@@ -56,7 +56,7 @@ impl Slot {
                 pid_spot_count: 0,
             })
         };
-        Slot { sink, names: [empty(), empty()], current: AtomicU8::new(NO_NAME) }
+        ArmedSink { sink, names: [empty(), empty()], current: AtomicU8::new(NO_NAME) }
     }
 
     /// Renders the name for a dump now; an unusable name leaves the sink without one.

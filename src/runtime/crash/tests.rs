@@ -13,7 +13,7 @@ use super::in_flight::stop_dumps_in_flight;
 use super::names::{name_for_pid, render, NAME_CAP};
 use super::output::{write_dump, write_lines, Crash, CrashFile, Out, Sender, OUT_CAP};
 use super::previous::{raise, set_default, FATAL};
-use super::shared::{Slot, ARMED};
+use super::shared::{ArmedSink, ARMED};
 use super::watchdog::WATCHDOG_SECONDS;
 use crate::pure::options::{OptValue, SinkOptions};
 use crate::pure::records::FOOTER;
@@ -98,7 +98,7 @@ fn a_forked_child_puts_its_pid_where_pid_was() {
     let root = dir.path();
     assert_eq!(rendered.text, format!("{root}/4711/x-4711-3.log"));
     assert_eq!(rendered.pid_spots, vec![root.len() + 1, root.len() + 8]);
-    let slot = Slot::new(Arc::clone(&sink));
+    let slot = ArmedSink::new(Arc::clone(&sink));
     slot.store(Some(&rendered));
     // SAFETY: nothing else uses this slot.
     let name = unsafe { &*slot.names[usize::from(slot.current.load(Ordering::SeqCst))].get() };
