@@ -430,6 +430,8 @@ local follow_fields = { level = true, source = true, since = true, sink = true, 
 local follow_output_max = 128 * 1024;
 local follow_tick, follow_share = 0.002, 0.05;
 local following, follow_timer = {}, false; -- steps, see shell_follow
+-- For ringbuffer:status(), while followers run: the bytes sent them, and the longest tick.
+local follow_sent, follow_longest = 0, 0;
 local follow_stops = {}; -- follower ends, by step, for module.unload
 
 -- Bytes the connection holds that its client has not taken yet (0.12: a list of strings;
@@ -491,8 +493,10 @@ local function step_followers()
 			end
 		end
 	end
+	follow_longest = math.max(follow_longest, time.now() - started);
 	if #following == 0 then
 		follow_timer = false;
+		follow_sent, follow_longest = 0, 0;
 		return nil;
 	end
 	-- The next tick starts with the next follower, so none waits behind busy ones for ever.
@@ -567,6 +571,7 @@ local function shell_follow(self, filter)
 				end
 				if text then
 					send(text);
+					follow_sent = follow_sent + #text;
 					shown = shown + count;
 				end
 				more = left == true;
@@ -574,7 +579,9 @@ local function shell_follow(self, filter)
 			-- Last: the thread then has until the next turn to look (the outbox is its lock).
 			local now = time.now();
 			if now >= next_look then
-				next_look = now + 0.1;
+				-- (On the marks of 0.1 s: the followers of a sink then look in one tick, and share
+				-- the snapshot; see runtime::follow.)
+				next_look = now - now % 0.1 + 0.1;
 				follower:look();
 			end
 			return more and "more" or "waiting";
@@ -624,7 +631,8 @@ local function shell_status()
 		end
 	end
 	if native.followers() > 0 then
-		table.insert(out, ("%d followers (ringbuffer:follow) running"):format(native.followers()));
+		table.insert(out, ("%d followers (ringbuffer:follow) running: %.1f MB sent, longest turn %.1f ms"):format(
+			native.followers(), follow_sent / 1e6, follow_longest * 1e3));
 	end
 	return true, #out > 0 and table.concat(out, "\n") or "No ringbuffer sinks are configured";
 end

@@ -56,6 +56,7 @@ impl UserData for Following {
             None => Ok(MultiValue::new()),
             Some((batch, more)) => {
                 let text = if batch.lines > 0 { Value::String(lua.create_string(&batch.text)?) } else { Value::Nil };
+                this.0.give_back(batch.text);
                 (text, batch.lines, batch.skipped, more).into_lua_multi(lua)
             }
         });

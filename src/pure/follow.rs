@@ -190,6 +190,8 @@ impl Outbox {
             open.text.push(b'\n');
         }
         open.text.extend_from_slice(line);
+        // Room for the tail now: `take` runs on the shell's side, which should not reallocate.
+        open.text.reserve(self.tail.len());
         open.lines += 1;
     }
 

@@ -16,8 +16,8 @@
 //! does, see `pure::xml_text`), so that the main loop only hands its bytes to the connection:
 //! building that message in Lua was the whole of following's cost to the main loop.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -47,6 +47,33 @@ const WAIT: Duration = Duration::from_millis(500);
 /// One place per follower, given back when its thread ends.
 static FOLLOWERS: Places = Places::new(MAX_FOLLOWERS, "followers", "end one first");
 
+/// How long a snapshot handed to one follower is handed to the others of its sink as well
+/// (those that look in the same tick of the shell's timer; see [`Follower::look`]).
+/// (Less than the 0.1 s between two looks of one follower, which so never gets a snapshot
+/// older than its last.)
+const SHARED_FOR: Duration = Duration::from_millis(50);
+
+/// The newest snapshot handed to a follower: of which sink (kept at its address while held
+/// here), when, and the snapshot while a follower still holds it.
+type NewestSnapshot = (Weak<Sink>, Instant, Weak<Ring>);
+static NEWEST_SNAPSHOT: Mutex<Option<NewestSnapshot>> = Mutex::new(None);
+
+/// A snapshot of `sink` for a follower: the one handed to another follower of it within
+/// [`SHARED_FOR`] if one still holds it, else a new one. A snapshot of a full 64 MiB ring counts
+/// references to its 4,096 chunks (and dropping it counts them down), each a cache miss: with
+/// ten followers each looking every 0.1 s, that was most of following's main-loop time.
+fn snapshot_of(sink: &Arc<Sink>) -> Arc<Ring> {
+    let mut newest = NEWEST_SNAPSHOT.lock();
+    let fresh =
+        newest.as_ref().filter(|(of, at, _)| std::ptr::eq(of.as_ptr(), Arc::as_ptr(sink)) && at.elapsed() < SHARED_FOR);
+    if let Some(snapshot) = fresh.and_then(|(_, _, snapshot)| snapshot.upgrade()) {
+        return snapshot;
+    }
+    let snapshot = Arc::new(sink.snapshot());
+    *newest = Some((Arc::downgrade(sink), Instant::now(), Arc::downgrade(&snapshot)));
+    snapshot
+}
+
 /// How many followers exist (their threads running).
 pub(crate) fn followers() -> usize {
     FOLLOWERS.taken()
@@ -61,11 +88,14 @@ struct Shared {
     /// New sessions for the filter's `only_sources` (a JID's sessions), taken at the next look.
     sources: Option<Vec<Vec<u8>>>,
     /// The newest snapshot, until the thread takes it.
-    snapshot: Option<Ring>,
+    snapshot: Option<Arc<Ring>>,
     /// The snapshot the thread looked at, for the main loop to drop: its memory came from the
     /// main thread's allocator arena, whose lock a thread at the lowest priority must not hold
     /// (freeing many chunks) while the CPU is busy elsewhere, since the main loop then waits.
-    spent: Option<Ring>,
+    spent: Option<Arc<Ring>>,
+    /// Batches' buffers the shell is done with, for the thread to free: they came from its
+    /// allocator arena, whose lock the main loop must not wait for (as with `spent`).
+    sent: Vec<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -106,7 +136,7 @@ pub(crate) fn start(
             Outbox::new(OUTBOX_BYTES, BATCH_LINES, BATCH_BYTES).framed(b"<repl-output>", b"</repl-output>")
         }
     };
-    let shared = Shared { outbox, error: None, sources: None, snapshot: None, spent: None };
+    let shared = Shared { outbox, error: None, sources: None, snapshot: None, spent: None, sent: Vec::new() };
     let channel = Arc::new(Channel { shared: Mutex::new(shared), woken: Condvar::new() });
     let cancel = Cancel::default();
     let work = (place, sink.snapshot(), filter, pattern, Arc::clone(&channel), cancel.clone());
@@ -149,13 +179,15 @@ fn follow(
         for line in lines {
             shared.outbox.offer(&line);
         }
-        shared.spent = Some(first);
+        shared.spent = Some(Arc::new(first));
     }
-    let mut previous: Option<Ring> = None;
+    let mut previous: Option<Arc<Ring>> = None;
     loop {
+        let mut sent = Vec::new();
         let snapshot = {
             let mut shared = channel.shared.lock();
             loop {
+                sent.append(&mut shared.sent);
                 if cancelled.is_cancelled() {
                     return;
                 }
@@ -168,7 +200,8 @@ fn follow(
                 channel.woken.wait_for(&mut shared, WAIT);
             }
         };
-        look(&mut cursor, previous.as_ref(), &snapshot, &filter, shape, &channel.shared, cancelled);
+        drop(sent);
+        look(&mut cursor, previous.as_deref(), &snapshot, &filter, shape, &channel.shared, cancelled);
         // Kept for the next look (see Cursor::look); the one before goes back to the main loop
         // (and only if the main loop did not take the last one is it dropped here).
         if let Some(older) = previous.replace(snapshot) {
@@ -217,8 +250,9 @@ fn shaped(shape: Shape, line: Vec<u8>) -> Vec<u8> {
 impl Follower {
     /// Hands the thread a snapshot of the sink to look at, unless it has one it did not take
     /// yet. Called on the main loop (the snapshot takes the ring's lock for microseconds).
+    /// Followers of one sink that look within [`SHARED_FOR`] of each other share a snapshot.
     pub(crate) fn look(&self) {
-        let snapshot = self.sink.snapshot();
+        let snapshot = snapshot_of(&self.sink);
         let Some(mut shared) = self.channel.shared.try_lock() else { return };
         let spent = shared.spent.take();
         if shared.snapshot.is_none() {
@@ -235,6 +269,14 @@ impl Follower {
         let mut shared = self.channel.shared.try_lock()?;
         let batch = shared.outbox.take()?;
         Some((batch, !shared.outbox.is_empty()))
+    }
+
+    /// Gives back the buffer of a batch the shell is done with (see `Shared::sent`); dropped
+    /// here only if the thread held its lock.
+    pub(crate) fn give_back(&self, text: Vec<u8>) {
+        if let Some(mut shared) = self.channel.shared.try_lock() {
+            shared.sent.push(text);
+        }
     }
 
     /// Why the follower stopped, if it failed.
@@ -303,6 +345,26 @@ mod tests {
             follower.look();
             done
         });
+    }
+
+    #[test]
+    fn followers_looking_in_one_tick_share_a_snapshot() {
+        let size = |name: &str| if name == "size" { OptValue::Int(1 << 20) } else { OptValue::Absent };
+        let sink = Arc::new(Sink::new(SinkOptions::parse(size, &[]).0, Vec::new()));
+        let other = Arc::new(Sink::new(SinkOptions::parse(size, &[]).0, Vec::new()));
+        log(&sink, "info", "a line");
+        // (Retried: another test's follower may look in between, or the machine be slow.)
+        wait_until(|| {
+            let (first, second) = (snapshot_of(&sink), snapshot_of(&sink));
+            Arc::ptr_eq(&first, &second)
+        });
+        let held = snapshot_of(&sink);
+        assert!(!Arc::ptr_eq(&held, &snapshot_of(&other)), "another sink's");
+        drop(held);
+        // Once no follower holds it, the next look takes a new one, with the lines since.
+        let lines = snapshot_of(&sink).lines();
+        log(&sink, "info", "another line");
+        assert_eq!(snapshot_of(&sink).lines(), lines + 1);
     }
 
     // One test for everything that counts followers: the count is global to the process.
