@@ -6,7 +6,9 @@
 -- every line (`pattern = "."`, each reading all it is given: a reader process with 10 real
 -- admin-socket clients), and 10 followers whose shells never read.
 -- Prints a Lua table constructor: per version and run, the longest hold (seconds), the wall
--- time of the 100,000 lines and the bytes the readers received.
+-- time of the 100,000 lines, the bytes the readers received and at what rate (MB/s, from
+-- their first byte to their last), and the longest tick of the shell's follow timer (seconds,
+-- from ringbuffer:status(), which shows it while followers run).
 -- Usage (from the checkout): lua5.4 bench/follow_holds.lua
 -- (`lua5.4 bench/follow_holds.lua readers SOCKET N read|stuck [FILTER]` is the reader process,
 -- also for `make bench-server`'s configuration F.)
@@ -29,7 +31,7 @@ end
 
 if arg[1] == "readers" then
 	local clients = follow_clients(arg[2], tonumber(arg[3]), arg[5] or '{ pattern = ".", backlog = 0 }');
-	local received = 0;
+	local received, first, last = 0, nil, nil;
 	io.stdout:setvbuf("line");
 	print("connected");
 	while true do
@@ -37,14 +39,19 @@ if arg[1] == "readers" then
 			local ready = socket.select(clients, nil, 1);
 			for _, client in ipairs(ready) do
 				local data, err, partial = client:receive(65536);
-				received = received + #(data or partial or "");
+				local got = #(data or partial or "");
+				if got > 0 then
+					last = socket.gettime();
+					first = first or last;
+				end
+				received = received + got;
 				if err == "closed" then os.exit(0); end
 			end
 		else
 			socket.sleep(1);
 		end
 		local f = io.open(arg[2] .. ".received", "w");
-		if f then f:write(received); f:close(); end
+		if f then f:write(("%d %.6f"):format(received, first and last - first or 0)); f:close(); end
 	end
 end
 
@@ -62,6 +69,12 @@ end
 
 local function followers(server)
 	return tonumber(server:shell("ringbuffer:status()"):match("(%d+) followers")) or 0;
+end
+
+-- The longest tick of the follow timer so far (seconds), while followers run.
+local function longest_turn(server)
+	local status = server:shell("ringbuffer:status()");
+	return (tonumber(status:match("longest turn ([%d.]+) ms")) or 0) / 1e3;
 end
 
 local function measure(version)
@@ -92,16 +105,21 @@ local function measure(version)
 			local wall = prosody.clock() - started;
 			server:command("fire e2e_probe/holds_stop");
 			local holds = probe_result(server, "holds");
-			local received = 0;
+			local received, receiving, turn = 0, 0, 0;
 			if readers then
 				prosody.sleep(1.5);
-				received = tonumber(prosody.read(sock .. ".received")) or 0;
+				turn = longest_turn(server);
+				local text = prosody.read(sock .. ".received") or "";
+				received, receiving = text:match("^(%d+) ([%d.]+)");
+				received, receiving = tonumber(received) or 0, tonumber(receiving) or 0;
 				local pid = prosody.read(server.dir .. "/launched.pid"):match("(%d+)%s*$");
 				os.execute("kill " .. pid);
 				readers:close();
 				prosody.wait_for(function () return followers(server) == 0; end, 30, "the followers to end");
 			end
-			return ("{ mode = %q, longest = %.4f, wall = %.2f, received = %d }"):format(mode, holds.longest, wall, received);
+			local rate = receiving > 0 and received / receiving / 1e6 or 0;
+			return ("{ mode = %q, longest = %.4f, wall = %.2f, received = %d, mb_per_s = %.2f, longest_turn = %.4f }")
+				:format(mode, holds.longest, wall, received, rate, turn);
 		end
 		return ("{ version = %q, %s, %s, %s }"):format(version, run("none"), run("read"), run("stuck"));
 	end);

@@ -417,10 +417,12 @@ end
 -- follow: the newest `backlog` matching lines, then each new one as it is logged, until the
 -- shell goes away (Ctrl-C). One timer for all followers hands each one's native thread a
 -- snapshot every 0.1 s; the thread keeps the new lines that pass in a bounded outbox (256 KiB;
--- see runtime::follow); the timer prints their batches (32 lines, 4 KiB: one print each, about
--- 0.1 ms a KiB), taking turns, for at most 2 ms a tick, and for at most a 20th of the main
--- loop's time (after a tick that used its 2 ms, the next comes 38 ms later; never more than
--- 0.1 s). While a shell's connection has more than `follow_output_max` bytes it
+-- see runtime::follow); the timer sends their batches (32 lines, 4 KiB), taking turns, for at
+-- most 2 ms a tick, and for at most a 20th of the main loop's time (after a tick that used its
+-- 2 ms, the next comes 38 ms later; never more than 0.1 s). A shell on the admin socket (0.12,
+-- 13) gets each batch as the thread made it, the `<repl-output>` message its print would send,
+-- written to its connection as it is (rawsend); any other shell (0.11's telnet console) gets
+-- the text printed. While a shell's connection has more than `follow_output_max` bytes it
 -- has not taken, nothing more is printed to it: the follower's outbox fills, and the lines
 -- past it are counted and told once the shell reads again.
 local follow_fields = { level = true, source = true, since = true, sink = true, shell = true, jid = true,
@@ -428,6 +430,8 @@ local follow_fields = { level = true, source = true, since = true, sink = true, 
 local follow_output_max = 128 * 1024;
 local follow_tick, follow_share = 0.002, 0.05;
 local following, follow_timer = {}, false; -- steps, see shell_follow
+-- For ringbuffer:status(), while followers run: the bytes sent them, and the longest tick.
+local follow_sent, follow_longest = 0, 0;
 local follow_stops = {}; -- follower ends, by step, for module.unload
 
 -- Bytes the connection holds that its client has not taken yet (0.12: a list of strings;
@@ -446,15 +450,27 @@ local function output_waiting(conn)
 	return 0;
 end
 
--- The admin-socket connection of the shell running a command (a function: it may change).
-local function shell_connection(self)
+-- The admin-socket session of the shell running a command, if it is on one.
+local function shell_admin(self)
 	local session = type(self) == "table" and self.session;
 	for _, admin in pairs(admin_sessions) do
-		if admin.shell_session == session then
-			return function () return admin.conn; end;
-		end
+		if admin.shell_session == session then return admin; end
 	end
-	return function () return nil; end;
+	return nil;
+end
+
+-- The admin-socket connection of the shell running a command (a function: it may change).
+local function shell_connection(self)
+	local admin = shell_admin(self);
+	return function () return admin and admin.conn; end;
+end
+
+-- Writes a shell's batches as they are, if its session can (0.12's and 13's admin socket:
+-- `rawsend`, which its own `send` calls after serializing); nil otherwise.
+local function shell_rawsend(self)
+	local admin = shell_admin(self);
+	local rawsend = admin and admin.rawsend;
+	return type(rawsend) == "function" and rawsend or nil;
 end
 
 -- Rounds of one batch per follower, until none has more or the tick's time is used up.
@@ -477,8 +493,10 @@ local function step_followers()
 			end
 		end
 	end
+	follow_longest = math.max(follow_longest, time.now() - started);
 	if #following == 0 then
 		follow_timer = false;
+		follow_sent, follow_longest = 0, 0;
 		return nil;
 	end
 	-- The next tick starts with the next follower, so none waits behind busy ones for ever.
@@ -510,11 +528,13 @@ local function shell_follow(self, filter)
 	local chosen = sinks[1];
 	local not_sources = not checked.shell and shell_sources(self) or nil;
 	local jid_seen = jid_changes;
+	local rawsend = shell_rawsend(self);
 	local follower, why = chosen.record.handle:follow(checked, checked.pattern, backlog, not_sources,
-		checked.jid and jid_sources(checked.jid) or nil);
+		checked.jid and jid_sources(checked.jid) or nil, rawsend ~= nil);
 	if not follower then return false, why; end
 	local present, conn = shell_presence(self), shell_connection(self);
 	local print = shell_printer(self);
+	local send = rawsend or print;
 	print(("Following ringbuffer sink %s (Ctrl-C ends it; prosodyctl shell needs it twice)"):format(chosen.label));
 	local shown, skipped, next_look = 0, 0, 0;
 	return promise.new(function (resolve, reject)
@@ -550,7 +570,8 @@ local function shell_follow(self, filter)
 					print(("… %d lines skipped: the shell could not keep up"):format(lost));
 				end
 				if text then
-					print(text);
+					send(text);
+					follow_sent = follow_sent + #text;
 					shown = shown + count;
 				end
 				more = left == true;
@@ -558,7 +579,9 @@ local function shell_follow(self, filter)
 			-- Last: the thread then has until the next turn to look (the outbox is its lock).
 			local now = time.now();
 			if now >= next_look then
-				next_look = now + 0.1;
+				-- (On the marks of 0.1 s: the followers of a sink then look in one tick, and share
+				-- the snapshot; see runtime::follow.)
+				next_look = now - now % 0.1 + 0.1;
 				follower:look();
 			end
 			return more and "more" or "waiting";
@@ -608,7 +631,8 @@ local function shell_status()
 		end
 	end
 	if native.followers() > 0 then
-		table.insert(out, ("%d followers (ringbuffer:follow) running"):format(native.followers()));
+		table.insert(out, ("%d followers (ringbuffer:follow) running: %.1f MB sent, longest turn %.1f ms"):format(
+			native.followers(), follow_sent / 1e6, follow_longest * 1e3));
 	end
 	return true, #out > 0 and table.concat(out, "\n") or "No ringbuffer sinks are configured";
 end

@@ -127,6 +127,35 @@ modules_enabled = { %s"log_ringbuffer", "e2e_control", "admin_shell", "roster", 
 			shows_markers_obeys_the_filter_and_ends([['ringbuffer:follow({ level = "info", pattern = "follow-marker \\d+ at", backlog = 0 })']]);
 		end);
 
+		-- What util.stanza escapes (markup), and what it refuses or the shell's XML parser cannot
+		-- take: a control character and invalid UTF-8, here in a sink's `timestamps` format (in a
+		-- message, util.format makes them safe). The line shows as the ring holds it; the
+		-- follower and the shell's connection go on.
+		it("shows a line with markup, a control character and invalid UTF-8, and goes on", function ()
+			local odd = prosody.start(version, [[{
+	{ levels = { min = "info" }, to = "file", filename = "$DIR/prosody.log" };
+	{ to = "ringbuffer", name = "main", size = 1048576, timestamps = "%H:%M:%S \1\255 " };
+}]], ([[
+modules_enabled = { %s"log_ringbuffer", "e2e_control", "admin_shell" }
+]]):format(version == "0.12" and '"posix", ' or ""));
+			local ok, err = pcall(function ()
+				odd:command("load_module e2e_follow");
+				local shell = start_shell(odd, [['ringbuffer:follow({ pattern = "odd-marker|follow-marker \\d+ at", backlog = 0 })']]);
+				odd:command("fire e2e_follow/odd");
+				markers_reach(odd, shell);
+				local output = shell.output();
+				local line = output:match("[^\n]*odd%-marker[^\n]*");
+				print(("follow (%s): %q"):format(version, tostring(line)));
+				-- (The sink's timestamps already show the control character as its picture, U+2401,
+				-- and the invalid byte as U+FFFD.)
+				assert.truthy(line and line:find(" \u{2401}\u{FFFD}  mod_e2e_follow\tinfo\todd%-marker <b> & 'q' \"dq\" end$"), output);
+				shell.interrupt();
+				prosody.wait_for(function () return followers(odd) == 0; end, 10, "the follower to end");
+			end);
+			odd:cleanup();
+			assert(ok, err);
+		end);
+
 		if version ~= "0.12" then
 			it("works in the command-line form", function ()
 				shows_markers_obeys_the_filter_and_ends("ringbuffer follow --level info --pattern 'follow-marker \\d+ at' --backlog 0");

@@ -7,33 +7,38 @@ use mlua::{IntoLuaMulti, Lua, MultiValue, Table, UserData, UserDataMethods, Valu
 
 use super::handle::Handle;
 use super::shell::{filter_from, sources, Sources};
-use crate::runtime::follow::{self, Follower};
+use crate::runtime::follow::{self, Follower, Shape};
 
 /// The most backlog lines a follower starts with.
 pub(crate) const MAX_BACKLOG: usize = 10_000;
 
 pub(crate) fn add_methods<M: UserDataMethods<Handle>>(methods: &mut M) {
-    // follow(filter, pattern, backlog, not_sources, only_sources): like scan (see shell), for
-    // the lines stored from now on too.
-    methods.add_method("follow", |lua, this, (filter, pattern, backlog, not_sources, only_sources): FollowArgs| {
-        let started = filter_from(filter).and_then(|mut filter| {
-            filter.not_sources = sources(not_sources).unwrap_or_default();
-            filter.only_sources = sources(only_sources);
-            let backlog = match backlog {
-                None => 10,
-                Some(n) if (0..=MAX_BACKLOG as i64).contains(&n) => n as usize,
-                Some(n) => return Err(format!("backlog must be a whole number from 0 to {MAX_BACKLOG}, not {n}")),
-            };
-            follow::start(std::sync::Arc::clone(this.sink()), filter, pattern, backlog)
-        });
-        match started {
-            Ok(follower) => lua.create_userdata(Following(follower))?.into_lua_multi(lua),
-            Err(e) => (Value::Nil, e).into_lua_multi(lua),
-        }
-    });
+    // follow(filter, pattern, backlog, not_sources, only_sources, repl_output): like scan (see
+    // shell), for the lines stored from now on too; with repl_output, each batch is the admin
+    // socket's `<repl-output>` message of its lines, for the shell to send as it is.
+    methods.add_method(
+        "follow",
+        |lua, this, (filter, pattern, backlog, not_sources, only_sources, repl_output): FollowArgs| {
+            let started = filter_from(filter).and_then(|mut filter| {
+                filter.not_sources = sources(not_sources).unwrap_or_default();
+                filter.only_sources = sources(only_sources);
+                let backlog = match backlog {
+                    None => 10,
+                    Some(n) if (0..=MAX_BACKLOG as i64).contains(&n) => n as usize,
+                    Some(n) => return Err(format!("backlog must be a whole number from 0 to {MAX_BACKLOG}, not {n}")),
+                };
+                let shape = if repl_output == Some(true) { Shape::ReplOutput } else { Shape::Text };
+                follow::start(std::sync::Arc::clone(this.sink()), filter, pattern, backlog, shape)
+            });
+            match started {
+                Ok(follower) => lua.create_userdata(Following(follower))?.into_lua_multi(lua),
+                Err(e) => (Value::Nil, e).into_lua_multi(lua),
+            }
+        },
+    );
 }
 
-type FollowArgs = (Option<Table>, Option<String>, Option<i64>, Sources, Sources);
+type FollowArgs = (Option<Table>, Option<String>, Option<i64>, Sources, Sources, Option<bool>);
 
 /// How many followers exist (their threads running), for the shell's status and the tests.
 pub(crate) fn followers(_: &Lua, (): ()) -> mlua::Result<usize> {
@@ -44,13 +49,14 @@ struct Following(Follower);
 
 impl UserData for Following {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // The next batch: its lines joined by newlines (or nil), how many, how many lines were
-        // skipped before them, and whether more wait; nothing at all if there is nothing to
-        // tell now.
+        // The next batch: its lines joined by newlines (or their `<repl-output>` message; nil
+        // if none), how many, how many lines were skipped before them, and whether more wait;
+        // nothing at all if there is nothing to tell now.
         methods.add_method("lines", |lua, this, ()| match this.0.take() {
             None => Ok(MultiValue::new()),
             Some((batch, more)) => {
                 let text = if batch.lines > 0 { Value::String(lua.create_string(&batch.text)?) } else { Value::Nil };
+                this.0.give_back(batch.text);
                 (text, batch.lines, batch.skipped, more).into_lua_multi(lua)
             }
         });

@@ -130,10 +130,13 @@ pub struct Outbox {
     batch_lines: usize,
     batch_bytes: usize,
     skipped: u64,
+    head: &'static [u8],
+    tail: &'static [u8],
 }
 
-/// Lines for the shell: joined by newlines (without the last one's), how many, and how many
-/// were skipped before them.
+/// Lines for the shell: joined by newlines (without the last one's), between the outbox's head
+/// and tail if it has them (see [`Outbox::framed`]), how many, and how many were skipped
+/// before them.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Batch {
     pub text: Vec<u8>,
@@ -145,7 +148,23 @@ impl Outbox {
     /// An outbox of at most `max_bytes`, whose batches hold up to `batch_lines` lines and
     /// `batch_bytes` (or one longer line).
     pub fn new(max_bytes: usize, batch_lines: usize, batch_bytes: usize) -> Self {
-        Outbox { batches: VecDeque::new(), bytes: 0, max_bytes, batch_lines, batch_bytes, skipped: 0 }
+        Outbox {
+            batches: VecDeque::new(),
+            bytes: 0,
+            max_bytes,
+            batch_lines,
+            batch_bytes,
+            skipped: 0,
+            head: b"",
+            tail: b"",
+        }
+    }
+
+    /// The same, whose batches (with lines) begin with `head` and end with `tail`: the bytes
+    /// that make a batch a message of the shell's protocol, so that its side sends them as
+    /// they are. Neither counts in the bounds.
+    pub fn framed(self, head: &'static [u8], tail: &'static [u8]) -> Self {
+        Outbox { head, tail, ..self }
     }
 
     /// Keeps `line` (whole, with its newline) if it fits, else counts it skipped.
@@ -156,12 +175,14 @@ impl Outbox {
             return;
         }
         self.bytes += line.len() + 1;
-        let (lines, bytes) = (self.batch_lines, self.batch_bytes);
+        let (lines, bytes, head) = (self.batch_lines, self.batch_bytes, self.head);
         let open = match self.batches.back_mut() {
-            Some(last) if last.lines < lines && last.text.len() + 1 + line.len() <= bytes => last,
+            Some(last) if last.lines < lines && last.text.len() - head.len() + 1 + line.len() <= bytes => last,
             _ => {
-                self.batches
-                    .push_back(Batch { text: Vec::with_capacity(bytes.min(line.len().max(256))), ..Batch::default() });
+                let room = head.len() + bytes.min(line.len().max(256)) + self.tail.len();
+                let mut text = Vec::with_capacity(room);
+                text.extend_from_slice(head);
+                self.batches.push_back(Batch { text, ..Batch::default() });
                 self.batches.back_mut().expect("just pushed")
             }
         };
@@ -169,6 +190,8 @@ impl Outbox {
             open.text.push(b'\n');
         }
         open.text.extend_from_slice(line);
+        // Room for the tail now: `take` runs on the shell's side, which should not reallocate.
+        open.text.reserve(self.tail.len());
         open.lines += 1;
     }
 
@@ -199,7 +222,10 @@ impl Outbox {
             return None;
         }
         let mut batch = self.batches.pop_front().unwrap_or_default();
-        self.bytes -= batch.text.len() + usize::from(batch.lines > 0);
+        if batch.lines > 0 {
+            self.bytes -= batch.text.len() - self.head.len() + 1;
+            batch.text.extend_from_slice(self.tail);
+        }
         batch.skipped = std::mem::take(&mut self.skipped);
         Some(batch)
     }
@@ -359,5 +385,24 @@ mod tests {
         assert_eq!(outbox.take().map(|b| b.lines), Some(1));
         assert_eq!(outbox.take().map(|b| b.text), Some(b"a much longer line".to_vec()));
         assert_eq!(outbox.bytes(), 0);
+    }
+
+    #[test]
+    fn a_framed_outbox_puts_each_batch_between_its_head_and_tail() {
+        // Bounds as unframed: two lines a batch, 10 bytes, 12 held.
+        let mut outbox = Outbox::new(12, 2, 10).framed(b"<o>", b"</o>");
+        for line in ["aaa\n", "bbb\n", "ccc\n", "ddd\n"] {
+            outbox.offer(line.as_bytes());
+        }
+        assert_eq!(outbox.bytes(), 12, "three lines fit");
+        assert_eq!(outbox.take(), Some(Batch { text: b"<o>aaa\nbbb</o>".to_vec(), lines: 2, skipped: 1 }));
+        assert_eq!(outbox.bytes(), 4);
+        outbox.offer(b"eeeeeee\n");
+        assert_eq!(outbox.take().map(|b| b.text), Some(b"<o>ccc</o>".to_vec()), "7 more bytes did not fit in 10");
+        assert_eq!(outbox.take().map(|b| b.text), Some(b"<o>eeeeeee</o>".to_vec()));
+        assert_eq!(outbox.bytes(), 0);
+        // Only a count to tell: no frame.
+        outbox.skip(3);
+        assert_eq!(outbox.take(), Some(Batch { text: Vec::new(), lines: 0, skipped: 3 }));
     }
 }

@@ -32,3 +32,4 @@ pub(crate) mod redact;
 pub(crate) mod ring;
 pub(crate) mod signal_names;
 pub mod template;
+pub(crate) mod xml_text;

@@ -13,3 +13,8 @@ module:hook_global("e2e_follow/marker", function ()
 	module:log("info", "unmarked %d (left out)", count);
 	module:log("info", "follow-marker %d at %.6f", count, socket.gettime());
 end);
+
+-- On e2e_follow/odd: a line with markup, which the shell's XML must escape.
+module:hook_global("e2e_follow/odd", function ()
+	module:log("info", "odd-marker <b> & 'q' \"dq\" end");
+end);
