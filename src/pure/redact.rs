@@ -159,9 +159,25 @@ impl Redactor {
         self.redact_with(line, from, out, Triggers::named(&self.stops))
     }
 
+    /// [`Redactor::redact`] written straight into `room` (the free space of the ring's chunk):
+    /// the whole line, redacted or as it is, and its length; `None` (what is in `room` then
+    /// means nothing) if it does not fit.
+    pub(crate) fn redact_into(&self, line: &[u8], from: usize, room: &mut [u8]) -> Option<usize> {
+        // A line longer than the room rarely fits once redacted: the caller's other way is
+        // cheaper than a scan that comes to nothing.
+        if line.len() > room.len() {
+            return None;
+        }
+        let mut out = Room { room, len: 0, overflowed: false };
+        if !self.redact_with(line, from, &mut out, Triggers::named(&self.stops)) {
+            out.put(line);
+        }
+        (!out.overflowed).then_some(out.len)
+    }
+
     /// [`Redactor::redact`] with the stops of `triggers`.
     #[inline(always)]
-    fn redact_with(&self, line: &[u8], from: usize, out: &mut Vec<u8>, mut triggers: Triggers<'_>) -> bool {
+    fn redact_with<O: Output>(&self, line: &[u8], from: usize, out: &mut O, mut triggers: Triggers<'_>) -> bool {
         let mut scan = Scan { s: line, from, out, copied: 0, changed: false, cut: None, runs_seen_to: 0, red: self };
         let mask = self.triggers;
         let mut i = from;
@@ -181,9 +197,56 @@ impl Redactor {
             };
         }
         if scan.changed {
-            scan.out.extend_from_slice(&line[scan.copied..]);
+            scan.out.put(&line[scan.copied..]);
         }
         scan.changed
+    }
+}
+
+/// Where a redacted line is written.
+trait Output {
+    /// Makes ready for a line of about `len` bytes.
+    fn begin(&mut self, len: usize);
+    fn put(&mut self, bytes: &[u8]);
+}
+
+/// [`Redactor::redact`]'s buffer: emptied first, grown as needed.
+impl Output for Vec<u8> {
+    #[inline(always)]
+    fn begin(&mut self, len: usize) {
+        self.clear();
+        // Room for the line and a marker or pseudonym or two: one allocation at most.
+        self.reserve(len);
+    }
+
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// [`Redactor::redact_into`]'s fixed space: what does not fit is left out, and remembered.
+struct Room<'a> {
+    room: &'a mut [u8],
+    /// `room[..len]` is written.
+    len: usize,
+    /// Something did not fit: `room` holds no line.
+    overflowed: bool,
+}
+
+impl Output for Room<'_> {
+    #[inline(always)]
+    fn begin(&mut self, _: usize) {}
+
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        match self.room.get_mut(self.len..self.len + bytes.len()) {
+            Some(space) => {
+                space.copy_from_slice(bytes);
+                self.len += bytes.len();
+            }
+            None => self.overflowed = true,
+        }
     }
 }
 
@@ -593,10 +656,10 @@ fn has_avx2() -> bool {
 }
 
 /// One line being redacted: what of it was copied to `out` so far.
-struct Scan<'a> {
+struct Scan<'a, O: Output> {
     s: &'a [u8],
     from: usize,
-    out: &'a mut Vec<u8>,
+    out: &'a mut O,
     /// `s[..copied]` is in `out` (redacted) once `changed`.
     copied: usize,
     changed: bool,
@@ -608,7 +671,7 @@ struct Scan<'a> {
     red: &'a Redactor,
 }
 
-impl Scan<'_> {
+impl<O: Output> Scan<'_, O> {
     /// Looks at the trigger byte at `i`; returns where to go on.
     fn at(&mut self, i: usize, kind: u8) -> usize {
         let s = self.s;
@@ -642,14 +705,12 @@ impl Scan<'_> {
     }
 
     /// Puts `s[copied..start]` and then `with`'s text into `out`, leaving out `s[start..stop]`.
-    fn replace(&mut self, start: usize, stop: usize, with: impl FnOnce(&mut Vec<u8>)) {
+    fn replace(&mut self, start: usize, stop: usize, with: impl FnOnce(&mut O)) {
         if !self.changed {
-            self.out.clear();
-            // Room for the line and a marker or pseudonym or two: one allocation at most.
-            self.out.reserve(self.s.len() + 64);
+            self.out.begin(self.s.len() + 64);
             self.changed = true;
         }
-        self.out.extend_from_slice(&self.s[self.copied..start]);
+        self.out.put(&self.s[self.copied..start]);
         with(self.out);
         self.copied = stop;
     }
@@ -670,7 +731,7 @@ impl Scan<'_> {
     fn pseudonym(&mut self, start: usize, stop: usize, prefix: &[u8], hashed: &[u8]) {
         let hash = siphash24(self.red.key, hashed);
         self.replace(start, stop, |out| {
-            out.extend_from_slice(prefix);
+            out.put(prefix);
             push_hex32((hash >> 32) as u32, out);
         });
     }
@@ -1043,10 +1104,10 @@ fn ipv6_groups(part: &[u8], out: &mut [u16; 8], v4_last: bool) -> Option<usize> 
 }
 
 /// `[redacted N bytes]`.
-fn push_marker(len: usize, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"[redacted ");
+fn push_marker(len: usize, out: &mut impl Output) {
+    out.put(b"[redacted ");
     if len < 10 {
-        out.push(b'0' + len as u8);
+        out.put(&[b'0' + len as u8]);
     } else {
         let mut digits = [0u8; 20];
         let mut at = digits.len();
@@ -1056,21 +1117,23 @@ fn push_marker(len: usize, out: &mut Vec<u8>) {
             digits[at] = b'0' + (n % 10) as u8;
             n /= 10;
         }
-        out.extend_from_slice(&digits[at..]);
+        out.put(&digits[at..]);
     }
     // Two calls of a known length each: no call to `memcpy`.
     if len == 1 {
-        out.extend_from_slice(b" byte]");
+        out.put(b" byte]");
     } else {
-        out.extend_from_slice(b" bytes]");
+        out.put(b" bytes]");
     }
 }
 
-fn push_hex32(n: u32, out: &mut Vec<u8>) {
+fn push_hex32(n: u32, out: &mut impl Output) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for shift in (0..8).rev() {
-        out.push(HEX[(n >> (shift * 4)) as usize & 0xf]);
+    let mut digits = [0u8; 8];
+    for (k, digit) in digits.iter_mut().enumerate() {
+        *digit = HEX[(n >> (28 - 4 * k)) as usize & 0xf];
     }
+    out.put(&digits);
 }
 
 #[cfg(test)]
@@ -1088,8 +1151,25 @@ mod tests {
         let changed = Redactor::new(classes, KEY).redact(line.as_bytes(), STAMP.len(), &mut out);
         let result = if changed { String::from_utf8(out).unwrap() } else { line.clone() };
         assert_eq!(changed, result != line, "the answer says whether anything changed");
+        agrees_in_place(&Redactor::new(classes, KEY), line.as_bytes(), STAMP.len(), result.as_bytes());
         let rest = result.strip_prefix(STAMP).unwrap().strip_prefix("c2s55d0a8c3e0\tdebug\t").unwrap();
         rest.strip_suffix('\n').unwrap().to_string()
+    }
+
+    /// `redact_into`, in a room of every size up to a little more than the line needs, writes
+    /// `expected` (the line as `redact` gives it) or says it does not fit; one in a room too
+    /// small leaves nothing past the room.
+    fn agrees_in_place(r: &Redactor, line: &[u8], from: usize, expected: &[u8]) {
+        let needs = line.len().max(expected.len());
+        for size in 0..=needs + 20 {
+            let mut space = vec![b'#'; size + 8];
+            let written = r.redact_into(line, from, &mut space[..size]);
+            assert!(space[size..].iter().all(|&b| b == b'#'), "{size}: {line:?}");
+            match written {
+                Some(len) => assert_eq!(&space[..len], expected, "{size}: {line:?}"),
+                None => assert!(size < needs, "fits in {size}: {line:?}"),
+            }
+        }
     }
 
     fn all(message: &str) -> String {
@@ -1573,9 +1653,10 @@ mod tests {
             b"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
             b"\xff\xfe<body>\xff</body>@\xff",
         ] {
-            r.redact(line, 0, &mut out);
-            let with_newline = [line, b"\n"].concat();
-            r.redact(&with_newline, 0, &mut out);
+            for line in [line, &[line, b"\n"].concat()] {
+                let expected = if r.redact(line, 0, &mut out) { out.clone() } else { line.to_vec() };
+                agrees_in_place(&r, line, 0, &expected);
+            }
         }
         let long_local = format!("{}@example.com\n", "a".repeat(200));
         assert!(r.redact(long_local.as_bytes(), 0, &mut out));
