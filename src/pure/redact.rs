@@ -818,7 +818,7 @@ fn element_content_in<const ESCAPED: bool>(s: &[u8], name_at: usize, classes: Cl
     if !s.get(name_at).is_some_and(|&b| may_begin_element_name(b)) {
         return None;
     }
-    let name_len = s[name_at..].iter().take_while(|&&b| b.is_ascii_alphanumeric() || b == b'-').count();
+    let name_len = s[name_at..].iter().position(|&b| !NAME_BYTES[b as usize]).unwrap_or(s.len() - name_at);
     let name = &s[name_at..name_at + name_len];
     let wanted = (classes.contains(Classes::BODIES) && is_body_element(name))
         || (classes.contains(Classes::CREDENTIALS) && is_credential_element(name));
@@ -850,6 +850,17 @@ fn element_content_in<const ESCAPED: bool>(s: &[u8], name_at: usize, classes: Cl
     };
     (stop > content).then_some((content, stop))
 }
+
+/// The bytes an element name is taken to be made of: ASCII letters and digits, `-`.
+const NAME_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b as u8).is_ascii_alphanumeric() || b == b'-' as usize;
+        b += 1;
+    }
+    t
+};
 
 /// Whether an element name [`element_content`] looks for may begin with `b`: the names' first
 /// letters.
@@ -892,15 +903,37 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Where `byte` first is in `haystack`. What is sought here (a start tag's end, an end tag) is
-/// mostly a few bytes on: those are looked at one by one, before `memchr` is called.
+/// mostly a few bytes on: the first sixteen are looked at with one compare (one by one if the
+/// haystack is shorter), before `memchr` is called.
 #[inline(always)]
 fn find_byte(byte: u8, haystack: &[u8]) -> Option<usize> {
     const NEAR: usize = 16;
-    match haystack.iter().take(NEAR).position(|&b| b == byte) {
-        Some(at) => Some(at),
-        None if haystack.len() > NEAR => memchr::memchr(byte, &haystack[NEAR..]).map(|at| NEAR + at),
-        None => None,
+    let Some(near) = haystack.first_chunk::<NEAR>() else {
+        return haystack.iter().position(|&b| b == byte);
+    };
+    let found = near_bits(byte, near);
+    if found != 0 {
+        return Some(found.trailing_zeros() as usize);
     }
+    memchr::memchr(byte, &haystack[NEAR..]).map(|at| NEAR + at)
+}
+
+/// A bit for each of the sixteen bytes of `near` that is `byte`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn near_bits(byte: u8, near: &[u8; 16]) -> u32 {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of every x86-64; an unaligned load of the sixteen bytes `near`
+    // refers to.
+    unsafe {
+        let bytes = _mm_loadu_si128(near.as_ptr().cast());
+        _mm_movemask_epi8(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(byte as i8))) as u32
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn near_bits(byte: u8, near: &[u8; 16]) -> u32 {
+    near.iter().enumerate().fold(0, |bits, (k, &b)| bits | u32::from(b == byte) << k)
 }
 
 /// Where the line's text ends: before its final newline.
@@ -1105,26 +1138,28 @@ fn ipv6_groups(part: &[u8], out: &mut [u16; 8], v4_last: bool) -> Option<usize> 
 
 /// `[redacted N bytes]`.
 fn push_marker(len: usize, out: &mut impl Output) {
-    out.put(b"[redacted ");
-    if len < 10 {
-        out.put(&[b'0' + len as u8]);
-    } else {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut n = len;
-        while n > 0 {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-        out.put(&digits[at..]);
-    }
-    // Two calls of a known length each: no call to `memcpy`.
+    // The common marker (fewer than ten bytes) in one piece.
     if len == 1 {
-        out.put(b" byte]");
-    } else {
-        out.put(b" bytes]");
+        out.put(b"[redacted 1 byte]");
+        return;
     }
+    if len < 10 {
+        let mut marker = *b"[redacted 0 bytes]";
+        marker[10] = b'0' + len as u8;
+        out.put(&marker);
+        return;
+    }
+    out.put(b"[redacted ");
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = len;
+    while n > 0 {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.put(&digits[at..]);
+    out.put(b" bytes]");
 }
 
 fn push_hex32(n: u32, out: &mut impl Output) {
@@ -1625,6 +1660,24 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn find_byte_finds_the_first_at_every_place_and_length() {
+        for len in 0..48 {
+            for at in 0..=len {
+                let mut haystack = vec![b'x'; len];
+                if at < len {
+                    haystack[at] = b'>';
+                    // A later one is not the first.
+                    if at + 1 < len {
+                        haystack[len - 1] = b'>';
+                    }
+                }
+                let expected = (at < len).then_some(at);
+                assert_eq!(find_byte(b'>', &haystack), expected, "{len} {at}");
             }
         }
     }
