@@ -414,11 +414,14 @@ fn no_rule_acts_at(line: &[u8], i: usize, names: bool) -> bool {
 /// The bytes a [`Triggers`] stops at, each spread over a vector register on x86-64: those it
 /// always stops at (up to five: `<`, `&`, `:`, `.`, `@`) and those only after a name's letter
 /// (up to two: `=`, `:`), each list padded with one of its bytes (an empty list: with one of
-/// the other's, which only finds stops found anyway).
+/// the other's, which only finds stops found anyway). The AVX2 scan looks each list up by the
+/// bytes' low half instead ([`lookup_table`]).
 #[derive(Clone, Copy)]
 struct StopBytes {
     always: [Splat; 5],
     named: [Splat; 2],
+    always_table: Table,
+    named_table: Table,
     has_named: bool,
     /// Neither list has a byte.
     none: bool,
@@ -430,6 +433,47 @@ struct StopBytes {
 type Splat = std::arch::x86_64::__m128i;
 #[cfg(not(target_arch = "x86_64"))]
 type Splat = u8;
+
+#[cfg(target_arch = "x86_64")]
+type Table = std::arch::x86_64::__m128i;
+#[cfg(not(target_arch = "x86_64"))]
+type Table = [u8; 16];
+
+/// For a list of bytes whose low halves (four bits) differ, as the stop bytes' do (`<` C,
+/// `&` 6, `=` D, `:` A, `.` E, `@` 0): at each low half, the list's byte with it, or else one
+/// with another low half. A byte is in the list exactly if it equals the entry at its low half
+/// (AVX2's byte shuffle reads the entries; it gives 0, no byte at or above 0x80, for those).
+fn lookup_table(list: &[u8]) -> [u8; 16] {
+    let mut table: [u8; 16] = std::array::from_fn(|low| low as u8 ^ 1);
+    for &b in list {
+        table[usize::from(b & 0xf)] = b;
+    }
+    table
+}
+
+#[cfg(target_arch = "x86_64")]
+fn table(bytes: [u8; 16]) -> Table {
+    // SAFETY: SSE2 is part of every x86-64; an unaligned load of the sixteen bytes of `bytes`.
+    unsafe { std::arch::x86_64::_mm_loadu_si128(bytes.as_ptr().cast()) }
+}
+#[cfg(not(target_arch = "x86_64"))]
+fn table(bytes: [u8; 16]) -> Table {
+    bytes
+}
+
+/// [`lookup_table`] for a name's letters, folded to lower case (`k` B, `w` 7, `z` A).
+const LETTER_TABLE: [u8; 16] = {
+    let mut table = [0u8; 16];
+    let mut low = 0;
+    while low < 16 {
+        table[low] = low as u8 ^ 1;
+        low += 1;
+    }
+    table[0xb] = b'k';
+    table[0x7] = b'w';
+    table[0xa] = b'z';
+    table
+};
 
 #[cfg(target_arch = "x86_64")]
 fn splat(b: u8) -> Splat {
@@ -473,9 +517,13 @@ impl StopBytes {
                 *slot = splat(list.get(k).copied().unwrap_or(first));
             }
         };
+        // The lists as the padding leaves them.
+        let padded = |list: &[u8]| if list.is_empty() { vec![pad] } else { list.to_vec() };
         let mut stops = StopBytes {
             always: [splat(pad); 5],
             named: [splat(pad); 2],
+            always_table: table(lookup_table(&padded(&always))),
+            named_table: table(lookup_table(&padded(&named))),
             has_named: !named.is_empty(),
             none: always.is_empty() && named.is_empty(),
             wide: has_avx2(),
@@ -530,29 +578,19 @@ impl StopBytes {
     #[target_feature(enable = "avx2")]
     fn find_wide(&self, line: &[u8], at: usize, len: usize) -> ([u64; 4], [u64; 4], [bool; 4]) {
         use std::arch::x86_64::*;
-        let s = self.always.map(|b| _mm256_broadcastsi128_si256(b));
-        let named = self.named.map(|b| _mm256_broadcastsi128_si256(b));
+        // Each list looked up by the bytes' low halves: see `lookup_table`.
+        let always = _mm256_broadcastsi128_si256(self.always_table);
+        let named = _mm256_broadcastsi128_si256(self.named_table);
+        let letter_table = _mm256_broadcastsi128_si256(table(LETTER_TABLE));
         let (mut always_bits, mut named_bits, mut letters) = ([0u64; 4], [0u64; 4], [false; 4]);
         for_each_thirty_two(line, at, len, |n, v, drop| {
-            let hit = _mm256_or_si256(
-                _mm256_or_si256(_mm256_cmpeq_epi8(v, s[0]), _mm256_cmpeq_epi8(v, s[1])),
-                _mm256_or_si256(
-                    _mm256_or_si256(_mm256_cmpeq_epi8(v, s[2]), _mm256_cmpeq_epi8(v, s[3])),
-                    _mm256_cmpeq_epi8(v, s[4]),
-                ),
-            );
+            let hit = _mm256_cmpeq_epi8(v, _mm256_shuffle_epi8(always, v));
             let (word, shift) = (n / 2, 32 * (n % 2));
             always_bits[word] |= (u64::from(_mm256_movemask_epi8(hit) as u32) >> drop) << shift;
-            let named_hit = _mm256_or_si256(_mm256_cmpeq_epi8(v, named[0]), _mm256_cmpeq_epi8(v, named[1]));
+            let named_hit = _mm256_cmpeq_epi8(v, _mm256_shuffle_epi8(named, v));
             named_bits[word] |= (u64::from(_mm256_movemask_epi8(named_hit) as u32) >> drop) << shift;
             let folded = _mm256_or_si256(v, _mm256_set1_epi8(0x20));
-            let letter = _mm256_or_si256(
-                _mm256_cmpeq_epi8(folded, _mm256_set1_epi8(b'k' as i8)),
-                _mm256_or_si256(
-                    _mm256_cmpeq_epi8(folded, _mm256_set1_epi8(b'w' as i8)),
-                    _mm256_cmpeq_epi8(folded, _mm256_set1_epi8(b'z' as i8)),
-                ),
-            );
+            let letter = _mm256_cmpeq_epi8(folded, _mm256_shuffle_epi8(letter_table, folded));
             letters[word] |= _mm256_movemask_epi8(letter) != 0;
         });
         (always_bits, named_bits, letters)
@@ -1637,8 +1675,13 @@ mod tests {
                         alphabet.get(pick).copied().unwrap_or(b'x')
                     })
                     .collect();
-                for (always, named) in [(AT_XML | AT_COLON | AT_DOT | AT_AT, AT_EQUALS), (AT_DOT, AT_EQUALS | AT_COLON)]
-                {
+                for (always, named) in [
+                    (AT_XML | AT_COLON | AT_DOT | AT_AT, AT_EQUALS),
+                    (AT_DOT, AT_EQUALS | AT_COLON),
+                    (AT_XML, 0),
+                    (0, AT_EQUALS),
+                    (AT_AT | AT_EQUALS, AT_COLON),
+                ] {
                     let stops = StopBytes::new(always, named);
                     for at in 0..len {
                         let wide_len = (len - at).min(256);
