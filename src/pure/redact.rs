@@ -351,22 +351,29 @@ impl<'a> Triggers<'a> {
         }
     }
 
-    /// Finds the stops among the (up to) 64 bytes from `at` (within the line). Not inlined:
-    /// the scan around it keeps its registers.
-    #[inline(never)]
+    /// Finds the stops among the (up to) 64 bytes from `at` (within the line). Only a test
+    /// here: the work is done out of line ([`Triggers::classify_wide`] or
+    /// [`Triggers::classify_narrow`]), so the scan around it keeps its registers.
+    #[inline(always)]
     fn classify(&mut self, line: &[u8], at: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if self.stops.wide && !self.stops.none && line.len() >= 32 {
+            // SAFETY: `wide`: the processor has AVX2.
+            unsafe { self.classify_wide(line, at) };
+            return;
+        }
+        self.classify_narrow(line, at);
+    }
+
+    /// [`Triggers::classify`] a block at a time (SSE2, or no vectors).
+    #[inline(never)]
+    fn classify_narrow(&mut self, line: &[u8], at: usize) {
         self.block_at = at;
         self.blocks_at = at;
         self.count = 1;
         if self.stops.none {
             self.hits = 0;
             self.blocks[0] = 0;
-            return;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if self.stops.wide && line.len() >= 32 {
-            // SAFETY: `wide`: the processor has AVX2.
-            unsafe { self.classify_wide(line, at) };
             return;
         }
         let len = line.len().saturating_sub(at).min(64);
@@ -384,6 +391,8 @@ impl<'a> Triggers<'a> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn classify_wide(&mut self, line: &[u8], at: usize) {
+        self.block_at = at;
+        self.blocks_at = at;
         let len = line.len().saturating_sub(at).min(256);
         let (always, named, letters) = self.stops.find_wide(line, at, len);
         self.count = len.div_ceil(64);
