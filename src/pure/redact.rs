@@ -190,7 +190,9 @@ impl Redactor {
                 match scan.cut.take() {
                     Some((start, stop)) => {
                         scan.replace_with_marker(start, stop);
-                        stop
+                        // The end tag's `<` (or `&` of `&lt;`) is there, before a `/`: no rule
+                        // acts at it.
+                        stop + 1
                     }
                     None => break,
                 }
@@ -325,9 +327,10 @@ impl<'a> Triggers<'a> {
             }
             if at >= self.block_at && at - self.block_at < 64 {
                 let mut hits = self.hits & (u64::MAX << (at - self.block_at));
+                let (passes_over, names) = (self.passes_over, self.name_letter_seen);
                 while hits != 0 {
                     let stop = self.block_at + hits.trailing_zeros() as usize;
-                    if stop >= limit || !self.passes_over || !no_rule_acts_at(line, stop, self.name_letter_seen) {
+                    if stop >= limit || !passes_over || !no_rule_acts_at(line, stop, names) {
                         return stop;
                     }
                     hits &= hits - 1;
