@@ -864,6 +864,31 @@ fn element_content(s: &[u8], i: usize, classes: Classes) -> Option<(usize, usize
 #[inline(always)]
 fn element_content_in<const ESCAPED: bool>(s: &[u8], name_at: usize, classes: Classes) -> Option<(usize, usize)> {
     let (open, close): (&[u8], &[u8]) = if ESCAPED { (b"&lt;", b"&gt;") } else { (b"<", b">") };
+    // The most common of them, a `<body>` without attributes, at once.
+    let (name, content) = if !ESCAPED && classes.contains(Classes::BODIES) && s[name_at..].starts_with(b"body>") {
+        (&b"body"[..], name_at + b"body>".len())
+    } else {
+        start_tag_in(s, name_at, classes, close)?
+    };
+    // The end tag: `open`, `/`, the name, `close`.
+    let mut from = content;
+    let stop = loop {
+        let Some(at) = find_tag_mark(&s[from..], open) else {
+            break line_end(s);
+        };
+        let tag = &s[from + at + open.len()..];
+        if tag.first() == Some(&b'/') && starts_with_name(&tag[1..], name) && tag[1 + name.len()..].starts_with(close) {
+            break from + at;
+        }
+        from += at + open.len();
+    };
+    (stop > content).then_some((content, stop))
+}
+
+/// The start tag whose name is at `name_at`, if it is one of an element the classes redact,
+/// not empty (`/` before its `close`): the name, and where its content begins.
+#[inline(always)]
+fn start_tag_in<'s>(s: &'s [u8], name_at: usize, classes: Classes, close: &[u8]) -> Option<(&'s [u8], usize)> {
     // An end tag's `/`, a `<message`, a `<presence` go no further.
     if !s.get(name_at).is_some_and(|&b| may_begin_element_name(b)) {
         return None;
@@ -885,20 +910,7 @@ fn element_content_in<const ESCAPED: bool>(s: &[u8], name_at: usize, classes: Cl
     if s[..tag_end].ends_with(b"/") {
         return None;
     }
-    let content = tag_end + close.len();
-    // The end tag: `open`, `/`, the name, `close`.
-    let mut from = content;
-    let stop = loop {
-        let Some(at) = find_tag_mark(&s[from..], open) else {
-            break line_end(s);
-        };
-        let tag = &s[from + at + open.len()..];
-        if tag.first() == Some(&b'/') && starts_with_name(&tag[1..], name) && tag[1 + name_len..].starts_with(close) {
-            break from + at;
-        }
-        from += at + open.len();
-    };
-    (stop > content).then_some((content, stop))
+    Some((name, tag_end + close.len()))
 }
 
 /// The bytes an element name is taken to be made of: ASCII letters and digits, `-`.
@@ -1717,6 +1729,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_body_without_attributes_is_redacted_only_for_bodies() {
+        // `<body>` is looked for before any other element name: the same rules hold for it.
+        let c = Classes::CREDENTIALS.with(Classes::ADDRESSES);
+        assert_eq!(redact(c, "<message><body>hi</body></message>"), "<message><body>hi</body></message>");
+        let c = Classes::BODIES;
+        assert_eq!(redact(c, "<body>hi</body>"), "<body>[redacted 2 bytes]</body>");
+        assert_eq!(redact(c, "<body></body><body>"), "<body></body><body>");
+        assert_eq!(redact(c, "<body>a</bodyx>b</body>"), "<body>[redacted 10 bytes]</body>");
+        assert_eq!(redact(c, "<bodyx>hi</bodyx>"), "<bodyx>hi</bodyx>");
     }
 
     #[test]
