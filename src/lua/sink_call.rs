@@ -328,9 +328,14 @@ fn keep_line(this: &LuaSink, line: &[u8], message_from: usize, meta: Meta, redac
     }
 }
 
-/// `redact`: the line as stored, and so as every output shows it.
+/// `redact`: the line as stored, and so as every output shows it. Written straight into the
+/// ring's space where it fits (as the plain path writes its lines), through `redacted` and
+/// then the ring otherwise.
 #[inline(never)]
 fn keep_redacted(this: &LuaSink, redactor: &Redactor, line: &[u8], from: usize, meta: Meta, redacted: &mut Vec<u8>) {
+    if this.sink.push_in_place(meta, |room| redactor.redact_into(line, from, room)) {
+        return;
+    }
     if redactor.redact(line, from, redacted) {
         this.sink.push(redacted, meta);
     } else {
