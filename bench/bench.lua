@@ -366,6 +366,14 @@ for _, h in ipairs(r.holds) do
 		h.longest * 1000, h.idle * 1000, h.control * 1000, h.answered, h.busy, h.wall,
 		h.other ~= "" and ("; other answers: " .. h.other) or ""));
 end
+for _, f in ipairs(r.follows) do
+	local none, reading, stuck = f[1], f[2], f[3];
+	table.insert(inspect, ("Prosody %s, 10 shells following every line while 100,000 more are logged: longest main-loop"
+		.. " hold %.1f ms (no follower: %.1f ms; 10 shells that never read: %.1f ms), longest follow turn %.1f ms,"
+		.. " %.2f MB/s delivered to all followers together (%.1f MB); the 100,000 lines took %.2f s (%.2f s with no"
+		.. " follower)"):format(f.version, reading.longest * 1000, none.longest * 1000, stuck.longest * 1000,
+		reading.longest_turn * 1000, reading.mb_per_s, reading.received / 1e6, reading.wall, none.wall));
+end
 
 -- Plain text to stdout, Markdown to bench/results.md.
 local function section(list, bullet)

@@ -4,7 +4,8 @@
 -- and the longest single log call made while the scan runs (the main loop keeps logging).
 -- Baseline, in the same run: the plain dump of the same ring to tmpfs, the other way to look.
 -- Also the longest batch of an answer's lines (what the shell takes in one tick), and the
--- longest hold of a real Prosody's main loop under 10 concurrent shell reads (shell_holds.lua).
+-- longest hold of a real Prosody's main loop under 10 concurrent shell reads (shell_holds.lua)
+-- and under 10 followers (follow_holds.lua).
 -- Median of 5 each. Prints a Lua table constructor.
 package.path = "bench/?.lua;" .. package.path;
 local common = require "common";
@@ -137,6 +138,9 @@ os.remove(path);
 -- The longest hold of a real Prosody's main loop while 10 shells read at once (its own process).
 local holds = io.popen(arg[-1] .. " bench/shell_holds.lua"):read("a");
 holds = holds:match("^return (.*)$") or "{}";
+-- And while 10 shells follow every line (bench/follow_holds.lua, its own process too).
+local follows = io.popen(arg[-1] .. " bench/follow_holds.lua"):read("a");
+follows = follows:match("^return (.*)$") or "{}";
 
-print(("return { lines = %d, bytes = %d, dump = %.6f, reads = { %s }, holds = %s }"):format(lines, bytes,
-	median(dumps), table.concat(results, ", "), holds));
+print(("return { lines = %d, bytes = %d, dump = %.6f, reads = { %s }, holds = %s, follows = %s }"):format(lines,
+	bytes, median(dumps), table.concat(results, ", "), holds, follows));
