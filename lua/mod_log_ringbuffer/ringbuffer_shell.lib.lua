@@ -579,9 +579,7 @@ local function shell_follow(self, filter)
 			-- Last: the thread then has until the next turn to look (the outbox is its lock).
 			local now = time.now();
 			if now >= next_look then
-				-- (On the marks of 0.1 s: the followers of a sink then look in one tick, and share
-				-- the snapshot; see runtime::follow.)
-				next_look = now - now % 0.1 + 0.1;
+				next_look = now + 0.1;
 				follower:look();
 			end
 			return more and "more" or "waiting";

@@ -13,8 +13,8 @@ use super::query::{self, Filter};
 use super::ring::Ring;
 
 /// Where a reader is: the number of the next line it has not looked at, and where that line's
-/// record lies in the snapshot it last looked at, so that the next look finds it without
-/// walking every line before it (see [`Cursor::look`]).
+/// record lies in the snapshot it looked at last, so that a look that goes on in the same
+/// lines finds it without walking every line before it (see [`Cursor::look`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     next: u64,
@@ -54,17 +54,11 @@ impl Cursor {
     }
 
     /// Looks at up to `max_lines` lines of `ring` (a snapshot) from the cursor on, giving each
-    /// that passes to `passed`, and moves the cursor after them. `previous` is the snapshot
-    /// the cursor last looked at, if still at hand: the cursor's line is then found by walking
-    /// only the lines dropped from the front since; else every line before it.
-    pub fn look(
-        &mut self,
-        previous: Option<&Ring>,
-        ring: &Ring,
-        filter: &Filter,
-        max_lines: usize,
-        mut passed: impl FnMut(Vec<u8>),
-    ) -> Looked {
+    /// that passes to `passed`, and moves the cursor after them. The cursor's line is found
+    /// at once in a snapshot that begins with it ([`Ring::snapshot_since`] the last one's
+    /// mark) or holds the same lines as the last one (the next step of a bounded look), else
+    /// by walking the lines before it.
+    pub fn look(&mut self, ring: &Ring, filter: &Filter, max_lines: usize, mut passed: impl FnMut(&[u8])) -> Looked {
         let stored = ring.stored();
         let first = stored - ring.lines() as u64;
         // (A ring never counts fewer lines stored than before; kept safe all the same.)
@@ -72,13 +66,11 @@ impl Cursor {
         let skipped = first.saturating_sub(self.next);
         self.next = self.next.max(first);
         let index = (self.next - first) as usize;
-        let located = self.place_in(previous, ring, first).and_then(|at| Some((at, ring.iter_at(index, at)?)));
-        let walked = || {
-            let at = ring.iter().take(index).map(|line| line.record_len()).sum();
-            Some((at, ring.iter_at(index, at)?))
-        };
-        let Some((mut at, lines)) = located.or_else(walked) else {
-            // (Not reached: a walk's place lies within the lines held.)
+        let known = self.place.filter(|place| place.first == first && place.rebuilds == ring.rebuilds());
+        let mut at =
+            known.map_or_else(|| ring.iter().take(index).map(|line| line.record_len()).sum(), |place| place.at);
+        let Some(lines) = ring.iter_at(index, at) else {
+            // (Not reached: a place lies within the lines held.)
             self.place = None;
             return Looked { skipped, lines: 0, more: false };
         };
@@ -87,7 +79,7 @@ impl Cursor {
         for line in lines.take(max_lines) {
             let bytes = query::contiguous(&line, &mut joined);
             if filter.passes(bytes, usize::from(line.meta.source_at), line.meta.time) {
-                passed(bytes.to_vec());
+                passed(bytes);
             }
             at += line.record_len();
             looked += 1;
@@ -95,27 +87,6 @@ impl Cursor {
         self.next += looked as u64;
         self.place = Some(Place { first, at, rebuilds: ring.rebuilds() });
         Looked { skipped, lines: looked, more: self.next < stored }
-    }
-
-    /// Where line `next` begins in `ring` (whose oldest held line is `first`), from where it
-    /// began in `previous`, less the lines dropped from the front since.
-    fn place_in(&self, previous: Option<&Ring>, ring: &Ring, first: u64) -> Option<usize> {
-        let (place, previous) = (self.place?, previous?);
-        let previous_first = previous.stored() - previous.lines() as u64;
-        if place.rebuilds != ring.rebuilds() || place.rebuilds != previous.rebuilds() || place.first != previous_first {
-            return None;
-        }
-        let dropped = usize::try_from(first.checked_sub(place.first)?).ok()?;
-        let mut lines = 0;
-        let mut bytes = 0;
-        for line in previous.iter().take(dropped) {
-            bytes += line.record_len();
-            lines += 1;
-        }
-        if lines < dropped {
-            return None;
-        }
-        place.at.checked_sub(bytes)
     }
 }
 
@@ -199,6 +170,11 @@ impl Outbox {
         self.skipped += lines;
     }
 
+    /// Bytes of lines it can still take (a newline each).
+    pub fn room(&self) -> usize {
+        self.max_bytes - self.bytes
+    }
+
     /// Whether there is anything to tell the shell.
     pub fn is_empty(&self) -> bool {
         self.batches.is_empty() && self.skipped == 0
@@ -250,7 +226,7 @@ mod tests {
 
     fn look_all(cursor: &mut Cursor, ring: &Ring, filter: &Filter) -> (Vec<Vec<u8>>, Looked) {
         let mut found = Vec::new();
-        let looked = cursor.look(None, ring, filter, usize::MAX, |line| found.push(line));
+        let looked = cursor.look(ring, filter, usize::MAX, |line| found.push(line.to_vec()));
         (found, looked)
     }
 
@@ -318,23 +294,24 @@ mod tests {
             push(&mut ring, "c2s1", "debug", &format!("line {i}"));
         }
         let mut found = Vec::new();
-        assert!(cursor.look(None, &ring, &filter, 3, |l| found.push(l)).more);
-        assert!(cursor.look(None, &ring, &filter, 3, |l| found.push(l)).more);
-        assert!(!cursor.look(None, &ring, &filter, 3, |l| found.push(l)).more);
+        assert!(cursor.look(&ring, &filter, 3, |l| found.push(l.to_vec())).more);
+        assert!(cursor.look(&ring, &filter, 3, |l| found.push(l.to_vec())).more);
+        assert!(!cursor.look(&ring, &filter, 3, |l| found.push(l.to_vec())).more);
         assert_eq!(messages(&found), (0..7).map(|i| format!("line {i}")).collect::<Vec<_>>());
     }
 
     #[test]
-    fn finds_its_place_from_the_previous_snapshot_as_a_walk_would() {
+    fn following_snapshots_since_marks_in_bounded_steps_sees_what_a_walk_would() {
         // Lines of many lengths through a small ring that evicts, a dump that takes them all,
-        // and looks of a few lines each: the lines seen are those a walk from the front sees.
+        // and looks of a few lines a step at snapshots since the last one's mark (as a
+        // follower does): the lines seen are those a reader of whole snapshots sees.
         let mut ring = Ring::new(Limit::Bytes(4096));
         let filter = Filter::default();
         let (mut fast, _) = Cursor::after_backlog(&ring, &filter, 0, || false).expect("done");
         let mut slow = fast;
         let (mut seen_fast, mut seen_slow) = (Vec::new(), Vec::new());
         let (mut skipped_fast, mut skipped_slow) = (0, 0);
-        let mut previous: Option<Ring> = None;
+        let mut mark = ring.mark();
         for round in 0..300 {
             for i in 0..(round % 7) * 3 {
                 push(&mut ring, "c2s1", "debug", &format!("{round}.{i} {}", "x".repeat((round * 13 + i * 7) % 90)));
@@ -342,12 +319,15 @@ mod tests {
             if round == 150 {
                 drop(ring.take());
             }
-            let snapshot = ring.snapshot();
+            let since = ring.snapshot_since(mark);
+            mark = since.mark();
             let max = 1 + round % 5;
-            let looked = fast.look(previous.as_ref(), &snapshot, &filter, max, |l| seen_fast.push(l));
-            skipped_fast += looked.skipped;
-            skipped_slow += slow.look(None, &snapshot, &filter, max, |l| seen_slow.push(l)).skipped;
-            previous = Some(snapshot);
+            while {
+                let looked = fast.look(&since, &filter, max, |l| seen_fast.push(l.to_vec()));
+                skipped_fast += looked.skipped;
+                looked.more
+            } {}
+            skipped_slow += slow.look(&ring.snapshot(), &filter, usize::MAX, |l| seen_slow.push(l.to_vec())).skipped;
         }
         assert_eq!(messages(&seen_fast), messages(&seen_slow));
         assert_eq!(skipped_fast, skipped_slow);

@@ -8,7 +8,8 @@
 //! ring logs without allocating. Only the last chunk is ever written ("open"); the full ones
 //! before it are sealed and shared, so that [`Ring::snapshot`] copies one chunk and counts
 //! references to the rest: a reader can take its time over a copy of a 64 MiB ring while the
-//! ring is locked for microseconds.
+//! ring is locked for microseconds. A reader that comes back for the lines stored since
+//! ([`Ring::snapshot_since`] a [`Mark`]) shares only the chunks they lie in.
 //!
 //! Eviction is done in batches: the oldest lines stay stored until they are a chunk's worth
 //! (or 1/32 of `lines`) past the limit, and every reader ([`Ring::iter`], [`Ring::lines`],
@@ -45,6 +46,15 @@ impl From<u32> for Meta {
     }
 }
 
+/// Where a ring's stored lines ended when [`Ring::mark`] was taken: its count of lines stored,
+/// its bytes written (chunks released and bytes since), and its rebuilds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    stored: u64,
+    end: u64,
+    rebuilds: u64,
+}
+
 /// What bounds the ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Limit {
@@ -77,6 +87,9 @@ pub struct Ring {
     /// How often the lines were moved out or rebuilt ([`Ring::take`], [`Ring::insert`]): a
     /// reader's byte positions from before are void.
     rebuilds: u64,
+    /// Chunks released from the front so far: the first chunk begins `released * CHUNK` bytes
+    /// into everything written (see [`Mark`]).
+    released: u64,
     /// When the newest line was logged.
     newest: u32,
 }
@@ -94,6 +107,7 @@ impl Ring {
             evicted: 0,
             stored: 0,
             rebuilds: 0,
+            released: 0,
             newest: 0,
         }
     }
@@ -102,6 +116,45 @@ impl Ring {
     /// shared until the copy is dropped (chunks the ring frees meanwhile stay allocated till then).
     pub fn snapshot(&self) -> Ring {
         Ring { sealed: self.sealed.clone(), open: self.open.clone(), spare: None, ..*self }
+    }
+
+    /// Where the stored lines end now: what [`Ring::snapshot_since`] starts from.
+    pub fn mark(&self) -> Mark {
+        Mark { stored: self.stored, end: self.position(self.used), rebuilds: self.rebuilds }
+    }
+
+    /// A snapshot of the lines stored since `mark` (taken of this ring), sharing only the chunks
+    /// they lie in: as cheap for a 64 MiB ring as for a small one. Where some of them are gone
+    /// (or the ring was rebuilt since), it holds every line there is.
+    pub fn snapshot_since(&self, mark: Mark) -> Ring {
+        let (excess, _) = self.excess();
+        let first = self.stored - (self.lines - excess) as u64;
+        // Line `first` is held, so no line since the mark was dropped, and nothing cleared the
+        // ring (whose positions then jump to a new chunk).
+        if mark.rebuilds != self.rebuilds || mark.stored <= first || mark.stored > self.stored {
+            return self.snapshot();
+        }
+        let Some(skipped) = mark.end.checked_sub(self.position(0)).and_then(|n| usize::try_from(n).ok()) else {
+            return self.snapshot();
+        };
+        let (chunk, head) = ((self.head + skipped) / CHUNK, (self.head + skipped) % CHUNK);
+        let lines = (self.stored - mark.stored) as usize;
+        Ring {
+            sealed: self.sealed.iter().skip(chunk).cloned().collect(),
+            open: self.open.clone(),
+            spare: None,
+            head,
+            used: self.used - skipped,
+            lines,
+            evicted: self.evicted + (self.lines - lines) as u64,
+            released: self.released + chunk as u64,
+            ..*self
+        }
+    }
+
+    /// Where the byte `offset` bytes after the head lies in everything written to this ring.
+    fn position(&self, offset: usize) -> u64 {
+        self.released * CHUNK as u64 + (self.head + offset) as u64
     }
 
     pub fn limit(&self) -> Limit {
@@ -419,6 +472,7 @@ impl Ring {
             if freed.is_some() {
                 self.spare = freed;
             }
+            self.released += 1;
             self.head = self.head.saturating_sub(CHUNK);
         }
         if self.used == 0 {
@@ -622,6 +676,75 @@ mod tests {
         assert_eq!((ring.stored(), ring.newest_time()), (10_000, Some(9999)));
         assert!(ring.iter().all(|l| l.meta.source_at == 3));
         assert!(ring.chunk_count() <= 6, "chunks the snapshot shares are not counted as the ring's");
+    }
+
+    #[test]
+    fn a_snapshot_since_a_mark_holds_the_lines_stored_since_and_only_their_chunks() {
+        // Lines of many lengths through rings that evict (by bytes and by count), are cleared,
+        // dumped and given back, with snapshots since marks taken at every step between.
+        for limit in [Limit::Bytes(8 * CHUNK), Limit::Lines(500)] {
+            let mut ring = Ring::new(limit);
+            let mut mark = ring.mark();
+            let mut expected: Vec<String> = Vec::new();
+            let mut partial = 0;
+            for round in 0..400u32 {
+                for i in 0..(round % 11) * 7 {
+                    let line = format!("{round}.{i} {}\n", "x".repeat(((round * 13 + i * 7) % 300) as usize));
+                    ring.push(line.as_bytes(), round);
+                    expected.push(line);
+                }
+                match round % 97 {
+                    40 => ring.clear(),
+                    60 => drop(ring.take()),
+                    80 => {
+                        let taken = ring.take();
+                        ring.insert(0, &taken);
+                    }
+                    _ => {}
+                }
+                let since = ring.snapshot_since(mark);
+                let all = contents(&ring);
+                let new = all.len().min(expected.len()).min((ring.stored() - mark.stored) as usize);
+                let (got, held_since) = (contents(&since), &all[all.len() - new..]);
+                if got.len() == new {
+                    assert_eq!(got, held_since, "round {round}");
+                    partial += usize::from(new > 0 && since.sealed.len() < ring.sealed.len());
+                } else {
+                    // Lines since the mark were dropped, or the ring rebuilt: every line held.
+                    assert_eq!(got, all, "round {round}");
+                }
+                assert_eq!(
+                    (since.stored(), since.dropped() + since.lines() as u64),
+                    (ring.stored(), ring.dropped() + ring.lines() as u64)
+                );
+                assert!(since.is_empty() || since.newest_time() == ring.newest_time());
+                expected.clear();
+                mark = ring.mark();
+                assert_eq!(since.mark(), mark, "a snapshot ends where its ring does");
+            }
+            assert!(partial > 200, "{partial} snapshots shared fewer chunks than the ring");
+        }
+    }
+
+    #[test]
+    fn a_snapshot_since_a_recent_mark_shares_few_chunks() {
+        let mut ring = Ring::new(Limit::Bytes(64 * CHUNK));
+        let line = |i: u32| format!("{i:>200}\n");
+        for i in 0..20_000 {
+            ring.push(line(i).as_bytes(), i);
+        }
+        let mark = ring.mark();
+        for i in 20_000..20_100 {
+            ring.push(line(i).as_bytes(), i);
+        }
+        let since = ring.snapshot_since(mark);
+        assert_eq!(contents(&since), (20_000..20_100).map(line).collect::<Vec<_>>());
+        assert!(ring.sealed.len() > 60 && since.sealed.len() <= 2, "{} chunks shared", since.sealed.len());
+        // The ring keeps recycling its chunks: the snapshot holds none it is about to free.
+        for i in 20_100..40_000 {
+            ring.push(line(i).as_bytes(), i);
+        }
+        assert_eq!(contents(&since).len(), 100);
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::pure::query::{self, Filter};
 use crate::pure::recorder::{Batch, Recorder};
 use crate::pure::records::{Framing, Identity};
 use crate::pure::redact::Redactor;
-use crate::pure::ring::{Limit, Meta, Ring};
+use crate::pure::ring::{Limit, Mark, Meta, Ring};
 use crate::pure::template::Values;
 
 #[derive(Debug)]
@@ -454,6 +454,11 @@ impl Sink {
     /// A copy of the lines held, for reading at leisure (see [`Ring::snapshot`]).
     pub(crate) fn snapshot(&self) -> Ring {
         self.recorder.with_lock(|r| r.ring.snapshot())
+    }
+
+    /// The lines stored since `mark` (see `Ring::snapshot_since`).
+    pub(crate) fn snapshot_since(&self, mark: Mark) -> Ring {
+        self.recorder.with_lock(|r| r.ring.snapshot_since(mark))
     }
 
     /// Empties the buffer without dumping it.
