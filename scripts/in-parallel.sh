@@ -25,7 +25,9 @@ n=0
 for line in "$@"; do
 	n=$((n + 1))
 	# setsid in a background job (never a group leader here) keeps the PID: the group is $!.
-	setsid bash -c "$line" > >(sed -u "s/^/[$n] /") 2>&1 &
+	# The prefixing filter ignores Ctrl-C and TERM (sent to this script's group): it ends when
+	# its lane does, so that the lane's cleanup messages still have a reader.
+	setsid bash -c "$line" > >(trap "" INT TERM && exec sed -u "s/^/[$n] /") 2>&1 &
 	pids+=("$!")
 done
 

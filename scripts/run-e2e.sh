@@ -34,7 +34,9 @@ ours() {
 cleanup() {
 	local status=$? pids _
 	trap - EXIT
-	trap "" INT TERM # a second Ctrl-C or TERM must not cut the cleanup short
+	# A second Ctrl-C or TERM must not cut the cleanup short, nor a reader of our output that
+	# is gone (SIGPIPE on the next message: e.g. in-parallel.sh's filter, killed by the Ctrl-C).
+	trap "" INT TERM PIPE
 	if [ -n "$busted_pid" ]; then # interrupted: stop busted's process group (it re-runs itself)
 		kill -TERM -- "-$busted_pid" 2>/dev/null
 		wait "$busted_pid" 2>/dev/null
