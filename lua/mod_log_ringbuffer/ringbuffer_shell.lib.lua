@@ -5,6 +5,7 @@
 -- from its module.unload.
 
 local async = require "util.async";
+local server = require "net.server";
 local promise = require "util.promise";
 local time = require "util.time";
 local socket = require "socket";
@@ -421,10 +422,10 @@ end
 -- most 2 ms a tick, and for at most a 20th of the main loop's time (after a tick that used its
 -- 2 ms, the next comes 38 ms later; never more than 0.1 s). A shell on the admin socket (0.12,
 -- 13) gets each batch as the thread made it, the `<repl-output>` message its print would send,
--- written to its connection as it is (rawsend); any other shell (0.11's telnet console) gets
--- the text printed. While a shell's connection has more than `follow_output_max` bytes it
--- has not taken, nothing more is printed to it: the follower's outbox fills, and the lines
--- past it are counted and told once the shell reads again.
+-- written as it is to its socket (see direct_socket) or connection (rawsend); any other shell
+-- (0.11's telnet console) gets the text printed. While a shell's connection has more than
+-- `follow_output_max` bytes it has not taken, nothing more is printed to it: the follower's
+-- outbox fills, and the lines past it are counted and told once the shell reads again.
 local follow_fields = { level = true, source = true, since = true, sink = true, shell = true, jid = true,
 	pattern = true, backlog = true };
 local follow_output_max = 128 * 1024;
@@ -448,6 +449,20 @@ local function output_waiting(conn)
 		return n;
 	end
 	return 0;
+end
+
+-- A shell connection's socket, if a follower's batch may be written to it at once rather than
+-- through net.server: a batch then never becomes a Lua string, whose making (the collector's
+-- work for it) was most of what following cost the main loop. Only epoll's plain connections
+-- whose output buffer is empty and not held, so that the bytes go out in their order.
+local direct_writes = type(server.get_backend) == "function" and server.get_backend() == "epoll";
+local function direct_socket(conn)
+	if not direct_writes or type(conn) ~= "table" or conn._write_lock or output_waiting(conn) > 0 then
+		return nil;
+	end
+	if type(conn.ssl) == "function" and conn:ssl() then return nil; end
+	local fd = type(conn.getfd) == "function" and conn:getfd();
+	return type(fd) == "number" and fd >= 0 and fd or nil;
 end
 
 -- The admin-socket session of the shell running a command, if it is on one.
@@ -563,8 +578,10 @@ local function shell_follow(self, filter)
 				if follower:set_sources(jid_sources(checked.jid)) then jid_seen = jid_changes; end
 			end
 			local more = false;
-			if output_waiting(conn()) <= follow_output_max then
-				local text, count, lost, left = follower:lines();
+			local c = conn();
+			if output_waiting(c) <= follow_output_max then
+				-- (Straight to the socket only what the shell would send as it is.)
+				local text, count, lost, left, written = follower:lines(rawsend and direct_socket(c) or nil);
 				if lost and lost > 0 then
 					skipped = skipped + lost;
 					print(("… %d lines skipped: the shell could not keep up"):format(lost));
@@ -572,8 +589,9 @@ local function shell_follow(self, filter)
 				if text then
 					send(text);
 					follow_sent = follow_sent + #text;
-					shown = shown + count;
 				end
+				follow_sent = follow_sent + (written or 0);
+				shown = shown + (count or 0);
 				more = left == true;
 			end
 			-- Last: the thread then has until the next turn to look (the outbox is its lock).

@@ -4,7 +4,9 @@
 -- pattern) leaves the other lines out; Ctrl-C (a real SIGINT to prosodyctl) ends the follower:
 -- its thread is gone and ringbuffer:status() counts none. A real admin-socket client that sends
 -- follow and never reads (a stuck shell) keeps Prosody's memory bounded over 100,000 matching
--- lines, and once it reads it is told how many lines were skipped.
+-- lines, and once it reads it is told how many lines were skipped, after whole messages whose
+-- lines came in the order logged (batches are written straight to the shell's socket while
+-- Prosody has nothing waiting for it, and through Prosody once the socket is full).
 local prosody = require "spec.helpers.prosody";
 local socket = require "socket";
 
@@ -223,19 +225,55 @@ modules_enabled = { %s"log_ringbuffer", "e2e_control", "admin_shell" }
 			local grown = rss_kib(server) - before;
 			print(("follow (%s): RSS grew %d KiB over 100,000 lines (45 MB) a stuck shell never read"):format(version, grown));
 			assert.is_true(grown < 16 * 1024, ("RSS grew %d KiB"):format(grown));
-			-- It reads now: the lines it could not take are counted.
+			-- It reads now: the lines it could not take are counted, and the lines kept follow.
 			client:settimeout(10);
 			local received = {};
 			local deadline = socket.gettime() + 30;
-			local skipped;
+			local text, skipped, lines;
 			repeat
 				local data, err, partial = client:receive(65536);
 				table.insert(received, data or partial or "");
 				assert(data or (partial and partial ~= ""), err);
 				-- (Reading the whole text again is fine: it stays a few MB.)
-				skipped = table.concat(received):match("… (%d+) lines skipped: the shell could not keep up");
-			until skipped or socket.gettime() > deadline;
+				text = table.concat(received);
+				skipped = text:match("… (%d+) lines skipped: the shell could not keep up");
+				lines = select(2, text:gsub(" stuck %d+", ""));
+			until (skipped and lines >= 200) or socket.gettime() > deadline;
 			assert.is_true(tonumber(skipped) > 0);
+			-- What it got is whole messages, their lines in the order logged: the batches written
+			-- straight to the socket and those Prosody sent once the socket was full never mix.
+			local whole = text:match("^(.*</repl%-output>)");
+			local stream_head, messages = whole:gsub("<repl%-output>[^<]*</repl%-output>", "");
+			assert.is_nil(stream_head:find("repl", 1, true) or stream_head:find("stuck", 1, true), stream_head);
+			local last, seen = 0, 0;
+			for i in whole:gmatch(" stuck (%d+)") do
+				assert.is_true(tonumber(i) > last, ("line %d after line %d"):format(i, last));
+				last, seen = tonumber(i), seen + 1;
+			end
+			assert.is_true(seen >= 200 and messages > 10, ("%d lines in %d messages"):format(seen, messages));
+			-- Then it reads slowly (4 KiB every 5 ms) while more lines come (for 4 s): the socket
+			-- and Prosody's buffer for it fill and drain in turn, and the lines still come in order.
+			server:command("spam 200000 stuckslow 400");
+			client:settimeout(0.05);
+			received = {};
+			deadline = socket.gettime() + 30;
+			local slowly;
+			repeat
+				for _ = 1, 50 do
+					local data, err, partial = client:receive(4096);
+					table.insert(received, data or partial or "");
+					assert(err ~= "closed", "the connection closed");
+					socket.sleep(0.005);
+				end
+				slowly = table.concat(received);
+			until select(2, slowly:gsub(" stuckslow %d+", "")) >= 300 or socket.gettime() > deadline;
+			last, seen = 0, 0;
+			for i in slowly:gmatch(" stuckslow (%d+)") do
+				assert.is_true(tonumber(i) > last, ("line %d after line %d"):format(i, last));
+				last, seen = tonumber(i), seen + 1;
+			end
+			assert.is_true(seen >= 300, seen .. " lines read slowly");
+			server:wait_for_log("stuckslow done");
 			client:close();
 			prosody.wait_for(function () return followers(server) == 0; end, 10, "the follower to end");
 			prosody.wait_for(function () return server:thread_count() == threads; end, 10, "its thread to end");

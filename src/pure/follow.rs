@@ -6,6 +6,10 @@
 //! a snapshot, starts there. Lines the ring dropped (or a dump took) before the reader looked,
 //! and matching lines beyond the outbox's bound while the shell did not take them, are not
 //! kept but counted, for the shell's "lines skipped" notice.
+//!
+//! Neither allocates once it has run a while: a follower's thread, at the lowest priority,
+//! must rarely take its allocator arena's lock, since Prosody's main thread then waits for it
+//! (measured: a malloc per matching line stalled the main loop hundreds of times a second).
 
 use std::collections::VecDeque;
 
@@ -14,11 +18,13 @@ use super::ring::Ring;
 
 /// Where a reader is: the number of the next line it has not looked at, and where that line's
 /// record lies in the snapshot it looked at last, so that a look that goes on in the same
-/// lines finds it without walking every line before it (see [`Cursor::look`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// lines finds it without walking every line before it (see [`Cursor::look`]); and a buffer
+/// for a line that spans two chunks, kept from one look to the next.
+#[derive(Debug, Clone)]
 pub struct Cursor {
     next: u64,
     place: Option<Place>,
+    joined: Vec<u8>,
 }
 
 /// Line `next` begins `at` bytes after line `first`, the oldest held, in a ring of `rebuilds`.
@@ -50,7 +56,7 @@ impl Cursor {
         stop: impl Fn() -> bool,
     ) -> Option<(Cursor, VecDeque<Vec<u8>>)> {
         let found = query::newest_unless(ring, filter, backlog, stop)?;
-        Some((Cursor { next: ring.stored(), place: None }, found.lines))
+        Some((Cursor { next: ring.stored(), place: None, joined: Vec::new() }, found.lines))
     }
 
     /// Looks at up to `max_lines` lines of `ring` (a snapshot) from the cursor on, giving each
@@ -74,10 +80,9 @@ impl Cursor {
             self.place = None;
             return Looked { skipped, lines: 0, more: false };
         };
-        let mut joined = Vec::new();
         let mut looked = 0;
         for line in lines.take(max_lines) {
-            let bytes = query::contiguous(&line, &mut joined);
+            let bytes = query::contiguous(&line, &mut self.joined);
             if filter.passes(bytes, usize::from(line.meta.source_at), line.meta.time) {
                 passed(bytes);
             }
@@ -96,6 +101,8 @@ impl Cursor {
 #[derive(Debug)]
 pub struct Outbox {
     batches: VecDeque<Batch>,
+    /// Buffers of batches the shell is done with, for the next ones (at most [`SPARE`]).
+    spare: Vec<Vec<u8>>,
     bytes: usize,
     max_bytes: usize,
     batch_lines: usize,
@@ -104,6 +111,10 @@ pub struct Outbox {
     head: &'static [u8],
     tail: &'static [u8],
 }
+
+/// How many buffers of taken batches an outbox keeps for new ones: the shell gives each back
+/// as soon as it has sent it, so a few go round.
+const SPARE: usize = 8;
 
 /// Lines for the shell: joined by newlines (without the last one's), between the outbox's head
 /// and tail if it has them (see [`Outbox::framed`]), how many, and how many were skipped
@@ -121,6 +132,7 @@ impl Outbox {
     pub fn new(max_bytes: usize, batch_lines: usize, batch_bytes: usize) -> Self {
         Outbox {
             batches: VecDeque::new(),
+            spare: Vec::with_capacity(SPARE),
             bytes: 0,
             max_bytes,
             batch_lines,
@@ -151,7 +163,8 @@ impl Outbox {
             Some(last) if last.lines < lines && last.text.len() - head.len() + 1 + line.len() <= bytes => last,
             _ => {
                 let room = head.len() + bytes.min(line.len().max(256)) + self.tail.len();
-                let mut text = Vec::with_capacity(room);
+                let mut text = self.spare.pop().unwrap_or_default();
+                text.reserve(room);
                 text.extend_from_slice(head);
                 self.batches.push_back(Batch { text, ..Batch::default() });
                 self.batches.back_mut().expect("just pushed")
@@ -164,6 +177,14 @@ impl Outbox {
         // Room for the tail now: `take` runs on the shell's side, which should not reallocate.
         open.text.reserve(self.tail.len());
         open.lines += 1;
+    }
+
+    /// Keeps the buffer of a taken batch for a new one (dropped if enough are kept).
+    pub fn recycle(&mut self, mut text: Vec<u8>) {
+        if self.spare.len() < SPARE {
+            text.clear();
+            self.spare.push(text);
+        }
     }
 
     pub fn skip(&mut self, lines: u64) {
@@ -308,7 +329,7 @@ mod tests {
         let mut ring = Ring::new(Limit::Bytes(4096));
         let filter = Filter::default();
         let (mut fast, _) = Cursor::after_backlog(&ring, &filter, 0, || false).expect("done");
-        let mut slow = fast;
+        let mut slow = fast.clone();
         let (mut seen_fast, mut seen_slow) = (Vec::new(), Vec::new());
         let (mut skipped_fast, mut skipped_slow) = (0, 0);
         let mut mark = ring.mark();
@@ -365,6 +386,25 @@ mod tests {
         assert_eq!(outbox.take().map(|b| b.lines), Some(1));
         assert_eq!(outbox.take().map(|b| b.text), Some(b"a much longer line".to_vec()));
         assert_eq!(outbox.bytes(), 0);
+    }
+
+    #[test]
+    fn the_outbox_makes_new_batches_in_the_buffers_given_back() {
+        let mut outbox = Outbox::new(1000, 2, 100).framed(b"<o>", b"</o>");
+        outbox.offer(b"aaa\n");
+        let taken = outbox.take().expect("a batch").text;
+        let (buffer, capacity) = (taken.as_ptr(), taken.capacity());
+        outbox.recycle(taken);
+        outbox.offer(b"bbb\n");
+        outbox.offer(b"ccc\n");
+        let batch = outbox.take().expect("a batch");
+        assert_eq!(batch.text, b"<o>bbb\nccc</o>");
+        assert_eq!((batch.text.as_ptr(), batch.text.capacity()), (buffer, capacity), "the same buffer, not grown");
+        // Only a few are kept.
+        for _ in 0..SPARE + 5 {
+            outbox.recycle(Vec::with_capacity(10));
+        }
+        assert_eq!(outbox.spare.len(), SPARE);
     }
 
     #[test]

@@ -54,16 +54,15 @@ fn escape_valid(text: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(&bytes[plain..]);
 }
 
-/// `text` escaped (see [`escape_into`]).
-pub(crate) fn escaped(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    escape_into(text, &mut out);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn escaped(text: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        escape_into(text, &mut out);
+        out
+    }
 
     // The oracle: what Prosody's own serializer makes of these texts, produced with lua5.4 and
     // both 0.12's and 13's util.stanza (the same output from each):

@@ -17,6 +17,14 @@
 //! message the shell's `print` would send (`<repl-output>`, the text escaped as `util.stanza`
 //! does, see `pure::xml_text`), so that the main loop only hands its bytes to the connection:
 //! building that message in Lua was the whole of following's cost to the main loop.
+//!
+//! Memory crosses between the two threads only as far as needed, and each side frees what it
+//! allocated: glibc's allocator locks an arena to free into it, and a thread at the lowest
+//! priority holding the main thread's arena (or the main thread waiting for the thread's)
+//! held Prosody's main loop up hundreds of times a second under load (seen with `perf`). So
+//! snapshots and session lists go back to the main loop to be dropped, and batches' buffers
+//! go back to the thread to be filled again; the thread's own buffers are kept from one look
+//! to the next.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,14 +81,15 @@ struct Shared {
     snapshot: Option<Ring>,
     /// Where the newest snapshot ends: the next one starts there.
     mark: Mark,
-    /// The snapshot the thread looked at, for the main loop to drop: its memory came from the
-    /// main thread's allocator arena, whose lock a thread at the lowest priority must not hold
-    /// (freeing chunks) while the CPU is busy elsewhere, since the main loop then waits.
-    spent: Option<Ring>,
-    /// Batches' buffers the shell is done with, for the thread to free: they came from its
-    /// allocator arena, whose lock the main loop must not wait for (as with `spent`).
-    sent: Vec<Vec<u8>>,
+    /// Snapshots the thread looked at, and the sessions it followed before, for the main loop
+    /// to drop (their memory is the main thread's; see the module's doc).
+    spent: Vec<Ring>,
+    spent_sources: Option<Vec<Vec<u8>>>,
 }
+
+/// Snapshots the thread can hand back before the main loop took the last: it looks at most at
+/// two between two of the main loop's turns. (A third would be dropped on the thread.)
+const SPENT: usize = 4;
 
 #[derive(Debug)]
 struct Channel {
@@ -122,7 +131,8 @@ pub(crate) fn start(
     };
     let first = sink.snapshot();
     let mark = first.mark();
-    let shared = Shared { outbox, error: None, sources: None, snapshot: None, mark, spent: None, sent: Vec::new() };
+    let spent = Vec::with_capacity(SPENT);
+    let shared = Shared { outbox, error: None, sources: None, snapshot: None, mark, spent, spent_sources: None };
     let channel = Arc::new(Channel { shared: Mutex::new(shared), woken: Condvar::new() });
     let cancel = Cancel::default();
     let work = (place, first, filter, pattern, Arc::clone(&channel), cancel.clone());
@@ -161,25 +171,25 @@ fn follow(
         return;
     };
     drop(permit);
-    let lines: Vec<_> = lines.iter().map(|line| shaped(shape, line)).collect();
+    let mut passed = Passed::default();
+    for line in &lines {
+        passed.add(shape, line);
+    }
     {
         let mut shared = channel.shared.lock();
-        for line in lines {
-            shared.outbox.offer(&line);
-        }
-        shared.spent = Some(first);
+        passed.offer_to(&mut shared.outbox);
+        hand_back(&mut shared, first);
     }
+    drop(lines);
     loop {
-        let mut sent = Vec::new();
         let snapshot = {
             let mut shared = channel.shared.lock();
             loop {
-                sent.append(&mut shared.sent);
                 if cancelled.is_cancelled() {
                     return;
                 }
                 if let Some(sources) = shared.sources.take() {
-                    filter.only_sources = Some(sources);
+                    shared.spent_sources = filter.only_sources.replace(sources);
                 }
                 if let Some(snapshot) = shared.snapshot.take() {
                     break snapshot;
@@ -187,10 +197,49 @@ fn follow(
                 channel.woken.wait_for(&mut shared, WAIT);
             }
         };
-        drop(sent);
-        look(&mut cursor, &snapshot, &filter, shape, &channel.shared, cancelled);
-        // Back to the main loop (only if it did not take the last one is that dropped here).
-        let _older = channel.shared.lock().spent.replace(snapshot);
+        look(&mut cursor, &snapshot, &filter, shape, &channel.shared, cancelled, &mut passed);
+        hand_back(&mut channel.shared.lock(), snapshot);
+    }
+}
+
+/// Gives a snapshot the thread is done with back to the main loop, to be dropped there (here
+/// only if [`SPENT`] of them are waiting already).
+fn hand_back(shared: &mut Shared, snapshot: Ring) {
+    if shared.spent.len() < shared.spent.capacity() {
+        shared.spent.push(snapshot);
+    }
+}
+
+/// The lines of one step that passed, shaped, back to back: kept from one step to the next,
+/// so that the thread does not allocate for them.
+#[derive(Debug, Default)]
+struct Passed {
+    text: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Passed {
+    /// Adds `line` as the outbox takes it: as stored, or escaped for the admin socket's
+    /// message; returns its shaped length.
+    fn add(&mut self, shape: Shape, line: &[u8]) -> usize {
+        let start = self.text.len();
+        match shape {
+            Shape::Text => self.text.extend_from_slice(line),
+            Shape::ReplOutput => xml_text::escape_into(line, &mut self.text),
+        }
+        self.ends.push(self.text.len());
+        self.text.len() - start
+    }
+
+    /// Offers every line to `outbox`, and forgets them.
+    fn offer_to(&mut self, outbox: &mut Outbox) {
+        let mut start = 0;
+        for &end in &self.ends {
+            outbox.offer(&self.text[start..end]);
+            start = end;
+        }
+        self.text.clear();
+        self.ends.clear();
     }
 }
 
@@ -203,8 +252,8 @@ fn look(
     shape: Shape,
     shared: &Mutex<Shared>,
     cancelled: &Cancel,
+    passed: &mut Passed,
 ) {
-    let mut passed = Vec::new();
     loop {
         let permit = WORKING.lock();
         let began = Instant::now();
@@ -218,9 +267,7 @@ fn look(
                 unfit += 1;
                 return;
             }
-            let line = shaped(shape, line);
-            room = room.saturating_sub(line.len());
-            passed.push(line);
+            room = room.saturating_sub(passed.add(shape, line));
         });
         // As long again off the CPU (others wait for the permit meanwhile): all followers
         // together then keep at most half a CPU busy, in bursts short enough that Prosody's
@@ -229,21 +276,11 @@ fn look(
         drop(permit);
         let mut shared = shared.lock();
         shared.outbox.skip(looked.skipped + unfit);
-        for line in passed.drain(..) {
-            shared.outbox.offer(&line);
-        }
+        passed.offer_to(&mut shared.outbox);
         drop(shared);
         if !looked.more || cancelled.is_cancelled() {
             return;
         }
-    }
-}
-
-/// A line as the outbox takes it: as stored, or escaped for the admin socket's message.
-fn shaped(shape: Shape, line: &[u8]) -> Vec<u8> {
-    match shape {
-        Shape::Text => line.to_vec(),
-        Shape::ReplOutput => xml_text::escaped(line),
     }
 }
 
@@ -253,15 +290,15 @@ impl Follower {
     /// for microseconds).
     pub(crate) fn look(&self) {
         let Some(mut shared) = self.channel.shared.try_lock() else { return };
-        let spent = shared.spent.take();
+        // (Dropped under the lock, keeping the list's room: the thread only waits meanwhile.)
+        shared.spent.clear();
+        shared.spent_sources = None;
         if shared.snapshot.is_none() {
             let snapshot = self.sink.snapshot_since(shared.mark);
             shared.mark = snapshot.mark();
             shared.snapshot = Some(snapshot);
             self.channel.woken.notify_one();
         }
-        drop(shared);
-        drop(spent);
     }
 
     /// The next batch of lines for the shell (see [`Outbox::take`]) and whether more wait;
@@ -272,11 +309,11 @@ impl Follower {
         Some((batch, !shared.outbox.is_empty()))
     }
 
-    /// Gives back the buffer of a batch the shell is done with (see `Shared::sent`); dropped
-    /// here only if the thread held its lock.
+    /// Gives back the buffer of a batch the shell is done with, for the thread's next batch
+    /// (see the module's doc); dropped here only if the thread held its lock.
     pub(crate) fn give_back(&self, text: Vec<u8>) {
         if let Some(mut shared) = self.channel.shared.try_lock() {
-            shared.sent.push(text);
+            shared.outbox.recycle(text);
         }
     }
 

@@ -1,7 +1,7 @@
 //! The few operating-system calls the runtime needs that the standard library does not offer:
 //! signal dispositions (SIGXFSZ made harmless among them), blocking all signals on a thread, a
 //! descriptor's non-blocking flag, allocating a file region, a TCP socket's unacknowledged
-//! bytes, the C library's wording of an error, noticing a stop signal without taking it, and a
+//! bytes, a send that never waits, the C library's wording of an error, noticing a stop signal without taking it, and a
 //! shared file mapping with its lock and a fork counter (the journal of `persist`). Every
 //! `unsafe` block of the runtime outside the ring's lock is here.
 
@@ -138,6 +138,16 @@ pub(crate) fn unacknowledged_bytes(socket: BorrowedFd<'_>) -> io::Result<usize> 
         return Err(io::Error::last_os_error());
     }
     Ok(usize::try_from(queued).unwrap_or(0))
+}
+
+/// Sends what socket `fd` takes of `bytes` at once: never waits, and a peer that went away is
+/// an error (`EPIPE`), not a SIGPIPE. `WouldBlock` when it takes nothing now.
+pub(crate) fn send_now(fd: c_int, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: the pointer and length are `bytes`'s, valid for reading during the call, and send
+    // only reads them. `fd` is a plain number: one that is not an open socket fails (EBADF,
+    // ENOTSOCK) without effect.
+    let sent = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
 }
 
 /// Allocates `len` bytes of disk at `offset` (growing the file), so that writing them later
@@ -695,5 +705,37 @@ mod checksum_tests {
             );
             assert_eq!(body, &bytes[..len], "length {len}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn send_now_takes_what_fits_never_waits_and_a_closed_peer_is_an_error() {
+        let (ours, mut theirs) = UnixStream::pair().expect("a socket pair");
+        let fd = ours.as_raw_fd();
+        let batch = vec![b'x'; 64 * 1024];
+        // A peer that does not read: the socket takes batches (or a part) until it is full.
+        let mut sent = 0;
+        let last = loop {
+            match send_now(fd, &batch) {
+                Ok(n) if n > 0 => sent += n,
+                other => break other,
+            }
+            assert!(sent < 64 << 20, "the socket never filled");
+        };
+        assert_eq!(last.map_err(|e| e.kind()), Err(io::ErrorKind::WouldBlock));
+        let mut got = vec![0; sent];
+        theirs.read_exact(&mut got).expect("what was taken arrives");
+        assert!(got.iter().all(|&b| b == b'x'));
+        // A peer that went away: an error, not a SIGPIPE that would end the test process.
+        drop(theirs);
+        assert_eq!(send_now(fd, b"after").map_err(|e| e.raw_os_error()), Err(Some(libc::EPIPE)));
+        // Not a socket.
+        assert!(send_now(-1, b"x").is_err());
     }
 }
