@@ -5,7 +5,6 @@
 -- from its module.unload.
 
 local async = require "util.async";
-local server = require "net.server";
 local promise = require "util.promise";
 local time = require "util.time";
 local socket = require "socket";
@@ -455,8 +454,12 @@ end
 -- through net.server: a batch then never becomes a Lua string, whose making (the collector's
 -- work for it) was most of what following cost the main loop. Only epoll's plain connections
 -- whose output buffer is empty and not held, so that the bytes go out in their order.
-local direct_writes = type(server.get_backend) == "function" and server.get_backend() == "epoll";
+local direct_writes; -- (known at the first send: net.server loads only inside Prosody)
 local function direct_socket(conn)
+	if direct_writes == nil then
+		local ok, server = pcall(require, "net.server");
+		direct_writes = ok and type(server.get_backend) == "function" and server.get_backend() == "epoll";
+	end
 	if not direct_writes or type(conn) ~= "table" or conn._write_lock or output_waiting(conn) > 0 then
 		return nil;
 	end
