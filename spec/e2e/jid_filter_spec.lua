@@ -3,7 +3,9 @@
 -- ("Bob") in for real (SASL PLAIN, resource binding, presence), they exchange messages and
 -- disconnect. Then `jid = "u0@localhost"` holds every line of u0's session, from its first
 -- line (before authentication) to its last, and none of u1's. A bare domain selects the s2s
--- sessions to it: a real outgoing s2s session the shell's xmpp:ping starts.
+-- sessions with it: a real outgoing s2s session the shell's xmpp:ping starts, and a real
+-- incoming one, authenticated with SASL EXTERNAL and a client certificate of a CA the server
+-- trusts (spec/helpers/s2s_peer.py: no DNS, no fixed port).
 local prosody = require "spec.helpers.prosody";
 
 local loadgen = "bench/loadgen/target/release/bench-loadgen";
@@ -126,6 +128,72 @@ modules_enabled = { %s"log_ringbuffer", "e2e_control", "admin_shell", "roster", 
 				assert.truthy(line.source == s2s or line.source:match("^conn"), line.source);
 				if line.source == s2s then of_session = of_session + 1; end
 			end
+			assert.equal(#all, of_session);
+		end);
+	end);
+end
+
+-- Certificates for the incoming s2s session, made in `dir`: a test CA, the server's own
+-- (self-signed, for localhost) and the remote domain's, of that CA.
+local function make_certificates(dir, remote)
+	local script = ([[set -e
+cd '%s'
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=lrb test CA' -keyout ca.key -out ca.pem
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=localhost' -addext subjectAltName=DNS:localhost \
+	-keyout localhost.key -out localhost.crt
+openssl req -newkey rsa:2048 -nodes -subj '/CN=%s' -keyout remote.key -out remote.csr
+printf 'subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth,clientAuth\n' > remote.ext
+openssl x509 -req -days 2 -in remote.csr -CA ca.pem -CAkey ca.key -CAcreateserial -extfile remote.ext -out remote.pem
+]]):format(dir, remote, remote);
+	local f = assert(io.open(dir .. "/make.sh", "w"));
+	f:write(script);
+	f:close();
+	assert(os.execute(("sh '%s/make.sh' > '%s/openssl.log' 2>&1"):format(dir, dir)), prosody.read(dir .. "/openssl.log"));
+end
+
+for _, version in ipairs(prosody.versions()) do
+	describe("in Prosody " .. version .. ", the jid filter of a remote domain", function ()
+		local server, certs;
+		local remote = "remote.test";
+		setup(function ()
+			certs = io.popen(("mktemp -d '%s/lrb-certs-XXXXXX'"):format(os.getenv("TMPDIR") or "/tmp")):read("l");
+			make_certificates(certs, remote);
+			server = prosody.start(version, [[{
+	{ levels = { min = "debug" }, to = "file", filename = "$DIR/debug.log" };
+	{ to = "ringbuffer", name = "main", lines = 20000, filename = "$DATA/main.log" };
+}]], ([[
+ssl = { certificate = "%s/localhost.crt", key = "%s/localhost.key", cafile = "%s/ca.pem" }
+modules_enabled = { %s"log_ringbuffer", "e2e_control", "admin_shell", "tls", "saslauth", "dialback" }
+]]):format(certs, certs, certs, version == "0.12" and '"posix", ' or ""));
+		end);
+		teardown(function ()
+			if server then server:cleanup(); end
+			if certs then os.execute(("rm -rf '%s'"):format(certs)); end
+		end);
+
+		it("selects an incoming s2s session from it, from its first line, also after it ended", function ()
+			local peer = io.popen(("python3 spec/helpers/s2s_peer.py %d %s localhost %s/remote.pem %s/remote.key 2>&1")
+				:format(server.s2s_port, remote, certs, certs));
+			local said = peer:read("a");
+			peer:close();
+			assert.truthy(said:find("established", 1, true), said);
+			local s2s = prosody.wait_for(function ()
+				local log = prosody.read(server.dir .. "/debug.log") or "";
+				return log:match("%S+ %S+ %S+ (s2sin%x+)\t[^\t]*\tIncoming s2s connection " .. remote:gsub("%.", "%%.") .. "%->localhost complete");
+			end, 20, "the incoming s2s session from " .. remote);
+			prosody.wait_for(function ()
+				return (prosody.read(server.dir .. "/debug.log") or ""):find("Destroying incoming session " .. remote, 1, true);
+			end, 20, "the s2s session to end");
+			local found = lines_of(server:shell(([[ringbuffer:tail(10000, { sink = "main", jid = %q })]]):format(remote)));
+			local all = lines_of(server:shell(([[ringbuffer:tail(10000, { sink = "main", source = %q })]]):format(s2s)));
+			assert.is_true(#all > 2);
+			local of_session = 0;
+			for _, line in ipairs(found) do
+				assert.truthy(line.source == s2s or line.source:match("^conn"), line.source);
+				if line.source == s2s then of_session = of_session + 1; end
+			end
+			-- Every line of the session, those before it authenticated (its remote domain unknown
+			-- then) among them.
 			assert.equal(#all, of_session);
 		end);
 	end);
