@@ -421,14 +421,15 @@ end
 -- most 2 ms a tick, and for at most a 20th of the main loop's time (after a tick that used its
 -- 2 ms, the next comes 38 ms later; never more than 0.1 s). A shell on the admin socket (0.12,
 -- 13) gets each batch as the thread made it, the `<repl-output>` message its print would send,
--- written as it is to its socket (see direct_socket) or connection (rawsend); any other shell
--- (0.11's telnet console) gets the text printed. While a shell's connection has more than
--- `follow_output_max` bytes it has not taken, nothing more is printed to it: the follower's
--- outbox fills, and the lines past it are counted and told once the shell reads again.
+-- written as it is to its socket (see direct_socket; what the socket does not take is kept
+-- and tried again 20 ms later) or else to its connection (rawsend); any other shell (0.11's
+-- telnet console) gets the text printed. While a shell takes nothing (its socket full, or more
+-- than `follow_output_max` bytes in its connection's buffer), nothing more is sent to it: the
+-- follower's outbox fills, and the lines past it are counted and told once the shell reads again.
 local follow_fields = { level = true, source = true, since = true, sink = true, shell = true, jid = true,
 	pattern = true, backlog = true };
 local follow_output_max = 128 * 1024;
-local follow_tick, follow_share = 0.002, 0.05;
+local follow_tick, follow_share, follow_retry = 0.002, 0.05, 0.02;
 local following, follow_timer = {}, false; -- steps, see shell_follow
 -- For ringbuffer:status(), while followers run: the bytes sent them, and the longest tick.
 local follow_sent, follow_longest = 0, 0;
@@ -450,17 +451,18 @@ local function output_waiting(conn)
 	return 0;
 end
 
--- A shell connection's socket, if a follower's batch may be written to it at once rather than
--- through net.server: a batch then never becomes a Lua string, whose making (the collector's
--- work for it) was most of what following cost the main loop. Only epoll's plain connections
--- whose output buffer is empty and not held, so that the bytes go out in their order.
+-- A shell connection's socket, if a follower's batches may be written to it directly rather
+-- than through net.server (see runtime::follow's Follower::turn): a batch then never becomes a
+-- Lua string, whose making (the collector's work for it) was most of what following cost the
+-- main loop. Only epoll's plain connections whose writes are not held; the caller writes
+-- only while nothing waits in the connection's own buffer, so that the bytes go out in order.
 local direct_writes; -- (known at the first send: net.server loads only inside Prosody)
 local function direct_socket(conn)
 	if direct_writes == nil then
 		local ok, server = pcall(require, "net.server");
 		direct_writes = ok and type(server.get_backend) == "function" and server.get_backend() == "epoll";
 	end
-	if not direct_writes or type(conn) ~= "table" or conn._write_lock or output_waiting(conn) > 0 then
+	if not direct_writes or type(conn) ~= "table" or conn._write_lock then
 		return nil;
 	end
 	if type(conn.ssl) == "function" and conn:ssl() then return nil; end
@@ -493,7 +495,7 @@ end
 
 -- Rounds of one batch per follower, until none has more or the tick's time is used up.
 local function step_followers()
-	local started, more, used = time.now(), true, 0;
+	local started, more, used, blocked = time.now(), true, 0, false;
 	while more and used < follow_tick do
 		more = false;
 		local i = 1;
@@ -507,6 +509,7 @@ local function step_followers()
 				table.remove(following, i);
 			else
 				more = more or state == "more";
+				blocked = blocked or state == "blocked";
 				i = i + 1;
 			end
 		end
@@ -519,7 +522,7 @@ local function step_followers()
 	end
 	-- The next tick starts with the next follower, so none waits behind busy ones for ever.
 	table.insert(following, table.remove(following, 1));
-	if not more then return 0.1; end
+	if not more then return blocked and follow_retry or 0.1; end
 	-- (At most 0.1 s: a tick the system put off the CPU seems long, and must not delay lines.)
 	return math.min(0.1, used / follow_share - used);
 end
@@ -564,6 +567,9 @@ local function shell_follow(self, filter)
 		end
 		local function finish(ok, text)
 			follower:stop();
+			-- The rest of a batch its socket took part of, lest the shell's answer cut into it.
+			local unsent = present() and follower:unsent();
+			if unsent then send(unsent); end
 			module:log("debug", "A ringbuffer follower ended: %s", text);
 			if ok then resolve(text); else reject(text); end
 			return "done";
@@ -580,11 +586,16 @@ local function shell_follow(self, filter)
 				-- Sessions of the JID that began since: their lines from now on.
 				if follower:set_sources(jid_sources(checked.jid)) then jid_seen = jid_changes; end
 			end
-			local more = false;
+			local state = "waiting";
 			local c = conn();
-			if output_waiting(c) <= follow_output_max then
-				-- (Straight to the socket only what the shell would send as it is.)
-				local text, count, lost, left, written = follower:lines(rawsend and direct_socket(c) or nil);
+			-- (Straight to the socket only what the shell would send as it is, and only while
+			-- the connection's own buffer is empty: until then, another turn soon.)
+			local fd = rawsend and direct_socket(c);
+			local waiting = output_waiting(c);
+			if fd and waiting > 0 then
+				state = "blocked";
+			elseif fd or waiting <= follow_output_max then
+				local text, count, lost, left, written, blocked = follower:lines(fd or nil);
 				if lost and lost > 0 then
 					skipped = skipped + lost;
 					print(("… %d lines skipped: the shell could not keep up"):format(lost));
@@ -595,7 +606,7 @@ local function shell_follow(self, filter)
 				end
 				follow_sent = follow_sent + (written or 0);
 				shown = shown + (count or 0);
-				more = left == true;
+				state = left and "more" or blocked and "blocked" or "waiting";
 			end
 			-- Last: the thread then has until the next turn to look (the outbox is its lock).
 			local now = time.now();
@@ -603,7 +614,7 @@ local function shell_follow(self, filter)
 				next_look = now + 0.1;
 				follower:look();
 			end
-			return more and "more" or "waiting";
+			return state;
 		end
 		local function step()
 			local ok, state = pcall(advance);

@@ -8,7 +8,6 @@ use mlua::{IntoLuaMulti, Lua, MultiValue, Table, UserData, UserDataMethods, Valu
 use super::handle::Handle;
 use super::shell::{filter_from, sources, Sources};
 use crate::runtime::follow::{self, Follower, Shape};
-use crate::runtime::os;
 
 /// The most backlog lines a follower starts with.
 pub(crate) const MAX_BACKLOG: usize = 10_000;
@@ -50,30 +49,25 @@ struct Following(Follower);
 
 impl UserData for Following {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // The next batch: its lines joined by newlines (or their `<repl-output>` message; nil
-        // if none), how many, how many lines were skipped before them, whether more wait, and
-        // how many of its bytes went to `socket`; nothing at all if there is nothing to tell
-        // now. Given a socket (the shell's, when nothing else waits to be written to it), the
-        // batch is sent there first, and only what the socket did not take comes back as text
-        // for the shell to send: a Lua string the size of the batch cost Prosody's main loop
-        // more than the rest of following (~35 µs a 4 KiB batch on 13, its collector's work).
-        // Not a batch after skipped lines: the shell tells of those first.
-        methods.add_method("lines", |lua, this, socket: Option<i32>| match this.0.take() {
+        // The next turn (see Follower::turn): the text for the shell to send (its lines joined
+        // by newlines, or their `<repl-output>` message; nil if none), how many lines, how many
+        // were skipped before them, whether more wait for a turn at once, how many bytes went
+        // to `socket` (the shell's, given when nothing else waits to be written to it), and
+        // whether bytes wait for the socket to take them; nothing at all if there is nothing
+        // to tell now.
+        methods.add_method_mut("lines", |lua, this, socket: Option<i32>| match this.0.turn(socket) {
             None => Ok(MultiValue::new()),
-            Some((batch, more)) => {
-                let sent = match socket {
-                    Some(fd) if batch.lines > 0 && batch.skipped == 0 => os::send_now(fd, &batch.text).unwrap_or(0),
-                    _ => 0,
-                };
-                let rest = &batch.text[sent..];
-                let text = if batch.lines > 0 && !rest.is_empty() {
-                    Value::String(lua.create_string(rest)?)
-                } else {
-                    Value::Nil
-                };
-                this.0.give_back(batch.text);
-                (text, batch.lines, batch.skipped, more, sent).into_lua_multi(lua)
+            Some(turn) => {
+                let text =
+                    if turn.text.is_empty() { Value::Nil } else { Value::String(lua.create_string(&turn.text)?) };
+                this.0.give_back(turn.text);
+                (text, turn.lines, turn.skipped, turn.more, turn.sent, turn.blocked).into_lua_multi(lua)
             }
+        });
+        // What is left of a batch the shell's socket took part of, for the shell to send
+        // before anything else (its last words), or nil.
+        methods.add_method_mut("unsent", |lua, this, ()| {
+            this.0.take_unsent().map(|rest| lua.create_string(rest)).transpose()
         });
         methods.add_method("error", |_, this, ()| Ok(this.0.error()));
         // False if the follower was busy: ask again.

@@ -16,7 +16,9 @@
 //! For a shell on Prosody's admin socket (0.12, 13), the thread also makes each batch the
 //! message the shell's `print` would send (`<repl-output>`, the text escaped as `util.stanza`
 //! does, see `pure::xml_text`), so that the main loop only hands its bytes to the connection:
-//! building that message in Lua was the whole of following's cost to the main loop.
+//! building that message in Lua was the whole of following's cost to the main loop. Where it
+//! can, the main loop writes them straight to the shell's socket, keeping what the socket does
+//! not take for the next turn ([`Follower::turn`]), so that they never become Lua strings.
 //!
 //! Memory crosses between the two threads only as far as needed, and each side frees what it
 //! allocated: glibc's allocator locks an arena to free into it, and a thread at the lowest
@@ -26,15 +28,18 @@
 //! go back to the thread to be filled again; the thread's own buffers are kept from one look
 //! to the next.
 
+use std::io::ErrorKind;
+use std::os::raw::c_int;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use super::inspect::Cancel;
+use super::os;
 use super::places::Places;
 use super::sink::Sink;
-use crate::pure::follow::{Batch, Cursor, Outbox};
+use crate::pure::follow::{Cursor, Outbox};
 use crate::pure::query::{self, Filter};
 use crate::pure::ring::{Mark, Ring};
 use crate::pure::xml_text;
@@ -104,6 +109,28 @@ pub(crate) struct Follower {
     sink: Arc<Sink>,
     channel: Arc<Channel>,
     cancel: Cancel,
+    /// A batch the shell's socket did not take all of: the rest goes before any other byte.
+    unsent: Option<Unsent>,
+}
+
+/// A batch's bytes from `at` on, not sent yet.
+#[derive(Debug)]
+struct Unsent {
+    text: Vec<u8>,
+    at: usize,
+}
+
+/// What one turn gives the shell: how many lines, and lines skipped before them, whether more
+/// wait for another turn at once, whether bytes wait for its socket to take them (another turn
+/// soon), how many bytes went to its socket, and the bytes for it to send itself.
+#[derive(Debug, Default)]
+pub(crate) struct Turn {
+    pub lines: usize,
+    pub skipped: u64,
+    pub more: bool,
+    pub blocked: bool,
+    pub sent: usize,
+    pub text: Vec<u8>,
 }
 
 /// What a follower's batches are: the lines as text, or the admin socket's messages.
@@ -142,7 +169,7 @@ pub(crate) fn start(
         follow(first, filter, pattern, backlog, shape, &channel, &cancelled);
     })
     .map_err(|e| format!("cannot start a thread: {e}"))?;
-    Ok(Follower { sink, channel, cancel })
+    Ok(Follower { sink, channel, cancel, unsent: None })
 }
 
 /// The follower's thread: the backlog from the `first` snapshot, then a look at each snapshot
@@ -301,17 +328,87 @@ impl Follower {
         }
     }
 
-    /// The next batch of lines for the shell (see [`Outbox::take`]) and whether more wait;
-    /// `None` also while the thread holds the outbox.
-    pub(crate) fn take(&self) -> Option<(Batch, bool)> {
-        let mut shared = self.channel.shared.try_lock()?;
-        let batch = shared.outbox.take()?;
-        Some((batch, !shared.outbox.is_empty()))
+    /// The shell's next turn: the next batch (see [`Outbox::take`]), and whether more wait;
+    /// `None` if there is nothing to tell now (or the thread holds the outbox).
+    ///
+    /// Given the shell's `socket` (when nothing else waits to be written to it), the batch
+    /// goes there at once and what the socket does not take is kept and sent first at the next
+    /// turn: batches then never become Lua strings, whose making (the collector's work, and
+    /// the collector's steps it set off) was most of what following cost the main loop. A
+    /// batch after skipped lines waits for the next turn, as the shell tells of those first.
+    /// Without a socket, or if the socket failed, the bytes to send are the turn's `text`
+    /// (give its buffer back once done with it).
+    pub(crate) fn turn(&mut self, socket: Option<c_int>) -> Option<Turn> {
+        let mut turn = Turn::default();
+        if let Some(unsent) = self.unsent.take() {
+            self.send(socket, unsent, &mut turn);
+            if self.unsent.is_some() || !turn.text.is_empty() {
+                (turn.more, turn.blocked) = (!turn.text.is_empty(), self.unsent.is_some());
+                return Some(turn);
+            }
+        }
+        let taken = self.channel.shared.try_lock().and_then(|mut shared| {
+            let batch = shared.outbox.take()?;
+            Some((batch, !shared.outbox.is_empty()))
+        });
+        let Some((batch, more)) = taken else {
+            return (turn.sent > 0).then_some(turn);
+        };
+        (turn.lines, turn.skipped, turn.more) = (batch.lines, batch.skipped, more);
+        if batch.lines == 0 {
+            self.give_back(batch.text);
+            return Some(turn);
+        }
+        let unsent = Unsent { text: batch.text, at: 0 };
+        match socket {
+            Some(_) if batch.skipped > 0 => self.unsent = Some(unsent),
+            _ => self.send(socket, unsent, &mut turn),
+        }
+        turn.blocked = self.unsent.is_some();
+        turn.more &= !turn.blocked;
+        Some(turn)
+    }
+
+    /// Sends what `socket` takes of `unsent` and keeps the rest for the next turn; without a
+    /// socket, or if it failed (the shell's end, noticed apart), the rest is the turn's text.
+    fn send(&mut self, socket: Option<c_int>, mut unsent: Unsent, turn: &mut Turn) {
+        if let Some(fd) = socket {
+            match os::send_now(fd, &unsent.text[unsent.at..]) {
+                Ok(sent) => {
+                    turn.sent += sent;
+                    unsent.at += sent;
+                    if unsent.at == unsent.text.len() {
+                        self.give_back(unsent.text);
+                    } else {
+                        self.unsent = Some(unsent);
+                    }
+                    return;
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+                    self.unsent = Some(unsent);
+                    return;
+                }
+                Err(_) => {}
+            }
+        }
+        self.unsent = Some(unsent);
+        turn.text = self.take_unsent().unwrap_or_default();
+    }
+
+    /// The rest of a batch the shell's socket took part of, if any: for the shell to send
+    /// before anything else when it ends.
+    pub(crate) fn take_unsent(&mut self) -> Option<Vec<u8>> {
+        let mut unsent = self.unsent.take()?;
+        unsent.text.drain(..unsent.at);
+        Some(unsent.text)
     }
 
     /// Gives back the buffer of a batch the shell is done with, for the thread's next batch
     /// (see the module's doc); dropped here only if the thread held its lock.
     pub(crate) fn give_back(&self, text: Vec<u8>) {
+        if text.capacity() == 0 {
+            return;
+        }
         if let Some(mut shared) = self.channel.shared.try_lock() {
             shared.outbox.recycle(text);
         }
@@ -347,6 +444,7 @@ impl Drop for Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pure::follow::Batch;
     use crate::pure::level::Level;
     use crate::pure::options::{OptValue, SinkOptions};
     use crate::pure::ring::Meta;
@@ -463,5 +561,85 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&text), expected);
         drop(wire);
         wait_until(|| followers() == before);
+
+        turns_through_a_socket(&sink);
+        wait_until(|| followers() == before);
+    }
+
+    // A shell's turns with its socket (see `Follower::turn`), a real socket pair: what the
+    // socket does not take goes first at the next turn; a batch after skipped lines waits a
+    // turn; a peer gone gives the rest back as text.
+    fn turns_through_a_socket(sink: &Arc<Sink>) {
+        use std::io::Read;
+        use std::os::unix::io::AsRawFd;
+        use std::os::unix::net::UnixStream;
+        let (ours, mut theirs) = UnixStream::pair().expect("a socket pair");
+        theirs.set_nonblocking(true).expect("non-blocking");
+        let fd = ours.as_raw_fd();
+        let mut received = Vec::new();
+        let mut read_all = |theirs: &mut UnixStream| {
+            let mut buffer = vec![0; 64 * 1024];
+            while let Ok(n @ 1..) = theirs.read(&mut buffer) {
+                received.extend_from_slice(&buffer[..n]);
+            }
+        };
+        // A shell that reads nothing for now: its socket is full.
+        let (filler, mut filled) = (vec![b'.'; 64 * 1024], 0);
+        while let Ok(n) = os::send_now(fd, &filler) {
+            filled += n;
+        }
+        let mut follower =
+            start(Arc::clone(sink), Filter::default(), Some("sock".into()), 0, Shape::Text).expect("started");
+        let line = |name: &str| format!("{STAMP}c2s1\tinfo\tsock {name} {}", "y".repeat(100 * 1024));
+        log(sink, "info", &format!("sock a {}", "y".repeat(100 * 1024)));
+        looking_until(&follower, || has_lines(&follower));
+        let turn = next_turn(&mut follower, fd);
+        assert_eq!((turn.lines, turn.skipped, turn.sent, turn.text.len()), (1, 0, 0, 0));
+        assert_eq!((turn.more, turn.blocked), (false, true));
+
+        // Lines that the outbox cannot all hold meanwhile: the third is skipped.
+        for name in ["b", "c", "d"] {
+            log(sink, "info", &format!("sock {name} {}", "y".repeat(100 * 1024)));
+        }
+        looking_until(&follower, || follower.channel.shared.lock().outbox.skipped_so_far() > 0);
+        // The shell reads again: the first line goes out whole, in order, before any other;
+        // the batch after the skipped line is held for the next turn (the shell tells first).
+        let mut sent = 0;
+        let held = loop {
+            read_all(&mut theirs);
+            let turn = next_turn(&mut follower, fd);
+            sent += turn.sent;
+            if turn.lines > 0 {
+                break turn;
+            }
+            assert_eq!((turn.skipped, turn.text.len(), turn.blocked), (0, 0, sent < line("a").len()));
+        };
+        assert_eq!((held.lines, held.skipped, held.more, held.blocked, held.text.len()), (1, 1, false, true, 0));
+        assert_eq!(sent, line("a").len());
+        read_all(&mut theirs);
+        assert_eq!(received.len(), filled + line("a").len());
+        assert!(received[..filled].iter().all(|&b| b == b'.'));
+        assert_eq!(String::from_utf8_lossy(&received[filled..]), line("a"));
+        // Its last words: what the socket did not take, for the shell to send.
+        assert_eq!(follower.take_unsent().map(String::from_utf8), Some(Ok(line("b"))));
+        assert!(follower.take_unsent().is_none());
+        // A peer gone: the batch comes back as text.
+        drop(theirs);
+        let turn = next_turn(&mut follower, fd);
+        assert_eq!((turn.lines, turn.skipped, turn.sent), (1, 0, 0));
+        assert_eq!(String::from_utf8_lossy(&turn.text), line("c"));
+        assert!(!has_lines(&follower));
+    }
+
+    // The follower's next turn, once the thread does not hold its outbox.
+    fn next_turn(follower: &mut Follower, fd: c_int) -> Turn {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(turn) = follower.turn(Some(fd)) {
+                return turn;
+            }
+            assert!(Instant::now() < deadline, "no turn in time");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
