@@ -36,11 +36,12 @@ esac
 # adduser/ssl-cert, which only the packaged service uses, plus the recommended lua-unbound; the
 # lua5.4-* names in them are provided by these packages), then the libraries of the forwarding
 # specs' syslog collector (rsyslog itself is unpacked, not installed: see unpack_rsyslog), their
-# JSON reader and certificate maker.
+# JSON reader and certificate maker, and the Python the specs' peers are written in (a collector
+# that misbehaves, a remote s2s server).
 packages=(lua5.4 liblua5.4-dev lua-busted lua-check luarocks pkg-config
 	lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev luajit libluajit-5.1-dev
 	lua-expat lua-filesystem lua-sec lua-socket lua-bitop lua-unbound libicu72 libssl3
-	libestr0 libfastjson4 libgnutls30 lua-cjson openssl)
+	libestr0 libfastjson4 libgnutls30 lua-cjson openssl python3)
 
 # shellcheck disable=SC1091
 codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
