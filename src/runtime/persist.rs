@@ -12,6 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::os::{self, Mapping};
 use crate::pure::journal::{self, Appended, Writer, BLOCK, HEADER};
@@ -111,7 +112,7 @@ pub(crate) fn open(dir: &Path, identity: &str, limit: Limit) -> Opened {
             return opened;
         }
     };
-    if let Err(e) = os::lock_exclusive(&file) {
+    if let Err(e) = lock_patiently(&file) {
         let why = match e.kind() {
             io::ErrorKind::WouldBlock => {
                 "another process holds it (another Prosody on the same data directory?); it is left as it is".into()
@@ -175,6 +176,26 @@ pub(crate) fn open(dir: &Path, identity: &str, limit: Limit) -> Opened {
         Err(e) => opened.warnings.push(without(format!("cannot set it up: {}", os::reason(&e)))),
     }
     opened
+}
+
+/// How long a held lock is asked for again before it counts as another process's.
+const LOCK_PATIENCE: Duration = Duration::from_millis(500);
+
+/// Locks `file` (see [`os::lock_exclusive`]), asking again for up to [`LOCK_PATIENCE`] while it
+/// is held: a child this process is forking holds the lock of a ring file closed meanwhile
+/// until it execs (its copy of the descriptor shares the lock), so a sink reopened then (a
+/// reload) would otherwise find its own file "held by another process". Seen in the tests,
+/// which spawn processes from many threads at once.
+fn lock_patiently(file: &File) -> io::Result<()> {
+    let deadline = Instant::now() + LOCK_PATIENCE;
+    loop {
+        match os::lock_exclusive(file) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            locked => return locked,
+        }
+    }
 }
 
 fn open_file(path: &Path, new: bool) -> io::Result<File> {
@@ -568,15 +589,28 @@ mod tests {
         for round in 0..5u64 {
             let progress = base.join("progress");
             let _ = std::fs::remove_file(&progress);
+            // (Its output kept, and shown if it fails: a child that ended early says why.)
+            let output = base.join("child.out");
+            let out = std::fs::File::create(&output).expect("the child's output file");
             let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
                 .args(["--exact", "runtime::persist::tests::journal_writer_child", "--ignored", "--test-threads=1"])
+                .arg("--nocapture")
                 .env("LRB_JOURNAL_DIR", &base)
-                .stdout(std::process::Stdio::null())
+                .stdout(out.try_clone().expect("the output file again"))
+                .stderr(out)
                 .spawn()
                 .expect("the child");
+            let said = || std::fs::read_to_string(&output).unwrap_or_default();
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
             while !progress.exists() {
-                assert!(std::time::Instant::now() < deadline, "the child never logged 1000 lines");
+                if let Some(status) = child.try_wait().expect("the child's status") {
+                    panic!("round {round}: the child ended ({status}) before it logged 1000 lines: {}", said());
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "round {round}: the child never logged 1000 lines: {}",
+                    said()
+                );
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
             std::thread::sleep(std::time::Duration::from_millis(round * 37));
